@@ -1,0 +1,55 @@
+# telegate: `make run` starts a working local system, `make test` installs
+# what the tests need and runs every test.
+
+GO        ?= go
+BIN       := bin/telegate
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
+FUZZTIME  ?= 10s
+
+.PHONY: all build run test test-deps unit e2e fuzz bench vet fmt lint clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/telegate
+
+## run: the gateway on examples/gateway.yaml (also its built-in defaults)
+## with a local Prometheus on 127.0.0.1:9090 as the downstream.
+run: build
+	./scripts/run-local.sh $(BIN)
+
+## test: everything CI runs. Installs Prometheus (Debian package) if missing.
+test: test-deps vet unit e2e fuzz
+
+test-deps:
+	./scripts/install-test-deps.sh
+
+vet:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+
+e2e: test-deps
+	$(GO) test -count=1 -timeout 20m ./test/e2e/...
+
+## fuzz: each fuzz target for FUZZTIME (the corpus under testdata/fuzz also
+## runs as plain tests in `unit`).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
+	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
+	    $(GO) test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./...
+
+clean:
+	rm -rf bin data

@@ -1,0 +1,143 @@
+package batch
+
+import (
+	"sort"
+	"sync"
+)
+
+// MetricName is the label that holds a series' metric name.
+const MetricName = "__name__"
+
+// Label is one name/value pair of a series.
+type Label struct {
+	Name, Value string
+}
+
+// Sample is one value at a millisecond timestamp.
+type Sample struct {
+	Timestamp int64
+	Value     float64
+}
+
+// Series is one time series: its labels (sorted by name once the pipeline
+// has run) and its samples.
+type Series struct {
+	Labels  []Label
+	Samples []Sample
+}
+
+// Name returns the value of the __name__ label, or "".
+func (s *Series) Name() string {
+	for i := range s.Labels {
+		if s.Labels[i].Name == MetricName {
+			return s.Labels[i].Value
+		}
+	}
+	return ""
+}
+
+// Get returns the value of the named label, or "".
+func (s *Series) Get(name string) (string, bool) {
+	for i := range s.Labels {
+		if s.Labels[i].Name == name {
+			return s.Labels[i].Value, true
+		}
+	}
+	return "", false
+}
+
+// SortLabels sorts the labels by name if they are not already sorted.
+func (s *Series) SortLabels() {
+	ls := s.Labels
+	for i := 1; i < len(ls); i++ {
+		if ls[i-1].Name > ls[i].Name {
+			sort.Slice(ls, func(a, b int) bool { return ls[a].Name < ls[b].Name })
+			return
+		}
+	}
+}
+
+// Batch is a set of series decoded from one request. Build it with
+// PushLabel/PushSample/EndSeries; labels and samples live in two arenas so a
+// pooled Batch decodes the next request without allocating.
+type Batch struct {
+	Series []Series
+
+	// Buf is the decompressed request body the strings may alias. The
+	// decoders reuse its capacity across requests.
+	Buf []byte
+
+	labels  []Label
+	samples []Sample
+	lMark   int
+	sMark   int
+}
+
+// PushLabel adds a label to the series under construction.
+func (b *Batch) PushLabel(name, value string) {
+	b.labels = append(b.labels, Label{Name: name, Value: value})
+}
+
+// PushSample adds a sample to the series under construction.
+func (b *Batch) PushSample(ts int64, v float64) {
+	b.samples = append(b.samples, Sample{Timestamp: ts, Value: v})
+}
+
+// PendingLabels returns the labels pushed since the last EndSeries or
+// DiscardSeries.
+func (b *Batch) PendingLabels() []Label { return b.labels[b.lMark:] }
+
+// EndSeries turns everything pushed since the previous EndSeries into a new
+// Series. The series' slices have their capacity clipped, so appending to
+// them never overwrites a neighbour.
+func (b *Batch) EndSeries() {
+	ls := b.labels[b.lMark:len(b.labels):len(b.labels)]
+	ss := b.samples[b.sMark:len(b.samples):len(b.samples)]
+	b.Series = append(b.Series, Series{Labels: ls, Samples: ss})
+	b.lMark, b.sMark = len(b.labels), len(b.samples)
+}
+
+// DiscardSeries forgets everything pushed since the previous EndSeries.
+func (b *Batch) DiscardSeries() {
+	b.labels = b.labels[:b.lMark]
+	b.samples = b.samples[:b.sMark]
+}
+
+// Samples returns the number of samples in the batch.
+func (b *Batch) Samples() int {
+	n := 0
+	for i := range b.Series {
+		n += len(b.Series[i].Samples)
+	}
+	return n
+}
+
+// Reset empties the batch, keeping its capacity.
+func (b *Batch) Reset() {
+	for i := range b.Series {
+		b.Series[i] = Series{}
+	}
+	b.Series = b.Series[:0]
+	clear(b.labels)
+	b.labels = b.labels[:0]
+	b.samples = b.samples[:0]
+	b.lMark, b.sMark = 0, 0
+	b.Buf = b.Buf[:0]
+}
+
+// maxPooledBytes keeps one huge request from pinning its buffers forever.
+const maxPooledBytes = 8 << 20
+
+var pool = sync.Pool{New: func() any { return new(Batch) }}
+
+// Get returns an empty Batch from the pool.
+func Get() *Batch { return pool.Get().(*Batch) }
+
+// Put resets b and returns it to the pool. b must not be used afterwards.
+func Put(b *Batch) {
+	if cap(b.Buf) > maxPooledBytes || cap(b.labels)*32 > maxPooledBytes {
+		return
+	}
+	b.Reset()
+	pool.Put(b)
+}

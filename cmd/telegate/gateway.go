@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	config_util "github.com/prometheus/common/config"
+	promversion "github.com/prometheus/common/version"
+
+	"github.com/telegate/telegate/allowlist"
+	"github.com/telegate/telegate/authn"
+	"github.com/telegate/telegate/config"
+	"github.com/telegate/telegate/examples"
+	"github.com/telegate/telegate/forward"
+	"github.com/telegate/telegate/gateway"
+	"github.com/telegate/telegate/relabel"
+)
+
+type gatewayCmd struct {
+	cmd             *kingpin.CmdClause
+	configFile      string
+	listen          string
+	internalListen  string
+	printConfigOnly bool
+}
+
+func registerGateway(app *kingpin.Application) *gatewayCmd {
+	g := &gatewayCmd{}
+	g.cmd = app.Command("gateway", "Run the gateway: /authorize, /upload and /api/v1/receive on the public listener; /metrics, /debug/pprof and health on the internal one.")
+	g.cmd.Flag("config.file", "Gateway configuration file (YAML). Empty: the built-in development config (examples/gateway.yaml).").StringVar(&g.configFile)
+	g.cmd.Flag("web.listen-address", "Public listen address; overrides web.listen_address.").StringVar(&g.listen)
+	g.cmd.Flag("web.internal-listen-address", "Internal listen address (/metrics, /debug/pprof, health); overrides web.internal_listen_address.").StringVar(&g.internalListen)
+	g.cmd.Flag("config.check", "Load and validate the configuration and every file it references, then exit.").BoolVar(&g.printConfigOnly)
+	return g
+}
+
+func (g *gatewayCmd) loadConfig() (*config.Config, error) {
+	if g.configFile == "" {
+		return config.LoadEmbedded(examples.FS, examples.GatewayConfig)
+	}
+	return config.LoadFile(g.configFile)
+}
+
+// components are the parts built from a config.
+type components struct {
+	authenticator authn.Authenticator
+	issuer        *authn.Signer
+	allowlist     *allowlist.Allowlist
+	pipeline      *relabel.Pipeline
+	sender        *forward.Sender
+	warnings      []string
+}
+
+func build(c *config.Config, logger log.Logger, reg prometheus.Registerer) (*components, error) {
+	out := &components{}
+	var chain []authn.Authenticator
+	if c.Authn.TokensFile != "" {
+		data, err := c.ReadFile(c.Authn.TokensFile)
+		if err != nil {
+			return nil, fmt.Errorf("authn.tokens_file: %w", err)
+		}
+		tokens, err := authn.ParseTokens(data)
+		if err != nil {
+			return nil, fmt.Errorf("authn.tokens_file %s: %w", c.Path(c.Authn.TokensFile), err)
+		}
+		chain = append(chain, tokens)
+		if c.Embedded() {
+			out.warnings = append(out.warnings, "using the built-in development tokens (examples/tokens.yaml): anyone with the token \"dev-token\" can send data; pass --config.file in production")
+		}
+	}
+	if a := c.Authn.Authorizer; a.URL != "" {
+		client, err := config_util.NewClientFromConfig(config_util.DefaultHTTPClientConfig, "authorizer")
+		if err != nil {
+			return nil, fmt.Errorf("authn.authorizer: %w", err)
+		}
+		up, err := authn.NewUpstream(a.URL, client, authn.UpstreamOptions{Timeout: time.Duration(a.Timeout)})
+		if err != nil {
+			return nil, fmt.Errorf("authn.authorizer: %w", err)
+		}
+		cached, err := authn.NewCachingAuthenticator(up, time.Duration(a.CacheTTL), time.Duration(a.NegativeCacheTTL), a.CacheSize, reg)
+		if err != nil {
+			return nil, fmt.Errorf("authn.authorizer: %w", err)
+		}
+		chain = append(chain, cached)
+	}
+	out.authenticator = authn.Chain(chain...)
+
+	var err error
+	if f := c.Authn.JWT.SigningKeyFile; f != "" {
+		data, rerr := c.ReadFile(f)
+		if rerr != nil {
+			return nil, fmt.Errorf("authn.jwt.signing_key_file: %w", rerr)
+		}
+		keys, perr := authn.ParseKeysPEM(data)
+		if perr != nil {
+			return nil, fmt.Errorf("authn.jwt.signing_key_file %s: %w", c.Path(f), perr)
+		}
+		for _, vf := range c.Authn.JWT.VerificationKeyFiles {
+			data, rerr := c.ReadFile(vf)
+			if rerr != nil {
+				return nil, fmt.Errorf("authn.jwt.verification_key_files: %w", rerr)
+			}
+			more, perr := authn.ParseKeysPEM(data)
+			if perr != nil {
+				return nil, fmt.Errorf("authn.jwt.verification_key_files %s: %w", c.Path(vf), perr)
+			}
+			keys = append(keys, more...)
+		}
+		out.issuer, err = authn.NewSigner(keys, time.Duration(c.Authn.JWT.Expiry))
+	} else {
+		out.issuer, err = authn.NewEphemeralSigner(time.Duration(c.Authn.JWT.Expiry))
+		out.warnings = append(out.warnings, "authn.jwt.signing_key_file is empty: signing tokens with an ephemeral key; every client must re-authorize after a restart and replicas cannot verify each other's tokens")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("authn.jwt: %w", err)
+	}
+
+	data, err := c.ReadFile(c.Allowlist.File)
+	if err != nil {
+		return nil, fmt.Errorf("allowlist.file: %w", err)
+	}
+	out.allowlist, err = allowlist.Parse(data, c.Path(c.Allowlist.File))
+	if err != nil {
+		return nil, err
+	}
+	out.pipeline = relabel.New(relabel.Options{
+		ClusterIDLabel: c.Authn.ClusterIDLabel,
+		DropLabels:     c.Relabel.DropLabels,
+		RelabelConfigs: c.Relabel.RelabelConfigs,
+		MaxLabels:      c.Limits.MaxLabelsPerSeries,
+		MaxNameLength:  c.Limits.MaxLabelNameLength,
+		MaxValueLength: c.Limits.MaxLabelValueLength,
+		MaxSampleAge:   time.Duration(c.Relabel.MaxSampleAge),
+		MaxFutureSkew:  time.Duration(c.Relabel.MaxFutureSkew),
+	})
+	out.sender, err = forward.New(c.Forward.Sender, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (g *gatewayCmd) run(logger log.Logger) error {
+	c, err := g.loadConfig()
+	if err != nil {
+		return err
+	}
+	if g.listen != "" {
+		c.Web.ListenAddress = g.listen
+	}
+	if g.internalListen != "" {
+		c.Web.InternalListenAddress = g.internalListen
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	promversion.Version, promversion.Revision = version, revision
+	reg.MustRegister(versioncollector.NewCollector("telegate"))
+	forward.Version = version
+
+	comp, err := build(c, logger, reg)
+	if err != nil {
+		return err
+	}
+	if g.printConfigOnly {
+		fmt.Fprintf(os.Stdout, "%s: configuration OK (%d allowlist entries)\n", c.Origin, len(comp.allowlist.Entries))
+		return nil
+	}
+	for _, w := range comp.warnings {
+		level.Warn(logger).Log("msg", w)
+	}
+	gw := gateway.New(gateway.Options{
+		Logger:        logger,
+		Registerer:    reg,
+		Authenticator: comp.authenticator,
+		Issuer:        comp.issuer,
+		Allowlist:     comp.allowlist,
+		Pipeline:      comp.pipeline,
+		Forwarder:     comp.sender,
+		Limits: gateway.Limits{
+			MaxRequestBytes:     int64(c.Limits.MaxRequestBytes),
+			MaxDecodedBytes:     int(c.Limits.MaxDecodedBytes),
+			MaxSeriesPerRequest: c.Limits.MaxSeriesPerRequest,
+			UploadInterval:      time.Duration(c.Limits.UploadInterval),
+		},
+		ClientTimestamps: c.Relabel.UploadTimestamps == "client",
+		MaxRetryTime:     time.Duration(c.Forward.MaxRetryTime),
+	})
+
+	internal := http.NewServeMux()
+	internal.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	internal.HandleFunc("/debug/pprof/", pprof.Index)
+	internal.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	internal.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	internal.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	internal.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	gw.RegisterHealth(internal)
+
+	var gr run.Group
+	shutdown := time.Duration(c.Web.ShutdownTimeout)
+	for _, srv := range []struct {
+		name, addr string
+		handler    http.Handler
+	}{
+		{"public", c.Web.ListenAddress, gw.Handler()},
+		{"internal", c.Web.InternalListenAddress, internal},
+	} {
+		ln, err := net.Listen("tcp", srv.addr)
+		if err != nil {
+			return fmt.Errorf("%s listener: %w", srv.name, err)
+		}
+		hs := &http.Server{
+			Handler:           srv.handler,
+			ReadHeaderTimeout: time.Duration(c.Web.ReadHeaderTimeout),
+			ReadTimeout:       time.Duration(c.Web.ReadTimeout),
+			WriteTimeout:      time.Duration(c.Web.WriteTimeout),
+			IdleTimeout:       time.Duration(c.Web.IdleTimeout),
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          nil,
+		}
+		name := srv.name
+		gr.Add(func() error {
+			level.Info(logger).Log("msg", "listening", "listener", name, "address", ln.Addr().String())
+			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		}, func(error) {
+			gw.SetReady(false)
+			ctx, cancel := context.WithTimeout(context.Background(), shutdown)
+			defer cancel()
+			if err := hs.Shutdown(ctx); err != nil {
+				level.Warn(logger).Log("msg", "in-flight requests cut at shutdown_timeout", "listener", name, "err", err)
+				hs.Close()
+			}
+		})
+	}
+	{
+		// Signals: SIGTERM/SIGINT stop (draining in-flight requests);
+		// SIGHUP reloads the allowlist.
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+		done := make(chan struct{})
+		gr.Add(func() error {
+			for {
+				select {
+				case s := <-sig:
+					if s == syscall.SIGHUP {
+						reloadAllowlist(c, gw, logger)
+						continue
+					}
+					level.Info(logger).Log("msg", "received signal, shutting down gracefully", "signal", s.String())
+					return nil
+				case <-done:
+					return nil
+				}
+			}
+		}, func(error) {
+			signal.Stop(sig)
+			close(done)
+		})
+	}
+	level.Info(logger).Log("msg", "starting telegate gateway", "version", version, "config", c.Origin,
+		"allowlist_entries", len(comp.allowlist.Entries), "allowlist_hash", comp.allowlist.Hash(), "forward_url", c.Forward.Sender.URL)
+	err = gr.Run()
+	comp.sender.Close()
+	level.Info(logger).Log("msg", "stopped")
+	return err
+}
+
+func reloadAllowlist(c *config.Config, gw *gateway.Gateway, logger log.Logger) {
+	data, err := c.ReadFile(c.Allowlist.File)
+	if err == nil {
+		var al *allowlist.Allowlist
+		if al, err = allowlist.Parse(data, c.Path(c.Allowlist.File)); err == nil {
+			gw.SetAllowlist(al)
+			level.Info(logger).Log("msg", "allowlist reloaded", "entries", len(al.Entries), "hash", al.Hash())
+			return
+		}
+	}
+	level.Error(logger).Log("msg", "allowlist reload failed; keeping the previous one", "err", err)
+}

@@ -1,0 +1,347 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/relabel"
+	"go.yaml.in/yaml/v2"
+
+	"github.com/telegate/telegate/forward"
+)
+
+// Config is the gateway's whole configuration file.
+type Config struct {
+	Web       Web       `yaml:"web"`
+	Authn     Authn     `yaml:"authn"`
+	Allowlist Allowlist `yaml:"allowlist"`
+	Relabel   Relabel   `yaml:"relabel"`
+	Limits    Limits    `yaml:"limits"`
+	Forward   Forward   `yaml:"forward"`
+
+	// source reads the files the config points at: relative to the config
+	// file's directory, or from the embedded example set.
+	source fs.FS
+	// dir is the directory relative paths are resolved against ("" for the
+	// embedded set).
+	dir string
+	// Origin names where the config came from, for logs.
+	Origin string `yaml:"-"`
+}
+
+// Web configures the two listeners.
+type Web struct {
+	ListenAddress         string         `yaml:"listen_address"`
+	InternalListenAddress string         `yaml:"internal_listen_address"`
+	ReadHeaderTimeout     model.Duration `yaml:"read_header_timeout"`
+	ReadTimeout           model.Duration `yaml:"read_timeout"`
+	WriteTimeout          model.Duration `yaml:"write_timeout"`
+	IdleTimeout           model.Duration `yaml:"idle_timeout"`
+	ShutdownTimeout       model.Duration `yaml:"shutdown_timeout"`
+}
+
+// Authn configures who may send.
+type Authn struct {
+	ClusterIDLabel string     `yaml:"cluster_id_label"`
+	TokensFile     string     `yaml:"tokens_file"`
+	Authorizer     Authorizer `yaml:"authorizer"`
+	JWT            JWT        `yaml:"jwt"`
+}
+
+// Authorizer is the upstream authorizer (tollbooth protocol).
+type Authorizer struct {
+	URL              string         `yaml:"url"`
+	CacheTTL         model.Duration `yaml:"cache_ttl"`
+	NegativeCacheTTL model.Duration `yaml:"negative_cache_ttl"`
+	CacheSize        int            `yaml:"cache_size"`
+	Timeout          model.Duration `yaml:"timeout"`
+}
+
+// JWT configures the tokens /authorize issues.
+type JWT struct {
+	SigningKeyFile       string         `yaml:"signing_key_file"`
+	VerificationKeyFiles []string       `yaml:"verification_key_files"`
+	Expiry               model.Duration `yaml:"expiry"`
+}
+
+// Allowlist points at the allowlist file.
+type Allowlist struct {
+	File string `yaml:"file"`
+}
+
+// Relabel configures label stripping, relabeling and timestamp policy.
+type Relabel struct {
+	DropLabels     []string          `yaml:"drop_labels"`
+	RelabelConfigs []*relabel.Config `yaml:"relabel_configs"`
+	// UploadTimestamps is "server" (default: telemeter clients' clocks
+	// drift) or "client" for /upload.
+	UploadTimestamps string `yaml:"upload_timestamps"`
+	// MaxSampleAge and MaxFutureSkew bound client timestamps on remote
+	// write; samples outside are dropped and counted. 0 disables a bound.
+	MaxSampleAge  model.Duration `yaml:"max_sample_age"`
+	MaxFutureSkew model.Duration `yaml:"max_future_skew"`
+}
+
+// Limits holds the per-request caps and the upload cadence.
+type Limits struct {
+	UploadInterval      model.Duration `yaml:"upload_interval"`
+	MaxRequestBytes     Bytes          `yaml:"max_request_bytes"`
+	MaxDecodedBytes     Bytes          `yaml:"max_decoded_bytes"`
+	MaxSeriesPerRequest int            `yaml:"max_series_per_request"`
+	MaxLabelsPerSeries  int            `yaml:"max_labels_per_series"`
+	MaxLabelNameLength  int            `yaml:"max_label_name_length"`
+	MaxLabelValueLength int            `yaml:"max_label_value_length"`
+}
+
+// Forward is the remote-write destination.
+type Forward struct {
+	// Sender is a named field, not an embedded one, so forward.Config's
+	// own UnmarshalYAML is not promoted and max_retry_time stays known.
+	Sender forward.Config `yaml:",inline"`
+	// MaxRetryTime bounds how long one request may spend retrying the
+	// downstream before the client gets 503.
+	MaxRetryTime model.Duration `yaml:"max_retry_time"`
+}
+
+func defaultForward() forward.Config {
+	f := forward.DefaultConfig
+	f.Timeout = 10 * time.Second
+	return f
+}
+
+// Default returns the built-in defaults every file is layered over.
+func Default() *Config {
+	return &Config{
+		Web: Web{
+			ListenAddress:         "0.0.0.0:9003",
+			InternalListenAddress: "127.0.0.1:9004",
+			ReadHeaderTimeout:     model.Duration(10 * time.Second),
+			ReadTimeout:           model.Duration(time.Minute),
+			WriteTimeout:          model.Duration(2 * time.Minute),
+			IdleTimeout:           model.Duration(2 * time.Minute),
+			ShutdownTimeout:       model.Duration(30 * time.Second),
+		},
+		Authn: Authn{
+			ClusterIDLabel: "_id",
+			TokensFile:     "tokens.yaml",
+			Authorizer: Authorizer{
+				CacheTTL:         model.Duration(10 * time.Minute),
+				NegativeCacheTTL: model.Duration(30 * time.Second),
+				CacheSize:        100000,
+				Timeout:          model.Duration(5 * time.Second),
+			},
+			JWT: JWT{Expiry: model.Duration(24 * time.Hour)},
+		},
+		Allowlist: Allowlist{File: "allowlist.yaml"},
+		Relabel: Relabel{
+			DropLabels:       []string{"instance", "pod", "prometheus_replica"},
+			UploadTimestamps: "server",
+			MaxSampleAge:     model.Duration(time.Hour),
+			MaxFutureSkew:    model.Duration(10 * time.Minute),
+		},
+		Limits: Limits{
+			UploadInterval:      model.Duration(4*time.Minute + 30*time.Second),
+			MaxRequestBytes:     4 << 20,
+			MaxDecodedBytes:     32 << 20,
+			MaxSeriesPerRequest: 10000,
+			MaxLabelsPerSeries:  64,
+			MaxLabelNameLength:  256,
+			MaxLabelValueLength: 4096,
+		},
+		Forward: Forward{
+			Sender:       defaultForward(),
+			MaxRetryTime: model.Duration(30 * time.Second),
+		},
+	}
+}
+
+// Parse reads a config document over the defaults. name is used in errors;
+// files it references are read from source, relative to dir.
+func Parse(data []byte, name string, source fs.FS, dir string) (*Config, error) {
+	c := Default()
+	if err := yaml.UnmarshalStrict(data, c); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, cleanYAMLError(err))
+	}
+	c.source, c.dir, c.Origin = source, dir, name
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return c, nil
+}
+
+// LoadFile reads the config file at path. Relative file references resolve
+// against the file's directory.
+func LoadFile(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Dir(abs)
+	c, err := Parse(data, path, osFS{}, dir)
+	if err != nil {
+		return nil, err
+	}
+	c.Forward.Sender.HTTPClientConfig.SetDirectory(dir)
+	return c, nil
+}
+
+// LoadEmbedded reads the config named name from an embedded file set
+// (examples); its references resolve inside the same set.
+func LoadEmbedded(fsys fs.FS, name string) (*Config, error) {
+	data, err := fs.ReadFile(fsys, name)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data, "embedded:"+name, fsys, "")
+}
+
+// ReadFile reads a file the config references (tokens, allowlist, keys).
+func (c *Config) ReadFile(name string) ([]byte, error) {
+	return fs.ReadFile(c.source, c.Path(name))
+}
+
+// Path resolves a referenced file name the way ReadFile will.
+func (c *Config) Path(name string) string {
+	if _, ok := c.source.(osFS); ok {
+		if !filepath.IsAbs(name) {
+			return filepath.Join(c.dir, name)
+		}
+		return name
+	}
+	return strings.TrimPrefix(filepath.ToSlash(filepath.Clean(name)), "./")
+}
+
+// Embedded reports whether the config and its files come from the binary.
+func (c *Config) Embedded() bool {
+	_, ok := c.source.(osFS)
+	return c.source != nil && !ok
+}
+
+var labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// Validate checks values that parse but cannot work.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if c.Web.ListenAddress == "" {
+		add("web.listen_address", "must not be empty")
+	}
+	if c.Web.InternalListenAddress == "" {
+		add("web.internal_listen_address", "must not be empty")
+	}
+	if !labelNameRE.MatchString(c.Authn.ClusterIDLabel) {
+		add("authn.cluster_id_label", "%q is not a valid label name", c.Authn.ClusterIDLabel)
+	}
+	if c.Authn.TokensFile == "" && c.Authn.Authorizer.URL == "" {
+		add("authn", "set tokens_file or authorizer.url: the gateway never runs without authentication")
+	}
+	if c.Authn.Authorizer.URL != "" && !strings.HasPrefix(c.Authn.Authorizer.URL, "http://") && !strings.HasPrefix(c.Authn.Authorizer.URL, "https://") {
+		add("authn.authorizer.url", "%q must be an http(s) URL", c.Authn.Authorizer.URL)
+	}
+	if c.Authn.Authorizer.CacheSize <= 0 {
+		add("authn.authorizer.cache_size", "must be positive")
+	}
+	if c.Authn.JWT.Expiry <= 0 {
+		add("authn.jwt.expiry", "must be positive")
+	}
+	if c.Allowlist.File == "" {
+		add("allowlist.file", "must not be empty (an allowlist with an empty matches: list denies everything)")
+	}
+	for _, l := range c.Relabel.DropLabels {
+		if !labelNameRE.MatchString(l) {
+			add("relabel.drop_labels", "%q is not a valid label name", l)
+		}
+		if l == c.Authn.ClusterIDLabel || l == "__name__" {
+			add("relabel.drop_labels", "must not drop %q", l)
+		}
+	}
+	switch c.Relabel.UploadTimestamps {
+	case "server", "client":
+	default:
+		add("relabel.upload_timestamps", "%q must be \"server\" or \"client\"", c.Relabel.UploadTimestamps)
+	}
+	if c.Relabel.MaxSampleAge < 0 || c.Relabel.MaxFutureSkew < 0 {
+		add("relabel", "max_sample_age and max_future_skew must not be negative")
+	}
+	if c.Limits.UploadInterval < 0 {
+		add("limits.upload_interval", "must not be negative")
+	}
+	if c.Limits.MaxRequestBytes <= 0 {
+		add("limits.max_request_bytes", "must be positive")
+	}
+	if c.Limits.MaxDecodedBytes < c.Limits.MaxRequestBytes {
+		add("limits.max_decoded_bytes", "must be at least max_request_bytes (%s)", c.Limits.MaxRequestBytes)
+	}
+	if c.Limits.MaxDecodedBytes > 1<<30 {
+		add("limits.max_decoded_bytes", "must be at most 1GiB")
+	}
+	for key, v := range map[string]int{
+		"limits.max_series_per_request": c.Limits.MaxSeriesPerRequest,
+		"limits.max_labels_per_series":  c.Limits.MaxLabelsPerSeries,
+		"limits.max_label_name_length":  c.Limits.MaxLabelNameLength,
+		"limits.max_label_value_length": c.Limits.MaxLabelValueLength,
+	} {
+		if v <= 0 {
+			add(key, "must be positive")
+		}
+	}
+	if c.Forward.Sender.URL == "" {
+		add("forward.url", "must be set to the remote-write URL of long-term storage (e.g. http://thanos-receive:19291/api/v1/receive)")
+	}
+	if c.Forward.Sender.URL != "" {
+		if err := c.Forward.Sender.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for i, rc := range c.Relabel.RelabelConfigs {
+		if rc == nil {
+			add(fmt.Sprintf("relabel.relabel_configs[%d]", i), "empty entry")
+			continue
+		}
+		if err := rc.Validate(model.LegacyValidation); err != nil {
+			add(fmt.Sprintf("relabel.relabel_configs[%d]", i), "%v", err)
+		}
+	}
+	if c.Forward.MaxRetryTime <= 0 {
+		add("forward.max_retry_time", "must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+// cleanYAMLError drops the library's noise ("yaml: unmarshal errors:\n  ")
+// and keeps the "line N: field X not found in type Y" lines.
+func cleanYAMLError(err error) error {
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "yaml: unmarshal errors:\n")
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	lines := strings.Split(msg, "\n")
+	for i, l := range lines {
+		l = strings.TrimSpace(l)
+		if j := strings.Index(l, " not found in type "); j >= 0 {
+			l = l[:j] + " is not a known key"
+		}
+		lines[i] = l
+	}
+	return errors.New(strings.Join(lines, "; "))
+}
+
+// osFS reads from the real filesystem with absolute or relative paths.
+type osFS struct{}
+
+func (osFS) Open(name string) (fs.File, error) { return os.Open(name) }
+
+// ReadFile implements fs.ReadFileFS so paths need not be fs.ValidPath.
+func (osFS) ReadFile(name string) ([]byte, error) { return os.ReadFile(name) }

@@ -1,0 +1,22 @@
+// Package forward sends batches to long-term storage by Prometheus remote
+// write 1.0 (Thanos Receive, or Prometheus with
+// --web.enable-remote-write-receiver).
+//
+// It owns three things:
+//
+//   - Encoding: AppendWriteRequest writes a prometheus.WriteRequest for a
+//     slice of batch.Series without intermediate structs, byte-identical
+//     to prompb's Marshal; Buffers.Encode adds snappy block compression into
+//     reused (pooled) buffers; SplitSeries keeps each request under a size
+//     limit.
+//   - Sending: Sender.Send posts one compressed body with the headers the
+//     spec requires plus configured ones, retries network errors, 5xx and
+//     429 with jittered exponential backoff (or the downstream's
+//     Retry-After) within the caller's deadline, and returns an *Error that
+//     says whether the failure is recoverable, so the gateway can answer
+//     503 or 400/413.
+//   - Its self-metrics (telegate_forward_*).
+//
+// Send takes an encoded body rather than series so a durable spool can
+// store bodies and replay them through the same call.
+package forward

@@ -1,0 +1,262 @@
+package forward
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+	"math/bits"
+	"slices"
+	"sync"
+
+	"github.com/golang/snappy"
+
+	"github.com/telegate/telegate/batch"
+)
+
+// DefaultMaxRequestBytes is the default cap on the uncompressed size of one
+// encoded WriteRequest used by SplitSeries. Thanos Receive and Prometheus
+// accept far larger bodies, but small requests keep retries cheap.
+const DefaultMaxRequestBytes = 4 << 20
+
+// ErrTooLarge is returned by Buffers.Encode when the encoded request is too
+// large for a snappy block (4 GiB). Request caps upstream make this
+// unreachable in practice; it exists so bad input never panics.
+var ErrTooLarge = errors.New("forward: write request too large for snappy block encoding")
+
+// Protobuf tags (field number << 3 | wire type) of prometheus.WriteRequest.
+const (
+	tagTimeseries = 1<<3 | 2 // WriteRequest.timeseries, length-delimited
+	tagLabels     = 1<<3 | 2 // TimeSeries.labels, length-delimited
+	tagSamples    = 2<<3 | 2 // TimeSeries.samples, length-delimited
+	tagName       = 1<<3 | 2 // Label.name, length-delimited
+	tagValue      = 2<<3 | 2 // Label.value, length-delimited
+	tagSampleVal  = 1<<3 | 1 // Sample.value, fixed64
+	tagSampleTS   = 2<<3 | 0 // Sample.timestamp, varint
+)
+
+func uvarintLen(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }
+
+// fieldLen is the encoded size of a length-delimited field with a one-byte
+// tag and an n-byte payload.
+func fieldLen(n int) int { return 1 + uvarintLen(uint64(n)) + n }
+
+// The size functions and the encoder follow proto3 semantics exactly as
+// gogo/protobuf generates them for prompb: empty strings, a zero value
+// (including -0, which therefore decodes as +0) and a zero timestamp are
+// omitted. That keeps the output byte-identical to prompb's Marshal.
+
+func labelLen(l *batch.Label) int {
+	n := 0
+	if len(l.Name) > 0 {
+		n += fieldLen(len(l.Name))
+	}
+	if len(l.Value) > 0 {
+		n += fieldLen(len(l.Value))
+	}
+	return n
+}
+
+func sampleLen(s *batch.Sample) int {
+	n := 0
+	if s.Value != 0 {
+		n += 1 + 8
+	}
+	if s.Timestamp != 0 {
+		n += 1 + uvarintLen(uint64(s.Timestamp))
+	}
+	return n
+}
+
+func labelsLen(ls []batch.Label) int {
+	n := 0
+	for i := range ls {
+		n += fieldLen(labelLen(&ls[i]))
+	}
+	return n
+}
+
+func samplesLen(ss []batch.Sample) int {
+	n := 0
+	for i := range ss {
+		n += fieldLen(sampleLen(&ss[i]))
+	}
+	return n
+}
+
+// seriesLen is the size of one TimeSeries message body.
+func seriesLen(s *batch.Series) int {
+	return labelsLen(s.Labels) + samplesLen(s.Samples)
+}
+
+// EncodedSize returns the size in bytes of the uncompressed
+// prometheus.WriteRequest that AppendWriteRequest produces for series.
+func EncodedSize(series []batch.Series) int {
+	n := 0
+	for i := range series {
+		n += fieldLen(seriesLen(&series[i]))
+	}
+	return n
+}
+
+// AppendWriteRequest appends the protobuf encoding of a
+// prometheus.WriteRequest holding series to dst and returns the extended
+// slice. Labels and samples are written in the order given (the remote write
+// spec wants labels sorted by name; that is the pipeline's job). The output
+// is byte-identical to prompb.WriteRequest.Marshal of the same request.
+//
+// Sizes are computed up front, so dst grows at most once and nothing is
+// copied twice; with a dst of sufficient capacity it does not allocate.
+func AppendWriteRequest(dst []byte, series []batch.Series) []byte {
+	dst = slices.Grow(dst, EncodedSize(series))
+	for i := range series {
+		s := &series[i]
+		dst = append(dst, tagTimeseries)
+		dst = binary.AppendUvarint(dst, uint64(seriesLen(s)))
+		for j := range s.Labels {
+			l := &s.Labels[j]
+			dst = append(dst, tagLabels)
+			dst = binary.AppendUvarint(dst, uint64(labelLen(l)))
+			if len(l.Name) > 0 {
+				dst = append(dst, tagName)
+				dst = binary.AppendUvarint(dst, uint64(len(l.Name)))
+				dst = append(dst, l.Name...)
+			}
+			if len(l.Value) > 0 {
+				dst = append(dst, tagValue)
+				dst = binary.AppendUvarint(dst, uint64(len(l.Value)))
+				dst = append(dst, l.Value...)
+			}
+		}
+		for j := range s.Samples {
+			smp := &s.Samples[j]
+			dst = append(dst, tagSamples)
+			dst = binary.AppendUvarint(dst, uint64(sampleLen(smp)))
+			if smp.Value != 0 {
+				dst = append(dst, tagSampleVal)
+				dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(smp.Value))
+			}
+			if smp.Timestamp != 0 {
+				dst = append(dst, tagSampleTS)
+				dst = binary.AppendUvarint(dst, uint64(smp.Timestamp))
+			}
+		}
+	}
+	return dst
+}
+
+// Buffers holds the two scratch buffers one encode needs: the protobuf
+// encoding and its snappy compression. A Buffers is not safe for concurrent
+// use; take one from GetBuffers per request and return it with PutBuffers
+// once the body has been sent (Sender.Send never retains the body).
+type Buffers struct {
+	proto  []byte
+	snappy []byte
+}
+
+// Encode encodes series as a prometheus.WriteRequest and compresses it with
+// snappy's block format, as remote write 1.0 requires. The returned body
+// aliases b and is valid until the next Encode or PutBuffers. After the
+// buffers have grown to the working size, Encode does not allocate.
+func (b *Buffers) Encode(series []batch.Series) ([]byte, error) {
+	b.proto = AppendWriteRequest(b.proto[:0], series)
+	n := snappy.MaxEncodedLen(len(b.proto))
+	if n < 0 {
+		return nil, ErrTooLarge
+	}
+	if cap(b.snappy) < n {
+		b.snappy = make([]byte, n)
+	}
+	b.snappy = b.snappy[:cap(b.snappy)]
+	return snappy.Encode(b.snappy, b.proto), nil
+}
+
+// Uncompressed returns the protobuf encoding produced by the last Encode.
+// It aliases b like Encode's result.
+func (b *Buffers) Uncompressed() []byte { return b.proto }
+
+// maxPooledBufferBytes keeps one huge request from pinning its buffers in
+// the pool forever.
+const maxPooledBufferBytes = 16 << 20
+
+// poolable reports whether b is worth keeping in the pool.
+func poolable(b *Buffers) bool {
+	return b != nil && cap(b.proto) <= maxPooledBufferBytes && cap(b.snappy) <= maxPooledBufferBytes
+}
+
+var bufPool = sync.Pool{New: func() any { return new(Buffers) }}
+
+// GetBuffers returns a Buffers from a process-wide pool.
+func GetBuffers() *Buffers { return bufPool.Get().(*Buffers) }
+
+// PutBuffers returns b to the pool. Neither b nor any body it returned may be
+// used afterwards.
+func PutBuffers(b *Buffers) {
+	if !poolable(b) {
+		return
+	}
+	b.proto, b.snappy = b.proto[:0], b.snappy[:0]
+	bufPool.Put(b)
+}
+
+// SplitSeries splits series into consecutive groups whose encoded
+// WriteRequest (uncompressed, as EncodedSize counts it) is at most maxBytes,
+// keeping the order of series and samples. maxBytes <= 0 means
+// DefaultMaxRequestBytes.
+//
+// Groups are sub-slices of series (capacity clipped) where possible. A
+// series that is too large on its own is split by samples into several
+// single-series groups sharing its labels; remote write allows a series to
+// arrive in several requests. A group can exceed maxBytes only when one
+// series' labels plus a single sample already do; it is then sent alone and
+// the downstream decides. Empty input yields no groups.
+func SplitSeries(series []batch.Series, maxBytes int) [][]batch.Series {
+	if len(series) == 0 {
+		return nil
+	}
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxRequestBytes
+	}
+	var out [][]batch.Series
+	start, size := 0, 0
+	for i := range series {
+		n := fieldLen(seriesLen(&series[i]))
+		if n > maxBytes {
+			if start < i {
+				out = append(out, series[start:i:i])
+			}
+			out = splitSamples(out, series[i], maxBytes)
+			start, size = i+1, 0
+			continue
+		}
+		if size+n > maxBytes {
+			out = append(out, series[start:i:i])
+			start, size = i, 0
+		}
+		size += n
+	}
+	if start < len(series) {
+		out = append(out, series[start:len(series):len(series)])
+	}
+	return out
+}
+
+// splitSamples appends groups of one series each, carrying s's labels and
+// as many consecutive samples as fit in maxBytes (at least one).
+func splitSamples(out [][]batch.Series, s batch.Series, maxBytes int) [][]batch.Series {
+	s.Labels = s.Labels[:len(s.Labels):len(s.Labels)]
+	ll := labelsLen(s.Labels)
+	if len(s.Samples) == 0 {
+		return append(out, []batch.Series{s})
+	}
+	start, body := 0, ll
+	for j := range s.Samples {
+		n := fieldLen(sampleLen(&s.Samples[j]))
+		if j > start && fieldLen(body+n) > maxBytes {
+			out = append(out, []batch.Series{{Labels: s.Labels, Samples: s.Samples[start:j:j]}})
+			start, body = j, ll
+		}
+		body += n
+	}
+	end := len(s.Samples)
+	return append(out, []batch.Series{{Labels: s.Labels, Samples: s.Samples[start:end:end]}})
+}

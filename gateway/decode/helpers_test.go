@@ -1,0 +1,469 @@
+package decode
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/prometheus/prompb"
+	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/telegate/telegate/batch"
+)
+
+// ---- remote write ----
+
+func genWriteRequest(r *rand.Rand) *prompb.WriteRequest {
+	wr := &prompb.WriteRequest{}
+	for range r.IntN(6) {
+		ts := prompb.TimeSeries{}
+		for range r.IntN(5) {
+			ts.Labels = append(ts.Labels, prompb.Label{Name: randStr(r), Value: randStr(r)})
+		}
+		for range r.IntN(4) {
+			ts.Samples = append(ts.Samples, prompb.Sample{Value: randFloat(r), Timestamp: r.Int64() - r.Int64()})
+		}
+		for range r.IntN(2) {
+			ts.Exemplars = append(ts.Exemplars, prompb.Exemplar{
+				Labels: []prompb.Label{{Name: "trace_id", Value: randStr(r)}}, Value: randFloat(r), Timestamp: r.Int64N(1e12),
+			})
+		}
+		for range r.IntN(2) {
+			h := prompb.Histogram{
+				Sum: randFloat(r), Schema: int32(r.IntN(9)) - 4, ZeroThreshold: 1e-9,
+				NegativeSpans:  []prompb.BucketSpan{{Offset: -2, Length: 2}},
+				NegativeDeltas: []int64{1, -1},
+				PositiveSpans:  []prompb.BucketSpan{{Offset: 1, Length: 3}},
+				PositiveCounts: []float64{1, 2.5, 3},
+				ResetHint:      prompb.Histogram_GAUGE, Timestamp: r.Int64N(1e12),
+			}
+			if r.IntN(2) == 0 {
+				h.Count = &prompb.Histogram_CountInt{CountInt: r.Uint64()}
+				h.ZeroCount = &prompb.Histogram_ZeroCountInt{ZeroCountInt: 3}
+			} else {
+				h.Count = &prompb.Histogram_CountFloat{CountFloat: randFloat(r)}
+				h.ZeroCount = &prompb.Histogram_ZeroCountFloat{ZeroCountFloat: 1.5}
+				h.CustomValues = []float64{0.1, 1}
+			}
+			ts.Histograms = append(ts.Histograms, h)
+		}
+		wr.Timeseries = append(wr.Timeseries, ts)
+	}
+	for range r.IntN(2) {
+		wr.Metadata = append(wr.Metadata, prompb.MetricMetadata{Type: prompb.MetricMetadata_COUNTER, MetricFamilyName: randStr(r), Help: randStr(r), Unit: "seconds"})
+	}
+	return wr
+}
+
+func randStr(r *rand.Rand) string {
+	const alpha = "abcdefghijklmnopqrstuvwxyz_ABC019é\x00\xff"
+	var sb strings.Builder
+	for range r.IntN(12) {
+		sb.WriteByte(alpha[r.IntN(len(alpha))])
+	}
+	return sb.String()
+}
+
+func randFloat(r *rand.Rand) float64 {
+	switch r.IntN(8) {
+	case 0:
+		return math.NaN()
+	case 1:
+		return math.Inf(1 - 2*r.IntN(2))
+	case 2:
+		return 0
+	case 3:
+		return float64(r.IntN(100))
+	}
+	return r.NormFloat64() * 1e3
+}
+
+// mutate returns a damaged copy of data: flipped bytes, truncation,
+// insertion or an appended unknown field.
+func mutate(r *rand.Rand, data []byte) []byte {
+	out := slices.Clone(data)
+	switch r.IntN(5) {
+	case 0:
+		if len(out) > 0 {
+			out[r.IntN(len(out))] ^= byte(1 << r.IntN(8))
+		}
+	case 1:
+		if len(out) > 0 {
+			out = out[:r.IntN(len(out))]
+		}
+	case 2:
+		i := r.IntN(len(out) + 1)
+		out = slices.Insert(out, i, byte(r.IntN(256)))
+	case 3:
+		if len(out) > 0 {
+			out[r.IntN(len(out))] = byte(r.IntN(256))
+		}
+	case 4:
+		// A valid unknown field (group, varint, fixed32) at the top.
+		out = append(out, 0x3b, 0x08, 0x01, 0x3c, 0x40, 0x96, 0x01, 0x4d, 1, 2, 3, 4)
+	}
+	return out
+}
+
+// checkWriteRequestAgrees decodes data with both decoders and fails t unless
+// they agree.
+func checkWriteRequestAgrees(t testing.TB, data []byte) {
+	var ref prompb.WriteRequest
+	refErr := ref.Unmarshal(data)
+	b := &batch.Batch{}
+	st, err := UnmarshalWriteRequest(data, b, 0)
+	if (refErr == nil) != (err == nil) {
+		t.Fatalf("disagreement on %x: reference err=%v, ours err=%v", data, refErr, err)
+	}
+	if err != nil {
+		var de *Error
+		if !errors.As(err, &de) || de.Status != 400 {
+			t.Fatalf("error %v is not a 400 *Error", err)
+		}
+		return
+	}
+	if len(b.Series) != len(ref.Timeseries) || st.Series != len(ref.Timeseries) {
+		t.Fatalf("series: got %d (stats %d), want %d", len(b.Series), st.Series, len(ref.Timeseries))
+	}
+	var samples, exemplars, histograms int
+	for i, ts := range ref.Timeseries {
+		got := b.Series[i]
+		if len(got.Labels) != len(ts.Labels) || len(got.Samples) != len(ts.Samples) {
+			t.Fatalf("series %d: got %v, want %v", i, got, ts)
+		}
+		for j, l := range ts.Labels {
+			if got.Labels[j].Name != l.Name || got.Labels[j].Value != l.Value {
+				t.Fatalf("series %d label %d: got %q=%q, want %q=%q", i, j, got.Labels[j].Name, got.Labels[j].Value, l.Name, l.Value)
+			}
+		}
+		for j, s := range ts.Samples {
+			if got.Samples[j].Timestamp != s.Timestamp || math.Float64bits(got.Samples[j].Value) != math.Float64bits(s.Value) {
+				t.Fatalf("series %d sample %d: got %v, want %v", i, j, got.Samples[j], s)
+			}
+		}
+		samples += len(ts.Samples)
+		exemplars += len(ts.Exemplars)
+		histograms += len(ts.Histograms)
+	}
+	want := Stats{Series: len(ref.Timeseries), Samples: samples, Exemplars: exemplars, Histograms: histograms, Metadata: len(ref.Metadata)}
+	if st != want {
+		t.Fatalf("stats: got %+v, want %+v", st, want)
+	}
+}
+
+// benchWriteRequest is 1000 series: 20 metric names x 50 series, 10 labels
+// each (including instance and pod), one sample.
+func benchWriteRequest() []byte {
+	wr := &prompb.WriteRequest{}
+	for n := range 20 {
+		for s := range 50 {
+			wr.Timeseries = append(wr.Timeseries, prompb.TimeSeries{
+				Labels:  benchLabels(n, s, func(n, v string) prompb.Label { return prompb.Label{Name: n, Value: v} }),
+				Samples: []prompb.Sample{{Value: float64(s), Timestamp: 1700000000000 + int64(s)}},
+			})
+		}
+	}
+	data, err := wr.Marshal()
+	if err != nil {
+		panic(err)
+	}
+	return data
+}
+
+func benchLabels[L any](n, s int, mk func(n, v string) L) []L {
+	return []L{
+		mk("__name__", fmt.Sprintf("cluster_component_metric_%d_total", n)),
+		mk("instance", fmt.Sprintf("10.0.%d.%d:9100", s/10, s)),
+		mk("pod", fmt.Sprintf("component-%d-7d9f8c6b5-%05d", n, s)),
+		mk("job", "component"),
+		mk("namespace", "openshift-monitoring"),
+		mk("container", "kube-rbac-proxy"),
+		mk("endpoint", "https"),
+		mk("service", "component-metrics"),
+		mk("prometheus", "openshift-monitoring/k8s"),
+		mk("mode", strconv.Itoa(s%4)),
+	}
+}
+
+// ---- metric families ----
+
+func ptr[T any](v T) *T { return &v }
+
+func genFamilies(r *rand.Rand) []*dto.MetricFamily {
+	var mfs []*dto.MetricFamily
+	for range r.IntN(4) {
+		typ := dto.MetricType(r.IntN(6))
+		mf := &dto.MetricFamily{Type: typ.Enum(), Help: ptr(randStr(r))}
+		if r.IntN(20) != 0 {
+			mf.Name = ptr("m_" + randStr(r))
+		}
+		if r.IntN(10) == 0 {
+			mf.Unit = ptr("seconds")
+		}
+		for range r.IntN(4) {
+			m := &dto.Metric{}
+			for range r.IntN(3) {
+				m.Label = append(m.Label, &dto.LabelPair{Name: ptr(randStr(r)), Value: ptr(randStr(r))})
+			}
+			if r.IntN(2) == 0 {
+				m.TimestampMs = ptr(r.Int64N(2e12) - 1e12)
+			}
+			vt := typ
+			if r.IntN(15) == 0 {
+				vt = dto.MetricType(r.IntN(6)) // maybe mismatched
+			}
+			setValue(r, m, vt)
+			mf.Metric = append(mf.Metric, m)
+		}
+		mfs = append(mfs, mf)
+	}
+	return mfs
+}
+
+func setValue(r *rand.Rand, m *dto.Metric, typ dto.MetricType) {
+	ex := func() *dto.Exemplar {
+		return &dto.Exemplar{Label: []*dto.LabelPair{{Name: ptr("trace_id"), Value: ptr(randStr(r))}}, Value: ptr(randFloat(r)), Timestamp: timestamppb.New(timestamppb.Now().AsTime())}
+	}
+	switch typ {
+	case dto.MetricType_COUNTER:
+		m.Counter = &dto.Counter{Value: ptr(randFloat(r))}
+		if r.IntN(3) == 0 {
+			m.Counter.Exemplar = ex()
+			m.Counter.CreatedTimestamp = timestamppb.Now()
+		}
+	case dto.MetricType_GAUGE:
+		m.Gauge = &dto.Gauge{}
+		if r.IntN(5) != 0 {
+			m.Gauge.Value = ptr(randFloat(r))
+		}
+	case dto.MetricType_UNTYPED:
+		m.Untyped = &dto.Untyped{Value: ptr(randFloat(r))}
+	case dto.MetricType_SUMMARY:
+		s := &dto.Summary{SampleCount: ptr(r.Uint64N(1000)), SampleSum: ptr(randFloat(r))}
+		for _, q := range []float64{0, 0.5, 0.99, 1} {
+			if r.IntN(3) != 0 {
+				s.Quantile = append(s.Quantile, &dto.Quantile{Quantile: ptr(q), Value: ptr(randFloat(r))})
+			}
+		}
+		m.Summary = s
+	default:
+		h := &dto.Histogram{SampleCount: ptr(r.Uint64N(1000)), SampleSum: ptr(randFloat(r))}
+		if r.IntN(3) == 0 {
+			h.SampleCountFloat = ptr(randFloat(r))
+		}
+		for _, ub := range []float64{-1, 0.005, 0.1, 1, 2.5e6, math.Inf(1)} {
+			if r.IntN(3) == 0 {
+				continue
+			}
+			bk := &dto.Bucket{UpperBound: ptr(ub), CumulativeCount: ptr(r.Uint64N(1000))}
+			if r.IntN(4) == 0 {
+				bk.CumulativeCountFloat = ptr(randFloat(r))
+			}
+			if r.IntN(4) == 0 {
+				bk.Exemplar = ex()
+			}
+			h.Bucket = append(h.Bucket, bk)
+		}
+		if r.IntN(3) == 0 {
+			h.Schema = ptr(int32(3))
+			h.ZeroThreshold = ptr(1e-128)
+			h.ZeroCount = ptr(uint64(2))
+			h.PositiveSpan = []*dto.BucketSpan{{Offset: ptr(int32(-1)), Length: ptr(uint32(2))}}
+			h.PositiveDelta = []int64{1, -1}
+			h.NegativeCount = []float64{1, 2}
+			h.Exemplars = []*dto.Exemplar{ex()}
+			h.CreatedTimestamp = timestamppb.Now()
+		}
+		m.Histogram = h
+	}
+}
+
+func encodeFamilies(t testing.TB, mfs []*dto.MetricFamily) []byte {
+	var buf bytes.Buffer
+	if err := EncodeMetricFamilies(&buf, mfs); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+type refSeries struct {
+	labels []batch.Label
+	ts     int64
+	v      float64
+}
+
+// refMetricFamilies is the reference path: google.golang.org/protobuf
+// decodes the delimited stream into dto.MetricFamily, and a plain converter
+// does what the Prometheus text exposition does.
+func refMetricFamilies(data []byte, now int64, serverTime bool) ([]refSeries, error) {
+	opts := protodelim.UnmarshalOptions{MaxSize: int64(len(data)) + 1}
+	r := bufio.NewReader(bytes.NewReader(data))
+	var mfs []*dto.MetricFamily
+	for {
+		mf := &dto.MetricFamily{}
+		err := opts.UnmarshalFrom(r, mf)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		mfs = append(mfs, mf)
+	}
+	var out []refSeries
+	for _, mf := range mfs {
+		name := mf.GetName()
+		if name == "" {
+			return nil, errors.New("no name")
+		}
+		if mf.GetType() < 0 || mf.GetType() > dto.MetricType_GAUGE_HISTOGRAM {
+			return nil, errors.New("unknown type")
+		}
+		for _, m := range mf.Metric {
+			ts := now
+			if !serverTime && m.TimestampMs != nil {
+				ts = m.GetTimestampMs()
+			}
+			add := func(n, ln, lv string, v float64) {
+				ls := []batch.Label{{Name: "__name__", Value: n}}
+				for _, lp := range m.Label {
+					ls = append(ls, batch.Label{Name: lp.GetName(), Value: lp.GetValue()})
+				}
+				if ln != "" {
+					ls = append(ls, batch.Label{Name: ln, Value: lv})
+				}
+				out = append(out, refSeries{labels: ls, ts: ts, v: v})
+			}
+			switch mf.GetType() {
+			case dto.MetricType_COUNTER:
+				if m.Counter == nil {
+					return nil, errors.New("no counter")
+				}
+				add(name, "", "", m.Counter.GetValue())
+			case dto.MetricType_GAUGE:
+				if m.Gauge == nil {
+					return nil, errors.New("no gauge")
+				}
+				add(name, "", "", m.Gauge.GetValue())
+			case dto.MetricType_UNTYPED:
+				if m.Untyped == nil {
+					return nil, errors.New("no untyped")
+				}
+				add(name, "", "", m.Untyped.GetValue())
+			case dto.MetricType_SUMMARY:
+				if m.Summary == nil {
+					return nil, errors.New("no summary")
+				}
+				for _, q := range m.Summary.Quantile {
+					add(name, "quantile", refFloat(q.GetQuantile()), q.GetValue())
+				}
+				add(name+"_sum", "", "", m.Summary.GetSampleSum())
+				add(name+"_count", "", "", float64(m.Summary.GetSampleCount()))
+			default:
+				h := m.Histogram
+				if h == nil {
+					return nil, errors.New("no histogram")
+				}
+				inf := false
+				for _, b := range h.Bucket {
+					v := b.GetCumulativeCountFloat()
+					if v == 0 {
+						v = float64(b.GetCumulativeCount())
+					}
+					add(name+"_bucket", "le", refFloat(b.GetUpperBound()), v)
+					inf = inf || math.IsInf(b.GetUpperBound(), 1)
+				}
+				count := h.GetSampleCountFloat()
+				if count == 0 {
+					count = float64(h.GetSampleCount())
+				}
+				if !inf {
+					add(name+"_bucket", "le", "+Inf", count)
+				}
+				add(name+"_sum", "", "", h.GetSampleSum())
+				add(name+"_count", "", "", count)
+			}
+		}
+	}
+	return out, nil
+}
+
+// refFloat formats like expfmt's writeFloat.
+func refFloat(f float64) string {
+	switch {
+	case f == 0:
+		return "0"
+	case math.IsNaN(f):
+		return "NaN"
+	case math.IsInf(f, 1):
+		return "+Inf"
+	case math.IsInf(f, -1):
+		return "-Inf"
+	}
+	return strconv.FormatFloat(f, 'g', -1, 64)
+}
+
+func sortedLabels(ls []batch.Label) []batch.Label {
+	ls = slices.Clone(ls)
+	slices.SortFunc(ls, func(a, b batch.Label) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Value, b.Value)
+	})
+	return ls
+}
+
+func checkMetricFamiliesAgree(t testing.TB, data []byte) {
+	const now = 1700000000123
+	for _, serverTime := range []bool{false, true} {
+		ref, refErr := refMetricFamilies(data, now, serverTime)
+		b := &batch.Batch{}
+		st, err := UnmarshalMetricFamilies(data, b, now, serverTime, 0)
+		if (refErr == nil) != (err == nil) {
+			t.Fatalf("disagreement on %x: reference err=%v, ours err=%v", data, refErr, err)
+		}
+		if err != nil {
+			var de *Error
+			if !errors.As(err, &de) || de.Status != 400 {
+				t.Fatalf("error %v is not a 400 *Error", err)
+			}
+			continue
+		}
+		if len(b.Series) != len(ref) || st.Series != len(ref) || st.Samples != len(ref) {
+			t.Fatalf("series: got %d (stats %+v), want %d", len(b.Series), st, len(ref))
+		}
+		for i, want := range ref {
+			got := b.Series[i]
+			if !slices.Equal(sortedLabels(got.Labels), sortedLabels(want.labels)) {
+				t.Fatalf("series %d labels: got %v, want %v", i, got.Labels, want.labels)
+			}
+			if len(got.Samples) != 1 || got.Samples[0].Timestamp != want.ts || math.Float64bits(got.Samples[0].Value) != math.Float64bits(want.v) {
+				t.Fatalf("series %d %v: got samples %v, want ts=%d v=%v", i, want.labels, got.Samples, want.ts, want.v)
+			}
+		}
+	}
+}
+
+func benchFamilies() []*dto.MetricFamily {
+	var mfs []*dto.MetricFamily
+	for n := range 20 {
+		mf := &dto.MetricFamily{Name: ptr(fmt.Sprintf("cluster_component_metric_%d", n)), Help: ptr("help"), Type: dto.MetricType_GAUGE.Enum()}
+		for s := range 50 {
+			ls := benchLabels(n, s, func(n, v string) *dto.LabelPair { return &dto.LabelPair{Name: ptr(n), Value: ptr(v)} })[1:]
+			mf.Metric = append(mf.Metric, &dto.Metric{Label: ls, Gauge: &dto.Gauge{Value: ptr(float64(s))}, TimestampMs: ptr(int64(1700000000000 + s))})
+		}
+		mfs = append(mfs, mf)
+	}
+	return mfs
+}

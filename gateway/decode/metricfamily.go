@@ -1,0 +1,680 @@
+package decode
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/encoding/protodelim"
+
+	"github.com/telegate/telegate/batch"
+)
+
+// Metric types of io.prometheus.client.MetricType.
+const (
+	typeCounter        = 0
+	typeGauge          = 1
+	typeSummary        = 2
+	typeUntyped        = 3
+	typeHistogram      = 4
+	typeGaugeHistogram = 5
+)
+
+var typeNames = [...]string{"COUNTER", "GAUGE", "SUMMARY", "UNTYPED", "HISTOGRAM", "GAUGE_HISTOGRAM"}
+
+// maxGroupDepth is how deeply unknown groups may nest, as in
+// google.golang.org/protobuf's protowire.DefaultRecursionLimit.
+const maxGroupDepth = 10000
+
+// UnmarshalMetricFamilies walks buf, a decoded telemeter /upload body (a
+// sequence of varint-length-delimited io.prometheus.client.MetricFamily
+// messages), and pushes the series the Prometheus text exposition of those
+// families would contain:
+//
+//   - counter, gauge, untyped: name
+//   - summary: name{quantile="q"} per quantile, name_sum, name_count
+//   - histogram, gauge histogram: name_bucket{le="b"} per bucket (float
+//     counts when set and non-zero), a +Inf bucket (= count) when none is
+//     present, name_sum, name_count
+//
+// Each series carries __name__ followed by the metric's label pairs (plus
+// quantile or le), unsorted, and one sample stamped nowMs if useServerTime
+// or the metric has no timestamp_ms, else timestamp_ms.
+//
+// It accepts exactly what google.golang.org/protobuf accepts for these
+// messages (proto2: fields with an unexpected wire type are unknown fields,
+// repeated optional messages merge). On top of that a family without a
+// name, with an unknown type, or with a metric lacking the value its type
+// needs ("type COUNTER but no counter value") is a 400. A family without
+// metrics contributes nothing. More than maxSeries derived series is a 413
+// naming max_series_per_request; maxSeries <= 0 disables the cap.
+//
+// Family names and labels alias buf (see UnmarshalWriteRequest); derived
+// names (_sum, _count, _bucket) and le/quantile values are allocated. On
+// error, b holds a partial request and should be Reset.
+func UnmarshalMetricFamilies(buf []byte, b *batch.Batch, nowMs int64, useServerTime bool, maxSeries int) (Stats, error) {
+	d := mfDecoder{buf: buf, b: b, now: nowMs, serverTime: useServerTime, maxSeries: maxSeries}
+	err := d.families()
+	if err != nil {
+		b.DiscardSeries()
+	}
+	return d.st, err
+}
+
+// EncodeMetricFamilies writes mfs to w as varint-length-delimited protobuf,
+// the /upload body format (before snappy framing).
+func EncodeMetricFamilies(w io.Writer, mfs []*dto.MetricFamily) error {
+	for _, mf := range mfs {
+		if _, err := protodelim.MarshalTo(w, mf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type mfDecoder struct {
+	buf        []byte
+	b          *batch.Batch
+	st         Stats
+	now        int64
+	serverTime bool
+	maxSeries  int
+
+	// Per family.
+	name                        string
+	sumName, countName, bktName string
+
+	floats [64]floatStr // le/quantile strings, direct-mapped by bits
+}
+
+type floatStr struct {
+	bits uint64
+	s    string
+}
+
+// field is one decoded field: for wtBytes and wtStart, buf[s:e] is the
+// payload; for wtVarint and wtFixed64/32, v is the value.
+type field struct {
+	num, wt int
+	s, e    int
+	v       uint64
+}
+
+// pvarint reads a varint the way google.golang.org/protobuf does: at most
+// 10 bytes and the 10th must be 0 or 1.
+func pvarint(buf []byte, i, end int) (v uint64, next int) {
+	if i < end && buf[i] < 0x80 {
+		return uint64(buf[i]), i + 1
+	}
+	for shift := uint(0); shift < 64; shift += 7 {
+		if i >= end {
+			return 0, errTruncated
+		}
+		c := buf[i]
+		i++
+		if shift == 63 && c > 1 {
+			return 0, errOverflow
+		}
+		v |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			return v, i
+		}
+	}
+	return 0, errOverflow
+}
+
+// next reads the field at i of a message ending at end. Field numbers must
+// be in [1, 2^29-1] and an end-group tag is an error, as at message level
+// in google.golang.org/protobuf.
+func (d *mfDecoder) next(i, end int, msg string) (f field, next int, err error) {
+	t, n := pvarint(d.buf, i, end)
+	if n < 0 {
+		return f, 0, varintErr(n, i, msg+" tag")
+	}
+	if num := t >> 3; num < 1 || num > 1<<29-1 {
+		return f, 0, BadRequest("protobuf: %s: illegal field number %d at offset %d", msg, num, i)
+	}
+	f.num, f.wt = int(t>>3), int(t&7)
+	if f.wt == wtEnd {
+		return f, 0, BadRequest("protobuf: %s: end group outside a group at offset %d", msg, i)
+	}
+	next, err = d.value(&f, n, end, maxGroupDepth)
+	return f, next, err
+}
+
+// value consumes the value of f starting at i.
+func (d *mfDecoder) value(f *field, i, end, depth int) (int, error) {
+	switch f.wt {
+	case wtVarint:
+		v, n := pvarint(d.buf, i, end)
+		if n < 0 {
+			return 0, varintErr(n, i, "varint field")
+		}
+		f.v = v
+		return n, nil
+	case wtFixed64:
+		if end-i < 8 {
+			return 0, BadRequest("protobuf: truncated fixed64 field at offset %d", i)
+		}
+		f.v = binary.LittleEndian.Uint64(d.buf[i:])
+		return i + 8, nil
+	case wtFixed32:
+		if end-i < 4 {
+			return 0, BadRequest("protobuf: truncated fixed32 field at offset %d", i)
+		}
+		f.v = uint64(binary.LittleEndian.Uint32(d.buf[i:]))
+		return i + 4, nil
+	case wtBytes:
+		l, n := pvarint(d.buf, i, end)
+		if n < 0 {
+			return 0, varintErr(n, i, "length")
+		}
+		if l > uint64(end-n) {
+			return 0, BadRequest("protobuf: truncated field %d at offset %d (length %d, %d bytes left)", f.num, i, l, end-n)
+		}
+		f.s, f.e = n, n+int(l)
+		return f.e, nil
+	case wtStart:
+		if depth < 0 {
+			return 0, BadRequest("protobuf: groups nested too deeply at offset %d", i)
+		}
+		f.s = i
+		for {
+			t, n := pvarint(d.buf, i, end)
+			if n < 0 {
+				return 0, varintErr(n, i, "group tag")
+			}
+			num := t >> 3
+			if num < 1 || num > math.MaxInt32 {
+				return 0, BadRequest("protobuf: illegal field number %d at offset %d", num, i)
+			}
+			if int(t&7) == wtEnd {
+				if int(num) != f.num {
+					return 0, BadRequest("protobuf: mismatched end group at offset %d", i)
+				}
+				f.e = i
+				return n, nil
+			}
+			inner := field{num: int(num), wt: int(t & 7)}
+			var err error
+			if i, err = d.value(&inner, n, end, depth-1); err != nil {
+				return 0, err
+			}
+		}
+	case wtEnd:
+		return 0, BadRequest("protobuf: unexpected end group at offset %d", i)
+	default:
+		return 0, BadRequest("protobuf: illegal wire type %d at offset %d", f.wt, i)
+	}
+}
+
+// plain validates a message without message-typed or packed fields
+// (LabelPair, Gauge, Untyped, Quantile, BucketSpan, Timestamp): every field
+// must parse.
+func (d *mfDecoder) plain(i, end int, msg string) error {
+	for i < end {
+		var err error
+		if _, i, err = d.next(i, end, msg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// packed validates the payload of a packed repeated field strictly.
+func (d *mfDecoder) packed(f field, wt int) error {
+	for i := f.s; i < f.e; {
+		if wt == wtFixed64 {
+			if f.e-i < 8 {
+				return BadRequest("protobuf: packed doubles of field %d at offset %d are not a multiple of 8 bytes", f.num, f.s)
+			}
+			i += 8
+			continue
+		}
+		_, n := pvarint(d.buf, i, f.e)
+		if n < 0 {
+			return varintErr(n, i, "packed varint")
+		}
+		i = n
+	}
+	return nil
+}
+
+func (d *mfDecoder) families() error {
+	i, end := 0, len(d.buf)
+	for i < end {
+		l, n := pvarint(d.buf, i, end)
+		if n < 0 {
+			return varintErr(n, i, "metric family length")
+		}
+		if l > uint64(end-n) {
+			return BadRequest("protobuf: truncated metric family at offset %d (length %d, %d bytes left)", i, l, end-n)
+		}
+		if err := d.family(n, n+int(l)); err != nil {
+			return err
+		}
+		i = n + int(l)
+	}
+	return nil
+}
+
+func (d *mfDecoder) family(s, e int) error {
+	d.st.Metadata++
+	d.name, d.sumName, d.countName, d.bktName = "", "", "", ""
+	var typ int32
+	for i := s; i < e; {
+		f, n, err := d.next(i, e, "MetricFamily")
+		if err != nil {
+			return err
+		}
+		switch {
+		case f.num == 1 && f.wt == wtBytes:
+			d.name = str(d.buf, f.s, f.e)
+		case f.num == 3 && f.wt == wtVarint:
+			typ = int32(f.v)
+		}
+		i = n
+	}
+	if d.name == "" {
+		return BadRequest("metric family at offset %d has no name", s)
+	}
+	if typ < 0 || int(typ) >= len(typeNames) {
+		return BadRequest("metric family %q: unknown metric type %d", d.name, typ)
+	}
+	for i := s; i < e; {
+		f, n, err := d.next(i, e, "MetricFamily")
+		if err != nil {
+			return err
+		}
+		if f.num == 4 && f.wt == wtBytes {
+			if err := d.metric(int(typ), f.s, f.e); err != nil {
+				return err
+			}
+		}
+		i = n
+	}
+	return nil
+}
+
+// metricVals gathers the merged scalar fields of one Metric.
+type metricVals struct {
+	has        [8]bool // by Metric field number: 2 gauge ... 7 histogram
+	value      [8]float64
+	ts         int64
+	hasTS      bool
+	count      uint64 // summary or histogram sample_count
+	countFloat float64
+	sum        float64
+	infSeen    bool
+}
+
+func (d *mfDecoder) metric(typ, s, e int) error {
+	var m metricVals
+	for i := s; i < e; {
+		f, n, err := d.next(i, e, "Metric")
+		if err != nil {
+			return err
+		}
+		i = n
+		switch {
+		case f.num == 6 && f.wt == wtVarint:
+			m.ts, m.hasTS = int64(f.v), true
+		case f.num == 1 && f.wt == wtBytes:
+			err = d.plain(f.s, f.e, "LabelPair")
+		case (f.num == 2 || f.num == 5) && f.wt == wtBytes: // gauge, untyped
+			m.has[f.num] = true
+			err = d.simpleValue(&m, f)
+		case f.num == 3 && f.wt == wtBytes:
+			m.has[3] = true
+			err = d.counter(&m, f)
+		case f.num == 4 && f.wt == wtBytes:
+			m.has[4] = true
+			err = d.summary(&m, f, typ == typeSummary)
+		case f.num == 7 && f.wt == wtBytes:
+			m.has[7] = true
+			err = d.histogram(&m, f, typ == typeHistogram || typ == typeGaugeHistogram)
+		}
+		if err != nil {
+			return err
+		}
+	}
+
+	ts := d.now
+	if !d.serverTime && m.hasTS {
+		ts = m.ts
+	}
+	need := [...]int{typeCounter: 3, typeGauge: 2, typeSummary: 4, typeUntyped: 5, typeHistogram: 7, typeGaugeHistogram: 7}[typ]
+	if !m.has[need] {
+		kind := [...]string{2: "gauge", 3: "counter", 4: "summary", 5: "untyped", 7: "histogram"}[need]
+		return BadRequest("metric family %q: type %s but no %s value", d.name, typeNames[typ], kind)
+	}
+	switch typ {
+	case typeCounter, typeGauge, typeUntyped:
+		return d.emit(d.name, "", "", s, e, ts, m.value[need])
+	case typeSummary:
+		if err := d.quantiles(s, e, ts); err != nil {
+			return err
+		}
+		d.derivedNames()
+		if err := d.emit(d.sumName, "", "", s, e, ts, m.sum); err != nil {
+			return err
+		}
+		return d.emit(d.countName, "", "", s, e, ts, float64(m.count))
+	default: // histograms
+		d.derivedNames()
+		if err := d.buckets(s, e, ts); err != nil {
+			return err
+		}
+		count := m.countFloat
+		if count == 0 {
+			count = float64(m.count)
+		}
+		if !m.infSeen {
+			if err := d.emit(d.bktName, "le", "+Inf", s, e, ts, count); err != nil {
+				return err
+			}
+		}
+		if err := d.emit(d.sumName, "", "", s, e, ts, m.sum); err != nil {
+			return err
+		}
+		return d.emit(d.countName, "", "", s, e, ts, count)
+	}
+}
+
+func (d *mfDecoder) derivedNames() {
+	if d.sumName == "" {
+		d.sumName, d.countName, d.bktName = d.name+"_sum", d.name+"_count", d.name+"_bucket"
+	}
+}
+
+// simpleValue reads a Gauge or Untyped: {1 value double}.
+func (d *mfDecoder) simpleValue(m *metricVals, g field) error {
+	for i := g.s; i < g.e; {
+		f, n, err := d.next(i, g.e, "Gauge")
+		if err != nil {
+			return err
+		}
+		if f.num == 1 && f.wt == wtFixed64 {
+			m.value[g.num] = math.Float64frombits(f.v)
+		}
+		i = n
+	}
+	return nil
+}
+
+// counter reads a Counter: {1 value, 2 exemplar, 3 created_timestamp}.
+func (d *mfDecoder) counter(m *metricVals, c field) error {
+	for i := c.s; i < c.e; {
+		f, n, err := d.next(i, c.e, "Counter")
+		if err != nil {
+			return err
+		}
+		i = n
+		switch {
+		case f.num == 1 && f.wt == wtFixed64:
+			m.value[3] = math.Float64frombits(f.v)
+		case f.num == 2 && f.wt == wtBytes:
+			err = d.exemplar(f)
+		case f.num == 3 && f.wt == wtBytes:
+			err = d.plain(f.s, f.e, "Timestamp")
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// exemplar validates and counts an Exemplar: {1 LabelPair, 2 value, 3 Timestamp}.
+func (d *mfDecoder) exemplar(x field) error {
+	d.st.Exemplars++
+	for i := x.s; i < x.e; {
+		f, n, err := d.next(i, x.e, "Exemplar")
+		if err != nil {
+			return err
+		}
+		i = n
+		if f.wt == wtBytes && (f.num == 1 || f.num == 3) {
+			if err := d.plain(f.s, f.e, "Exemplar field"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// summary reads a Summary: {1 sample_count, 2 sample_sum, 3 Quantile, 4
+// created_timestamp}. Quantiles are emitted in a second walk.
+func (d *mfDecoder) summary(m *metricVals, sm field, use bool) error {
+	for i := sm.s; i < sm.e; {
+		f, n, err := d.next(i, sm.e, "Summary")
+		if err != nil {
+			return err
+		}
+		i = n
+		switch {
+		case f.num == 1 && f.wt == wtVarint && use:
+			m.count = f.v
+		case f.num == 2 && f.wt == wtFixed64 && use:
+			m.sum = math.Float64frombits(f.v)
+		case (f.num == 3 || f.num == 4) && f.wt == wtBytes:
+			err = d.plain(f.s, f.e, "Quantile")
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// histogram reads a Histogram (classic fields; native ones are validated
+// and counted). Buckets are emitted in a second walk.
+func (d *mfDecoder) histogram(m *metricVals, h field, use bool) error {
+	native := false
+	for i := h.s; i < h.e; {
+		f, n, err := d.next(i, h.e, "Histogram")
+		if err != nil {
+			return err
+		}
+		i = n
+		if f.num >= 5 && f.num <= 14 {
+			native = true
+		}
+		switch {
+		case f.num == 1 && f.wt == wtVarint && use:
+			m.count = f.v
+		case f.num == 4 && f.wt == wtFixed64 && use:
+			m.countFloat = math.Float64frombits(f.v)
+		case f.num == 2 && f.wt == wtFixed64 && use:
+			m.sum = math.Float64frombits(f.v)
+		case f.num == 3 && f.wt == wtBytes:
+			var ub float64
+			if ub, _, err = d.bucket(f, true); err == nil && math.IsInf(ub, 1) {
+				m.infSeen = true
+			}
+		case (f.num == 9 || f.num == 12 || f.num == 15) && f.wt == wtBytes:
+			err = d.plain(f.s, f.e, "Histogram field")
+		case (f.num == 10 || f.num == 13) && f.wt == wtBytes:
+			err = d.packed(f, wtVarint)
+		case (f.num == 11 || f.num == 14) && f.wt == wtBytes:
+			err = d.packed(f, wtFixed64)
+		case f.num == 16 && f.wt == wtBytes:
+			err = d.exemplar(f)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if native {
+		d.st.Histograms++
+	}
+	return nil
+}
+
+// bucket reads a Bucket: {1 cumulative_count, 4 cumulative_count_float, 2
+// upper_bound, 3 exemplar}; it returns the upper bound and the count the
+// text format shows.
+func (d *mfDecoder) bucket(b field, validate bool) (ub, count float64, err error) {
+	var cnt uint64
+	var cntFloat float64
+	for i := b.s; i < b.e; {
+		f, n, err := d.next(i, b.e, "Bucket")
+		if err != nil {
+			return 0, 0, err
+		}
+		i = n
+		switch {
+		case f.num == 1 && f.wt == wtVarint:
+			cnt = f.v
+		case f.num == 4 && f.wt == wtFixed64:
+			cntFloat = math.Float64frombits(f.v)
+		case f.num == 2 && f.wt == wtFixed64:
+			ub = math.Float64frombits(f.v)
+		case f.num == 3 && f.wt == wtBytes && validate:
+			if err := d.exemplar(f); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+	if cntFloat == 0 {
+		cntFloat = float64(cnt)
+	}
+	return ub, cntFloat, nil
+}
+
+// quantiles emits name{quantile="q"} for every Quantile of every summary of
+// the (already validated) metric at buf[s:e].
+func (d *mfDecoder) quantiles(s, e int, ts int64) error {
+	return d.eachSub(s, e, 4, 3, func(f field) error {
+		var q, v float64
+		for i := f.s; i < f.e; {
+			g, n, err := d.next(i, f.e, "Quantile")
+			if err != nil {
+				return err
+			}
+			i = n
+			switch {
+			case g.num == 1 && g.wt == wtFixed64:
+				q = math.Float64frombits(g.v)
+			case g.num == 2 && g.wt == wtFixed64:
+				v = math.Float64frombits(g.v)
+			}
+		}
+		return d.emit(d.name, "quantile", d.formatFloat(q), s, e, ts, v)
+	})
+}
+
+// buckets emits name_bucket{le="b"} for every Bucket of every histogram of
+// the (already validated) metric at buf[s:e].
+func (d *mfDecoder) buckets(s, e int, ts int64) error {
+	return d.eachSub(s, e, 7, 3, func(f field) error {
+		ub, count, err := d.bucket(f, false)
+		if err != nil {
+			return err
+		}
+		return d.emit(d.bktName, "le", d.formatFloat(ub), s, e, ts, count)
+	})
+}
+
+// eachSub calls fn for every length-delimited field sub of every
+// length-delimited field outer of the message at buf[s:e], in wire order,
+// which is the order merged repeated fields have.
+func (d *mfDecoder) eachSub(s, e, outer, sub int, fn func(field) error) error {
+	for i := s; i < e; {
+		f, n, err := d.next(i, e, "Metric")
+		if err != nil {
+			return err
+		}
+		i = n
+		if f.num != outer || f.wt != wtBytes {
+			continue
+		}
+		for j := f.s; j < f.e; {
+			g, n, err := d.next(j, f.e, "value")
+			if err != nil {
+				return err
+			}
+			j = n
+			if g.num == sub && g.wt == wtBytes {
+				if err := fn(g); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// emit pushes one series: __name__=name, the metric's label pairs (from the
+// Metric at buf[s:e]), the optional extra label, and one sample.
+func (d *mfDecoder) emit(name, extraName, extraValue string, s, e int, ts int64, v float64) error {
+	if d.maxSeries > 0 && d.st.Series >= d.maxSeries {
+		return TooLarge(CapSeries, d.maxSeries, fmt.Sprintf("upload with more than %d series", d.maxSeries))
+	}
+	d.b.PushLabel(batch.MetricName, name)
+	for i := s; i < e; {
+		f, n, err := d.next(i, e, "Metric")
+		if err != nil {
+			return err
+		}
+		i = n
+		if f.num != 1 || f.wt != wtBytes {
+			continue
+		}
+		var ln, lv string
+		for j := f.s; j < f.e; {
+			g, n, err := d.next(j, f.e, "LabelPair")
+			if err != nil {
+				return err
+			}
+			j = n
+			if g.wt == wtBytes {
+				switch g.num {
+				case 1:
+					ln = str(d.buf, g.s, g.e)
+				case 2:
+					lv = str(d.buf, g.s, g.e)
+				}
+			}
+		}
+		d.b.PushLabel(ln, lv)
+	}
+	if extraName != "" {
+		d.b.PushLabel(extraName, extraValue)
+	}
+	d.b.PushSample(ts, v)
+	d.b.EndSeries()
+	d.st.Series++
+	d.st.Samples++
+	return nil
+}
+
+// formatFloat renders a le or quantile value like the Prometheus text
+// format: 'g' with the shortest representation, "+Inf", "-Inf", "NaN", and
+// "0" for negative zero. Recent values are cached.
+func (d *mfDecoder) formatFloat(f float64) string {
+	if f == 0 {
+		return "0"
+	}
+	bits := math.Float64bits(f)
+	slot := &d.floats[(bits^bits>>29^bits>>47)%uint64(len(d.floats))]
+	if slot.s != "" && slot.bits == bits {
+		return slot.s
+	}
+	var s string
+	switch {
+	case math.IsInf(f, 1):
+		s = "+Inf"
+	case math.IsInf(f, -1):
+		s = "-Inf"
+	case math.IsNaN(f):
+		s = "NaN"
+	default:
+		s = strconv.FormatFloat(f, 'g', -1, 64)
+	}
+	*slot = floatStr{bits: bits, s: s}
+	return s
+}

@@ -1,0 +1,546 @@
+package decode
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/telegate/telegate/batch"
+)
+
+// Stats counts what a decoder saw, including what it dropped, so the
+// gateway can report drops.
+//
+// For remote write: Series and Samples are the TimeSeries and float samples
+// pushed into the batch; Exemplars and Histograms (native histograms) are
+// skipped; Metadata counts WriteRequest.metadata entries (skipped).
+//
+// For telemeter uploads: Series and Samples are the series derived from the
+// families (one sample each); Exemplars counts exemplars in counters,
+// buckets and histograms; Histograms counts histograms carrying native
+// histogram fields (skipped; the classic buckets are kept); Metadata counts
+// the metric families, whose help, type and unit are not forwarded.
+type Stats struct {
+	Series, Samples, Exemplars, Histograms, Metadata int
+}
+
+// Protobuf wire types.
+const (
+	wtVarint  = 0
+	wtFixed64 = 1
+	wtBytes   = 2
+	wtStart   = 3
+	wtEnd     = 4
+	wtFixed32 = 5
+)
+
+// UnmarshalWriteRequest walks a remote write 1.0 prometheus.WriteRequest in
+// buf and pushes every TimeSeries into b (labels in wire order, float
+// samples). Exemplars, native histograms and metadata are validated,
+// counted in Stats and dropped. It accepts exactly the inputs the
+// gogo-generated prompb.WriteRequest.Unmarshal accepts.
+//
+// Label strings alias buf: buf must not be modified while b is in use; keep
+// it in b.Buf (or make it otherwise outlive b). On error, b holds a partial
+// request and should be Reset. More than maxSeries TimeSeries is a 413
+// naming max_series_per_request; maxSeries <= 0 disables the cap.
+func UnmarshalWriteRequest(buf []byte, b *batch.Batch, maxSeries int) (Stats, error) {
+	d := rwDecoder{buf: buf, b: b}
+	err := d.writeRequest(maxSeries)
+	if err != nil {
+		b.DiscardSeries()
+	}
+	return d.st, err
+}
+
+type rwDecoder struct {
+	buf []byte
+	b   *batch.Batch
+	st  Stats
+}
+
+// varint reads a varint at i (bounded by end) the way gogo does: at most 10
+// bytes, bits past 64 are dropped. next < 0 means an error: errTruncated or
+// errOverflow.
+func varint(buf []byte, i, end int) (v uint64, next int) {
+	if i < end && buf[i] < 0x80 {
+		return uint64(buf[i]), i + 1
+	}
+	for shift := uint(0); shift < 64; shift += 7 {
+		if i >= end {
+			return 0, errTruncated
+		}
+		c := buf[i]
+		i++
+		v |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			return v, i
+		}
+	}
+	return 0, errOverflow
+}
+
+const (
+	errTruncated = -1
+	errOverflow  = -2
+)
+
+func varintErr(code, off int, what string) error {
+	if code == errOverflow {
+		return BadRequest("protobuf: varint overflow in %s at offset %d", what, off)
+	}
+	return BadRequest("protobuf: truncated %s at offset %d", what, off)
+}
+
+// tag reads a field tag and applies gogo's checks: no end-group outside a
+// group, field number (truncated to int32 like gogo) must be positive.
+func (d *rwDecoder) tag(i, end int, msg string) (num int32, wt int, next int, err error) {
+	t, next := varint(d.buf, i, end)
+	if next < 0 {
+		return 0, 0, 0, varintErr(next, i, msg+" tag")
+	}
+	num, wt = int32(t>>3), int(t&7)
+	if wt == wtEnd {
+		return 0, 0, 0, BadRequest("protobuf: %s: end group outside a group at offset %d", msg, i)
+	}
+	if num <= 0 {
+		return 0, 0, 0, BadRequest("protobuf: %s: illegal field number %d at offset %d", msg, num, i)
+	}
+	return num, wt, next, nil
+}
+
+// field checks the wire type of a known field.
+func wantWire(wt, want int, field string, off int) error {
+	if wt != want {
+		return BadRequest("protobuf: wrong wire type %d for %s at offset %d", wt, field, off)
+	}
+	return nil
+}
+
+// lenDelim reads a length prefix at i and returns the payload bounds.
+// Lengths that are negative or run past end are errors, never allocations.
+func (d *rwDecoder) lenDelim(i, end int, field string) (start, stop int, err error) {
+	l, start := varint(d.buf, i, end)
+	if start < 0 {
+		return 0, 0, varintErr(start, i, field+" length")
+	}
+	if int(l) < 0 || int(l) > end-start {
+		return 0, 0, BadRequest("protobuf: truncated %s at offset %d (length %d, %d bytes left)", field, i, l, end-start)
+	}
+	return start, start + int(l), nil
+}
+
+// fixed64 returns the 8 little-endian bytes at i as a uint64.
+func (d *rwDecoder) fixed64(i, end int, field string) (uint64, int, error) {
+	if end-i < 8 {
+		return 0, 0, BadRequest("protobuf: truncated %s at offset %d", field, i)
+	}
+	return binary.LittleEndian.Uint64(d.buf[i:]), i + 8, nil
+}
+
+// skip skips the unknown field whose tag starts at i, with gogo's rules:
+// groups nest by depth only, wire types 6 and 7 are illegal.
+func (d *rwDecoder) skip(i, end int) (int, error) {
+	start := i
+	depth := 0
+	for i < end {
+		t, next := varint(d.buf, i, end)
+		if next < 0 {
+			return 0, varintErr(next, i, "unknown field tag")
+		}
+		i = next
+		switch t & 7 {
+		case wtVarint:
+			if _, i = varint(d.buf, i, end); i < 0 {
+				return 0, varintErr(i, next, "unknown field")
+			}
+		case wtFixed64:
+			if end-i < 8 {
+				return 0, BadRequest("protobuf: truncated unknown field at offset %d", start)
+			}
+			i += 8
+		case wtBytes:
+			s, e, err := d.lenDelim(i, end, "unknown field")
+			if err != nil {
+				return 0, err
+			}
+			_ = s
+			i = e
+		case wtStart:
+			depth++
+		case wtEnd:
+			if depth == 0 {
+				return 0, BadRequest("protobuf: unexpected end group at offset %d", next)
+			}
+			depth--
+		case wtFixed32:
+			if end-i < 4 {
+				return 0, BadRequest("protobuf: truncated unknown field at offset %d", start)
+			}
+			i += 4
+		default:
+			return 0, BadRequest("protobuf: illegal wire type %d at offset %d", t&7, start)
+		}
+		if depth == 0 {
+			return i, nil
+		}
+	}
+	return 0, BadRequest("protobuf: unterminated group at offset %d", start)
+}
+
+func (d *rwDecoder) writeRequest(maxSeries int) error {
+	i, end := 0, len(d.buf)
+	for i < end {
+		num, wt, next, err := d.tag(i, end, "WriteRequest")
+		if err != nil {
+			return err
+		}
+		switch num {
+		case 1:
+			if err := wantWire(wt, wtBytes, "WriteRequest.timeseries", i); err != nil {
+				return err
+			}
+			s, e, err := d.lenDelim(next, end, "timeseries")
+			if err != nil {
+				return err
+			}
+			if maxSeries > 0 && d.st.Series >= maxSeries {
+				return TooLarge(CapSeries, maxSeries, fmt.Sprintf("request with more than %d series", maxSeries))
+			}
+			if err := d.timeSeries(s, e); err != nil {
+				return err
+			}
+			d.b.EndSeries()
+			d.st.Series++
+			i = e
+		case 3:
+			if err := wantWire(wt, wtBytes, "WriteRequest.metadata", i); err != nil {
+				return err
+			}
+			s, e, err := d.lenDelim(next, end, "metadata")
+			if err != nil {
+				return err
+			}
+			if err := d.metadata(s, e); err != nil {
+				return err
+			}
+			d.st.Metadata++
+			i = e
+		default:
+			if i, err = d.skip(i, end); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (d *rwDecoder) timeSeries(i, end int) error {
+	for i < end {
+		num, wt, next, err := d.tag(i, end, "TimeSeries")
+		if err != nil {
+			return err
+		}
+		switch num {
+		case 1:
+			if err := wantWire(wt, wtBytes, "TimeSeries.labels", i); err != nil {
+				return err
+			}
+			s, e, err := d.lenDelim(next, end, "label")
+			if err != nil {
+				return err
+			}
+			name, value, err := d.label(s, e)
+			if err != nil {
+				return err
+			}
+			d.b.PushLabel(name, value)
+			i = e
+		case 2:
+			if err := wantWire(wt, wtBytes, "TimeSeries.samples", i); err != nil {
+				return err
+			}
+			s, e, err := d.lenDelim(next, end, "sample")
+			if err != nil {
+				return err
+			}
+			if err := d.sample(s, e); err != nil {
+				return err
+			}
+			d.st.Samples++
+			i = e
+		case 3:
+			if err := wantWire(wt, wtBytes, "TimeSeries.exemplars", i); err != nil {
+				return err
+			}
+			s, e, err := d.lenDelim(next, end, "exemplar")
+			if err != nil {
+				return err
+			}
+			if err := d.exemplar(s, e); err != nil {
+				return err
+			}
+			d.st.Exemplars++
+			i = e
+		case 4:
+			if err := wantWire(wt, wtBytes, "TimeSeries.histograms", i); err != nil {
+				return err
+			}
+			s, e, err := d.lenDelim(next, end, "histogram")
+			if err != nil {
+				return err
+			}
+			if err := d.histogram(s, e); err != nil {
+				return err
+			}
+			d.st.Histograms++
+			i = e
+		default:
+			if i, err = d.skip(i, end); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// str returns buf[s:e] as a string sharing buf's memory.
+func str(buf []byte, s, e int) string {
+	if s == e {
+		return ""
+	}
+	return unsafe.String(&buf[s], e-s)
+}
+
+func (d *rwDecoder) label(i, end int) (name, value string, err error) {
+	for i < end {
+		num, wt, next, err := d.tag(i, end, "Label")
+		if err != nil {
+			return "", "", err
+		}
+		switch num {
+		case 1, 2:
+			if err := wantWire(wt, wtBytes, "Label field", i); err != nil {
+				return "", "", err
+			}
+			s, e, err := d.lenDelim(next, end, "label")
+			if err != nil {
+				return "", "", err
+			}
+			if num == 1 {
+				name = str(d.buf, s, e)
+			} else {
+				value = str(d.buf, s, e)
+			}
+			i = e
+		default:
+			if i, err = d.skip(i, end); err != nil {
+				return "", "", err
+			}
+		}
+	}
+	return name, value, nil
+}
+
+func (d *rwDecoder) sample(i, end int) error {
+	var ts int64
+	var v float64
+	for i < end {
+		num, wt, next, err := d.tag(i, end, "Sample")
+		if err != nil {
+			return err
+		}
+		switch num {
+		case 1:
+			if err := wantWire(wt, wtFixed64, "Sample.value", i); err != nil {
+				return err
+			}
+			bits, e, err := d.fixed64(next, end, "sample value")
+			if err != nil {
+				return err
+			}
+			v = math.Float64frombits(bits)
+			i = e
+		case 2:
+			if err := wantWire(wt, wtVarint, "Sample.timestamp", i); err != nil {
+				return err
+			}
+			u, e := varint(d.buf, next, end)
+			if e < 0 {
+				return varintErr(e, next, "sample timestamp")
+			}
+			ts = int64(u)
+			i = e
+		default:
+			if i, err = d.skip(i, end); err != nil {
+				return err
+			}
+		}
+	}
+	d.b.PushSample(ts, v)
+	return nil
+}
+
+// The remaining messages are only validated, with the field rules of the
+// reference decoder, so a request is rejected exactly when Prometheus would
+// reject it.
+
+// scalar validates one known scalar field of wire type want at i.
+func (d *rwDecoder) scalar(num int32, wt, want, i, next, end int, field string) (int, error) {
+	if err := wantWire(wt, want, field, i); err != nil {
+		return 0, err
+	}
+	switch want {
+	case wtVarint:
+		_, e := varint(d.buf, next, end)
+		if e < 0 {
+			return 0, varintErr(e, next, field)
+		}
+		return e, nil
+	case wtFixed64:
+		_, e, err := d.fixed64(next, end, field)
+		return e, err
+	default: // wtBytes
+		_, e, err := d.lenDelim(next, end, field)
+		return e, err
+	}
+}
+
+func (d *rwDecoder) exemplar(i, end int) error {
+	for i < end {
+		num, wt, next, err := d.tag(i, end, "Exemplar")
+		if err != nil {
+			return err
+		}
+		switch num {
+		case 1:
+			if err := wantWire(wt, wtBytes, "Exemplar.labels", i); err != nil {
+				return err
+			}
+			s, e, err := d.lenDelim(next, end, "exemplar label")
+			if err != nil {
+				return err
+			}
+			if _, _, err := d.label(s, e); err != nil {
+				return err
+			}
+			i = e
+		case 2:
+			i, err = d.scalar(num, wt, wtFixed64, i, next, end, "Exemplar.value")
+		case 3:
+			i, err = d.scalar(num, wt, wtVarint, i, next, end, "Exemplar.timestamp")
+		default:
+			i, err = d.skip(i, end)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *rwDecoder) metadata(i, end int) error {
+	for i < end {
+		num, wt, next, err := d.tag(i, end, "MetricMetadata")
+		if err != nil {
+			return err
+		}
+		switch num {
+		case 1:
+			i, err = d.scalar(num, wt, wtVarint, i, next, end, "MetricMetadata.type")
+		case 2, 4, 5:
+			i, err = d.scalar(num, wt, wtBytes, i, next, end, "MetricMetadata string")
+		default:
+			i, err = d.skip(i, end)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *rwDecoder) bucketSpan(i, end int) error {
+	for i < end {
+		num, wt, next, err := d.tag(i, end, "BucketSpan")
+		if err != nil {
+			return err
+		}
+		switch num {
+		case 1, 2:
+			i, err = d.scalar(num, wt, wtVarint, i, next, end, "BucketSpan field")
+		default:
+			i, err = d.skip(i, end)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *rwDecoder) histogram(i, end int) error {
+	for i < end {
+		num, wt, next, err := d.tag(i, end, "Histogram")
+		if err != nil {
+			return err
+		}
+		switch num {
+		case 1, 4, 6, 14, 15: // count_int, schema, zero_count_int, reset_hint, timestamp
+			i, err = d.scalar(num, wt, wtVarint, i, next, end, "Histogram field")
+		case 2, 3, 5, 7: // count_float, sum, zero_threshold, zero_count_float
+			i, err = d.scalar(num, wt, wtFixed64, i, next, end, "Histogram field")
+		case 8, 11: // negative_spans, positive_spans
+			if err = wantWire(wt, wtBytes, "Histogram spans", i); err != nil {
+				return err
+			}
+			var s, e int
+			if s, e, err = d.lenDelim(next, end, "bucket span"); err != nil {
+				return err
+			}
+			err = d.bucketSpan(s, e)
+			i = e
+		case 9, 12: // negative_deltas, positive_deltas: sint64, packed or not
+			i, err = d.repeated(wt, wtVarint, i, next, end)
+		case 10, 13, 16: // negative_counts, positive_counts, custom_values: double
+			i, err = d.repeated(wt, wtFixed64, i, next, end)
+		default:
+			i, err = d.skip(i, end)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// repeated validates a repeated scalar field, unpacked (wire type elem) or
+// packed. Like the reference, the elements of a packed run are read while
+// the cursor is before the run's end, each bounded only by the enclosing
+// message, so a run whose length splits an element ends past its length.
+func (d *rwDecoder) repeated(wt, elem, i, next, end int) (int, error) {
+	if wt == elem {
+		return d.scalar(0, wt, elem, i, next, end, "Histogram buckets")
+	}
+	if wt != wtBytes {
+		return 0, BadRequest("protobuf: wrong wire type %d for Histogram buckets at offset %d", wt, i)
+	}
+	s, e, err := d.lenDelim(next, end, "packed buckets")
+	if err != nil {
+		return 0, err
+	}
+	for s < e {
+		if elem == wtVarint {
+			if _, s = varint(d.buf, s, end); s < 0 {
+				return 0, varintErr(s, i, "packed buckets")
+			}
+		} else {
+			if end-s < 8 {
+				return 0, BadRequest("protobuf: truncated packed buckets at offset %d", i)
+			}
+			s += 8
+		}
+	}
+	return s, nil
+}

@@ -1,0 +1,118 @@
+package decode
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/golang/snappy"
+)
+
+// minRead is the smallest buffer growth step of the streaming readers; one
+// snappy frame decodes to at most 64 KiB.
+const minRead = 64 << 10
+
+// DecodeBlock decodes src, a snappy block (the remote-write body), into dst's
+// capacity and returns the decoded bytes. The decoded length the block
+// announces is checked against maxDecoded before anything is allocated, so a
+// small body claiming a huge size costs nothing. maxDecoded <= 0 disables
+// the cap.
+func DecodeBlock(dst, src []byte, maxDecoded int) ([]byte, error) {
+	n, err := snappy.DecodedLen(src)
+	if err != nil {
+		return dst[:0], BadRequest("%s", snappyMsg(err))
+	}
+	if maxDecoded > 0 && n > maxDecoded {
+		return dst[:0], TooLarge(CapDecodedBytes, maxDecoded, fmt.Sprintf("decoded body of %d bytes", n))
+	}
+	if cap(dst) < n {
+		dst = make([]byte, n)
+	}
+	out, err := snappy.Decode(dst[:n], src)
+	if err != nil {
+		return dst[:0], BadRequest("%s", snappyMsg(err))
+	}
+	return out, nil
+}
+
+var framedReaders = sync.Pool{New: func() any { return snappy.NewReader(nil) }}
+
+// DecodeFramed decodes the snappy framing format (Content-Encoding: snappy on
+// /upload) read from r into dst's capacity. It stops as soon as the decoded
+// size passes maxDecoded (413) and never grows dst beyond maxDecoded+1
+// bytes; the pooled snappy reader holds at most one more chunk. maxDecoded
+// <= 0 disables the cap.
+func DecodeFramed(dst []byte, r io.Reader, maxDecoded int) ([]byte, error) {
+	sr := framedReaders.Get().(*snappy.Reader)
+	sr.Reset(r)
+	dst, err := readCapped(dst, sr, maxDecoded)
+	sr.Reset(nil)
+	framedReaders.Put(sr)
+	if err != nil {
+		if errors.Is(err, snappy.ErrCorrupt) || errors.Is(err, snappy.ErrUnsupported) {
+			return dst[:0], BadRequest("%s", snappyMsg(err))
+		}
+		return dst[:0], readError(err)
+	}
+	return dst, nil
+}
+
+// ReadAllCapped reads r (an identity-encoded body) to EOF into dst's capacity
+// with the same cap and guarantees as DecodeFramed.
+func ReadAllCapped(dst []byte, r io.Reader, maxDecoded int) ([]byte, error) {
+	dst, err := readCapped(dst, r, maxDecoded)
+	if err != nil {
+		return dst[:0], readError(err)
+	}
+	return dst, nil
+}
+
+// readCapped reads r to EOF into dst, failing with a 413 *Error once more
+// than maxDecoded bytes arrived. dst never grows past maxDecoded+1 bytes.
+func readCapped(dst []byte, r io.Reader, maxDecoded int) ([]byte, error) {
+	dst = dst[:0]
+	limit := maxDecoded + 1 // one byte past the cap proves the overflow
+	if maxDecoded <= 0 {
+		limit = int(^uint(0) >> 1)
+	}
+	for {
+		if len(dst) == cap(dst) {
+			if len(dst) >= limit {
+				return dst, TooLarge(CapDecodedBytes, maxDecoded, "decoded body")
+			}
+			newCap := max(2*cap(dst), minRead)
+			if newCap > limit || newCap < 0 {
+				newCap = limit
+			}
+			grown := make([]byte, len(dst), newCap)
+			copy(grown, dst)
+			dst = grown
+		}
+		end := min(cap(dst), limit)
+		n, err := r.Read(dst[len(dst):end])
+		dst = dst[:len(dst)+n]
+		if maxDecoded > 0 && len(dst) > maxDecoded {
+			return dst, TooLarge(CapDecodedBytes, maxDecoded, "decoded body")
+		}
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
+}
+
+// snappyMsg turns a snappy error into a client-facing message.
+func snappyMsg(err error) string {
+	switch {
+	case errors.Is(err, snappy.ErrCorrupt):
+		return "snappy: corrupt input"
+	case errors.Is(err, snappy.ErrTooLarge):
+		return "snappy: decoded block is too large"
+	case errors.Is(err, snappy.ErrUnsupported):
+		return "snappy: unsupported input"
+	}
+	return "snappy: " + err.Error()
+}

@@ -1,0 +1,454 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/telegate/telegate/allowlist"
+	"github.com/telegate/telegate/authn"
+	"github.com/telegate/telegate/batch"
+	"github.com/telegate/telegate/forward"
+	"github.com/telegate/telegate/gateway/decode"
+	"github.com/telegate/telegate/limits"
+	"github.com/telegate/telegate/relabel"
+)
+
+// Media types of the two ingest protocols.
+const (
+	uploadContentType      = "application/vnd.google.protobuf"
+	uploadProto            = "io.prometheus.client.MetricFamily"
+	remoteWriteContentType = "application/x-protobuf"
+	maxClusterIDLength     = 256
+)
+
+// Issuer issues and verifies the tokens /authorize hands out.
+type Issuer interface {
+	Issue(id authn.Identity) (token string, expiresIn time.Duration, err error)
+	Verify(token string) (authn.Identity, error)
+}
+
+// Forwarder sends one snappy-compressed remote-write body downstream.
+type Forwarder interface {
+	Send(ctx context.Context, body []byte) error
+}
+
+// Limits are the per-request caps.
+type Limits struct {
+	MaxRequestBytes     int64
+	MaxDecodedBytes     int
+	MaxSeriesPerRequest int
+	// UploadInterval allows one /upload per cluster per interval.
+	UploadInterval time.Duration
+}
+
+// Options wire a Gateway.
+type Options struct {
+	Logger        log.Logger
+	Registerer    prometheus.Registerer
+	Authenticator authn.Authenticator
+	Issuer        Issuer
+	Allowlist     *allowlist.Allowlist
+	Pipeline      *relabel.Pipeline
+	Forwarder     Forwarder
+	Limits        Limits
+	// ClientTimestamps keeps /upload samples' own timestamps instead of
+	// the server's clock.
+	ClientTimestamps bool
+	// MaxRetryTime bounds the time a request spends forwarding.
+	MaxRetryTime time.Duration
+	// Now is the clock (tests); time.Now by default.
+	Now func() time.Time
+}
+
+// Gateway serves the public API.
+type Gateway struct {
+	opts      Options
+	logger    log.Logger
+	allowlist atomic.Pointer[allowlist.Allowlist]
+	interval  *limits.IntervalLimiter
+	scratch   sync.Pool
+	ready     atomic.Bool
+	metrics   *metrics
+}
+
+// New returns a Gateway.
+func New(o Options) *Gateway {
+	if o.Logger == nil {
+		o.Logger = log.NewNopLogger()
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	g := &Gateway{
+		opts:     o,
+		logger:   o.Logger,
+		interval: limits.NewIntervalLimiter(o.Limits.UploadInterval),
+		scratch:  sync.Pool{New: func() any { return new(relabel.Scratch) }},
+		metrics:  newMetrics(o.Registerer),
+	}
+	g.allowlist.Store(o.Allowlist)
+	g.ready.Store(true)
+	return g
+}
+
+// SetAllowlist swaps the allowlist atomically; in-flight requests finish
+// with the one they started with.
+func (g *Gateway) SetAllowlist(a *allowlist.Allowlist) { g.allowlist.Store(a) }
+
+// SetReady flips the readiness probe (false while shutting down).
+func (g *Gateway) SetReady(ready bool) { g.ready.Store(ready) }
+
+// Handler returns the public API routes.
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/authorize", g.instrument("authorize", g.handleAuthorize))
+	mux.Handle("/upload", g.instrument("upload", g.handleUpload))
+	mux.Handle("/api/v1/receive", g.instrument("receive", g.handleReceive))
+	mux.Handle("/metrics/v1/receive", g.instrument("receive", g.handleReceive))
+	g.health(mux)
+	return mux
+}
+
+// InternalHandler returns health probes; the caller adds /metrics and
+// pprof, which belong to the process rather than the gateway.
+func (g *Gateway) health(mux *http.ServeMux) {
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "telegate is healthy\n")
+	})
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !g.ready.Load() {
+			http.Error(w, "telegate is not ready", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "telegate is ready\n")
+	})
+}
+
+// RegisterHealth adds /-/healthy and /-/ready to mux (the internal listener).
+func (g *Gateway) RegisterHealth(mux *http.ServeMux) { g.health(mux) }
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) int
+
+func (g *Gateway) instrument(name string, h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		var code int
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			code = g.writeError(w, r, newError(http.StatusMethodNotAllowed, "method_not_allowed", "use POST"))
+		} else {
+			code = h(w, r)
+		}
+		g.metrics.requests.WithLabelValues(name, strconv.Itoa(code)).Inc()
+		g.metrics.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
+		level.Debug(g.logger).Log("handler", name, "code", code, "duration", time.Since(start))
+	})
+}
+
+// authorizeResponse is telemeter's /authorize answer.
+type authorizeResponse struct {
+	Version          int               `json:"version"`
+	Token            string            `json:"token"`
+	ExpiresInSeconds int64             `json:"expiresInSeconds"`
+	Labels           map[string]string `json:"labels"`
+}
+
+func (g *Gateway) handleAuthorize(w http.ResponseWriter, r *http.Request) int {
+	token, ok := authn.BearerToken(r)
+	if !ok {
+		return g.writeError(w, r, newError(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer header"))
+	}
+	clusterID := r.URL.Query().Get("id")
+	if err := checkClusterID(clusterID); err != nil {
+		return g.writeError(w, r, err)
+	}
+	id, err := g.opts.Authenticator.Authenticate(r.Context(), token, clusterID)
+	if err != nil {
+		return g.writeError(w, r, err)
+	}
+	id = g.identity(id)
+	jwt, exp, err := g.opts.Issuer.Issue(id)
+	if err != nil {
+		return g.writeError(w, r, err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(authorizeResponse{Version: 1, Token: jwt, ExpiresInSeconds: int64(exp / time.Second), Labels: id.Labels})
+	return http.StatusOK
+}
+
+// identity makes sure the identity's labels carry the configured cluster
+// ID label and nothing claims another ID.
+func (g *Gateway) identity(id authn.Identity) authn.Identity {
+	lbl := g.opts.Pipeline.ClusterIDLabel()
+	labels := make(map[string]string, len(id.Labels)+1)
+	for k, v := range id.Labels {
+		if k == authn.ClusterIDLabel || k == lbl {
+			continue
+		}
+		labels[k] = v
+	}
+	labels[lbl] = id.ClusterID
+	id.Labels = labels
+	return id
+}
+
+func checkClusterID(id string) error {
+	switch {
+	case id == "":
+		return newError(http.StatusBadRequest, "missing_cluster_id", "the id query parameter (cluster ID) is required")
+	case len(id) > maxClusterIDLength || !utf8.ValidString(id):
+		return newError(http.StatusBadRequest, "invalid_cluster_id", "the cluster ID must be valid UTF-8 of at most 256 bytes")
+	}
+	return nil
+}
+
+func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
+	token, ok := authn.BearerToken(r)
+	if !ok {
+		return g.writeError(w, r, newError(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer header; call /authorize first"))
+	}
+	id, err := g.opts.Issuer.Verify(token)
+	if err != nil {
+		return g.writeError(w, r, err)
+	}
+	if err := checkUploadType(r.Header.Get("Content-Type")); err != nil {
+		return g.writeError(w, r, err)
+	}
+	body, err := g.limitBody(r)
+	if err != nil {
+		return g.writeError(w, r, err)
+	}
+	b := batch.Get()
+	defer batch.Put(b)
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "snappy":
+		b.Buf, err = decode.DecodeFramed(b.Buf[:0], body, g.opts.Limits.MaxDecodedBytes)
+	case "", "identity":
+		b.Buf, err = decode.ReadAllCapped(b.Buf[:0], body, g.opts.Limits.MaxDecodedBytes)
+	default:
+		err = newError(http.StatusUnsupportedMediaType, "unsupported_media_type", "unsupported Content-Encoding "+strconv.Quote(enc)+" for /upload: use snappy (framed)")
+	}
+	if err != nil {
+		return g.writeError(w, r, g.sizeError(err))
+	}
+	now := g.opts.Now()
+	st, err := decode.UnmarshalMetricFamilies(b.Buf, b, now.UnixMilli(), !g.opts.ClientTimestamps, g.opts.Limits.MaxSeriesPerRequest)
+	if err != nil {
+		return g.writeError(w, r, err)
+	}
+	_ = st
+	release, wait, ok := g.interval.Reserve(id.ClusterID, now)
+	if !ok {
+		e := newError(http.StatusTooManyRequests, "upload_interval", "this cluster already uploaded within limits.upload_interval ("+g.opts.Limits.UploadInterval.String()+")")
+		e.retryAfter = wait
+		return g.writeError(w, r, e)
+	}
+	code, err := g.ingest(w, r, "upload", id, b, now, false)
+	release(err == nil)
+	if err != nil {
+		return g.writeError(w, r, err)
+	}
+	w.WriteHeader(code)
+	return code
+}
+
+func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
+	bearer, ok := authn.BearerToken(r)
+	if !ok {
+		return g.writeError(w, r, newError(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer header (base64 of {\"authorization_token\":...,\"cluster_id\":...})"))
+	}
+	token, clusterID, err := authn.ParseCompositeToken(bearer)
+	if err != nil {
+		return g.writeError(w, r, err)
+	}
+	if err := checkClusterID(clusterID); err != nil {
+		return g.writeError(w, r, err)
+	}
+	id, err := g.opts.Authenticator.Authenticate(r.Context(), token, clusterID)
+	if err != nil {
+		return g.writeError(w, r, err)
+	}
+	if err := checkRemoteWriteType(r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding")); err != nil {
+		return g.writeError(w, r, err)
+	}
+	body, err := g.limitBody(r)
+	if err != nil {
+		return g.writeError(w, r, err)
+	}
+	b := batch.Get()
+	defer batch.Put(b)
+	// Read the compressed body into the tail of the batch buffer's
+	// capacity is not possible (decode writes there), so use a pooled one.
+	cb := getBuf()
+	defer putBuf(cb)
+	cb.b, err = readAllCapped(cb.b[:0], body, g.opts.Limits.MaxRequestBytes)
+	if err != nil {
+		return g.writeError(w, r, err)
+	}
+	b.Buf, err = decode.DecodeBlock(b.Buf[:0], cb.b, g.opts.Limits.MaxDecodedBytes)
+	if err != nil {
+		return g.writeError(w, r, err)
+	}
+	if _, err := decode.UnmarshalWriteRequest(b.Buf, b, g.opts.Limits.MaxSeriesPerRequest); err != nil {
+		return g.writeError(w, r, err)
+	}
+	code, err := g.ingest(w, r, "receive", id, b, g.opts.Now(), true)
+	if err != nil {
+		return g.writeError(w, r, err)
+	}
+	w.WriteHeader(code)
+	return code
+}
+
+// ingest runs a decoded batch through identity check, allowlist, relabel
+// and forwarding. It returns the success status to answer.
+func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string, id authn.Identity, b *batch.Batch, now time.Time, remoteWrite bool) (int, error) {
+	received := b.Samples()
+	g.metrics.received.WithLabelValues(protocol).Add(float64(received))
+	al := g.allowlist.Load()
+	var deniedSeries, deniedSamples int
+	kept := b.Series[:0]
+	for i := range b.Series {
+		s := &b.Series[i]
+		if err := g.opts.Pipeline.CheckIdentity(s, id.ClusterID); err != nil {
+			return 0, err
+		}
+		if name := s.Name(); al == nil || !al.MatchName(name) {
+			deniedSeries++
+			deniedSamples += len(s.Samples)
+			continue
+		}
+		if _, ok := al.Match(s.Labels); !ok {
+			deniedSeries++
+			deniedSamples += len(s.Samples)
+			continue
+		}
+		kept = append(kept, *s)
+	}
+	clear(b.Series[len(kept):])
+	b.Series = kept
+	sc := g.scratch.Get().(*relabel.Scratch)
+	st, err := g.opts.Pipeline.Process(b, id.ClusterID, now, remoteWrite, sc)
+	g.scratch.Put(sc)
+	if err != nil {
+		return 0, err
+	}
+	dropped := map[string]int{}
+	if deniedSamples > 0 {
+		dropped["allowlist"] = deniedSamples
+	}
+	for reason := relabel.Reason(0); reason < relabel.NumReasons; reason++ {
+		if n := st.Samples[reason]; n > 0 {
+			dropped[reason.String()] = n
+		}
+	}
+	for reason, n := range dropped {
+		g.metrics.dropped.WithLabelValues(reason).Add(float64(n))
+	}
+	if len(b.Series) > 0 {
+		if err := g.forward(r.Context(), b.Series); err != nil {
+			return 0, err
+		}
+		g.metrics.forwarded.Add(float64(b.Samples()))
+	}
+	setDroppedHeaders(w.Header(), dropped)
+	if remoteWrite {
+		return http.StatusNoContent, nil
+	}
+	return http.StatusOK, nil
+}
+
+func (g *Gateway) forward(ctx context.Context, series []batch.Series) error {
+	ctx, cancel := context.WithTimeout(ctx, g.opts.MaxRetryTime)
+	defer cancel()
+	bufs := forward.GetBuffers()
+	defer forward.PutBuffers(bufs)
+	body, err := bufs.Encode(series)
+	if err != nil {
+		return err
+	}
+	return g.opts.Forwarder.Send(ctx, body)
+}
+
+// setDroppedHeaders tells the client what was dropped, by reason:
+// X-Telegate-Dropped-Samples: allowlist=12, collision=1.
+func setDroppedHeaders(h http.Header, dropped map[string]int) {
+	if len(dropped) == 0 {
+		return
+	}
+	parts := make([]string, 0, len(dropped))
+	for _, reason := range []string{"allowlist", "relabel", "collision", "too_old", "too_new"} {
+		if n := dropped[reason]; n > 0 {
+			parts = append(parts, reason+"="+strconv.Itoa(n))
+		}
+	}
+	h.Set("X-Telegate-Dropped-Samples", strings.Join(parts, ", "))
+}
+
+// limitBody refuses bodies whose declared length is over the cap and caps
+// the rest while reading.
+func (g *Gateway) limitBody(r *http.Request) (io.Reader, error) {
+	max := g.opts.Limits.MaxRequestBytes
+	if r.ContentLength > max {
+		return nil, tooLarge("max_request_bytes", max, r.ContentLength)
+	}
+	return &cappedReader{r: r.Body, left: max}, nil
+}
+
+// sizeError turns a cappedReader overflow met inside a decoder into 413.
+func (g *Gateway) sizeError(err error) error {
+	var he *httpError
+	if ok := asHTTPError(err, &he); ok {
+		return he
+	}
+	return err
+}
+
+func tooLarge(limit string, max, seen int64) *httpError {
+	msg := "request body exceeds " + limit + " (" + strconv.FormatInt(max, 10) + " bytes)"
+	if seen > 0 {
+		msg += ": Content-Length is " + strconv.FormatInt(seen, 10)
+	}
+	return &httpError{status: http.StatusRequestEntityTooLarge, reason: limit, msg: msg, limit: max}
+}
+
+func checkUploadType(ct string) error {
+	mt, params, err := mime.ParseMediaType(ct)
+	if err == nil && mt == uploadContentType && params["proto"] == uploadProto && params["encoding"] == "delimited" {
+		return nil
+	}
+	return newError(http.StatusUnsupportedMediaType, "unsupported_media_type",
+		"unsupported Content-Type "+strconv.Quote(ct)+" for /upload: use "+uploadContentType+"; proto="+uploadProto+"; encoding=delimited")
+}
+
+func checkRemoteWriteType(ct, enc string) error {
+	if ct != "" {
+		mt, params, err := mime.ParseMediaType(ct)
+		if err != nil || mt != remoteWriteContentType {
+			return newError(http.StatusUnsupportedMediaType, "unsupported_media_type", "unsupported Content-Type "+strconv.Quote(ct)+": remote write needs "+remoteWriteContentType)
+		}
+		if p, ok := params["proto"]; ok && p != "prometheus.WriteRequest" {
+			return newError(http.StatusUnsupportedMediaType, "unsupported_media_type", "unsupported remote write message "+strconv.Quote(p)+": this gateway speaks remote write 1.0 (prometheus.WriteRequest)")
+		}
+	}
+	if e := strings.ToLower(strings.TrimSpace(enc)); e != "snappy" {
+		return newError(http.StatusUnsupportedMediaType, "unsupported_media_type", "unsupported Content-Encoding "+strconv.Quote(enc)+": remote write needs snappy")
+	}
+	return nil
+}

@@ -1,0 +1,305 @@
+package relabel
+
+import (
+	"fmt"
+	"hash/maphash"
+	"math"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/relabel"
+
+	"github.com/telegate/telegate/batch"
+)
+
+// Reason says why a series or sample was dropped.
+type Reason int
+
+// Drop reasons, also used as the `reason` label of metrics and in the
+// X-Telegate-Dropped-* response headers.
+const (
+	ReasonRelabel   Reason = iota // a relabel_config dropped the series
+	ReasonCollision               // identical to another series after stripping
+	ReasonTooOld                  // sample older than max_sample_age
+	ReasonTooNew                  // sample further in the future than max_future_skew
+	NumReasons
+)
+
+var reasonNames = [NumReasons]string{"relabel", "collision", "too_old", "too_new"}
+
+func (r Reason) String() string { return reasonNames[r] }
+
+// Stats counts what Process dropped, by reason.
+type Stats struct {
+	Series  [NumReasons]int
+	Samples [NumReasons]int
+}
+
+// Options configure a Pipeline.
+type Options struct {
+	// ClusterIDLabel is stamped on every series (default "_id").
+	ClusterIDLabel string
+	// DropLabels are removed from every series.
+	DropLabels []string
+	// RelabelConfigs run after stripping, before stamping.
+	RelabelConfigs []*relabel.Config
+	// MaxLabels, MaxNameLength and MaxValueLength bound each series; a
+	// series over them makes the request invalid.
+	MaxLabels, MaxNameLength, MaxValueLength int
+	// MaxSampleAge and MaxFutureSkew bound sample timestamps relative to
+	// now when CheckTimestamps is asked for. 0 disables a bound.
+	MaxSampleAge, MaxFutureSkew time.Duration
+}
+
+// InvalidError is a series the pipeline refuses; the request gets 400.
+type InvalidError struct{ Msg string }
+
+func (e *InvalidError) Error() string { return e.Msg }
+
+func invalid(format string, args ...any) error {
+	return &InvalidError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// Pipeline applies Options to batches. It is safe for concurrent use; the
+// per-call scratch state lives in a Scratch the caller pools.
+type Pipeline struct {
+	opts Options
+	drop map[string]struct{}
+	seed maphash.Seed
+}
+
+// New returns a Pipeline for opts.
+func New(opts Options) *Pipeline {
+	p := &Pipeline{opts: opts, drop: map[string]struct{}{}, seed: maphash.MakeSeed()}
+	for _, l := range opts.DropLabels {
+		p.drop[l] = struct{}{}
+	}
+	if p.opts.ClusterIDLabel == "" {
+		p.opts.ClusterIDLabel = "_id"
+	}
+	return p
+}
+
+// ClusterIDLabel returns the label the pipeline stamps.
+func (p *Pipeline) ClusterIDLabel() string { return p.opts.ClusterIDLabel }
+
+// Scratch is reusable per-request state. The zero value is ready.
+type Scratch struct {
+	seen map[uint64]int
+	lb   *labels.Builder
+}
+
+// CheckIdentity returns an error if a series carries a cluster ID label
+// with a value other than clusterID: identity comes only from credentials.
+func (p *Pipeline) CheckIdentity(s *batch.Series, clusterID string) error {
+	if v, ok := s.Get(p.opts.ClusterIDLabel); ok && v != clusterID && v != "" {
+		return invalid("series %s carries label %s=%q but the credentials are for cluster %q", s.Name(), p.opts.ClusterIDLabel, v, clusterID)
+	}
+	return nil
+}
+
+// Process rewrites every series of b in place: strip, relabel, stamp,
+// validate, sort, apply the timestamp bounds (when checkTimestamps) and
+// drop collisions. Series that end up dropped are removed from b.Series.
+// It returns an *InvalidError if any surviving series is invalid.
+func (p *Pipeline) Process(b *batch.Batch, clusterID string, now time.Time, checkTimestamps bool, sc *Scratch) (Stats, error) {
+	var st Stats
+	if sc.seen == nil {
+		sc.seen = make(map[uint64]int, len(b.Series))
+	}
+	clear(sc.seen)
+	var minTs, maxTs int64 = math.MinInt64, math.MaxInt64
+	if checkTimestamps {
+		nowMs := now.UnixMilli()
+		if p.opts.MaxSampleAge > 0 {
+			minTs = nowMs - p.opts.MaxSampleAge.Milliseconds()
+		}
+		if p.opts.MaxFutureSkew > 0 {
+			maxTs = nowMs + p.opts.MaxFutureSkew.Milliseconds()
+		}
+	}
+	out := b.Series[:0]
+	for i := range b.Series {
+		s := b.Series[i]
+		s.Labels = p.strip(s.Labels)
+		if len(p.opts.RelabelConfigs) > 0 {
+			var keep bool
+			s.Labels, keep = p.relabel(s.Labels, sc)
+			if !keep {
+				st.Series[ReasonRelabel]++
+				st.Samples[ReasonRelabel] += len(s.Samples)
+				continue
+			}
+		}
+		s.Labels = stamp(s.Labels, p.opts.ClusterIDLabel, clusterID)
+		s.SortLabels()
+		if err := p.validate(&s); err != nil {
+			return st, err
+		}
+		if checkTimestamps {
+			kept := s.Samples[:0]
+			for _, smp := range s.Samples {
+				switch {
+				case smp.Timestamp < minTs:
+					st.Samples[ReasonTooOld]++
+				case smp.Timestamp > maxTs:
+					st.Samples[ReasonTooNew]++
+				default:
+					kept = append(kept, smp)
+				}
+			}
+			s.Samples = kept
+			if len(s.Samples) == 0 {
+				continue
+			}
+		}
+		h := p.hash(s.Labels)
+		if j, dup := sc.seen[h]; dup && equal(out[j].Labels, s.Labels) {
+			st.Series[ReasonCollision]++
+			st.Samples[ReasonCollision] += len(s.Samples)
+			continue
+		}
+		sc.seen[h] = len(out)
+		out = append(out, s)
+	}
+	clear(b.Series[len(out):])
+	b.Series = out
+	return st, nil
+}
+
+// strip removes the configured labels and empty-valued ones (an empty
+// value means "no such label" in Prometheus), in place.
+func (p *Pipeline) strip(ls []batch.Label) []batch.Label {
+	out := ls[:0]
+	for _, l := range ls {
+		if l.Value == "" {
+			continue
+		}
+		if _, drop := p.drop[l.Name]; drop {
+			continue
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+func (p *Pipeline) relabel(ls []batch.Label, sc *Scratch) ([]batch.Label, bool) {
+	if sc.lb == nil {
+		sc.lb = labels.NewBuilder(labels.EmptyLabels())
+	}
+	sc.lb.Reset(labels.EmptyLabels())
+	for _, l := range ls {
+		sc.lb.Set(l.Name, l.Value)
+	}
+	if !relabel.ProcessBuilder(sc.lb, p.opts.RelabelConfigs...) {
+		return ls, false
+	}
+	out := ls[:0]
+	sc.lb.Range(func(l labels.Label) {
+		out = append(out, batch.Label{Name: l.Name, Value: l.Value})
+	})
+	return out, true
+}
+
+// stamp sets name=value, replacing an existing (equal, checked earlier)
+// value or appending. The series slices are capacity-clipped by the batch,
+// so append never overwrites a neighbour.
+func stamp(ls []batch.Label, name, value string) []batch.Label {
+	for i := range ls {
+		if ls[i].Name == name {
+			ls[i].Value = value
+			return ls
+		}
+	}
+	return append(ls, batch.Label{Name: name, Value: value})
+}
+
+func (p *Pipeline) validate(s *batch.Series) error {
+	ls := s.Labels
+	if len(ls) > p.opts.MaxLabels && p.opts.MaxLabels > 0 {
+		return invalid("series %s has %d labels, over max_labels_per_series (%d)", s.Name(), len(ls), p.opts.MaxLabels)
+	}
+	hasName := false
+	for i, l := range ls {
+		if i > 0 && ls[i-1].Name == l.Name {
+			return invalid("series %s has duplicate label %q", s.Name(), l.Name)
+		}
+		if p.opts.MaxNameLength > 0 && len(l.Name) > p.opts.MaxNameLength {
+			return invalid("label name %.64q... is %d bytes, over max_label_name_length (%d)", l.Name, len(l.Name), p.opts.MaxNameLength)
+		}
+		if p.opts.MaxValueLength > 0 && len(l.Value) > p.opts.MaxValueLength {
+			return invalid("label %s of series %s is %d bytes, over max_label_value_length (%d)", l.Name, s.Name(), len(l.Value), p.opts.MaxValueLength)
+		}
+		if l.Name == batch.MetricName {
+			hasName = true
+			if !validMetricName(l.Value) {
+				return invalid("invalid metric name %q", l.Value)
+			}
+			continue
+		}
+		if !validLabelName(l.Name) {
+			return invalid("series %s has invalid label name %q", s.Name(), l.Name)
+		}
+		if !utf8.ValidString(l.Value) {
+			return invalid("label %s of series %s is not valid UTF-8", l.Name, s.Name())
+		}
+	}
+	if !hasName {
+		return invalid("series without a metric name (__name__)")
+	}
+	return nil
+}
+
+// validLabelName accepts [a-zA-Z_][a-zA-Z0-9_]* and refuses the reserved
+// "__" prefix: internal labels never reach long-term storage.
+func validLabelName(n string) bool {
+	if n == "" || (len(n) >= 2 && n[0] == '_' && n[1] == '_') {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if !(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (i > 0 && c >= '0' && c <= '9')) {
+			return false
+		}
+	}
+	return true
+}
+
+// validMetricName accepts [a-zA-Z_:][a-zA-Z0-9_:]*.
+func validMetricName(n string) bool {
+	if n == "" {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if !(c == '_' || c == ':' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (i > 0 && c >= '0' && c <= '9')) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *Pipeline) hash(ls []batch.Label) uint64 {
+	var h maphash.Hash
+	h.SetSeed(p.seed)
+	for _, l := range ls {
+		h.WriteString(l.Name)
+		h.WriteByte(0xff)
+		h.WriteString(l.Value)
+		h.WriteByte(0xff)
+	}
+	return h.Sum64()
+}
+
+func equal(a, b []batch.Label) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

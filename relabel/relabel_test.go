@@ -1,0 +1,211 @@
+package relabel
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/relabel"
+	"go.yaml.in/yaml/v2"
+
+	"github.com/telegate/telegate/batch"
+)
+
+func mk(series ...[]string) *batch.Batch {
+	b := &batch.Batch{}
+	for _, s := range series {
+		for i := 0; i+1 < len(s); i += 2 {
+			b.PushLabel(s[i], s[i+1])
+		}
+		b.PushSample(1000, 1)
+		b.EndSeries()
+	}
+	return b
+}
+
+func labelsOf(s batch.Series) string {
+	var parts []string
+	for _, l := range s.Labels {
+		parts = append(parts, l.Name+"="+l.Value)
+	}
+	return strings.Join(parts, ",")
+}
+
+func defaultOpts() Options {
+	return Options{ClusterIDLabel: "_id", DropLabels: []string{"instance", "pod"}, MaxLabels: 10, MaxNameLength: 20, MaxValueLength: 40}
+}
+
+func TestProcessStripsStampsSorts(t *testing.T) {
+	p := New(defaultOpts())
+	b := mk([]string{"job", "x", "__name__", "up", "instance", "1.2.3.4:9090", "pod", "p-1", "empty", ""})
+	st, err := p.Process(b, "c1", time.Now(), false, &Scratch{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := labelsOf(b.Series[0]), "__name__=up,_id=c1,job=x"; got != want {
+		t.Fatalf("labels %q, want %q", got, want)
+	}
+	if st != (Stats{}) {
+		t.Fatalf("unexpected drops %+v", st)
+	}
+}
+
+func TestStampDoesNotOverwriteNeighbour(t *testing.T) {
+	p := New(defaultOpts())
+	b := mk([]string{"__name__", "a"}, []string{"__name__", "b"})
+	if _, err := p.Process(b, "c1", time.Now(), false, &Scratch{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := labelsOf(b.Series[1]); got != "__name__=b,_id=c1" {
+		t.Fatalf("second series corrupted: %q", got)
+	}
+}
+
+func TestCollisionsAfterStripping(t *testing.T) {
+	p := New(defaultOpts())
+	b := mk(
+		[]string{"__name__", "up", "instance", "a"},
+		[]string{"__name__", "up", "instance", "b"},
+		[]string{"__name__", "up", "job", "j"},
+	)
+	st, err := p.Process(b, "c1", time.Now(), false, &Scratch{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Series) != 2 || st.Series[ReasonCollision] != 1 || st.Samples[ReasonCollision] != 1 {
+		t.Fatalf("series=%d stats=%+v", len(b.Series), st)
+	}
+}
+
+func TestCheckIdentity(t *testing.T) {
+	p := New(defaultOpts())
+	b := mk([]string{"__name__", "up", "_id", "other"}, []string{"__name__", "up", "_id", "c1"})
+	err := p.CheckIdentity(&b.Series[0], "c1")
+	var ie *InvalidError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "_id") {
+		t.Fatalf("want invalid error naming _id, got %v", err)
+	}
+	if err := p.CheckIdentity(&b.Series[1], "c1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestValidation(t *testing.T) {
+	long := strings.Repeat("v", 41)
+	for name, s := range map[string][]string{
+		"bad label name":   {"__name__", "up", "1abc", "x"},
+		"reserved prefix":  {"__name__", "up", "__meta", "x"},
+		"bad metric name":  {"__name__", "1up"},
+		"no metric name":   {"job", "x"},
+		"duplicate label":  {"__name__", "up", "job", "a", "job", "b"},
+		"value too long":   {"__name__", "up", "job", long},
+		"name too long":    {"__name__", "up", strings.Repeat("n", 21), "x"},
+		"invalid utf8":     {"__name__", "up", "job", "\xff\xfe"},
+		"too many labels":  {"__name__", "up", "a", "1", "b", "1", "c", "1", "d", "1", "e", "1", "f", "1", "g", "1", "h", "1", "i", "1"},
+		"stamped too many": {"__name__", "up", "a", "1", "b", "1", "c", "1", "d", "1", "e", "1", "f", "1", "g", "1", "h", "1", "j", "1"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := New(defaultOpts())
+			_, err := p.Process(mk(s), "c1", time.Now(), false, &Scratch{})
+			var ie *InvalidError
+			if !errors.As(err, &ie) {
+				t.Fatalf("want InvalidError, got %v", err)
+			}
+		})
+	}
+}
+
+func TestTimestampBounds(t *testing.T) {
+	o := defaultOpts()
+	o.MaxSampleAge, o.MaxFutureSkew = time.Hour, time.Minute
+	p := New(o)
+	now := time.UnixMilli(10_000_000)
+	b := &batch.Batch{}
+	b.PushLabel("__name__", "up")
+	b.PushSample(now.Add(-2*time.Hour).UnixMilli(), 1)
+	b.PushSample(now.UnixMilli(), 2)
+	b.PushSample(now.Add(2*time.Minute).UnixMilli(), 3)
+	b.EndSeries()
+	b.PushLabel("__name__", "old")
+	b.PushSample(now.Add(-2*time.Hour).UnixMilli(), 1)
+	b.EndSeries()
+	st, err := p.Process(b, "c1", now, true, &Scratch{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Series) != 1 || len(b.Series[0].Samples) != 1 || b.Series[0].Samples[0].Value != 2 {
+		t.Fatalf("got %+v", b.Series)
+	}
+	if st.Samples[ReasonTooOld] != 2 || st.Samples[ReasonTooNew] != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	// Without the check nothing is dropped.
+	b2 := mk([]string{"__name__", "up"})
+	b2.Series[0].Samples[0].Timestamp = 0
+	if _, err := p.Process(b2, "c1", now, false, &Scratch{}); err != nil || len(b2.Series) != 1 {
+		t.Fatalf("server-time path dropped: %v", err)
+	}
+}
+
+func TestRelabelConfigs(t *testing.T) {
+	var cfgs []*relabel.Config
+	if err := yaml.UnmarshalStrict([]byte(`
+- source_labels: [__name__]
+  regex: secret_.*
+  action: drop
+- source_labels: [job]
+  target_label: component
+`), &cfgs); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cfgs {
+		if err := c.Validate(model.LegacyValidation); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := defaultOpts()
+	o.RelabelConfigs = cfgs
+	p := New(o)
+	b := mk([]string{"__name__", "secret_x"}, []string{"__name__", "up", "job", "api", "pod", "p"})
+	st, err := p.Process(b, "c1", time.Now(), false, &Scratch{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Series) != 1 || st.Series[ReasonRelabel] != 1 {
+		t.Fatalf("series %v stats %+v", b.Series, st)
+	}
+	if got := labelsOf(b.Series[0]); got != "__name__=up,_id=c1,component=api,job=api" {
+		t.Fatalf("labels %q", got)
+	}
+}
+
+func BenchmarkProcess(b *testing.B) {
+	p := New(Options{ClusterIDLabel: "_id", DropLabels: []string{"instance", "pod", "prometheus_replica"}, MaxLabels: 64, MaxNameLength: 256, MaxValueLength: 4096})
+	src := &batch.Batch{}
+	sc := &Scratch{}
+	build := func() {
+		src.Reset()
+		for i := 0; i < 500; i++ {
+			src.PushLabel("__name__", "metric_name_"+string(rune('a'+i%20)))
+			src.PushLabel("instance", "10.0.0.1:9090")
+			src.PushLabel("job", "job")
+			src.PushLabel("namespace", "openshift-monitoring")
+			src.PushLabel("pod", "pod-"+string(rune('a'+i%26)))
+			src.PushLabel("series", string(rune('A'+i%50))+string(rune('a'+i/50)))
+			src.PushSample(1, 1)
+			src.EndSeries()
+		}
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		build()
+		b.StartTimer()
+		if _, err := p.Process(src, "c1", time.Now(), true, sc); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*500)/b.Elapsed().Seconds(), "series/s")
+}
