@@ -164,19 +164,21 @@ func (c *CachingAuthenticator) lookup(key string) (Identity, error, bool) {
 	return e.id, e.err, true
 }
 
-// record counts the answer of the wrapped Authenticator and caches it when
-// allowed.
+// record counts the answer of the wrapped Authenticator (err is always an
+// *Error) and caches it when it is an allow or a cacheable denial.
 func (c *CachingAuthenticator) record(key string, id Identity, err error) {
 	var ttl time.Duration
 	switch {
 	case err == nil:
 		c.allowed.Inc()
 		ttl = c.ttl
-	case isDenial(err):
-		c.denied.Inc()
-		ttl = c.negativeTTL
-	default:
+	case KindOf(err) == Unavailable:
 		c.errored.Inc()
+	default:
+		c.denied.Inc()
+		if isDenial(err) {
+			ttl = c.negativeTTL
+		}
 	}
 	if ttl <= 0 {
 		return

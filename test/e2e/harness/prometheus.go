@@ -62,7 +62,9 @@ type RemoteWriteTarget struct {
 	AuthorizationType string
 	Credentials       string
 	// Headers are extra HTTP headers (Prometheus refuses reserved ones such
-	// as Authorization or Content-Type).
+	// as Authorization or Content-Type). Beware: Debian's Prometheus 2.42
+	// build accepts this setting but does not send the headers (its header
+	// round tripper is patched out); upstream builds send them.
 	Headers map[string]string
 	// RemoteTimeout per request; default 5s.
 	RemoteTimeout time.Duration

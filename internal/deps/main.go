@@ -1,0 +1,22 @@
+package main
+import (
+ _ "github.com/prometheus/prometheus/prompb"
+ _ "github.com/prometheus/prometheus/model/labels"
+ _ "github.com/prometheus/prometheus/model/relabel"
+ _ "github.com/prometheus/prometheus/promql/parser"
+ _ "github.com/gogo/protobuf/proto"
+ _ "github.com/golang/snappy"
+ _ "github.com/go-kit/log"
+ _ "github.com/oklog/run"
+ _ "github.com/thanos-io/objstore"
+ _ "github.com/prometheus/client_golang/prometheus"
+ _ "github.com/prometheus/common/config"
+ _ "github.com/prometheus/common/expfmt"
+ _ "github.com/prometheus/client_model/go"
+ _ "github.com/prometheus/exporter-toolkit/web"
+ _ "github.com/alecthomas/kingpin/v2"
+ _ "github.com/golang-jwt/jwt/v5"
+ _ "gopkg.in/yaml.v3"
+ _ "golang.org/x/sync/singleflight"
+)
+func main(){}
