@@ -118,9 +118,9 @@ func (c *CachingAuthenticator) Authenticate(ctx context.Context, token, clusterI
 	// The digest has a fixed length, so digest+clusterID is unambiguous.
 	key := string(h[:]) + clusterID
 
-	if id, err, ok := c.lookup(key); ok {
+	if e, ok := c.lookup(key); ok {
 		c.hits.Inc()
-		return id.clone(), err
+		return e.id.clone(), e.err
 	}
 	c.misses.Inc()
 
@@ -128,6 +128,11 @@ func (c *CachingAuthenticator) Authenticate(ctx context.Context, token, clusterI
 	// goes away, so it runs detached from cancellation; every caller still
 	// stops waiting when its own context ends.
 	ch := c.group.DoChan(key, func() (any, error) {
+		// A flight that finished between our lookup and this call may have
+		// just filled the cache.
+		if e, ok := c.lookup(key); ok {
+			return lookupResult{id: e.id, err: e.err}, nil
+		}
 		id, err := c.next.Authenticate(context.WithoutCancel(ctx), token, clusterID)
 		if err != nil {
 			err = asAuthError(err, 0)
@@ -147,21 +152,24 @@ func (c *CachingAuthenticator) Authenticate(ctx context.Context, token, clusterI
 	}
 }
 
-func (c *CachingAuthenticator) lookup(key string) (Identity, error, bool) {
+// lookup returns the unexpired entry for key, marking it recently used.
+// Entries are never modified after insertion, so the pointer may be read
+// without the lock.
+func (c *CachingAuthenticator) lookup(key string) (*cacheEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.entries[key]
 	if !ok {
-		return Identity{}, nil, false
+		return nil, false
 	}
 	e := el.Value.(*cacheEntry)
 	if !c.now().Before(e.expires) {
 		c.lru.Remove(el)
 		delete(c.entries, key)
-		return Identity{}, nil, false
+		return nil, false
 	}
 	c.lru.MoveToFront(el)
-	return e.id, e.err, true
+	return e, true
 }
 
 // record counts the answer of the wrapped Authenticator (err is always an

@@ -140,7 +140,7 @@ func TestSignerRoundTrip(t *testing.T) {
 			if header["alg"] != name || header["kid"] != key.ID() {
 				t.Fatalf("header = %v", header)
 			}
-			if claims["iss"] != "telegate" || claims["sub"] != "cluster-1" || claims["aud"] != "telegate-upload" ||
+			if claims["iss"] != "telegate" || claims["sub"] != "cluster-1" || !audIs(claims["aud"], "telegate-upload") ||
 				claims["iat"] != float64(t0.Unix()) || claims["nbf"] != float64(t0.Unix()) || claims["exp"] != float64(t0.Add(2*time.Hour).Unix()) {
 				t.Fatalf("claims = %v", claims)
 			}
@@ -156,6 +156,15 @@ func TestSignerRoundTrip(t *testing.T) {
 			}
 		})
 	}
+}
+
+// audIs accepts the aud claim as a string or a one-element array (RFC 7519).
+func audIs(aud any, want string) bool {
+	if s, ok := aud.(string); ok {
+		return s == want
+	}
+	l, ok := aud.([]any)
+	return ok && len(l) == 1 && l[0] == want
 }
 
 func TestSignerTimeChecks(t *testing.T) {

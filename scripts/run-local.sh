@@ -1,38 +1,64 @@
 #!/usr/bin/env bash
-# make run: a local Prometheus (remote-write receiver) on 127.0.0.1:9090 as
-# long-term storage, and the gateway on its built-in config (the same as
-# examples/gateway.yaml) on 127.0.0.1:9003 (public) and :9004 (internal).
+# make run: a complete local system on 127.0.0.1.
+#   - Prometheus on :9090 with the remote-write receiver: the long-term store.
+#   - telegate gateway on its built-in config (= examples/gateway.yaml):
+#     public API on :9003, /metrics and health on :9004.
+#   - a second Prometheus on :9091 playing a cluster: it scrapes itself and
+#     remote-writes through the gateway as cluster "my-cluster".
+# Installs the Debian prometheus package if it is missing. Ctrl-C stops all.
 set -euo pipefail
 bin=${1:-bin/telegate}
 here=$(cd "$(dirname "$0")/.." && pwd)
 command -v prometheus >/dev/null 2>&1 || "$here/scripts/install-test-deps.sh"
 
-data="$here/data/prometheus"
-mkdir -p "$data"
-cat >"$data/prometheus.yml" <<'YAML'
-global: {scrape_interval: 15s}
-YAML
-prometheus --config.file="$data/prometheus.yml" --storage.tsdb.path="$data" \
-  --web.listen-address=127.0.0.1:9090 --web.enable-remote-write-receiver \
-  >"$data/prometheus.log" 2>&1 &
-prom=$!
-trap 'kill $prom 2>/dev/null; wait $prom 2>/dev/null' EXIT
-for _ in $(seq 50); do curl -fs http://127.0.0.1:9090/-/ready >/dev/null 2>&1 && break; sleep 0.2; done
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
 
-token=$(printf '{"authorization_token":"dev-token","cluster_id":"my-cluster"}' | base64 -w0)
+wait_ready() { for _ in $(seq 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.2; done; echo "timed out waiting for $1" >&2; return 1; }
+
+store="$here/data/store"; mkdir -p "$store"
+echo 'global: {scrape_interval: 15s}' >"$store/prometheus.yml"
+prometheus --config.file="$store/prometheus.yml" --storage.tsdb.path="$store" \
+  --web.listen-address=127.0.0.1:9090 --web.enable-remote-write-receiver \
+  >"$store/prometheus.log" 2>&1 &
+pids+=($!)
+wait_ready http://127.0.0.1:9090/-/ready
+
+"$here/$bin" gateway &
+pids+=($!)
+wait_ready http://127.0.0.1:9004/-/ready
+
+token=$(printf '{"authorization_token":"dev-token","cluster_id":"my-cluster"}' | base64 | tr -d '\n')
+cluster="$here/data/cluster"; mkdir -p "$cluster"
+cat >"$cluster/prometheus.yml" <<YAML
+global: {scrape_interval: 15s}
+scrape_configs:
+  - job_name: prometheus
+    static_configs: [{targets: ["127.0.0.1:9091"]}]
+remote_write:
+  - url: http://127.0.0.1:9003/api/v1/receive
+    authorization: {credentials: "$token"}
+YAML
+prometheus --config.file="$cluster/prometheus.yml" --storage.tsdb.path="$cluster" \
+  --web.listen-address=127.0.0.1:9091 >"$cluster/prometheus.log" 2>&1 &
+pids+=($!)
+
 cat <<MSG
 
-  Downstream Prometheus : http://127.0.0.1:9090   (log: data/prometheus/prometheus.log)
-  Gateway (public)      : http://127.0.0.1:9003
-  Gateway (internal)    : http://127.0.0.1:9004/metrics
+  telegate is up.
+    gateway public API   http://127.0.0.1:9003  (/authorize, /upload, /api/v1/receive)
+    gateway internal     http://127.0.0.1:9004/metrics
+    long-term store      http://127.0.0.1:9090  (Prometheus; log in data/store/)
+    demo cluster         http://127.0.0.1:9091  (Prometheus remote-writing as "my-cluster")
 
-  Push with Prometheus remote write: add to any prometheus.yml
-    remote_write:
-      - url: http://127.0.0.1:9003/api/v1/receive
-        authorization: {credentials: $token}
+  In ~30s the store holds the demo cluster's allowlisted series, stamped
+  with _id and without instance:
+    curl -s http://127.0.0.1:9090/api/v1/query -G --data-urlencode 'query=up{_id="my-cluster"}'
 
-  or as a telemeter client:  curl -XPOST -H 'Authorization: Bearer dev-token' 'http://127.0.0.1:9003/authorize?id=my-cluster'
-  Query what arrived:        curl -s 'http://127.0.0.1:9090/api/v1/query?query=up{_id="my-cluster"}'
+  A telemeter client's first step:
+    curl -s -XPOST -H 'Authorization: Bearer dev-token' 'http://127.0.0.1:9003/authorize?id=my-cluster'
 
+  Ctrl-C stops everything.
 MSG
-"$here/$bin" gateway
+wait "${pids[1]}"

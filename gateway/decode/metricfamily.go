@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"strconv"
 
 	dto "github.com/prometheus/client_model/go"
@@ -24,6 +25,15 @@ const (
 )
 
 var typeNames = [...]string{"COUNTER", "GAUGE", "SUMMARY", "UNTYPED", "HISTOGRAM", "GAUGE_HISTOGRAM"}
+
+// A body may expand to at most labelsPerByte*len(body)+minLabelBudget
+// labels. Derived series (buckets, quantiles) repeat their metric's labels;
+// real uploads stay well below one label per byte, while a crafted one could
+// otherwise turn a few megabytes into gigabytes of batch.
+const (
+	labelsPerByte  = 2
+	minLabelBudget = 1 << 16
+)
 
 // maxGroupDepth is how deeply unknown groups may nest, as in
 // google.golang.org/protobuf's protowire.DefaultRecursionLimit.
@@ -56,7 +66,8 @@ const maxGroupDepth = 10000
 // names (_sum, _count, _bucket) and le/quantile values are allocated. On
 // error, b holds a partial request and should be Reset.
 func UnmarshalMetricFamilies(buf []byte, b *batch.Batch, nowMs int64, useServerTime bool, maxSeries int) (Stats, error) {
-	d := mfDecoder{buf: buf, b: b, now: nowMs, serverTime: useServerTime, maxSeries: maxSeries}
+	d := mfDecoder{buf: buf, b: b, now: nowMs, serverTime: useServerTime, maxSeries: maxSeries,
+		labelBudget: labelsPerByte*len(buf) + minLabelBudget}
 	err := d.families()
 	if err != nil {
 		b.DiscardSeries()
@@ -86,6 +97,15 @@ type mfDecoder struct {
 	// Per family.
 	name                        string
 	sumName, countName, bktName string
+
+	// Per metric: the first series emitted for it, whose label pairs the
+	// metric's other derived series copy instead of walking the metric again
+	// (which would make a metric with many buckets quadratic).
+	tmpl, tmplN int
+
+	// labelBudget is how many more labels the batch may receive; derived
+	// series repeat their metric's labels, so the amplification is bounded.
+	labelBudget int
 
 	floats [64]floatStr // le/quantile strings, direct-mapped by bits
 }
@@ -313,6 +333,7 @@ type metricVals struct {
 
 func (d *mfDecoder) metric(typ, s, e int) error {
 	var m metricVals
+	d.tmpl = -1
 	for i := s; i < e; {
 		f, n, err := d.next(i, e, "Metric")
 		if err != nil {
@@ -615,35 +636,24 @@ func (d *mfDecoder) emit(name, extraName, extraValue string, s, e int, ts int64,
 		return TooLarge(CapSeries, d.maxSeries, fmt.Sprintf("upload with more than %d series", d.maxSeries))
 	}
 	d.b.PushLabel(batch.MetricName, name)
-	for i := s; i < e; {
-		f, n, err := d.next(i, e, "Metric")
-		if err != nil {
+	if d.tmpl >= 0 {
+		for _, l := range d.b.Series[d.tmpl].Labels[1 : 1+d.tmplN] {
+			d.b.PushLabel(l.Name, l.Value)
+		}
+	} else {
+		d.tmpl = len(d.b.Series)
+		if err := d.pushLabelPairs(s, e); err != nil {
 			return err
 		}
-		i = n
-		if f.num != 1 || f.wt != wtBytes {
-			continue
-		}
-		var ln, lv string
-		for j := f.s; j < f.e; {
-			g, n, err := d.next(j, f.e, "LabelPair")
-			if err != nil {
-				return err
-			}
-			j = n
-			if g.wt == wtBytes {
-				switch g.num {
-				case 1:
-					ln = str(d.buf, g.s, g.e)
-				case 2:
-					lv = str(d.buf, g.s, g.e)
-				}
-			}
-		}
-		d.b.PushLabel(ln, lv)
+		d.tmplN = len(d.b.PendingLabels()) - 1
 	}
 	if extraName != "" {
 		d.b.PushLabel(extraName, extraValue)
+	}
+	if d.labelBudget -= len(d.b.PendingLabels()); d.labelBudget < 0 {
+		return &Error{Status: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf(
+			"upload expands to more than %d labels (%d per decoded byte): too many labels repeated across buckets or quantiles",
+			labelsPerByte*len(d.buf)+minLabelBudget, labelsPerByte)}
 	}
 	d.b.PushSample(ts, v)
 	d.b.EndSeries()
@@ -677,4 +687,36 @@ func (d *mfDecoder) formatFloat(f float64) string {
 	}
 	*slot = floatStr{bits: bits, s: s}
 	return s
+}
+
+// pushLabelPairs pushes the label pairs of the Metric at buf[s:e].
+func (d *mfDecoder) pushLabelPairs(s, e int) error {
+	for i := s; i < e; {
+		f, n, err := d.next(i, e, "Metric")
+		if err != nil {
+			return err
+		}
+		i = n
+		if f.num != 1 || f.wt != wtBytes {
+			continue
+		}
+		var ln, lv string
+		for j := f.s; j < f.e; {
+			g, n, err := d.next(j, f.e, "LabelPair")
+			if err != nil {
+				return err
+			}
+			j = n
+			if g.wt == wtBytes {
+				switch g.num {
+				case 1:
+					ln = str(d.buf, g.s, g.e)
+				case 2:
+					lv = str(d.buf, g.s, g.e)
+				}
+			}
+		}
+		d.b.PushLabel(ln, lv)
+	}
+	return nil
 }

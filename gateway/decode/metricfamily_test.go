@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -317,4 +318,29 @@ func BenchmarkReferenceMetricFamilies(bm *testing.B) {
 		}
 	}
 	bm.ReportMetric(float64(1000*bm.N)/bm.Elapsed().Seconds(), "samples/s")
+}
+
+// Derived series copy their metric's labels: many buckets decode in linear
+// time, and the total label count is bounded by the body size.
+func TestUnmarshalMetricFamiliesLabelAmplification(t *testing.T) {
+	mk := func(labels, buckets int) []byte {
+		m := &dto.Metric{Histogram: &dto.Histogram{}}
+		for i := range labels {
+			m.Label = append(m.Label, &dto.LabelPair{Name: ptr("l" + strconv.Itoa(i)), Value: ptr("v")})
+		}
+		for i := range buckets {
+			m.Histogram.Bucket = append(m.Histogram.Bucket, &dto.Bucket{UpperBound: ptr(float64(i))})
+		}
+		return encodeFamilies(t, []*dto.MetricFamily{{Name: ptr("h"), Type: dto.MetricType_HISTOGRAM.Enum(), Metric: []*dto.Metric{m}}})
+	}
+	b := &batch.Batch{}
+	if _, err := UnmarshalMetricFamilies(mk(3, 20000), b, testNow, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	last := b.Series[len(b.Series)-1]
+	if len(b.Series) != 20003 || len(last.Labels) != 4 || last.Labels[3] != (batch.Label{Name: "l2", Value: "v"}) {
+		t.Fatalf("%d series, last %v", len(b.Series), last)
+	}
+	_, err := UnmarshalMetricFamilies(mk(200, 2000), &batch.Batch{}, testNow, false, 0)
+	wantError(t, err, 413, "too many labels repeated")
 }

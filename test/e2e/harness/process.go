@@ -57,6 +57,8 @@ type Process struct {
 	done    chan struct{}
 	waitErr error // written before done is closed
 	runs    int
+
+	dumpedSize [2]int64 // log sizes at the last dump, to avoid repeats
 }
 
 // StartProcess starts opts.Binary and fails the test if it cannot be
@@ -276,8 +278,18 @@ func readFile(path string) string {
 	return string(b)
 }
 
+// dumpLogs writes the tail of both logs to the test log, unless nothing
+// was written since the previous dump.
 func (p *Process) dumpLogs() {
 	p.t.Helper()
+	sizes := [2]int64{fileSize(p.stdoutPath), fileSize(p.stderrPath)}
+	p.mu.Lock()
+	same := sizes == p.dumpedSize
+	p.dumpedSize = sizes
+	p.mu.Unlock()
+	if same {
+		return
+	}
 	for _, f := range []struct{ stream, path string }{{"stdout", p.stdoutPath}, {"stderr", p.stderrPath}} {
 		s := readFile(f.path)
 		if len(s) > logTailBytes {
@@ -294,4 +306,12 @@ func (p *Process) runCount() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.runs
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
 }
