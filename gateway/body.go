@@ -3,41 +3,12 @@ package gateway
 import (
 	"errors"
 	"io"
+	"net/http"
 	"sync"
 )
 
-// cappedReader returns a 413 error once more than left bytes were read.
-type cappedReader struct {
-	r    io.Reader
-	left int64
-	max  int64
-}
-
-func (c *cappedReader) Read(p []byte) (int, error) {
-	if c.max == 0 {
-		c.max = c.left
-	}
-	if c.left <= 0 {
-		// Peek one byte: exactly max bytes is fine.
-		var one [1]byte
-		n, err := c.r.Read(one[:])
-		if n > 0 {
-			return 0, tooLarge("max_request_bytes", c.max, 0)
-		}
-		return 0, err
-	}
-	if int64(len(p)) > c.left {
-		p = p[:c.left]
-	}
-	n, err := c.r.Read(p)
-	c.left -= int64(n)
-	return n, err
-}
-
-func asHTTPError(err error, target **httpError) bool { return errors.As(err, target) }
-
-// readAllCapped reads r into dst; r is a cappedReader, so it stops at the
-// request cap.
+// readAllCapped reads r into dst; r is an http.MaxBytesReader, so it stops
+// at the request cap.
 func readAllCapped(dst []byte, r io.Reader, max int64) ([]byte, error) {
 	for {
 		if len(dst) == cap(dst) {
@@ -59,7 +30,11 @@ func readAllCapped(dst []byte, r io.Reader, max int64) ([]byte, error) {
 			return dst, nil
 		}
 		if err != nil {
-			return dst, err
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return dst, tooLarge("max_request_bytes", max, 0)
+			}
+			return dst, newError(http.StatusBadRequest, "malformed", "reading body: "+err.Error())
 		}
 	}
 }

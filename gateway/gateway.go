@@ -230,7 +230,7 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 	if err := checkUploadType(r.Header.Get("Content-Type")); err != nil {
 		return g.writeError(w, r, err)
 	}
-	body, err := g.limitBody(r)
+	body, err := g.limitBody(w, r)
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
@@ -245,7 +245,7 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 		err = newError(http.StatusUnsupportedMediaType, "unsupported_media_type", "unsupported Content-Encoding "+strconv.Quote(enc)+" for /upload: use snappy (framed)")
 	}
 	if err != nil {
-		return g.writeError(w, r, g.sizeError(err))
+		return g.writeError(w, r, err)
 	}
 	now := g.opts.Now()
 	st, err := decode.UnmarshalMetricFamilies(b.Buf, b, now.UnixMilli(), !g.opts.ClientTimestamps, g.opts.Limits.MaxSeriesPerRequest)
@@ -287,7 +287,7 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	if err := checkRemoteWriteType(r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding")); err != nil {
 		return g.writeError(w, r, err)
 	}
-	body, err := g.limitBody(r)
+	body, err := g.limitBody(w, r)
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
@@ -403,21 +403,12 @@ func setDroppedHeaders(h http.Header, dropped map[string]int) {
 
 // limitBody refuses bodies whose declared length is over the cap and caps
 // the rest while reading.
-func (g *Gateway) limitBody(r *http.Request) (io.Reader, error) {
+func (g *Gateway) limitBody(w http.ResponseWriter, r *http.Request) (io.Reader, error) {
 	max := g.opts.Limits.MaxRequestBytes
 	if r.ContentLength > max {
 		return nil, tooLarge("max_request_bytes", max, r.ContentLength)
 	}
-	return &cappedReader{r: r.Body, left: max}, nil
-}
-
-// sizeError turns a cappedReader overflow met inside a decoder into 413.
-func (g *Gateway) sizeError(err error) error {
-	var he *httpError
-	if ok := asHTTPError(err, &he); ok {
-		return he
-	}
-	return err
+	return http.MaxBytesReader(w, r.Body, max), nil
 }
 
 func tooLarge(limit string, max, seen int64) *httpError {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -382,5 +384,38 @@ func TestUploadContentNegotiation(t *testing.T) {
 		if err != nil || status != tc.want {
 			t.Errorf("%s/%s: %d %q %v, want %d", tc.ct, tc.enc, status, resp, err, tc.want)
 		}
+	}
+}
+
+func TestUploadBodyOverCap(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	jwt, _, _, err := harness.Authorize(ctx, f.srv.URL, "dev", "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Incompressible-ish data so the framed body exceeds 64 KiB compressed;
+	// sent chunked (no Content-Length) so the cap is met while reading.
+	data := make([]byte, 100<<10)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	var buf bytes.Buffer
+	w := snappy.NewBufferedWriter(&buf)
+	w.Write(data)
+	w.Close()
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/upload", struct{ io.Reader }{bytes.NewReader(buf.Bytes())})
+	req.Header.Set("Authorization", "Bearer "+jwt)
+	req.Header.Set("Content-Type", harness.UploadContentType)
+	req.Header.Set("Content-Encoding", "snappy")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), "max_request_bytes") {
+		t.Fatalf("status %d body %q", resp.StatusCode, body)
 	}
 }

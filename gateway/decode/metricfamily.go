@@ -334,6 +334,9 @@ type metricVals struct {
 func (d *mfDecoder) metric(typ, s, e int) error {
 	var m metricVals
 	d.tmpl = -1
+	// The label pairs are pushed while walking; the first series of the
+	// metric takes them (and its __name__ is set once the type is known).
+	d.b.PushLabel(batch.MetricName, d.name)
 	for i := s; i < e; {
 		f, n, err := d.next(i, e, "Metric")
 		if err != nil {
@@ -344,7 +347,10 @@ func (d *mfDecoder) metric(typ, s, e int) error {
 		case f.num == 6 && f.wt == wtVarint:
 			m.ts, m.hasTS = int64(f.v), true
 		case f.num == 1 && f.wt == wtBytes:
-			err = d.plain(f.s, f.e, "LabelPair")
+			var ln, lv string
+			if ln, lv, err = d.labelPair(f); err == nil {
+				d.b.PushLabel(ln, lv)
+			}
 		case (f.num == 2 || f.num == 5) && f.wt == wtBytes: // gauge, untyped
 			m.has[f.num] = true
 			err = d.simpleValue(&m, f)
@@ -374,16 +380,16 @@ func (d *mfDecoder) metric(typ, s, e int) error {
 	}
 	switch typ {
 	case typeCounter, typeGauge, typeUntyped:
-		return d.emit(d.name, "", "", s, e, ts, m.value[need])
+		return d.emit(d.name, "", "", ts, m.value[need])
 	case typeSummary:
 		if err := d.quantiles(s, e, ts); err != nil {
 			return err
 		}
 		d.derivedNames()
-		if err := d.emit(d.sumName, "", "", s, e, ts, m.sum); err != nil {
+		if err := d.emit(d.sumName, "", "", ts, m.sum); err != nil {
 			return err
 		}
-		return d.emit(d.countName, "", "", s, e, ts, float64(m.count))
+		return d.emit(d.countName, "", "", ts, float64(m.count))
 	default: // histograms
 		d.derivedNames()
 		if err := d.buckets(s, e, ts); err != nil {
@@ -394,14 +400,14 @@ func (d *mfDecoder) metric(typ, s, e int) error {
 			count = float64(m.count)
 		}
 		if !m.infSeen {
-			if err := d.emit(d.bktName, "le", "+Inf", s, e, ts, count); err != nil {
+			if err := d.emit(d.bktName, "le", "+Inf", ts, count); err != nil {
 				return err
 			}
 		}
-		if err := d.emit(d.sumName, "", "", s, e, ts, m.sum); err != nil {
+		if err := d.emit(d.sumName, "", "", ts, m.sum); err != nil {
 			return err
 		}
-		return d.emit(d.countName, "", "", s, e, ts, count)
+		return d.emit(d.countName, "", "", ts, count)
 	}
 }
 
@@ -584,7 +590,7 @@ func (d *mfDecoder) quantiles(s, e int, ts int64) error {
 				v = math.Float64frombits(g.v)
 			}
 		}
-		return d.emit(d.name, "quantile", d.formatFloat(q), s, e, ts, v)
+		return d.emit(d.name, "quantile", d.formatFloat(q), ts, v)
 	})
 }
 
@@ -596,7 +602,7 @@ func (d *mfDecoder) buckets(s, e int, ts int64) error {
 		if err != nil {
 			return err
 		}
-		return d.emit(d.bktName, "le", d.formatFloat(ub), s, e, ts, count)
+		return d.emit(d.bktName, "le", d.formatFloat(ub), ts, count)
 	})
 }
 
@@ -629,23 +635,21 @@ func (d *mfDecoder) eachSub(s, e, outer, sub int, fn func(field) error) error {
 	return nil
 }
 
-// emit pushes one series: __name__=name, the metric's label pairs (from the
-// Metric at buf[s:e]), the optional extra label, and one sample.
-func (d *mfDecoder) emit(name, extraName, extraValue string, s, e int, ts int64, v float64) error {
+// emit pushes one series of the current metric: __name__=name, the
+// metric's label pairs, the optional extra label, and one sample.
+func (d *mfDecoder) emit(name, extraName, extraValue string, ts int64, v float64) error {
 	if d.maxSeries > 0 && d.st.Series >= d.maxSeries {
 		return TooLarge(CapSeries, d.maxSeries, fmt.Sprintf("upload with more than %d series", d.maxSeries))
 	}
-	d.b.PushLabel(batch.MetricName, name)
-	if d.tmpl >= 0 {
+	if d.tmpl < 0 {
+		// First series of the metric: its labels are pending already.
+		d.tmpl, d.tmplN = len(d.b.Series), len(d.b.PendingLabels())-1
+		d.b.PendingLabels()[0].Value = name
+	} else {
+		d.b.PushLabel(batch.MetricName, name)
 		for _, l := range d.b.Series[d.tmpl].Labels[1 : 1+d.tmplN] {
 			d.b.PushLabel(l.Name, l.Value)
 		}
-	} else {
-		d.tmpl = len(d.b.Series)
-		if err := d.pushLabelPairs(s, e); err != nil {
-			return err
-		}
-		d.tmplN = len(d.b.PendingLabels()) - 1
 	}
 	if extraName != "" {
 		d.b.PushLabel(extraName, extraValue)
@@ -689,34 +693,30 @@ func (d *mfDecoder) formatFloat(f float64) string {
 	return s
 }
 
-// pushLabelPairs pushes the label pairs of the Metric at buf[s:e].
-func (d *mfDecoder) pushLabelPairs(s, e int) error {
-	for i := s; i < e; {
-		f, n, err := d.next(i, e, "Metric")
+// labelPair reads a LabelPair: {1 name, 2 value}.
+func (d *mfDecoder) labelPair(f field) (name, value string, err error) {
+	buf, i, e := d.buf, f.s, f.e
+	// Fast path for the canonical encoding with short strings.
+	if e-i >= 4 && buf[i] == 0x0a && buf[i+1] < 0x80 {
+		ne := i + 2 + int(buf[i+1])
+		if ne+2 <= e && buf[ne] == 0x12 && buf[ne+1] < 0x80 && ne+2+int(buf[ne+1]) == e {
+			return str(buf, i+2, ne), str(buf, ne+2, e), nil
+		}
+	}
+	for i < e {
+		g, n, err := d.next(i, e, "LabelPair")
 		if err != nil {
-			return err
+			return "", "", err
 		}
 		i = n
-		if f.num != 1 || f.wt != wtBytes {
-			continue
-		}
-		var ln, lv string
-		for j := f.s; j < f.e; {
-			g, n, err := d.next(j, f.e, "LabelPair")
-			if err != nil {
-				return err
-			}
-			j = n
-			if g.wt == wtBytes {
-				switch g.num {
-				case 1:
-					ln = str(d.buf, g.s, g.e)
-				case 2:
-					lv = str(d.buf, g.s, g.e)
-				}
+		if g.wt == wtBytes {
+			switch g.num {
+			case 1:
+				name = str(buf, g.s, g.e)
+			case 2:
+				value = str(buf, g.s, g.e)
 			}
 		}
-		d.b.PushLabel(ln, lv)
 	}
-	return nil
+	return name, value, nil
 }

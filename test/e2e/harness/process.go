@@ -257,6 +257,9 @@ func (p *Process) WaitHTTP(url string, timeout time.Duration) {
 	p.t.Helper()
 	if err := waitHTTP(url, timeout, p.Exited()); err != nil {
 		p.dumpLogs()
+		if !p.Running() {
+			err = fmt.Errorf("%w; exit: %v", err, p.exitErr())
+		}
 		p.t.Fatalf("harness: %s: %v", p.opts.Name, err)
 	}
 }

@@ -239,11 +239,33 @@ func TestProcessWaitHTTPFailsFastWhenProcessExits(t *testing.T) {
 		p.WaitHTTP("http://"+addr+"/-/ready", 30*time.Second)
 	})
 	fatal, _ := r.result()
-	if !strings.Contains(fatal, "process exited") {
-		t.Fatalf("fatal = %q, want process exited", fatal)
+	if !strings.Contains(fatal, "process exited") || !strings.Contains(fatal, "exit status 7") {
+		t.Fatalf("fatal = %q, want process exited with status 7", fatal)
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("took %s; should not wait for the full timeout", d)
+	}
+	// The logs were dumped to the test log.
+	if l := r.logged(); !strings.Contains(l, "fakeproc stderr hello") || !strings.Contains(l, "exiting by itself") {
+		t.Fatalf("logs not dumped; logged:\n%s", l)
+	}
+}
+
+func TestProcessDumpLogsOnlyWhenChanged(t *testing.T) {
+	r := &recorder{TB: t}
+	p := StartProcess(r, ProcessOptions{Binary: fakeproc(t), Args: []string{"-exit-after", "1ms"}})
+	<-p.Exited()
+	p.dumpLogs()
+	n := strings.Count(r.logged(), "exiting by itself")
+	p.dumpLogs()
+	if n != 1 || strings.Count(r.logged(), "exiting by itself") != 1 {
+		t.Fatalf("dumped %d then %d times, want once", n, strings.Count(r.logged(), "exiting by itself"))
+	}
+	p.Restart()
+	<-p.Exited()
+	p.dumpLogs()
+	if c := strings.Count(r.logged(), "exiting by itself"); c != 3 { // old run again plus the new one
+		t.Fatalf("after restart: %d occurrences, want 3", c)
 	}
 }
 

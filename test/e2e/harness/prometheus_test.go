@@ -178,7 +178,7 @@ func TestStartPrometheusBadConfigFailsFast(t *testing.T) {
 		StartPrometheus(tb, PrometheusOptions{Name: "bad", RuleFiles: []string{"groups: [{name: g, rules: [{record: x, expr: 'sum('}]}]"}})
 	})
 	fatal, _ := r.result()
-	if !strings.Contains(fatal, "process exited") {
+	if !strings.Contains(fatal, "process exited") || !strings.Contains(fatal, "exit status 1") {
 		t.Fatalf("fatal = %q", fatal)
 	}
 	if d := time.Since(start); d > 15*time.Second {
