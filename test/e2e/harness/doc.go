@@ -9,6 +9,15 @@
 // then SIGKILL) in t.Cleanup, and their stdout/stderr are kept in files that
 // are dumped to the test log when a test fails.
 //
+// Executables of this module are built once per test binary by BuildBinary;
+// a package using it should remove them in TestMain:
+//
+//	func TestMain(m *testing.M) {
+//		code := m.Run()
+//		harness.CleanupBuilds()
+//		os.Exit(code)
+//	}
+//
 // External binaries are found by RequireBinary. A missing binary fails the
 // test (CI must never skip silently) unless TELEGATE_E2E_SKIP_MISSING=1 is
 // set, which turns the failure into a skip for local runs.

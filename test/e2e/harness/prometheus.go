@@ -97,6 +97,10 @@ type Prometheus struct {
 // StartPrometheus writes prometheus.yml from opts, starts the prometheus
 // binary (see PrometheusBinary) with its TSDB in a temporary directory and
 // waits until /-/ready answers 200. It is stopped when the test ends.
+//
+// A freshly started Prometheus sends its first remote write only after its
+// WAL watcher finishes the initial replay, about 5-6s after start: allow
+// for that in timeouts (20s is comfortable).
 func StartPrometheus(t testing.TB, opts PrometheusOptions) *Prometheus {
 	t.Helper()
 	bin := PrometheusBinary(t)

@@ -43,8 +43,8 @@ var httpClient = &http.Client{
 	},
 }
 
-// AuthorizeResponse is the JSON body of a 200 from /authorize.
-type AuthorizeResponse struct {
+// authorizeResponse is the JSON body of a 200 from /authorize.
+type authorizeResponse struct {
 	Version          int               `json:"version"`
 	Token            string            `json:"token"`
 	ExpiresInSeconds int64             `json:"expiresInSeconds"`
@@ -67,7 +67,7 @@ func Authorize(ctx context.Context, gatewayURL, pullSecretToken, clusterID strin
 	if status != http.StatusOK {
 		return "", nil, status, fmt.Errorf("authorize: HTTP %d: %s", status, strings.TrimSpace(body))
 	}
-	var r AuthorizeResponse
+	var r authorizeResponse
 	if err := json.Unmarshal([]byte(body), &r); err != nil {
 		return "", nil, status, fmt.Errorf("authorize: decoding response %q: %w", body, err)
 	}
