@@ -32,6 +32,8 @@ const (
 	uploadProto            = "io.prometheus.client.MetricFamily"
 	remoteWriteContentType = "application/x-protobuf"
 	maxClusterIDLength     = 256
+	// allowlistHashHeader names the allowlist version a request met.
+	allowlistHashHeader = "X-Telegate-Allowlist-Hash"
 )
 
 // Issuer issues and verifies the tokens /authorize hands out.
@@ -117,10 +119,11 @@ func (g *Gateway) SetReady(ready bool) { g.ready.Store(ready) }
 // Handler returns the public API routes.
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/authorize", g.instrument("authorize", g.handleAuthorize))
-	mux.Handle("/upload", g.instrument("upload", g.handleUpload))
-	mux.Handle("/api/v1/receive", g.instrument("receive", g.handleReceive))
-	mux.Handle("/metrics/v1/receive", g.instrument("receive", g.handleReceive))
+	mux.Handle("/authorize", g.instrument("authorize", http.MethodPost, g.handleAuthorize))
+	mux.Handle("/upload", g.instrument("upload", http.MethodPost, g.handleUpload))
+	mux.Handle("/api/v1/receive", g.instrument("receive", http.MethodPost, g.handleReceive))
+	mux.Handle("/metrics/v1/receive", g.instrument("receive", http.MethodPost, g.handleReceive))
+	mux.Handle("/allowlist", g.instrument("allowlist", http.MethodGet, g.handleAllowlist))
 	g.health(mux)
 	return mux
 }
@@ -145,13 +148,13 @@ func (g *Gateway) RegisterHealth(mux *http.ServeMux) { g.health(mux) }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request) int
 
-func (g *Gateway) instrument(name string, h handlerFunc) http.Handler {
+func (g *Gateway) instrument(name, method string, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		var code int
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", http.MethodPost)
-			code = g.writeError(w, r, newError(http.StatusMethodNotAllowed, "method_not_allowed", "use POST"))
+		if r.Method != method {
+			w.Header().Set("Allow", method)
+			code = g.writeError(w, r, newError(http.StatusMethodNotAllowed, "method_not_allowed", "use "+method))
 		} else {
 			code = h(w, r)
 		}
@@ -216,6 +219,35 @@ func checkClusterID(id string) error {
 		return newError(http.StatusBadRequest, "invalid_cluster_id", "the cluster ID must be valid UTF-8 of at most 256 bytes")
 	}
 	return nil
+}
+
+// allowlistResponse is GET /allowlist: the selectors the gateway keeps, so
+// a client can federate exactly those (--match-from-gateway).
+type allowlistResponse struct {
+	Version int      `json:"version"`
+	Hash    string   `json:"hash"`
+	Matches []string `json:"matches"`
+}
+
+// handleAllowlist serves the active allowlist to authenticated clients
+// (the JWT of /authorize, like /upload).
+func (g *Gateway) handleAllowlist(w http.ResponseWriter, r *http.Request) int {
+	token, ok := authn.BearerToken(r)
+	if !ok {
+		return g.writeError(w, r, newError(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer header; call /authorize first"))
+	}
+	if _, err := g.opts.Issuer.Verify(token); err != nil {
+		return g.writeError(w, r, err)
+	}
+	al := g.allowlist.Load()
+	resp := allowlistResponse{Version: 1, Matches: []string{}}
+	if al != nil {
+		resp.Hash, resp.Matches = al.Hash(), al.Selectors()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set(allowlistHashHeader, resp.Hash)
+	json.NewEncoder(w).Encode(resp)
+	return http.StatusOK
 }
 
 func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
@@ -368,6 +400,9 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 		g.metrics.forwarded.Add(float64(b.Samples()))
 	}
 	setDroppedHeaders(w.Header(), dropped)
+	if al != nil {
+		w.Header().Set(allowlistHashHeader, al.Hash())
+	}
 	if remoteWrite {
 		return http.StatusNoContent, nil
 	}

@@ -419,3 +419,37 @@ func TestUploadBodyOverCap(t *testing.T) {
 		t.Fatalf("status %d body %q", resp.StatusCode, body)
 	}
 }
+
+func TestAllowlistEndpoint(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	jwt, _, _, err := harness.Authorize(ctx, f.srv.URL, "dev", "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(bearer string) (*http.Response, allowlistResponse) {
+		req, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/allowlist", nil)
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out allowlistResponse
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp, out
+	}
+	if resp, _ := get(""); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("unauthenticated: %d", resp.StatusCode)
+	}
+	resp, out := get(jwt)
+	if resp.StatusCode != 200 || len(out.Matches) != 3 || out.Matches[0] != `{__name__="cluster_version"}` || out.Hash == "" || resp.Header.Get("X-Telegate-Allowlist-Hash") != out.Hash {
+		t.Fatalf("%d %+v", resp.StatusCode, out)
+	}
+	status, _, hdr := f.write(t, harness.CompositeToken("dev", "c1"), ts(1, f.now.UnixMilli(), "__name__", "cluster_version"))
+	if status != 204 || hdr.Get("X-Telegate-Allowlist-Hash") != out.Hash {
+		t.Fatalf("write: %d hash header %q", status, hdr.Get("X-Telegate-Allowlist-Hash"))
+	}
+}

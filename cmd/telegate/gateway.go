@@ -40,6 +40,13 @@ type gatewayCmd struct {
 	printConfigOnly bool
 }
 
+func init() {
+	subcommands = append(subcommands, func(app *kingpin.Application) (string, func(log.Logger) error) {
+		g := registerGateway(app)
+		return g.cmd.FullCommand(), g.run
+	})
+}
+
 func registerGateway(app *kingpin.Application) *gatewayCmd {
 	g := &gatewayCmd{}
 	g.cmd = app.Command("gateway", "Run the gateway: /authorize, /upload and /api/v1/receive on the public listener; /metrics, /debug/pprof and health on the internal one.")

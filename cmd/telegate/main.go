@@ -36,7 +36,11 @@ func main() {
 	logLevel := app.Flag("log.level", "Only log messages at or above this level: debug, info, warn, error.").Default("info").Enum("debug", "info", "warn", "error")
 	logFormat := app.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").Enum("logfmt", "json")
 
-	gw := registerGateway(app)
+	runs := map[string]func(log.Logger) error{}
+	for _, register := range subcommands {
+		name, run := register(app)
+		runs[name] = run
+	}
 
 	cmd, err := app.Parse(os.Args[1:])
 	if err != nil {
@@ -44,15 +48,17 @@ func main() {
 		os.Exit(2)
 	}
 	logger := newLogger(*logLevel, *logFormat)
-	switch cmd {
-	case gw.cmd.FullCommand():
-		err = gw.run(logger)
-	}
+	err = runs[cmd](logger)
 	if err != nil {
 		level.Error(logger).Log("msg", "exiting", "err", err)
 		os.Exit(1)
 	}
 }
+
+// subcommands register themselves from their own files (init), so adding
+// one touches no other file. Each returns its full command name and run
+// function.
+var subcommands []func(app *kingpin.Application) (name string, run func(log.Logger) error)
 
 func newLogger(lvl, format string) log.Logger {
 	w := log.NewSyncWriter(os.Stderr)
