@@ -74,6 +74,9 @@ type JWT struct {
 // Allowlist points at the allowlist file.
 type Allowlist struct {
 	File string `yaml:"file"`
+	// WatchInterval is how often the file is checked for changes; 0
+	// disables watching (SIGHUP and POST /-/reload still work).
+	WatchInterval model.Duration `yaml:"watch_interval"`
 }
 
 // Relabel configures label stripping, relabeling and timestamp policy.
@@ -139,7 +142,7 @@ func Default() *Config {
 			},
 			JWT: JWT{Expiry: model.Duration(24 * time.Hour)},
 		},
-		Allowlist: Allowlist{File: "allowlist.yaml"},
+		Allowlist: Allowlist{File: "allowlist.yaml", WatchInterval: model.Duration(10 * time.Second)},
 		Relabel: Relabel{
 			DropLabels:       []string{"instance", "pod", "prometheus_replica"},
 			UploadTimestamps: "server",

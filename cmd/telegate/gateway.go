@@ -69,6 +69,7 @@ type components struct {
 	authenticator authn.Authenticator
 	issuer        *authn.Signer
 	allowlist     *allowlist.Allowlist
+	allowlistRaw  []byte
 	pipeline      *relabel.Pipeline
 	sender        *forward.Sender
 	warnings      []string
@@ -142,6 +143,7 @@ func build(c *config.Config, logger log.Logger, reg prometheus.Registerer) (*com
 	if err != nil {
 		return nil, fmt.Errorf("allowlist.file: %w", err)
 	}
+	out.allowlistRaw = data
 	out.allowlist, err = allowlist.Parse(data, c.Path(c.Allowlist.File))
 	if err != nil {
 		return nil, err
@@ -217,6 +219,8 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 	internal.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	internal.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	gw.RegisterHealth(internal)
+	reloader := newAllowlistReloader(c, gw, comp.allowlistRaw, comp.allowlist, logger, reg)
+	internal.Handle("/-/reload", reloader)
 
 	var gr run.Group
 	shutdown := time.Duration(c.Web.ShutdownTimeout)
@@ -268,7 +272,7 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 				select {
 				case s := <-sig:
 					if s == syscall.SIGHUP {
-						reloadAllowlist(c, gw, logger)
+						reloader.Reload("SIGHUP")
 						continue
 					}
 					level.Info(logger).Log("msg", "received signal, shutting down gracefully", "signal", s.String())
@@ -282,23 +286,14 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 			close(done)
 		})
 	}
+	if iv := time.Duration(c.Allowlist.WatchInterval); iv > 0 && !c.Embedded() {
+		ctx, cancel := context.WithCancel(context.Background())
+		gr.Add(func() error { return reloader.watch(ctx, iv) }, func(error) { cancel() })
+	}
 	level.Info(logger).Log("msg", "starting telegate gateway", "version", version, "config", c.Origin,
 		"allowlist_entries", len(comp.allowlist.Entries), "allowlist_hash", comp.allowlist.Hash(), "forward_url", c.Forward.Sender.URL)
 	err = gr.Run()
 	comp.sender.Close()
 	level.Info(logger).Log("msg", "stopped")
 	return err
-}
-
-func reloadAllowlist(c *config.Config, gw *gateway.Gateway, logger log.Logger) {
-	data, err := c.ReadFile(c.Allowlist.File)
-	if err == nil {
-		var al *allowlist.Allowlist
-		if al, err = allowlist.Parse(data, c.Path(c.Allowlist.File)); err == nil {
-			gw.SetAllowlist(al)
-			level.Info(logger).Log("msg", "allowlist reloaded", "entries", len(al.Entries), "hash", al.Hash())
-			return
-		}
-	}
-	level.Error(logger).Log("msg", "allowlist reload failed; keeping the previous one", "err", err)
 }

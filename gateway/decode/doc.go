@@ -3,7 +3,8 @@
 // hard caps on the decoded size, a hand-written protobuf walk of Prometheus
 // remote write 1.0 (prometheus.WriteRequest) and of telemeter uploads
 // (length-delimited io.prometheus.client.MetricFamily messages), both
-// filling a *batch.Batch without allocating in steady state.
+// filling a *batch.Batch without allocating in steady state, and the
+// Content-Type / Content-Encoding checks of both endpoints.
 //
 // Every failure is an *Error carrying the HTTP status the gateway answers
 // with: 400 for malformed bodies, 413 when a cap is hit, 415 for an

@@ -387,7 +387,7 @@ func (d *rwDecoder) sample(i, end int) error {
 // reject it.
 
 // scalar validates one known scalar field of wire type want at i.
-func (d *rwDecoder) scalar(num int32, wt, want, i, next, end int, field string) (int, error) {
+func (d *rwDecoder) scalar(wt, want, i, next, end int, field string) (int, error) {
 	if err := wantWire(wt, want, field, i); err != nil {
 		return 0, err
 	}
@@ -427,9 +427,9 @@ func (d *rwDecoder) exemplar(i, end int) error {
 			}
 			i = e
 		case 2:
-			i, err = d.scalar(num, wt, wtFixed64, i, next, end, "Exemplar.value")
+			i, err = d.scalar(wt, wtFixed64, i, next, end, "Exemplar.value")
 		case 3:
-			i, err = d.scalar(num, wt, wtVarint, i, next, end, "Exemplar.timestamp")
+			i, err = d.scalar(wt, wtVarint, i, next, end, "Exemplar.timestamp")
 		default:
 			i, err = d.skip(i, end)
 		}
@@ -448,9 +448,9 @@ func (d *rwDecoder) metadata(i, end int) error {
 		}
 		switch num {
 		case 1:
-			i, err = d.scalar(num, wt, wtVarint, i, next, end, "MetricMetadata.type")
+			i, err = d.scalar(wt, wtVarint, i, next, end, "MetricMetadata.type")
 		case 2, 4, 5:
-			i, err = d.scalar(num, wt, wtBytes, i, next, end, "MetricMetadata string")
+			i, err = d.scalar(wt, wtBytes, i, next, end, "MetricMetadata string")
 		default:
 			i, err = d.skip(i, end)
 		}
@@ -469,7 +469,7 @@ func (d *rwDecoder) bucketSpan(i, end int) error {
 		}
 		switch num {
 		case 1, 2:
-			i, err = d.scalar(num, wt, wtVarint, i, next, end, "BucketSpan field")
+			i, err = d.scalar(wt, wtVarint, i, next, end, "BucketSpan field")
 		default:
 			i, err = d.skip(i, end)
 		}
@@ -488,9 +488,9 @@ func (d *rwDecoder) histogram(i, end int) error {
 		}
 		switch num {
 		case 1, 4, 6, 14, 15: // count_int, schema, zero_count_int, reset_hint, timestamp
-			i, err = d.scalar(num, wt, wtVarint, i, next, end, "Histogram field")
+			i, err = d.scalar(wt, wtVarint, i, next, end, "Histogram field")
 		case 2, 3, 5, 7: // count_float, sum, zero_threshold, zero_count_float
-			i, err = d.scalar(num, wt, wtFixed64, i, next, end, "Histogram field")
+			i, err = d.scalar(wt, wtFixed64, i, next, end, "Histogram field")
 		case 8, 11: // negative_spans, positive_spans
 			if err = wantWire(wt, wtBytes, "Histogram spans", i); err != nil {
 				return err
@@ -521,7 +521,7 @@ func (d *rwDecoder) histogram(i, end int) error {
 // message, so a run whose length splits an element ends past its length.
 func (d *rwDecoder) repeated(wt, elem, i, next, end int) (int, error) {
 	if wt == elem {
-		return d.scalar(0, wt, elem, i, next, end, "Histogram buckets")
+		return d.scalar(wt, elem, i, next, end, "Histogram buckets")
 	}
 	if wt != wtBytes {
 		return 0, BadRequest("protobuf: wrong wire type %d for Histogram buckets at offset %d", wt, i)

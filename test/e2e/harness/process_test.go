@@ -330,3 +330,16 @@ func TestRequireBinary(t *testing.T) {
 		t.Fatalf("missing with skip: fatal = %q, skipped = %q", fatal, skipped)
 	}
 }
+
+func TestPrometheusBinaryHonoursEnv(t *testing.T) {
+	t.Setenv(PrometheusEnv, "/bin/sh")
+	if got := PrometheusBinary(t); got != "/bin/sh" {
+		t.Fatalf("PrometheusBinary = %q with $%s=/bin/sh", got, PrometheusEnv)
+	}
+	t.Setenv(PrometheusEnv, "")
+	if _, err := os.Stat(DefaultPrometheusBinary); err == nil {
+		if got := PrometheusBinary(t); got != DefaultPrometheusBinary {
+			t.Fatalf("PrometheusBinary = %q", got)
+		}
+	}
+}
