@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -26,12 +25,8 @@ import (
 	"github.com/telegate/telegate/relabel"
 )
 
-// Media types of the two ingest protocols.
 const (
-	uploadContentType      = "application/vnd.google.protobuf"
-	uploadProto            = "io.prometheus.client.MetricFamily"
-	remoteWriteContentType = "application/x-protobuf"
-	maxClusterIDLength     = 256
+	maxClusterIDLength = 256
 	// allowlistHashHeader names the allowlist version a request met.
 	allowlistHashHeader = "X-Telegate-Allowlist-Hash"
 )
@@ -259,7 +254,7 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
-	if err := checkUploadType(r.Header.Get("Content-Type")); err != nil {
+	if err := decode.CheckUploadContentType(r.Header.Get("Content-Type")); err != nil {
 		return g.writeError(w, r, err)
 	}
 	body, err := g.limitBody(w, r)
@@ -268,30 +263,21 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 	}
 	b := batch.Get()
 	defer batch.Put(b)
-	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
-	case "snappy":
-		b.Buf, err = decode.DecodeFramed(b.Buf[:0], body, g.opts.Limits.MaxDecodedBytes)
-	case "", "identity":
-		b.Buf, err = decode.ReadAllCapped(b.Buf[:0], body, g.opts.Limits.MaxDecodedBytes)
-	default:
-		err = newError(http.StatusUnsupportedMediaType, "unsupported_media_type", "unsupported Content-Encoding "+strconv.Quote(enc)+" for /upload: use snappy (framed)")
-	}
+	b.Buf, err = decode.UploadBody(b.Buf[:0], body, r.Header.Get("Content-Encoding"), g.opts.Limits.MaxDecodedBytes)
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
 	now := g.opts.Now()
-	st, err := decode.UnmarshalMetricFamilies(b.Buf, b, now.UnixMilli(), !g.opts.ClientTimestamps, g.opts.Limits.MaxSeriesPerRequest)
-	if err != nil {
+	if _, err := decode.UnmarshalMetricFamilies(b.Buf, b, now.UnixMilli(), !g.opts.ClientTimestamps, g.opts.Limits.MaxSeriesPerRequest); err != nil {
 		return g.writeError(w, r, err)
 	}
-	_ = st
 	release, wait, ok := g.interval.Reserve(id.ClusterID, now)
 	if !ok {
 		e := newError(http.StatusTooManyRequests, "upload_interval", "this cluster already uploaded within limits.upload_interval ("+g.opts.Limits.UploadInterval.String()+")")
 		e.retryAfter = wait
 		return g.writeError(w, r, e)
 	}
-	code, err := g.ingest(w, r, "upload", id, b, now, false)
+	code, err := g.ingest(w, r, "upload", id, b, now, -1)
 	release(err == nil)
 	if err != nil {
 		return g.writeError(w, r, err)
@@ -316,7 +302,7 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
-	if err := checkRemoteWriteType(r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding")); err != nil {
+	if err := decode.CheckRemoteWriteHeaders(r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding")); err != nil {
 		return g.writeError(w, r, err)
 	}
 	body, err := g.limitBody(w, r)
@@ -337,10 +323,12 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
-	if _, err := decode.UnmarshalWriteRequest(b.Buf, b, g.opts.Limits.MaxSeriesPerRequest); err != nil {
+	st, err := decode.UnmarshalWriteRequest(b.Buf, b, g.opts.Limits.MaxSeriesPerRequest)
+	if err != nil {
 		return g.writeError(w, r, err)
 	}
-	code, err := g.ingest(w, r, "receive", id, b, g.opts.Now(), true)
+	// Native histograms are not forwarded yet: count them as dropped.
+	code, err := g.ingest(w, r, "receive", id, b, g.opts.Now(), st.Histograms)
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
@@ -349,9 +337,13 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 }
 
 // ingest runs a decoded batch through identity check, allowlist, relabel
-// and forwarding. It returns the success status to answer.
-func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string, id authn.Identity, b *batch.Batch, now time.Time, remoteWrite bool) (int, error) {
-	received := b.Samples()
+// and forwarding. It returns the success status to answer. unsupported is
+// the number of native histogram samples the remote-write decoder skipped,
+// or -1 for /upload (whose timestamps come from the server clock and are
+// not bounds-checked).
+func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string, id authn.Identity, b *batch.Batch, now time.Time, unsupported int) (int, error) {
+	remoteWrite := unsupported >= 0
+	received := b.Samples() + max(unsupported, 0)
 	g.metrics.received.WithLabelValues(protocol).Add(float64(received))
 	al := g.allowlist.Load()
 	var deniedSeries, deniedSamples int
@@ -384,6 +376,9 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	dropped := map[string]int{}
 	if deniedSamples > 0 {
 		dropped["allowlist"] = deniedSamples
+	}
+	if unsupported > 0 {
+		dropped["unsupported"] = unsupported
 	}
 	for reason := relabel.Reason(0); reason < relabel.NumReasons; reason++ {
 		if n := st.Samples[reason]; n > 0 {
@@ -428,7 +423,7 @@ func setDroppedHeaders(h http.Header, dropped map[string]int) {
 		return
 	}
 	parts := make([]string, 0, len(dropped))
-	for _, reason := range []string{"allowlist", "relabel", "collision", "too_old", "too_new"} {
+	for _, reason := range []string{"allowlist", "relabel", "collision", "too_old", "too_new", "unsupported"} {
 		if n := dropped[reason]; n > 0 {
 			parts = append(parts, reason+"="+strconv.Itoa(n))
 		}
@@ -452,29 +447,4 @@ func tooLarge(limit string, max, seen int64) *httpError {
 		msg += ": Content-Length is " + strconv.FormatInt(seen, 10)
 	}
 	return &httpError{status: http.StatusRequestEntityTooLarge, reason: limit, msg: msg, limit: max}
-}
-
-func checkUploadType(ct string) error {
-	mt, params, err := mime.ParseMediaType(ct)
-	if err == nil && mt == uploadContentType && params["proto"] == uploadProto && params["encoding"] == "delimited" {
-		return nil
-	}
-	return newError(http.StatusUnsupportedMediaType, "unsupported_media_type",
-		"unsupported Content-Type "+strconv.Quote(ct)+" for /upload: use "+uploadContentType+"; proto="+uploadProto+"; encoding=delimited")
-}
-
-func checkRemoteWriteType(ct, enc string) error {
-	if ct != "" {
-		mt, params, err := mime.ParseMediaType(ct)
-		if err != nil || mt != remoteWriteContentType {
-			return newError(http.StatusUnsupportedMediaType, "unsupported_media_type", "unsupported Content-Type "+strconv.Quote(ct)+": remote write needs "+remoteWriteContentType)
-		}
-		if p, ok := params["proto"]; ok && p != "prometheus.WriteRequest" {
-			return newError(http.StatusUnsupportedMediaType, "unsupported_media_type", "unsupported remote write message "+strconv.Quote(p)+": this gateway speaks remote write 1.0 (prometheus.WriteRequest)")
-		}
-	}
-	if e := strings.ToLower(strings.TrimSpace(enc)); e != "snappy" {
-		return newError(http.StatusUnsupportedMediaType, "unsupported_media_type", "unsupported Content-Encoding "+strconv.Quote(enc)+": remote write needs snappy")
-	}
-	return nil
 }

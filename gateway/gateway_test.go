@@ -453,3 +453,13 @@ func TestAllowlistEndpoint(t *testing.T) {
 		t.Fatalf("write: %d hash header %q", status, hdr.Get("X-Telegate-Allowlist-Hash"))
 	}
 }
+
+func TestNativeHistogramsCountedAsUnsupported(t *testing.T) {
+	f := newFixture(t, nil)
+	s := ts(1, f.now.UnixMilli(), "__name__", "cluster_version")
+	s.Histograms = []prompb.Histogram{{Count: &prompb.Histogram_CountInt{CountInt: 3}, Sum: 1, Schema: 0, Timestamp: f.now.UnixMilli()}}
+	status, body, hdr := f.write(t, harness.CompositeToken("dev", "c1"), s)
+	if status != 204 || hdr.Get("X-Telegate-Dropped-Samples") != "unsupported=1" || len(f.fwd.series()) != 1 {
+		t.Fatalf("%d %q %q %v", status, body, hdr.Get("X-Telegate-Dropped-Samples"), f.fwd.series())
+	}
+}

@@ -35,10 +35,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		dropped: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "telegate_samples_dropped_total",
-			Help: "Samples dropped by policy, by reason (allowlist, relabel, collision, too_old, too_new).",
+			Help: "Samples dropped by policy, by reason (allowlist, relabel, collision, too_old, too_new, unsupported: native histograms).",
 		}, []string{"reason"}),
 	}
-	for _, r := range []string{"allowlist", "relabel", "collision", "too_old", "too_new"} {
+	for _, r := range []string{"allowlist", "relabel", "collision", "too_old", "too_new", "unsupported"} {
 		m.dropped.WithLabelValues(r)
 	}
 	return m
