@@ -1,0 +1,594 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	config_util "github.com/prometheus/common/config"
+)
+
+// Options are the parts of a Client that do not come from the config.
+type Options struct {
+	Logger     log.Logger
+	Registerer prometheus.Registerer
+	// DryRun builds a client that never uploads: the gateway is contacted
+	// only when match_from_gateway needs its allowlist.
+	DryRun bool
+}
+
+// settings is everything built from one Config; a reload swaps it whole.
+type settings struct {
+	cfg         *Config
+	interval    time.Duration
+	federator   *Federator
+	gateway     *Gateway // nil in a dry run without match_from_gateway
+	matches     []string
+	transformer *Transformer
+	staging     *Staging // nil without staging_dir
+}
+
+// Client is the cluster-side sidecar: every interval it federates a
+// snapshot from Prometheus, transforms it, and uploads it to the gateway,
+// retrying the same snapshot with backoff until it is sent or the next
+// cycle replaces it.
+type Client struct {
+	logger  log.Logger
+	metrics *metrics
+	dryRun  bool
+
+	settings atomic.Pointer[settings]
+	wake     chan struct{}
+	ready    atomic.Bool
+
+	mu          sync.Mutex
+	last        []*dto.MetricFamily // last payload built, with token labels
+	lastAt      time.Time
+	gwMatches   []string // last allowlist from the gateway
+	gwMatchHash string
+}
+
+// New validates cfg (after SetDefaults) and builds a client.
+func New(cfg *Config, o Options) (*Client, error) {
+	if o.Logger == nil {
+		o.Logger = log.NewNopLogger()
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	c := &Client{logger: o.Logger, metrics: newMetrics(o.Registerer), dryRun: o.DryRun, wake: make(chan struct{}, 1)}
+	s, err := c.build(cfg)
+	if err != nil {
+		c.metrics.reloadOK.Set(0)
+		return nil, err
+	}
+	c.apply(s)
+	return c, nil
+}
+
+// Reload swaps in a new configuration (re-reading every file it names);
+// on error the running one is kept. The listen address cannot change
+// without a restart.
+func (c *Client) Reload(cfg *Config) error {
+	s, err := c.build(cfg)
+	if err != nil {
+		c.metrics.reloadOK.Set(0)
+		return err
+	}
+	if old := c.settings.Load(); old != nil && old.cfg.Listen != s.cfg.Listen {
+		level.Warn(c.logger).Log("msg", "listen cannot change on reload; restart to apply", "listen", old.cfg.Listen)
+	}
+	c.apply(s)
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	level.Info(c.logger).Log("msg", "configuration reloaded", "disabled", s.cfg.Disabled, "matches", len(s.matches))
+	return nil
+}
+
+// ReloadWith loads a configuration with load and swaps it in like Reload;
+// a load error is reported like an invalid configuration.
+func (c *Client) ReloadWith(load func() (*Config, error)) error {
+	cfg, err := load()
+	if err != nil {
+		c.metrics.reloadOK.Set(0)
+		return err
+	}
+	return c.Reload(cfg)
+}
+
+func (c *Client) apply(s *settings) {
+	c.settings.Store(s)
+	c.metrics.reloadOK.Set(1)
+	c.metrics.reloadTime.SetToCurrentTime()
+	if s.cfg.Disabled {
+		c.metrics.enabled.Set(0)
+	} else {
+		c.metrics.enabled.Set(1)
+	}
+}
+
+func (c *Client) build(cfg *Config) (*settings, error) {
+	if err := cfg.Validate(!c.dryRun); err != nil {
+		return nil, err
+	}
+	s := &settings{cfg: cfg, interval: time.Duration(cfg.Interval)}
+	if cfg.Disabled {
+		return s, nil
+	}
+	readSecret := func(key, file string) (string, error) {
+		b, err := os.ReadFile(cfg.Path(file))
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", key, err)
+		}
+		v := strings.TrimSpace(string(b))
+		if v == "" {
+			return "", fmt.Errorf("%s: %s is empty", key, cfg.Path(file))
+		}
+		return v, nil
+	}
+
+	fromHTTP := config_util.HTTPClientConfig{
+		TLSConfig:       config_util.TLSConfig{CAFile: cfg.Path(cfg.FromCAFile), CertFile: cfg.Path(cfg.FromCertFile), KeyFile: cfg.Path(cfg.FromKeyFile)},
+		FollowRedirects: true,
+		EnableHTTP2:     true,
+		ProxyConfig:     config_util.ProxyConfig{ProxyFromEnvironment: true},
+	}
+	switch {
+	case cfg.FromToken != "":
+		fromHTTP.Authorization = &config_util.Authorization{Type: "Bearer", Credentials: config_util.Secret(cfg.FromToken)}
+	case cfg.FromTokenFile != "":
+		if _, err := readSecret("from_token_file", cfg.FromTokenFile); err != nil {
+			return nil, err
+		}
+		// Re-read on every request: service-account tokens rotate.
+		fromHTTP.Authorization = &config_util.Authorization{Type: "Bearer", CredentialsFile: cfg.Path(cfg.FromTokenFile)}
+	}
+	fromClient, err := newHTTPClient(fromHTTP, "from")
+	if err != nil {
+		return nil, err
+	}
+	fromClient.Timeout = time.Duration(cfg.FromTimeout)
+	federateURL, err := joinURL(cfg.From, "/federate")
+	if err != nil {
+		return nil, err
+	}
+	s.federator = &Federator{Client: fromClient, URL: federateURL, Limit: int64(cfg.LimitBytes)}
+
+	s.matches = append(s.matches, cfg.Match...)
+	if cfg.MatchFile != "" {
+		data, err := os.ReadFile(cfg.Path(cfg.MatchFile))
+		if err != nil {
+			return nil, fmt.Errorf("match_file: %w", err)
+		}
+		m := ParseMatchFile(data)
+		if len(m) == 0 {
+			return nil, fmt.Errorf("match_file %s holds no selectors", cfg.Path(cfg.MatchFile))
+		}
+		s.matches = append(s.matches, m...)
+	}
+
+	salt := cfg.AnonymizeSalt
+	if cfg.AnonymizeSaltFile != "" {
+		if salt, err = readSecret("anonymize_salt_file", cfg.AnonymizeSaltFile); err != nil {
+			return nil, err
+		}
+	}
+	s.transformer = &Transformer{
+		Rename:    cfg.Rename,
+		Labels:    cfg.Label,
+		Elide:     cfg.ElideLabel,
+		Anonymize: cfg.AnonymizeLabels,
+		Salt:      salt,
+		MaxAge:    max(time.Hour, 2*s.interval),
+	}
+
+	if !c.dryRun || cfg.MatchFromGateway {
+		token := cfg.ToToken
+		if cfg.ToTokenFile != "" {
+			if token, err = readSecret("to_token_file", cfg.ToTokenFile); err != nil {
+				return nil, err
+			}
+		}
+		toClient, err := newHTTPClient(config_util.HTTPClientConfig{
+			TLSConfig:   config_util.TLSConfig{CAFile: cfg.Path(cfg.ToCAFile), CertFile: cfg.Path(cfg.ToCertFile), KeyFile: cfg.Path(cfg.ToKeyFile)},
+			EnableHTTP2: true,
+			ProxyConfig: config_util.ProxyConfig{ProxyFromEnvironment: true},
+		}, "to")
+		if err != nil {
+			return nil, err
+		}
+		g := &Gateway{Client: toClient, ClusterID: cfg.ID, Token: token, Timeout: time.Duration(cfg.ToTimeout),
+			UploadURL: cfg.ToUpload, AuthorizeURL: cfg.ToAuthorize,
+			OnAuthorize: func(r string) { c.metrics.authorize.WithLabelValues(r).Inc() }}
+		if g.UploadURL == "" {
+			g.UploadURL, _ = joinURL(cfg.To, "/upload")
+		}
+		if g.AuthorizeURL == "" {
+			g.AuthorizeURL, _ = joinURL(cfg.To, "/authorize")
+		}
+		if cfg.To != "" {
+			g.AllowlistURL, _ = joinURL(cfg.To, "/allowlist")
+		} else {
+			g.AllowlistURL = strings.TrimSuffix(strings.TrimRight(g.UploadURL, "/"), "/upload") + "/allowlist"
+		}
+		s.gateway = g
+	}
+	if cfg.StagingDir != "" {
+		s.staging = &Staging{Dir: cfg.Path(cfg.StagingDir), Keep: cfg.StagingKeep}
+		if err := os.MkdirAll(s.staging.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("staging_dir: %w", err)
+		}
+	}
+	return s, nil
+}
+
+func newHTTPClient(cfg config_util.HTTPClientConfig, name string) (*http.Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	cl, err := config_util.NewClientFromConfig(cfg, "telegate-client-"+name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return cl, nil
+}
+
+// snapshot is one cycle's transformed families, without token labels.
+type snapshot struct {
+	fams   []*dto.MetricFamily
+	at     time.Time
+	staged bool
+}
+
+// Run federates and uploads every interval until ctx is cancelled.
+func (c *Client) Run(ctx context.Context) error {
+	c.ready.Store(true)
+	defer c.ready.Store(false)
+	s := c.settings.Load()
+	c.logStartup(s)
+	// A fleet restarted together must not arrive together: the first
+	// cycle starts after a random part of a tenth of the interval (at most
+	// 30s), and every cycle is stretched by up to a twentieth.
+	next := time.Now().Add(randDuration(min(s.interval/10, 30*time.Second)))
+	var (
+		pending *snapshot
+		collect bool
+		retryAt time.Time
+		attempt int
+	)
+	drop := func() {
+		if pending != nil {
+			c.metrics.snapshots.WithLabelValues(SnapshotDropped).Inc()
+			pending = nil
+		}
+	}
+	defer drop()
+	schedule := func(err error, now time.Time) {
+		attempt++
+		wait := backoff(attempt, time.Duration(s.cfg.MinBackoff), time.Duration(s.cfg.MaxBackoff))
+		var re *RequestError
+		if errors.As(err, &re) && re.RetryAfter > wait {
+			wait = re.RetryAfter
+		}
+		retryAt = now.Add(wait)
+		c.metrics.retries.Inc()
+		c.metrics.backoffSeconds.Add(min(wait, max(next.Sub(now), 0)).Seconds())
+		msg := "retrying"
+		if !retryAt.Before(next) {
+			msg = "retrying with the next cycle's snapshot"
+		}
+		level.Warn(c.logger).Log("msg", msg, "attempt", attempt, "retry_in", wait.Round(time.Millisecond), "err", err)
+	}
+	for {
+		wake := next
+		if (pending != nil || collect) && retryAt.Before(wake) {
+			wake = retryAt
+		}
+		t := time.NewTimer(time.Until(wake))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-c.wake:
+			t.Stop()
+			s = c.settings.Load()
+			if n := time.Now().Add(s.interval); n.Before(next) {
+				next = n
+			}
+			continue
+		case <-t.C:
+		}
+		now := time.Now()
+		s = c.settings.Load()
+		if !now.Before(next) {
+			next = now.Add(s.interval + randDuration(s.interval/20))
+			if s.cfg.Disabled {
+				drop()
+				collect = false
+				continue
+			}
+			collect, attempt, retryAt = true, 0, now
+		}
+		if s.cfg.Disabled {
+			drop()
+			collect = false
+			continue
+		}
+		if collect {
+			snap, err := c.collect(ctx, s, now)
+			if ctx.Err() != nil {
+				return nil
+			}
+			switch {
+			case err == nil:
+				if pending != nil {
+					c.metrics.snapshots.WithLabelValues(SnapshotReplaced).Inc()
+				}
+				pending, attempt, collect = snap, 0, false
+			case pending != nil:
+				// Never lose the cycle: the previous snapshot is still
+				// unsent and is the best data there is.
+				level.Warn(c.logger).Log("msg", "collecting a new snapshot failed; sending the previous, unsent one", "err", err)
+				collect = false
+			case isPermanent(err):
+				level.Error(c.logger).Log("msg", "collecting a snapshot failed; waiting for the next cycle", "err", err)
+				collect = false
+				continue
+			default:
+				schedule(err, now)
+				continue
+			}
+		}
+		if pending == nil {
+			continue
+		}
+		err := c.send(ctx, s, pending)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			c.metrics.snapshots.WithLabelValues(SnapshotSent).Inc()
+			if attempt > 0 {
+				level.Info(c.logger).Log("msg", "snapshot sent after retries", "attempts", attempt+1)
+			}
+			pending = nil
+			continue
+		}
+		if isPermanent(err) {
+			level.Error(c.logger).Log("msg", "the gateway refused the snapshot; not retrying it", "err", err)
+			c.metrics.snapshots.WithLabelValues(SnapshotRejected).Inc()
+			pending = nil
+			continue
+		}
+		schedule(err, time.Now())
+	}
+}
+
+func isPermanent(err error) bool {
+	var re *RequestError
+	var tl *TooLargeError
+	return (errors.As(err, &re) && !re.Retryable()) || errors.As(err, &tl)
+}
+
+func (c *Client) logStartup(s *settings) {
+	if s.cfg.Disabled {
+		level.Info(c.logger).Log("msg", "telemetry is disabled: nothing is collected or sent. Remove --disabled (disabled: false) and reload to turn it on.")
+		return
+	}
+	what := fmt.Sprintf("%d selectors", len(s.matches))
+	if s.cfg.MatchFromGateway {
+		what = "the selectors of the gateway's allowlist"
+	}
+	level.Info(c.logger).Log("msg", "telemetry is enabled: series matching "+what+" are read from Prometheus and sent to the gateway every interval. "+
+		"To turn it off set --disabled (or disabled: true) and reload, or remove this client; see what is sent at /last-payload on the listen address.",
+		"from", redact(s.federator.URL), "to", redact(s.gateway.UploadURL), "id", s.cfg.ID, "interval", s.interval,
+		"anonymized_labels", strings.Join(s.cfg.AnonymizeLabels, ","), "staging_dir", s.cfg.StagingDir)
+}
+
+// collect federates and transforms one snapshot.
+func (c *Client) collect(ctx context.Context, s *settings, now time.Time) (*snapshot, error) {
+	matches := s.matches
+	if s.cfg.MatchFromGateway {
+		var err error
+		if matches, err = c.gatewayMatches(ctx, s); err != nil {
+			return nil, err
+		}
+	}
+	start := time.Now()
+	fams, size, err := s.federator.Federate(ctx, matches)
+	c.metrics.federateDuration.Observe(time.Since(start).Seconds())
+	c.metrics.federatedBytes.Set(float64(size))
+	var tl *TooLargeError
+	switch {
+	case errors.As(err, &tl):
+		c.metrics.federateRequests.WithLabelValues("too_large").Inc()
+		return nil, err
+	case err != nil:
+		c.metrics.federateRequests.WithLabelValues("error").Inc()
+		return nil, err
+	}
+	c.metrics.federateRequests.WithLabelValues("success").Inc()
+	out, st := s.transformer.Transform(fams, now)
+	c.metrics.samplesFederated.Add(float64(st.In))
+	for reason, n := range st.Filtered {
+		c.metrics.samplesFiltered.WithLabelValues(reason).Add(float64(n))
+	}
+	level.Debug(c.logger).Log("msg", "federated", "bytes", size, "samples", st.In, "kept", st.Out, "families", len(out))
+	return &snapshot{fams: out, at: now}, nil
+}
+
+// gatewayMatches fetches the gateway's allowlist; when that fails, the last
+// one fetched is used.
+func (c *Client) gatewayMatches(ctx context.Context, s *settings) ([]string, error) {
+	var matches []string
+	var hash string
+	err := s.gateway.WithToken(ctx, func(jwt string, _ map[string]string) error {
+		var err error
+		matches, hash, err = s.gateway.Allowlist(ctx, jwt)
+		return err
+	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		if c.gwMatches != nil {
+			level.Warn(c.logger).Log("msg", "fetching the gateway's allowlist failed; using the last one", "hash", c.gwMatchHash, "err", err)
+			return c.gwMatches, nil
+		}
+		return nil, err
+	}
+	if len(matches) == 0 {
+		return nil, &RequestError{Op: "allowlist", Status: http.StatusOK, Message: "the gateway's allowlist is empty: nothing to send", Result: ResultRejected}
+	}
+	if hash != c.gwMatchHash {
+		level.Info(c.logger).Log("msg", "federating the gateway's allowlist", "selectors", len(matches), "hash", hash)
+	}
+	c.gwMatches, c.gwMatchHash = matches, hash
+	return matches, nil
+}
+
+// send makes one attempt to deliver snap (authorize if needed, upload; a
+// 401 re-authorizes once).
+func (c *Client) send(ctx context.Context, s *settings, snap *snapshot) error {
+	err := s.gateway.WithToken(ctx, func(jwt string, labels map[string]string) error {
+		fams := WithLabels(snap.fams, labels)
+		body, err := EncodePayload(fams)
+		if err != nil {
+			return &RequestError{Op: "upload", Message: err.Error(), Result: ResultRejected}
+		}
+		c.metrics.payloadBytes.Set(float64(len(body)))
+		if !snap.staged {
+			snap.staged = true
+			c.setLast(fams, snap.at)
+			if s.staging != nil {
+				if _, err := s.staging.Write(body, snap.at); err != nil {
+					level.Warn(c.logger).Log("msg", "staging the payload failed", "err", err)
+				}
+			}
+		}
+		if err := s.gateway.Upload(ctx, jwt, body); err != nil {
+			return err
+		}
+		c.metrics.samplesSent.Add(float64(CountSamples(fams)))
+		c.metrics.sentBytes.Add(float64(len(body)))
+		c.metrics.lastSuccess.SetToCurrentTime()
+		level.Debug(c.logger).Log("msg", "uploaded", "bytes", len(body), "families", len(fams))
+		return nil
+	})
+	c.metrics.uploadAttempts.WithLabelValues(result(err)).Inc()
+	return err
+}
+
+func (c *Client) setLast(fams []*dto.MetricFamily, at time.Time) {
+	c.mu.Lock()
+	c.last, c.lastAt = fams, at
+	c.mu.Unlock()
+}
+
+// LastPayload returns the last payload built (with token labels) and when
+// its snapshot was taken; nil before the first.
+func (c *Client) LastPayload() ([]*dto.MetricFamily, time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last, c.lastAt
+}
+
+// DryRun federates and transforms once and writes what would be sent to w
+// as Prometheus text, preceded by # comment lines saying where it comes
+// from and goes. Nothing is uploaded. Token labels are known only when the
+// gateway was contacted (match_from_gateway).
+func (c *Client) DryRun(ctx context.Context, w io.Writer) error {
+	s := c.settings.Load()
+	if s.cfg.Disabled {
+		fmt.Fprintln(w, "# telemetry is disabled: nothing would be sent")
+		return nil
+	}
+	snap, err := c.collect(ctx, s, time.Now())
+	if err != nil {
+		return err
+	}
+	fams := snap.fams
+	fmt.Fprintf(w, "# telegate client dry run: nothing was sent.\n# from: %s\n", redact(s.federator.URL))
+	if s.gateway != nil {
+		_, labels, err := s.gateway.Authorize(ctx)
+		if err != nil {
+			return err
+		}
+		fams = WithLabels(fams, labels)
+		fmt.Fprintf(w, "# to: %s as cluster %q (token labels included)\n", redact(s.gateway.UploadURL), s.cfg.ID)
+	} else {
+		fmt.Fprintf(w, "# to: the gateway adds its token labels (e.g. the cluster ID) from /authorize\n")
+	}
+	fmt.Fprintf(w, "# %d families, %d samples\n", len(fams), CountSamples(fams))
+	return WriteText(w, fams)
+}
+
+// RegisterRoutes adds /-/healthy, /-/ready, /-/reload (POST, calls
+// reload) and /last-payload to mux.
+func (c *Client) RegisterRoutes(mux *http.ServeMux, reload func() error) {
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "telegate client is Healthy.")
+	})
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, r *http.Request) {
+		if !c.ready.Load() {
+			http.Error(w, "telegate client is not ready.", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "telegate client is Ready.")
+	})
+	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost && r.Method != http.MethodPut {
+			w.Header().Set("Allow", "POST, PUT")
+			http.Error(w, "use POST to reload", http.StatusMethodNotAllowed)
+			return
+		}
+		if err := reload(); err != nil {
+			http.Error(w, "reload failed: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "configuration reloaded")
+	})
+	mux.HandleFunc("/last-payload", func(w http.ResponseWriter, r *http.Request) {
+		fams, at := c.LastPayload()
+		if fams == nil {
+			http.Error(w, "no payload has been built yet", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		w.Header().Set("X-Telegate-Snapshot-Time", at.UTC().Format(time.RFC3339Nano))
+		WriteText(w, fams)
+	})
+}
+
+// backoff is the wait before retry number attempt (1-based): exponential
+// from minB, capped at maxB, with jitter in [d/2, d].
+func backoff(attempt int, minB, maxB time.Duration) time.Duration {
+	d := maxB
+	if attempt < 31 {
+		if e := minB << (attempt - 1); e > 0 && e < maxB {
+			d = e
+		}
+	}
+	return d/2 + randDuration(d/2)
+}
+
+// randDuration is uniform in [0, d].
+func randDuration(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(rand.Int64N(int64(d) + 1))
+}

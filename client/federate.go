@@ -1,0 +1,144 @@
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/encoding/protodelim"
+)
+
+// FederateAccept asks for the delimited protobuf format, falling back to
+// the text format (what Prometheus' own scrapes send).
+const FederateAccept = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3"
+
+// maxCountBeyondLimit bounds how much of an over-limit response is read
+// just to report its size.
+const maxCountBeyondLimit = 64 << 20
+
+// TooLargeError is returned when a federate response exceeds the limit.
+type TooLargeError struct {
+	Limit int64
+	Seen  int64
+	// AtLeast is true when Seen is a lower bound (the rest was not read).
+	AtLeast bool
+}
+
+func (e *TooLargeError) Error() string {
+	s := fmt.Sprintf("%d bytes", e.Seen)
+	if e.AtLeast {
+		s = "at least " + s
+	}
+	return fmt.Sprintf("federate response of %s exceeds --limit-bytes=%d: federate fewer series or raise the limit", s, e.Limit)
+}
+
+// Federator fetches a snapshot from a Prometheus /federate endpoint.
+type Federator struct {
+	Client *http.Client
+	// URL is the /federate endpoint.
+	URL string
+	// Limit caps the (decompressed) response size.
+	Limit int64
+}
+
+// Federate asks for the series matching any of matches and returns them
+// with the response size in bytes.
+func (f *Federator) Federate(ctx context.Context, matches []string) ([]*dto.MetricFamily, int64, error) {
+	if len(matches) == 0 {
+		return nil, 0, errors.New("no match[] selectors")
+	}
+	u, err := url.Parse(f.URL)
+	if err != nil {
+		return nil, 0, err
+	}
+	q := u.Query()
+	for _, m := range matches {
+		q.Add("match[]", m)
+	}
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	req.Header.Set("Accept", FederateAccept)
+	req.Header.Set("User-Agent", UserAgent)
+	resp, err := f.Client.Do(req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("federate: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, 0, fmt.Errorf("federate: %s answered %s: %s", redact(f.URL), resp.Status, strings.TrimSpace(string(b)))
+	}
+	if resp.ContentLength > f.Limit {
+		return nil, resp.ContentLength, &TooLargeError{Limit: f.Limit, Seen: resp.ContentLength}
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, f.Limit+1))
+	if err != nil {
+		return nil, int64(len(body)), fmt.Errorf("federate: reading response: %w", err)
+	}
+	if int64(len(body)) > f.Limit {
+		rest, err := io.Copy(io.Discard, io.LimitReader(resp.Body, maxCountBeyondLimit))
+		return nil, int64(len(body)) + rest, &TooLargeError{Limit: f.Limit, Seen: int64(len(body)) + rest, AtLeast: err != nil || rest == maxCountBeyondLimit}
+	}
+	fams, err := DecodeFamilies(body, expfmt.ResponseFormat(resp.Header))
+	if err != nil {
+		return nil, int64(len(body)), fmt.Errorf("federate: %w", err)
+	}
+	return fams, int64(len(body)), nil
+}
+
+// DecodeFamilies parses a federate body in the delimited protobuf or the
+// text format. Names are not validated here (Transform drops invalid
+// ones); malformed input is an error.
+func DecodeFamilies(body []byte, format expfmt.Format) ([]*dto.MetricFamily, error) {
+	switch format.FormatType() {
+	case expfmt.TypeProtoDelim:
+		var out []*dto.MetricFamily
+		r := bufio.NewReader(bytes.NewReader(body))
+		for {
+			mf := &dto.MetricFamily{}
+			err := protodelim.UnmarshalFrom(r, mf)
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			if err != nil {
+				return nil, fmt.Errorf("decoding protobuf family %d: %w", len(out), err)
+			}
+			out = append(out, mf)
+		}
+	case expfmt.TypeTextPlain:
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		m, err := p.TextToMetricFamilies(bytes.NewReader(body))
+		if err != nil {
+			return nil, fmt.Errorf("decoding text format: %w", err)
+		}
+		out := make([]*dto.MetricFamily, 0, len(m))
+		for _, f := range m {
+			out = append(out, f)
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
+		return out, nil
+	}
+	return nil, fmt.Errorf("unsupported response format %q", format)
+}
+
+// redact drops credentials from a URL for logs and errors.
+func redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "<invalid URL>"
+	}
+	return u.Redacted()
+}

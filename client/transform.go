@@ -1,0 +1,336 @@
+package client
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"math"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
+)
+
+// Reasons a sample is filtered out by Transform.
+const (
+	FilterInvalid   = "invalid"   // bad name, bad label, missing value
+	FilterStale     = "stale"     // Prometheus staleness marker
+	FilterTooOld    = "too_old"   // timestamp older than the max age
+	FilterDuplicate = "duplicate" // same labels twice after the transforms
+	FilterConflict  = "conflict"  // a rename met a family of another type
+)
+
+// FilterReasons lists every reason, for metrics.
+var FilterReasons = []string{FilterInvalid, FilterStale, FilterTooOld, FilterDuplicate, FilterConflict}
+
+// staleNaN is the bit pattern Prometheus uses for staleness markers.
+const staleNaN uint64 = 0x7ff0000000000002
+
+// AnonymizedLength is the number of hex characters an anonymized value
+// keeps (128 bits of HMAC-SHA256).
+const AnonymizedLength = 32
+
+// Transformer turns a federated snapshot into what is sent. The zero value
+// only validates, sorts and de-duplicates.
+type Transformer struct {
+	// Rename maps family names (exact) to new names.
+	Rename map[string]string
+	// Labels are set on every metric, replacing a label of the same name.
+	Labels map[string]string
+	// Elide names labels removed from every metric.
+	Elide []string
+	// Anonymize names labels whose values are replaced by
+	// Anonymize(Salt, value).
+	Anonymize []string
+	Salt      string
+	// MaxAge drops samples whose timestamp is older than now-MaxAge
+	// (0: no bound).
+	MaxAge time.Duration
+}
+
+// TransformStats counts samples (series as federation exposes them: one per
+// counter/gauge/untyped, buckets+2 per histogram, quantiles+2 per summary).
+type TransformStats struct {
+	In       int
+	Out      int
+	Filtered map[string]int
+}
+
+// Anonymize is the hash applied to the values of anonymized labels: the
+// first AnonymizedLength hex characters of HMAC-SHA256 keyed with salt.
+// The same salt and value always give the same result.
+func Anonymize(salt, value string) string {
+	m := hmac.New(sha256.New, []byte(salt))
+	m.Write([]byte(value))
+	return hex.EncodeToString(m.Sum(nil))[:AnonymizedLength]
+}
+
+// Transform applies, in order: validation (families with invalid names,
+// metrics without the value their type needs, invalid or duplicate label
+// names, invalid UTF-8, staleness markers and samples older than MaxAge
+// are dropped; empty label values are removed, as they mean "absent"),
+// elision, renames, extra labels and anonymization, then merges families
+// that now share a name (same type) and drops duplicate label sets
+// (keeping the newest sample). Output is sorted by family name and label
+// set. fams is not modified.
+func (t *Transformer) Transform(fams []*dto.MetricFamily, now time.Time) ([]*dto.MetricFamily, TransformStats) {
+	st := TransformStats{Filtered: map[string]int{}}
+	elide := set(t.Elide)
+	anon := set(t.Anonymize)
+	var minTs int64 = math.MinInt64
+	if t.MaxAge > 0 {
+		minTs = now.Add(-t.MaxAge).UnixMilli()
+	}
+	byName := map[string]*dto.MetricFamily{}
+	for _, in := range fams {
+		if in == nil {
+			continue
+		}
+		n := 0
+		for _, m := range in.Metric {
+			n += sampleCount(in.GetType(), m)
+		}
+		st.In += n
+		name := in.GetName()
+		if !metricNameRE.MatchString(name) || !knownType(in.GetType()) {
+			st.Filtered[FilterInvalid] += n
+			continue
+		}
+		if to, ok := t.Rename[name]; ok {
+			name = to
+		}
+		out := byName[name]
+		if out == nil {
+			out = &dto.MetricFamily{Name: proto.String(name), Help: in.Help, Type: in.Type, Unit: in.Unit}
+		} else if out.GetType() != in.GetType() {
+			st.Filtered[FilterConflict] += n
+			continue
+		}
+		for _, m := range in.Metric {
+			c := sampleCount(in.GetType(), m)
+			if m == nil {
+				continue
+			}
+			if reason := checkMetric(in.GetType(), m, minTs); reason != "" {
+				st.Filtered[reason] += c
+				continue
+			}
+			nm := proto.Clone(m).(*dto.Metric)
+			labels, ok := t.labels(nm.Label, elide, anon)
+			if !ok {
+				st.Filtered[FilterInvalid] += c
+				continue
+			}
+			nm.Label = labels
+			out.Metric = append(out.Metric, nm)
+		}
+		byName[name] = out
+	}
+	result := make([]*dto.MetricFamily, 0, len(byName))
+	for _, f := range byName {
+		f.Metric = dedupe(f, st.Filtered)
+		if len(f.Metric) == 0 {
+			continue
+		}
+		for _, m := range f.Metric {
+			st.Out += sampleCount(f.GetType(), m)
+		}
+		result = append(result, f)
+	}
+	sort.Slice(result, func(i, j int) bool { return result[i].GetName() < result[j].GetName() })
+	for reason, n := range st.Filtered {
+		if n == 0 {
+			delete(st.Filtered, reason)
+		}
+	}
+	return result, st
+}
+
+func set(l []string) map[string]bool {
+	m := make(map[string]bool, len(l))
+	for _, s := range l {
+		m[s] = true
+	}
+	return m
+}
+
+func knownType(t dto.MetricType) bool {
+	switch t {
+	case dto.MetricType_COUNTER, dto.MetricType_GAUGE, dto.MetricType_UNTYPED, dto.MetricType_SUMMARY,
+		dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+		return true
+	}
+	return false
+}
+
+// sampleCount is how many series m contributes in the exposition format.
+func sampleCount(t dto.MetricType, m *dto.Metric) int {
+	if m == nil {
+		return 0
+	}
+	switch t {
+	case dto.MetricType_SUMMARY:
+		return len(m.GetSummary().GetQuantile()) + 2
+	case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+		n := len(m.GetHistogram().GetBucket())
+		bs := m.GetHistogram().GetBucket()
+		if n == 0 || !math.IsInf(bs[n-1].GetUpperBound(), 1) {
+			n++ // the +Inf bucket
+		}
+		return n + 2
+	}
+	return 1
+}
+
+// checkMetric returns why m must be dropped, or "".
+func checkMetric(t dto.MetricType, m *dto.Metric, minTs int64) string {
+	var v *float64
+	switch t {
+	case dto.MetricType_COUNTER:
+		if m.Counter == nil {
+			return FilterInvalid
+		}
+		v = m.Counter.Value
+	case dto.MetricType_GAUGE:
+		if m.Gauge == nil {
+			return FilterInvalid
+		}
+		v = m.Gauge.Value
+	case dto.MetricType_UNTYPED:
+		if m.Untyped == nil {
+			return FilterInvalid
+		}
+		v = m.Untyped.Value
+	case dto.MetricType_SUMMARY:
+		if m.Summary == nil {
+			return FilterInvalid
+		}
+		v = m.Summary.SampleSum
+	case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+		if m.Histogram == nil {
+			return FilterInvalid
+		}
+		v = m.Histogram.SampleSum
+	}
+	if v != nil && math.Float64bits(*v) == staleNaN {
+		return FilterStale
+	}
+	if m.TimestampMs != nil && m.GetTimestampMs() < minTs {
+		return FilterTooOld
+	}
+	return ""
+}
+
+// labels builds the output label set of one metric, sorted by name; ok is
+// false when the input labels are invalid.
+func (t *Transformer) labels(in []*dto.LabelPair, elide, anon map[string]bool) ([]*dto.LabelPair, bool) {
+	seen := make(map[string]bool, len(in)+len(t.Labels))
+	out := make([]*dto.LabelPair, 0, len(in)+len(t.Labels))
+	for _, l := range in {
+		if l == nil {
+			continue
+		}
+		name, value := l.GetName(), l.GetValue()
+		if !labelNameRE.MatchString(name) || !utf8.ValidString(value) || seen[name] {
+			return nil, false
+		}
+		seen[name] = true
+		if value == "" || elide[name] || name == "__name__" {
+			continue
+		}
+		if _, overridden := t.Labels[name]; overridden {
+			continue
+		}
+		if anon[name] {
+			value = Anonymize(t.Salt, value)
+		}
+		out = append(out, &dto.LabelPair{Name: proto.String(name), Value: proto.String(value)})
+	}
+	for name, value := range t.Labels {
+		if anon[name] {
+			value = Anonymize(t.Salt, value)
+		}
+		out = append(out, &dto.LabelPair{Name: proto.String(name), Value: proto.String(value)})
+	}
+	sortLabels(out)
+	return out, true
+}
+
+func sortLabels(ls []*dto.LabelPair) {
+	sort.Slice(ls, func(i, j int) bool { return ls[i].GetName() < ls[j].GetName() })
+}
+
+// signature identifies a sorted label set.
+func signature(ls []*dto.LabelPair) string {
+	var b strings.Builder
+	for _, l := range ls {
+		b.WriteString(l.GetName())
+		b.WriteByte(0xff)
+		b.WriteString(l.GetValue())
+		b.WriteByte(0xfe)
+	}
+	return b.String()
+}
+
+// dedupe keeps one metric per label set (the newest) and sorts them.
+func dedupe(f *dto.MetricFamily, filtered map[string]int) []*dto.Metric {
+	bySig := make(map[string]int, len(f.Metric))
+	out := f.Metric[:0:0]
+	for _, m := range f.Metric {
+		sig := signature(m.Label)
+		if i, ok := bySig[sig]; ok {
+			old := out[i]
+			if m.GetTimestampMs() > old.GetTimestampMs() {
+				out[i] = m
+				m = old
+			}
+			filtered[FilterDuplicate] += sampleCount(f.GetType(), m)
+			continue
+		}
+		bySig[sig] = len(out)
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return signature(out[i].Label) < signature(out[j].Label) })
+	return out
+}
+
+// WithLabels returns a deep copy of fams with labels set on every metric,
+// replacing labels of the same name (the token labels of /authorize: the
+// identity comes from the credentials, never from the data).
+func WithLabels(fams []*dto.MetricFamily, labels map[string]string) []*dto.MetricFamily {
+	out := make([]*dto.MetricFamily, len(fams))
+	for i, f := range fams {
+		nf := proto.Clone(f).(*dto.MetricFamily)
+		if len(labels) > 0 {
+			for _, m := range nf.Metric {
+				ls := m.Label[:0]
+				for _, l := range m.Label {
+					if _, ok := labels[l.GetName()]; !ok {
+						ls = append(ls, l)
+					}
+				}
+				for k, v := range labels {
+					ls = append(ls, &dto.LabelPair{Name: proto.String(k), Value: proto.String(v)})
+				}
+				sortLabels(ls)
+				m.Label = ls
+			}
+		}
+		out[i] = nf
+	}
+	return out
+}
+
+// CountSamples counts the exposition-format samples of fams.
+func CountSamples(fams []*dto.MetricFamily) int {
+	n := 0
+	for _, f := range fams {
+		for _, m := range f.Metric {
+			n += sampleCount(f.GetType(), m)
+		}
+	}
+	return n
+}
