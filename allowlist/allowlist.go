@@ -24,6 +24,9 @@ type Entry struct {
 	// Description is the rest of the comment block above the entry plus any
 	// comment on the entry's own line, without the leading '#'.
 	Description string
+	// Lint are the lint directives of the entry, from comment lines such
+	// as "# lint: allow-name-regex" (not part of Description).
+	Lint []string
 }
 
 // Allowlist is a parsed allowlist. Build it with Parse or LoadFile; it is
@@ -38,6 +41,7 @@ type Allowlist struct {
 	fallback []int            // entries not indexed by name, ascending
 	anyName  bool             // some fallback entry does not constrain __name__
 	hash     string
+	file     string // name in messages, "" for the zero value
 }
 
 // rule is the compiled form of an entry.
@@ -164,6 +168,11 @@ func (a *Allowlist) MatchName(name string) bool {
 // parsed from (16 hex digits of its SHA-256), to identify the version in
 // use in logs, metrics and headers.
 func (a *Allowlist) Hash() string { return a.hash }
+
+// File returns the name the allowlist was parsed under (the filename given
+// to Parse, "file:key" for a ConfigMap whose lines are not the file's), as
+// used in "file:line" references.
+func (a *Allowlist) File() string { return a.file }
 
 // Selectors returns the selector strings in file order. The slice is a copy
 // the caller may keep.

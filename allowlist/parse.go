@@ -60,6 +60,32 @@ func LoadFile(path string) (*Allowlist, error) {
 // valid and yields an allowlist that denies every series. A missing
 // "matches" key is an error.
 func Parse(data []byte, filename string) (*Allowlist, error) {
+	d, err := parseDocument(data, filename)
+	if err != nil {
+		return nil, err
+	}
+	if len(d.errs) > 0 {
+		return nil, errors.Join(d.errs...)
+	}
+	a := newAllowlist(d.entries, d.hash)
+	a.file = d.name
+	return a, nil
+}
+
+// document is a parsed allowlist document before indexing: the valid
+// entries and one *Error per invalid entry, so lint can report every
+// problem and still check the valid entries.
+type document struct {
+	name    string // file name as used in messages (may be "file:key")
+	hash    string
+	entries []Entry
+	errs    []error
+}
+
+// parseDocument parses data like Parse but keeps going past invalid
+// entries. The error is set only when the document as a whole is unusable
+// (YAML syntax, wrong shape).
+func parseDocument(data []byte, filename string) (*document, error) {
 	if filename == "" {
 		filename = "allowlist"
 	}
@@ -89,11 +115,11 @@ func Parse(data []byte, filename string) (*Allowlist, error) {
 			return nil, err
 		}
 	}
-	entries, err := parseMatches(top, name, off)
+	entries, errs, err := parseMatches(top, name, off)
 	if err != nil {
 		return nil, err
 	}
-	return newAllowlist(entries, hash), nil
+	return &document{name: name, hash: hash, entries: entries, errs: errs}, nil
 }
 
 // decodeMapping decodes a single YAML document that must be a mapping.
@@ -181,27 +207,28 @@ func configMapData(top *yaml.Node, filename string) (string, string, int, error)
 }
 
 // parseMatches checks the top-level keys of a plain document and parses its
-// "matches" list.
-func parseMatches(top *yaml.Node, name string, off int) ([]Entry, error) {
+// "matches" list. It returns the valid entries and an error per invalid
+// one; the last result is set when the document's shape is wrong.
+func parseMatches(top *yaml.Node, name string, off int) ([]Entry, []error, error) {
 	var list *yaml.Node
 	for i := 0; i+1 < len(top.Content); i += 2 {
 		k, v := top.Content[i], top.Content[i+1]
 		switch {
 		case k.Value != "matches":
-			return nil, &Error{name, k.Line + off, fmt.Sprintf(`unknown field %q: the only top-level field is "matches"`, k.Value)}
+			return nil, nil, &Error{name, k.Line + off, fmt.Sprintf(`unknown field %q: the only top-level field is "matches"`, k.Value)}
 		case list != nil:
-			return nil, &Error{name, k.Line + off, `duplicate field "matches"`}
+			return nil, nil, &Error{name, k.Line + off, `duplicate field "matches"`}
 		}
 		list = v
 	}
 	if list == nil {
-		return nil, &Error{name, top.Line + off, `missing top-level "matches" list`}
+		return nil, nil, &Error{name, top.Line + off, `missing top-level "matches" list`}
 	}
 	if list.Kind == yaml.ScalarNode && list.Tag == "!!null" {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if list.Kind != yaml.SequenceNode {
-		return nil, &Error{name, list.Line + off, fmt.Sprintf(`"matches" must be a list of selector strings, got %s`, describe(list))}
+		return nil, nil, &Error{name, list.Line + off, fmt.Sprintf(`"matches" must be a list of selector strings, got %s`, describe(list))}
 	}
 
 	p := parser.NewParser(parser.Options{})
@@ -226,19 +253,17 @@ func parseMatches(top *yaml.Node, name string, off int) ([]Entry, error) {
 			errs = append(errs, &Error{name, line, fmt.Sprintf("invalid selector %q: need at least one matcher that does not match the empty string, or it would allow every series", item.Value)})
 			continue
 		}
-		owners, desc := parseComment(item.HeadComment, item.LineComment)
+		owners, desc, directives := parseComment(item.HeadComment, item.LineComment)
 		entries = append(entries, Entry{
 			Selector:    item.Value,
 			Line:        line,
 			Matchers:    ms,
 			Owners:      owners,
 			Description: desc,
+			Lint:        directives,
 		})
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return entries, nil
+	return entries, errs, nil
 }
 
 // matchesEverything reports whether every matcher accepts the empty string,
@@ -253,19 +278,28 @@ func matchesEverything(ms []*labels.Matcher) bool {
 	return true
 }
 
-var ownersRE = regexp.MustCompile(`(?i)^owners:\s*(.*)$`)
+var (
+	ownersRE = regexp.MustCompile(`(?i)^owners:\s*(.*)$`)
+	lintRE   = regexp.MustCompile(`(?i)^lint:\s*(.*)$`)
+)
 
 // parseComment splits the comment block above an entry into owners and
 // description. Only the last paragraph of the head comment counts: a
 // comment separated from the entry by a blank line is a section header, not
 // documentation of the entry. The entry's own line comment is appended to
-// the description.
-func parseComment(head, inline string) ([]string, string) {
+// the description. Lines "lint: allow-x, allow-y" are lint directives, not
+// description.
+func parseComment(head, inline string) ([]string, string, []string) {
 	if i := strings.LastIndex(head, "\n\n"); i >= 0 {
 		head = head[i+2:]
 	}
-	var owners []string
-	var desc []string
+	// yaml.v3 ends the head comment with a newline when a blank line
+	// separates it from the entry (first item of the list; later items see
+	// such a block as the previous item's foot comment): not documentation.
+	if strings.HasSuffix(head, "\n") {
+		head = ""
+	}
+	var owners, desc, directives []string
 	lines := strings.Split(head, "\n")
 	if inline != "" {
 		lines = append(lines, inline)
@@ -284,6 +318,12 @@ func parseComment(head, inline string) ([]string, string) {
 			})...)
 			continue
 		}
+		if m := lintRE.FindStringSubmatch(l); m != nil {
+			directives = append(directives, strings.FieldsFunc(m[1], func(r rune) bool {
+				return r == ',' || unicode.IsSpace(r)
+			})...)
+			continue
+		}
 		// Empty comment lines separate paragraphs; keep one, not at the ends.
 		if l == "" && (len(desc) == 0 || desc[len(desc)-1] == "") {
 			continue
@@ -293,7 +333,7 @@ func parseComment(head, inline string) ([]string, string) {
 	for len(desc) > 0 && desc[len(desc)-1] == "" {
 		desc = desc[:len(desc)-1]
 	}
-	return owners, strings.Join(desc, "\n")
+	return owners, strings.Join(desc, "\n"), directives
 }
 
 // mapValue returns the value of key in mapping node m, or nil.
