@@ -48,8 +48,18 @@ fuzz:
 	  done; \
 	done
 
+## bench: every benchmark (benchstat-friendly, also saved to bin/bench.txt),
+## then the ingest path's samples per CPU-second and its ratio to the naive
+## gogo decode+encode floor measured in the same run. BENCHCOUNT=6 for benchstat.
+BENCHCOUNT ?= 1
 bench:
-	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./...
+	@mkdir -p bin
+	$(GO) test -run='^$$' -bench=. -benchmem -count=$(BENCHCOUNT) ./... > bin/bench.txt 2>&1 || { cat bin/bench.txt; exit 1; }
+	@cat bin/bench.txt
+	@echo; echo "ingest path vs the naive floor (same run; targets: receive >= 4x, upload >= 3x):"
+	@awk '/^Benchmark(NaiveFloor|Receive|Upload)/ { r = ""; s = ""; a = ""; \
+	  for (i = 1; i < NF; i++) { if ($$(i+1) == "x-naive") r = $$i; if ($$(i+1) == "samples/cpu-s") s = $$i; if ($$(i+1) == "allocs/series") a = $$i } \
+	  printf "  %-40s %12.0f samples/cpu-s  %8.4f allocs/series  %s\n", $$1, s, a, (r == "" ? "(floor)" : r "x naive") }' bin/bench.txt
 
 clean:
 	rm -rf bin data

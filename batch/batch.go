@@ -1,7 +1,8 @@
 package batch
 
 import (
-	"sort"
+	"slices"
+	"strings"
 	"sync"
 )
 
@@ -46,12 +47,13 @@ func (s *Series) Get(name string) (string, bool) {
 	return "", false
 }
 
-// SortLabels sorts the labels by name if they are not already sorted.
+// SortLabels sorts the labels by name if they are not already sorted. It
+// does not allocate.
 func (s *Series) SortLabels() {
 	ls := s.Labels
 	for i := 1; i < len(ls); i++ {
 		if ls[i-1].Name > ls[i].Name {
-			sort.Slice(ls, func(a, b int) bool { return ls[a].Name < ls[b].Name })
+			slices.SortFunc(ls, func(a, b Label) int { return strings.Compare(a.Name, b.Name) })
 			return
 		}
 	}

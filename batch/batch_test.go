@@ -60,3 +60,21 @@ func TestPoolDropsHugeBatches(t *testing.T) {
 	}
 	Put(b2)
 }
+
+func TestSortLabelsDoesNotAllocate(t *testing.T) {
+	labels := []Label{{"zone", "z"}, {"job", "j"}, {"__name__", "up"}, {"_id", "c"}, {"instance", "i"}}
+	s := Series{Labels: make([]Label, len(labels))}
+	n := testing.AllocsPerRun(100, func() {
+		copy(s.Labels, labels)
+		s.SortLabels()
+	})
+	if n != 0 {
+		t.Fatalf("%v allocations, want 0", n)
+	}
+	want := []string{"__name__", "_id", "instance", "job", "zone"}
+	for i, l := range s.Labels {
+		if l.Name != want[i] {
+			t.Fatalf("order %v", s.Labels)
+		}
+	}
+}

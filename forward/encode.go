@@ -104,14 +104,16 @@ func EncodedSize(series []batch.Series) int {
 // spec wants labels sorted by name; that is the pipeline's job). The output
 // is byte-identical to prompb.WriteRequest.Marshal of the same request.
 //
-// Sizes are computed up front, so dst grows at most once and nothing is
-// copied twice; with a dst of sufficient capacity it does not allocate.
+// Each series' size is computed once, just before it is written; with a
+// dst of sufficient capacity (a pooled buffer after the first request) it
+// does not allocate.
 func AppendWriteRequest(dst []byte, series []batch.Series) []byte {
-	dst = slices.Grow(dst, EncodedSize(series))
 	for i := range series {
 		s := &series[i]
+		n := seriesLen(s)
+		dst = slices.Grow(dst, fieldLen(n))
 		dst = append(dst, tagTimeseries)
-		dst = binary.AppendUvarint(dst, uint64(seriesLen(s)))
+		dst = binary.AppendUvarint(dst, uint64(n))
 		for j := range s.Labels {
 			l := &s.Labels[j]
 			dst = append(dst, tagLabels)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -66,14 +67,25 @@ func invalid(format string, args ...any) error {
 type Pipeline struct {
 	opts Options
 	drop map[string]struct{}
-	seed maphash.Seed
+	// dropList holds DropLabels when they are few: a linear scan comparing
+	// lengths first beats hashing every label name.
+	dropList []string
+	seed     maphash.Seed
 }
+
+// maxDropList is the most DropLabels scanned linearly rather than hashed.
+const maxDropList = 8
 
 // New returns a Pipeline for opts.
 func New(opts Options) *Pipeline {
 	p := &Pipeline{opts: opts, drop: map[string]struct{}{}, seed: maphash.MakeSeed()}
 	for _, l := range opts.DropLabels {
 		p.drop[l] = struct{}{}
+	}
+	if len(p.drop) <= maxDropList {
+		for l := range p.drop {
+			p.dropList = append(p.dropList, l)
+		}
 	}
 	if p.opts.ClusterIDLabel == "" {
 		p.opts.ClusterIDLabel = "_id"
@@ -176,12 +188,26 @@ func (p *Pipeline) strip(ls []batch.Label) []batch.Label {
 		if l.Value == "" {
 			continue
 		}
-		if _, drop := p.drop[l.Name]; drop {
+		if p.dropped(l.Name) {
 			continue
 		}
 		out = append(out, l)
 	}
 	return out
+}
+
+// dropped reports whether name is one of DropLabels.
+func (p *Pipeline) dropped(name string) bool {
+	if p.dropList == nil && len(p.drop) > 0 {
+		_, ok := p.drop[name]
+		return ok
+	}
+	for _, d := range p.dropList {
+		if len(d) == len(name) && d == name {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Pipeline) relabel(ls []batch.Label, sc *Scratch) ([]batch.Label, bool) {
@@ -203,16 +229,22 @@ func (p *Pipeline) relabel(ls []batch.Label, sc *Scratch) ([]batch.Label, bool) 
 }
 
 // stamp sets name=value, replacing an existing (equal, checked earlier)
-// value or appending. The series slices are capacity-clipped by the batch,
-// so append never overwrites a neighbour.
+// value or inserting it before the first label that sorts after it, so
+// labels that arrive sorted (as remote write requires) stay sorted and need
+// no sort. The series slices are capacity-clipped by the batch, so the
+// insertion never overwrites a neighbour.
 func stamp(ls []batch.Label, name, value string) []batch.Label {
+	at := len(ls)
 	for i := range ls {
 		if ls[i].Name == name {
 			ls[i].Value = value
 			return ls
 		}
+		if at == len(ls) && ls[i].Name > name {
+			at = i
+		}
 	}
-	return append(ls, batch.Label{Name: name, Value: value})
+	return slices.Insert(ls, at, batch.Label{Name: name, Value: value})
 }
 
 func (p *Pipeline) validate(s *batch.Series) error {

@@ -81,6 +81,12 @@ func varint(buf []byte, i, end int) (v uint64, next int) {
 	return 0, errOverflow
 }
 
+// Tags (field number << 3 | wire type) of Label.name and Label.value.
+const (
+	tagLabelName  = 1<<3 | wtBytes
+	tagLabelValue = 2<<3 | wtBytes
+)
+
 const (
 	errTruncated = -1
 	errOverflow  = -2
@@ -314,6 +320,22 @@ func str(buf []byte, s, e int) string {
 }
 
 func (d *rwDecoder) label(i, end int) (name, value string, err error) {
+	// Fast path for the encoding every sender produces: name (field 1)
+	// then value (field 2), nothing else. Anything else, including every
+	// malformed input, takes the general loop below, which accepts the
+	// same bytes with the same result.
+	if i < end && d.buf[i] == tagLabelName {
+		nl, ns := varint(d.buf, i+1, end)
+		if ns > 0 && nl <= uint64(end-ns) {
+			ne := ns + int(nl)
+			if ne < end && d.buf[ne] == tagLabelValue {
+				vl, vs := varint(d.buf, ne+1, end)
+				if vs > 0 && vl == uint64(end-vs) {
+					return str(d.buf, ns, ne), str(d.buf, vs, end), nil
+				}
+			}
+		}
+	}
 	for i < end {
 		num, wt, next, err := d.tag(i, end, "Label")
 		if err != nil {

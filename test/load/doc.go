@@ -1,0 +1,11 @@
+// Package load generates realistic telemetry traffic for telegate: the
+// benchmark payload (20 metric names x 50 series, 10 labels each including
+// instance and pod, one sample each) in both wire formats, and a fleet
+// simulator in which N clusters /authorize and then /upload (or remote
+// write) on the 4m30s cadence, time-compressed by a speedup factor. It
+// measures achieved rate, latency percentiles, status codes and, from the
+// gateway's own /metrics, its CPU time and memory per upload.
+//
+// It only ever talks to loopback addresses: it is a capacity-planning tool
+// for one machine, never a way to load someone else's service.
+package load

@@ -1,0 +1,246 @@
+package load_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/telegate/telegate/allowlist"
+	"github.com/telegate/telegate/authn"
+	"github.com/telegate/telegate/gateway"
+	"github.com/telegate/telegate/gateway/decode"
+	"github.com/telegate/telegate/relabel"
+	"github.com/telegate/telegate/test/load"
+)
+
+// sinkForwarder hands the gateway's output to a load.Sink, so the test sees
+// what a real downstream would decode.
+type sinkForwarder struct{ s *load.Sink }
+
+func (f sinkForwarder) Send(ctx context.Context, body []byte) error {
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/api/v1/write", strings.NewReader(string(body)))
+	rec := httptest.NewRecorder()
+	f.s.ServeHTTP(rec, req)
+	if rec.Code != http.StatusNoContent {
+		return &gatewayError{rec.Body.String()}
+	}
+	return nil
+}
+
+type gatewayError struct{ msg string }
+
+func (e *gatewayError) Error() string { return e.msg }
+
+func startGateway(t *testing.T, spec load.Spec, interval time.Duration) (target, metrics string, sink *load.Sink) {
+	t.Helper()
+	tokens, err := authn.ParseTokens([]byte("tokens:\n- token: dev-token\n  clusters: ['*']\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := authn.NewEphemeralSigner(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	al, err := allowlist.Parse(spec.AllowlistYAML(), "allowlist.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink = &load.Sink{}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+	gw := gateway.New(gateway.Options{
+		Registerer:    reg,
+		Authenticator: authn.Chain(tokens),
+		Issuer:        signer,
+		Allowlist:     al,
+		Pipeline:      relabel.New(relabel.Options{DropLabels: []string{"instance", "pod"}, MaxSampleAge: time.Hour, MaxFutureSkew: 10 * time.Minute}),
+		Forwarder:     sinkForwarder{sink},
+		Limits:        gateway.Limits{MaxRequestBytes: 4 << 20, MaxDecodedBytes: 32 << 20, MaxSeriesPerRequest: 10000, UploadInterval: interval},
+		MaxRetryTime:  5 * time.Second,
+	})
+	pub := httptest.NewServer(gw.Handler())
+	t.Cleanup(pub.Close)
+	internal := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	t.Cleanup(internal.Close)
+	return pub.URL, internal.URL + "/metrics", sink
+}
+
+func TestFleetAgainstGateway(t *testing.T) {
+	spec := load.Spec{Names: 4, SeriesPerName: 10, Seed: 3}
+	for _, protocol := range []string{load.ProtocolUpload, load.ProtocolRemoteWrite} {
+		t.Run(protocol, func(t *testing.T) {
+			// 4m30s / 900 = 300ms per cluster; the gateway's interval is
+			// divided likewise (a little less: the slack of a loaded machine), so
+			// no upload meets a 429.
+			target, metrics, sink := startGateway(t, spec, 250*time.Millisecond)
+			res, err := load.Run(context.Background(), load.Config{
+				Target: target, MetricsURL: metrics, Protocol: protocol,
+				Clusters: 10, Speedup: 900, Duration: 1500 * time.Millisecond,
+				Spec: spec, Templates: 3, Concurrency: 8,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out strings.Builder
+			res.WriteTo(&out)
+			t.Log("\n" + out.String())
+			okKey := "upload 200"
+			if protocol == load.ProtocolRemoteWrite {
+				okKey = "receive 204"
+			}
+			// 10 clusters every 300ms for 1.5s: about 50 writes.
+			if ok := res.Codes[okKey]; ok < 25 || ok != res.Writes {
+				t.Fatalf("%d of %d writes accepted, codes %v", ok, res.Writes, res.Codes)
+			}
+			if protocol == load.ProtocolUpload && res.Codes["authorize 200"] != 10 {
+				t.Fatalf("authorizations %v", res.Codes)
+			}
+			if res.Expected < 33 || res.Expected > 34 || res.Achieved < res.Expected/2 {
+				t.Fatalf("rate %.1f/s achieved, %.1f/s expected", res.Achieved, res.Expected)
+			}
+			if res.P50 <= 0 || res.P99 < res.P50 || res.Max < res.P99 {
+				t.Fatalf("latencies p50 %v p99 %v max %v", res.P50, res.P99, res.Max)
+			}
+			if res.GatewayCPU <= 0 || res.CPUPerWrite <= 0 || res.RSS <= 0 || res.PeakRSS < res.RSS {
+				t.Fatalf("gateway figures cpu %v per write %v rss %v peak %v (%s)", res.GatewayCPU, res.CPUPerWrite, res.RSS, res.PeakRSS, res.GatewayMetricsError)
+			}
+			// Half the names are allowlisted: the sink sees half the samples.
+			if got, want := sink.Samples(), int64(res.SamplesSent/2); got != want || sink.Rejected() != 0 {
+				t.Fatalf("sink got %d samples (%d rejected), want %d", got, sink.Rejected(), want)
+			}
+		})
+	}
+}
+
+func TestMaxRequestsBoundsTheRun(t *testing.T) {
+	spec := load.Spec{Names: 2, SeriesPerName: 2, Seed: 1}
+	target, _, _ := startGateway(t, spec, 0)
+	start := time.Now()
+	res, err := load.Run(context.Background(), load.Config{
+		Target: target, Protocol: load.ProtocolRemoteWrite, Clusters: 50, Speedup: 10000,
+		Duration: 30 * time.Second, MaxRequests: 40, Spec: spec,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Writes != 40 || time.Since(start) > 10*time.Second {
+		t.Fatalf("%d writes in %v, want 40 and an early stop", res.Writes, time.Since(start))
+	}
+}
+
+func TestOnlyLoopbackTargets(t *testing.T) {
+	for _, u := range []string{"http://127.0.0.1:9003", "http://localhost:1", "http://[::1]:9003/x"} {
+		if err := load.CheckLoopback(u); err != nil {
+			t.Errorf("%s refused: %v", u, err)
+		}
+	}
+	for _, u := range []string{"http://10.0.0.1:9003", "http://example.com", "http://0.0.0.0:9003", "ftp://127.0.0.1/", "http://127.0.0.1.example.com/"} {
+		if err := load.CheckLoopback(u); err == nil {
+			t.Errorf("%s accepted", u)
+		}
+	}
+	if _, err := load.Run(context.Background(), load.Config{Target: "http://192.0.2.1:9003"}); err == nil {
+		t.Fatal("Run accepted a non-loopback target")
+	}
+}
+
+// The two encodings carry the same series, and the payload has the
+// issue's shape.
+func TestPayloadShape(t *testing.T) {
+	spec := load.DefaultSpec
+	now := time.Now().UnixMilli()
+	wr := spec.WriteRequest(now)
+	if len(wr.Timeseries) != 1000 {
+		t.Fatalf("%d series", len(wr.Timeseries))
+	}
+	seen := map[string]bool{}
+	for _, ts := range wr.Timeseries {
+		if len(ts.Labels) != 10 || len(ts.Samples) != 1 {
+			t.Fatalf("series %v", ts)
+		}
+		var hasInstance, hasPod bool
+		var key []string
+		for i, l := range ts.Labels {
+			if i > 0 && ts.Labels[i-1].Name >= l.Name {
+				t.Fatalf("labels not sorted: %v", ts.Labels)
+			}
+			hasInstance = hasInstance || l.Name == "instance"
+			hasPod = hasPod || l.Name == "pod"
+			if l.Name != "instance" && l.Name != "pod" {
+				key = append(key, l.Name+"="+l.Value)
+			}
+		}
+		if !hasInstance || !hasPod {
+			t.Fatalf("series without instance or pod: %v", ts.Labels)
+		}
+		k := strings.Join(key, ",")
+		if seen[k] {
+			t.Fatalf("series collide once instance and pod are stripped: %s", k)
+		}
+		seen[k] = true
+	}
+	body, err := load.EncodeRemoteWrite(wr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(body) < 30_000 || len(body) > 48_000 {
+		t.Fatalf("remote-write body is %d bytes, want about 39 KB", len(body))
+	}
+	up, err := load.EncodeUpload(spec.Families(now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := snappyFramedDecode(up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := &prompbCollector{}
+	if err := got.collect(raw, now); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.series) != 1000 {
+		t.Fatalf("upload carries %d series", len(got.series))
+	}
+	for i, ts := range wr.Timeseries {
+		if got.series[i] != seriesString(ts) {
+			t.Fatalf("series %d differs:\nupload %s\nrw     %s", i, got.series[i], seriesString(ts))
+		}
+	}
+	if n := len(spec.AllowedNames()); n != 10 {
+		t.Fatalf("%d allowed names", n)
+	}
+}
+
+func seriesString(ts prompb.TimeSeries) string {
+	var b strings.Builder
+	for _, l := range ts.Labels {
+		b.WriteString(l.Name + "=" + l.Value + ",")
+	}
+	return b.String()
+}
+
+type prompbCollector struct{ series []string }
+
+// collect decodes an /upload body with the gateway's decoder.
+func (c *prompbCollector) collect(raw []byte, now int64) error {
+	b := &batchT{}
+	if _, err := decode.UnmarshalMetricFamilies(raw, &b.Batch, now, false, 0); err != nil {
+		return err
+	}
+	for _, s := range b.Series {
+		var sb strings.Builder
+		for _, l := range s.Labels {
+			sb.WriteString(l.Name + "=" + l.Value + ",")
+		}
+		c.series = append(c.series, sb.String())
+	}
+	return nil
+}
