@@ -8,7 +8,7 @@ REVISION  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 FUZZTIME  ?= 10s
 
-.PHONY: all build run test test-deps unit e2e fuzz bench vet fmt lint clean
+.PHONY: all build run test test-deps unit e2e fuzz bench vet fmt lint clean thanos
 
 all: build
 
@@ -34,8 +34,24 @@ vet:
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/e2e)
 
-e2e: test-deps
+e2e: test-deps thanos
 	$(GO) test -count=1 -timeout 20m ./test/e2e/...
+
+## thanos: bin/thanos (Receive and Query for the e2e tests), built from the
+## module proxy at the version test/tools/go.mod pins. Rebuilt only when the
+## pin changes (the stamp file names the version). Thanos needs a newer Go
+## than ours: GOTOOLCHAIN=auto fetches it through the proxy.
+THANOS_VERSION := $(shell awk '$$1=="require" && $$2=="github.com/thanos-io/thanos" {print $$3} $$1=="github.com/thanos-io/thanos" {print $$2}' test/tools/go.mod)
+THANOS_STAMP   := bin/.thanos-$(THANOS_VERSION)
+
+thanos: $(THANOS_STAMP)
+
+$(THANOS_STAMP): test/tools/go.mod test/tools/go.sum
+	@mkdir -p bin
+	cd test/tools && GOTOOLCHAIN=auto CGO_ENABLED=0 $(GO) build -trimpath -tags netgo,slicelabels \
+	  -o ../../bin/thanos github.com/thanos-io/thanos/cmd/thanos
+	@rm -f bin/.thanos-*
+	touch $@
 
 ## fuzz: each fuzz target for FUZZTIME (the corpus under testdata/fuzz also
 ## runs as plain tests in `unit`).

@@ -15,7 +15,14 @@
 //     Retry-After) within the caller's deadline, and returns an *Error that
 //     says whether the failure is recoverable, so the gateway can answer
 //     503 or 400/413.
-//   - Its self-metrics (telegate_forward_*).
+//   - Durability: Durable.Send tries the Sender within a deadline and, when
+//     the downstream cannot take the body now, writes it to a Spool on a
+//     thanos-io/objstore bucket (FSBucket: atomic, fsynced uploads) and
+//     returns nil, so a 2xx always means forwarded or durably spooled.
+//     Spool.Replay drains it in the background: oldest first per cluster,
+//     clusters in turn, delete only after a 2xx, dead/ for what the
+//     downstream refuses for good.
+//   - Its self-metrics (telegate_forward_*, telegate_spool_*).
 //
 // Send takes an encoded body rather than series so a durable spool can
 // store bodies and replay them through the same call.
