@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
+	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/relabel"
 	"go.yaml.in/yaml/v2"
@@ -77,6 +79,9 @@ type Allowlist struct {
 	// WatchInterval is how often the file is checked for changes; 0
 	// disables watching (SIGHUP and POST /-/reload still work).
 	WatchInterval model.Duration `yaml:"watch_interval"`
+	// Enforce false is shadow mode: series the allowlist would drop are
+	// counted but forwarded.
+	Enforce bool `yaml:"enforce"`
 }
 
 // Relabel configures label stripping, relabeling and timestamp policy.
@@ -101,6 +106,63 @@ type Limits struct {
 	MaxLabelsPerSeries  int            `yaml:"max_labels_per_series"`
 	MaxLabelNameLength  int            `yaml:"max_label_name_length"`
 	MaxLabelValueLength int            `yaml:"max_label_value_length"`
+	// MaxConcurrentRequests bounds in-flight public API requests; more are
+	// answered 503 at once. 0 = unbounded.
+	MaxConcurrentRequests int        `yaml:"max_concurrent_requests"`
+	FailedAuth            FailedAuth `yaml:"failed_auth"`
+	Budgets               Budgets    `yaml:"budgets"`
+	Redis                 Redis      `yaml:"redis"`
+}
+
+// FailedAuth rate-limits failed authentications per source address, so
+// token guessing gets 429s. PerMinute 0 disables it.
+type FailedAuth struct {
+	PerMinute  float64 `yaml:"per_minute"`
+	Burst      int     `yaml:"burst"`
+	MaxSources int     `yaml:"max_sources"`
+}
+
+// Budgets are the per-cluster defaults; OverridesFile changes them per
+// cluster.
+type Budgets struct {
+	ActiveSeries            ActiveSeriesBudget   `yaml:"active_series"`
+	SamplesRate             SamplesRateBudget    `yaml:"samples_rate"`
+	UploadInterval          UploadIntervalBudget `yaml:"upload_interval"`
+	OverridesFile           string               `yaml:"overrides_file"`
+	OverridesReloadInterval model.Duration       `yaml:"overrides_reload_interval"`
+}
+
+// ActiveSeriesBudget bounds the series a cluster sent within Window.
+type ActiveSeriesBudget struct {
+	Max     int            `yaml:"max"`
+	Window  model.Duration `yaml:"window"`
+	Enforce bool           `yaml:"enforce"`
+}
+
+// SamplesRateBudget is a per-cluster token bucket of samples per second.
+type SamplesRateBudget struct {
+	PerSecond float64 `yaml:"per_second"`
+	Burst     int     `yaml:"burst"`
+	Enforce   bool    `yaml:"enforce"`
+}
+
+// UploadIntervalBudget switches limits.upload_interval to shadow mode.
+type UploadIntervalBudget struct {
+	Enforce bool `yaml:"enforce"`
+}
+
+// Redis shares budget state across replicas; an empty address keeps it in
+// memory (one replica).
+type Redis struct {
+	Address      string                 `yaml:"address"`
+	Username     string                 `yaml:"username"`
+	Password     config_util.Secret     `yaml:"password"`
+	PasswordFile string                 `yaml:"password_file"`
+	DB           int                    `yaml:"db"`
+	TLSConfig    *config_util.TLSConfig `yaml:"tls_config"`
+	KeyPrefix    string                 `yaml:"key_prefix"`
+	Timeout      model.Duration         `yaml:"timeout"`
+	FailOpen     bool                   `yaml:"fail_open"`
 }
 
 // Forward is the remote-write destination.
@@ -111,6 +173,78 @@ type Forward struct {
 	// MaxRetryTime bounds how long one request may spend retrying the
 	// downstream before the client gets 503.
 	MaxRetryTime model.Duration `yaml:"max_retry_time"`
+	// MaxRequestBytes splits a request's series into several remote
+	// writes of at most this many (uncompressed) bytes, below the
+	// downstream's own limit.
+	MaxRequestBytes Bytes `yaml:"max_request_bytes"`
+	// Spool is the durable spool a request falls back to when the
+	// downstream cannot take it.
+	Spool Spool `yaml:"spool"`
+}
+
+// Spool configures forward.spool: where bodies the downstream could not
+// take wait for replay.
+type Spool struct {
+	// Enabled turns the spool on (default). Off, a downstream outage is
+	// answered 503 after max_retry_time.
+	Enabled bool `yaml:"enabled"`
+	// Bucket is an objstore config as Thanos reads it (type, config,
+	// prefix); default FILESYSTEM in ./data/spool (relative to the working
+	// directory).
+	Bucket forward.BucketConfig `yaml:"bucket"`
+	// MaxBytes caps the spool; when full the gateway answers 503 with
+	// Retry-After. 0 = no cap.
+	MaxBytes Bytes `yaml:"max_bytes"`
+	// MaxSampleAge dead-letters spooled objects whose newest sample is
+	// older than this (the downstream would refuse them). 0 = never.
+	MaxSampleAge model.Duration `yaml:"max_sample_age"`
+	// SendDeadline is how long a request tries the downstream before its
+	// data is spooled instead (at most max_retry_time minus 2s, kept for
+	// the spool write).
+	SendDeadline model.Duration `yaml:"send_deadline"`
+	Replay       SpoolReplay    `yaml:"replay"`
+}
+
+// SpoolReplay tunes the background replay.
+type SpoolReplay struct {
+	Concurrency int            `yaml:"concurrency"`
+	Timeout     model.Duration `yaml:"timeout"`
+	MinBackoff  model.Duration `yaml:"min_backoff"`
+	MaxBackoff  model.Duration `yaml:"max_backoff"`
+	Interval    model.Duration `yaml:"interval"`
+}
+
+// UnmarshalYAML keeps the default FILESYSTEM bucket only when no bucket
+// is given (a given bucket replaces it whole, not key by key).
+func (s *Spool) UnmarshalYAML(unmarshal func(any) error) error {
+	type plain Spool
+	p := plain(*s)
+	p.Bucket = forward.BucketConfig{}
+	if err := unmarshal(&p); err != nil {
+		return err
+	}
+	if p.Bucket.Type == "" && p.Bucket.Config == nil && p.Bucket.Prefix == "" {
+		p.Bucket = forward.DefaultBucketConfig()
+	}
+	*s = Spool(p)
+	return nil
+}
+
+func defaultSpool() Spool {
+	return Spool{
+		Enabled:      true,
+		Bucket:       forward.DefaultBucketConfig(),
+		MaxBytes:     1 << 30,
+		MaxSampleAge: model.Duration(2 * time.Hour),
+		SendDeadline: model.Duration(forward.DefaultSendDeadline),
+		Replay: SpoolReplay{
+			Concurrency: forward.DefaultReplayConcurrency,
+			Timeout:     model.Duration(forward.DefaultReplayTimeout),
+			MinBackoff:  model.Duration(forward.DefaultReplayMinBackoff),
+			MaxBackoff:  model.Duration(forward.DefaultReplayMaxBackoff),
+			Interval:    model.Duration(forward.DefaultReplayInterval),
+		},
+	}
 }
 
 func defaultForward() forward.Config {
@@ -142,7 +276,7 @@ func Default() *Config {
 			},
 			JWT: JWT{Expiry: model.Duration(24 * time.Hour)},
 		},
-		Allowlist: Allowlist{File: "allowlist.yaml", WatchInterval: model.Duration(10 * time.Second)},
+		Allowlist: Allowlist{File: "allowlist.yaml", WatchInterval: model.Duration(10 * time.Second), Enforce: true},
 		Relabel: Relabel{
 			DropLabels:       []string{"instance", "pod", "prometheus_replica"},
 			UploadTimestamps: "server",
@@ -150,17 +284,28 @@ func Default() *Config {
 			MaxFutureSkew:    model.Duration(10 * time.Minute),
 		},
 		Limits: Limits{
-			UploadInterval:      model.Duration(4*time.Minute + 30*time.Second),
-			MaxRequestBytes:     4 << 20,
-			MaxDecodedBytes:     32 << 20,
-			MaxSeriesPerRequest: 10000,
-			MaxLabelsPerSeries:  64,
-			MaxLabelNameLength:  256,
-			MaxLabelValueLength: 4096,
+			UploadInterval:        model.Duration(4*time.Minute + 30*time.Second),
+			MaxRequestBytes:       4 << 20,
+			MaxDecodedBytes:       32 << 20,
+			MaxSeriesPerRequest:   10000,
+			MaxLabelsPerSeries:    64,
+			MaxLabelNameLength:    256,
+			MaxLabelValueLength:   4096,
+			MaxConcurrentRequests: 128,
+			FailedAuth:            FailedAuth{PerMinute: 30, Burst: 20, MaxSources: 100000},
+			Budgets: Budgets{
+				ActiveSeries:            ActiveSeriesBudget{Enforce: true},
+				SamplesRate:             SamplesRateBudget{Enforce: true},
+				UploadInterval:          UploadIntervalBudget{Enforce: true},
+				OverridesReloadInterval: model.Duration(10 * time.Second),
+			},
+			Redis: Redis{KeyPrefix: "telegate:", Timeout: model.Duration(time.Second), FailOpen: true},
 		},
 		Forward: Forward{
-			Sender:       defaultForward(),
-			MaxRetryTime: model.Duration(30 * time.Second),
+			Sender:          defaultForward(),
+			MaxRetryTime:    model.Duration(30 * time.Second),
+			Spool:           defaultSpool(),
+			MaxRequestBytes: forward.DefaultMaxRequestBytes,
 		},
 	}
 }
@@ -196,6 +341,9 @@ func LoadFile(path string) (*Config, error) {
 		return nil, err
 	}
 	c.Forward.Sender.HTTPClientConfig.SetDirectory(dir)
+	if c.Limits.Redis.TLSConfig != nil {
+		c.Limits.Redis.TLSConfig.SetDirectory(dir)
+	}
 	return c, nil
 }
 
@@ -318,8 +466,30 @@ func (c *Config) Validate() error {
 			add(fmt.Sprintf("relabel.relabel_configs[%d]", i), "%v", err)
 		}
 	}
+	c.validateBudgets(add)
 	if c.Forward.MaxRetryTime <= 0 {
 		add("forward.max_retry_time", "must be positive")
+	}
+	if c.Forward.MaxRequestBytes <= 0 {
+		add("forward.max_request_bytes", "must be positive")
+	}
+	if sp := c.Forward.Spool; sp.Enabled {
+		if err := sp.Bucket.Validate(); err != nil {
+			add("forward.spool.bucket", "%v", err)
+		}
+		if sp.MaxSampleAge < 0 {
+			add("forward.spool.max_sample_age", "must not be negative")
+		}
+		if sp.SendDeadline <= 0 {
+			add("forward.spool.send_deadline", "must be positive")
+		}
+		r := sp.Replay
+		if r.Concurrency <= 0 || r.Timeout <= 0 || r.MinBackoff <= 0 || r.Interval <= 0 {
+			add("forward.spool.replay", "concurrency, timeout, min_backoff and interval must be positive")
+		}
+		if r.MaxBackoff < r.MinBackoff {
+			add("forward.spool.replay.max_backoff", "must not be below min_backoff")
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -348,3 +518,44 @@ func (osFS) Open(name string) (fs.File, error) { return os.Open(name) }
 
 // ReadFile implements fs.ReadFileFS so paths need not be fs.ValidPath.
 func (osFS) ReadFile(name string) ([]byte, error) { return os.ReadFile(name) }
+
+func (c *Config) validateBudgets(add func(key, format string, args ...any)) {
+	l := c.Limits
+	if l.MaxConcurrentRequests < 0 {
+		add("limits.max_concurrent_requests", "must not be negative (0 = unbounded)")
+	}
+	if l.FailedAuth.PerMinute < 0 || l.FailedAuth.Burst < 0 || l.FailedAuth.MaxSources < 0 {
+		add("limits.failed_auth", "per_minute, burst and max_sources must not be negative")
+	}
+	if l.FailedAuth.PerMinute > 0 && (l.FailedAuth.Burst <= 0 || l.FailedAuth.MaxSources <= 0) {
+		add("limits.failed_auth", "burst and max_sources must be positive when per_minute is set")
+	}
+	b := l.Budgets
+	if b.ActiveSeries.Max < 0 {
+		add("limits.budgets.active_series.max", "must not be negative (0 = no budget)")
+	}
+	if b.ActiveSeries.Window < 0 {
+		add("limits.budgets.active_series.window", "must not be negative (0 = twice limits.upload_interval)")
+	}
+	if b.SamplesRate.PerSecond < 0 || b.SamplesRate.Burst < 0 {
+		add("limits.budgets.samples_rate", "per_second and burst must not be negative")
+	}
+	if b.OverridesFile != "" && b.OverridesReloadInterval < 0 {
+		add("limits.budgets.overrides_reload_interval", "must not be negative (0 = never reload)")
+	}
+	r := l.Redis
+	if r.Address != "" {
+		if _, _, err := net.SplitHostPort(r.Address); err != nil {
+			add("limits.redis.address", "%q must be host:port", r.Address)
+		}
+	}
+	if r.Password != "" && r.PasswordFile != "" {
+		add("limits.redis", "set at most one of password and password_file")
+	}
+	if r.DB < 0 {
+		add("limits.redis.db", "must not be negative")
+	}
+	if r.Timeout <= 0 {
+		add("limits.redis.timeout", "must be positive")
+	}
+}

@@ -46,7 +46,7 @@ import (
 // nullForwarder is a downstream that discards what it is sent.
 type nullForwarder struct{ requests, bytes atomic.Int64 }
 
-func (f *nullForwarder) Send(_ context.Context, body []byte) error {
+func (f *nullForwarder) Send(_ context.Context, _ string, body []byte) error {
 	f.requests.Add(1)
 	f.bytes.Add(int64(len(body)))
 	return nil

@@ -37,9 +37,12 @@ type Issuer interface {
 	Verify(token string) (authn.Identity, error)
 }
 
-// Forwarder sends one snappy-compressed remote-write body downstream.
+// Forwarder sends one snappy-compressed remote-write body of a cluster
+// downstream. A nil error means the body is accepted: forwarded, or
+// durably spooled for replay (forward.Durable). The cluster ID keeps a
+// cluster's data in order and replay fair across clusters.
 type Forwarder interface {
-	Send(ctx context.Context, body []byte) error
+	Send(ctx context.Context, clusterID string, body []byte) error
 }
 
 // Limits are the per-request caps.
@@ -66,6 +69,20 @@ type Options struct {
 	ClientTimestamps bool
 	// MaxRetryTime bounds the time a request spends forwarding.
 	MaxRetryTime time.Duration
+	// MaxForwardBytes splits a request's series into remote writes of at
+	// most this many uncompressed bytes; 0 = forward.DefaultMaxRequestBytes.
+	MaxForwardBytes int
+	// Budgets are the per-cluster budgets (active series, samples rate,
+	// upload interval); nil keeps only the upload interval, in memory.
+	Budgets *limits.Limiter
+	// AllowlistShadow runs the allowlist in shadow mode: what it would
+	// drop is counted and forwarded.
+	AllowlistShadow bool
+	// MaxConcurrentRequests bounds in-flight requests; more get 503 at
+	// once. 0 = unbounded.
+	MaxConcurrentRequests int
+	// FailedAuth rate-limits failed authentications per source.
+	FailedAuth FailedAuthLimit
 	// Now is the clock (tests); time.Now by default.
 	Now func() time.Time
 }
@@ -79,6 +96,8 @@ type Gateway struct {
 	scratch   sync.Pool
 	ready     atomic.Bool
 	metrics   *metrics
+	budgets   *budgetState
+	protect   *protection
 }
 
 // New returns a Gateway.
@@ -98,7 +117,10 @@ func New(o Options) *Gateway {
 		interval: limits.NewIntervalLimiter(o.Limits.UploadInterval),
 		scratch:  sync.Pool{New: func() any { return new(relabel.Scratch) }},
 		metrics:  newMetrics(o.Registerer),
+		budgets:  newBudgetState(o.Registerer),
+		protect:  newProtection(o, o.Registerer),
 	}
+	g.metrics.dropped.WithLabelValues(reasonBudget)
 	g.allowlist.Store(o.Allowlist)
 	g.ready.Store(true)
 	return g
@@ -120,7 +142,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux.Handle("/metrics/v1/receive", g.instrument("receive", http.MethodPost, g.handleReceive))
 	mux.Handle("/allowlist", g.instrument("allowlist", http.MethodGet, g.handleAllowlist))
 	g.health(mux)
-	return mux
+	return g.limitConcurrency(mux)
 }
 
 // InternalHandler returns health probes; the caller adds /metrics and
@@ -150,8 +172,13 @@ func (g *Gateway) instrument(name, method string, h handlerFunc) http.Handler {
 		if r.Method != method {
 			w.Header().Set("Allow", method)
 			code = g.writeError(w, r, newError(http.StatusMethodNotAllowed, "method_not_allowed", "use "+method))
+		} else if he := g.authLimited(r); he != nil {
+			code = g.writeError(w, r, he)
 		} else {
 			code = h(w, r)
+			if code == http.StatusUnauthorized || code == http.StatusForbidden {
+				g.authFailed(r)
+			}
 		}
 		g.metrics.requests.WithLabelValues(name, strconv.Itoa(code)).Inc()
 		g.metrics.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
@@ -271,11 +298,9 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 	if _, err := decode.UnmarshalMetricFamilies(b.Buf, b, now.UnixMilli(), !g.opts.ClientTimestamps, g.opts.Limits.MaxSeriesPerRequest); err != nil {
 		return g.writeError(w, r, err)
 	}
-	release, wait, ok := g.interval.Reserve(id.ClusterID, now)
-	if !ok {
-		e := newError(http.StatusTooManyRequests, "upload_interval", "this cluster already uploaded within limits.upload_interval ("+g.opts.Limits.UploadInterval.String()+")")
-		e.retryAfter = wait
-		return g.writeError(w, r, e)
+	release, err := g.reserveUpload(r.Context(), id.ClusterID, now, b.Samples())
+	if err != nil {
+		return g.writeError(w, r, err)
 	}
 	code, err := g.ingest(w, r, "upload", id, b, now, -1)
 	release(err == nil)
@@ -346,6 +371,7 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	received := b.Samples() + max(unsupported, 0)
 	g.metrics.received.WithLabelValues(protocol).Add(float64(received))
 	al := g.allowlist.Load()
+	shadow := map[string]int{}
 	var deniedSeries, deniedSamples int
 	kept := b.Series[:0]
 	for i := range b.Series {
@@ -354,11 +380,12 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 			return 0, err
 		}
 		if name := s.Name(); al == nil || !al.MatchName(name) {
-			deniedSeries++
-			deniedSamples += len(s.Samples)
-			continue
-		}
-		if _, ok := al.Match(s.Labels); !ok {
+			if g.allowlistDenies(s, shadow) {
+				deniedSeries++
+				deniedSamples += len(s.Samples)
+				continue
+			}
+		} else if _, ok := al.Match(s.Labels); !ok && g.allowlistDenies(s, shadow) {
 			deniedSeries++
 			deniedSamples += len(s.Samples)
 			continue
@@ -385,16 +412,23 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 			dropped[reason.String()] = n
 		}
 	}
+	if err := g.applyBudgets(r.Context(), id.ClusterID, b, dropped, shadow); err != nil {
+		return 0, err
+	}
+	if n := shadow[reasonAllowlist]; n > 0 {
+		g.budgets.shadowSamples.WithLabelValues(reasonAllowlist).Add(float64(n))
+	}
 	for reason, n := range dropped {
 		g.metrics.dropped.WithLabelValues(reason).Add(float64(n))
 	}
 	if len(b.Series) > 0 {
-		if err := g.forward(r.Context(), b.Series); err != nil {
+		if err := g.forward(r.Context(), id.ClusterID, b.Series); err != nil {
 			return 0, err
 		}
 		g.metrics.forwarded.Add(float64(b.Samples()))
 	}
 	setDroppedHeaders(w.Header(), dropped)
+	setShadowHeaders(w.Header(), shadow)
 	if al != nil {
 		w.Header().Set(allowlistHashHeader, al.Hash())
 	}
@@ -404,16 +438,23 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	return http.StatusOK, nil
 }
 
-func (g *Gateway) forward(ctx context.Context, series []batch.Series) error {
+// forward sends series in order, split below MaxForwardBytes. A failure
+// stops at that part; the parts before it are already accepted.
+func (g *Gateway) forward(ctx context.Context, clusterID string, series []batch.Series) error {
 	ctx, cancel := context.WithTimeout(ctx, g.opts.MaxRetryTime)
 	defer cancel()
 	bufs := forward.GetBuffers()
 	defer forward.PutBuffers(bufs)
-	body, err := bufs.Encode(series)
-	if err != nil {
-		return err
+	for _, part := range forward.SplitSeries(series, g.opts.MaxForwardBytes) {
+		body, err := bufs.Encode(part)
+		if err != nil {
+			return err
+		}
+		if err := g.opts.Forwarder.Send(ctx, clusterID, body); err != nil {
+			return err
+		}
 	}
-	return g.opts.Forwarder.Send(ctx, body)
+	return nil
 }
 
 // setDroppedHeaders tells the client what was dropped, by reason:
@@ -423,7 +464,7 @@ func setDroppedHeaders(h http.Header, dropped map[string]int) {
 		return
 	}
 	parts := make([]string, 0, len(dropped))
-	for _, reason := range []string{"allowlist", "relabel", "collision", "too_old", "too_new", "unsupported"} {
+	for _, reason := range []string{"allowlist", "budget", "relabel", "collision", "too_old", "too_new", "unsupported"} {
 		if n := dropped[reason]; n > 0 {
 			parts = append(parts, reason+"="+strconv.Itoa(n))
 		}

@@ -42,12 +42,14 @@ const testAllowlist = `matches:
 // fakeForwarder records what the gateway forwards, decoded with the
 // reference gogo decoder.
 type fakeForwarder struct {
-	mu   sync.Mutex
-	reqs []prompb.WriteRequest
-	err  error
+	mu       sync.Mutex
+	reqs     []prompb.WriteRequest
+	clusters []string // the cluster ID of each request
+	sizes    []int    // uncompressed size of each request
+	err      error
 }
 
-func (f *fakeForwarder) Send(_ context.Context, body []byte) error {
+func (f *fakeForwarder) Send(_ context.Context, clusterID string, body []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -62,6 +64,8 @@ func (f *fakeForwarder) Send(_ context.Context, body []byte) error {
 		return err
 	}
 	f.reqs = append(f.reqs, wr)
+	f.clusters = append(f.clusters, clusterID)
+	f.sizes = append(f.sizes, len(raw))
 	return nil
 }
 

@@ -21,11 +21,13 @@ type IntervalLimiter struct {
 // allows everything. The slack (a tenth of the interval, at most 30s)
 // absorbs jitter in clients that upload exactly on the interval.
 func NewIntervalLimiter(interval time.Duration) *IntervalLimiter {
-	slack := interval / 10
-	if slack > 30*time.Second {
-		slack = 30 * time.Second
-	}
-	return &IntervalLimiter{interval: interval, slack: slack, last: map[string]time.Time{}}
+	return &IntervalLimiter{interval: interval, slack: uploadSlack(interval), last: map[string]time.Time{}}
+}
+
+// uploadSlack is the jitter an upload interval tolerates: a tenth of it,
+// at most 30s.
+func uploadSlack(interval time.Duration) time.Duration {
+	return min(interval/10, 30*time.Second)
 }
 
 // Reserve claims cluster's slot at now. If the cluster uploaded less than

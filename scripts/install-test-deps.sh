@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine: a real Prometheus
-# (remote-write receiver, /federate, promtool) from the Debian package.
+# (remote-write receiver, /federate, promtool) and redis-server (shared
+# budgets across gateway replicas) from the Debian packages.
 set -euo pipefail
 
 need=()
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v redis-server >/dev/null 2>&1 || [ -x /usr/sbin/redis-server ] || need+=(redis-server)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 sudo=""
@@ -18,3 +20,4 @@ $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # The package starts no service we rely on; tests run their own processes.
 command -v prometheus >/dev/null
+command -v redis-server >/dev/null || [ -x /usr/sbin/redis-server ]

@@ -9,6 +9,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 	"github.com/telegate/telegate/examples"
 	"github.com/telegate/telegate/forward"
 	"github.com/telegate/telegate/gateway"
+	"github.com/telegate/telegate/limits"
 	"github.com/telegate/telegate/relabel"
 )
 
@@ -72,6 +74,9 @@ type components struct {
 	allowlistRaw  []byte
 	pipeline      *relabel.Pipeline
 	sender        *forward.Sender
+	limiter       *limits.Limiter
+	overrides     *limits.OverridesReloader
+	redis         *limits.RedisStore
 	warnings      []string
 }
 
@@ -162,6 +167,9 @@ func build(c *config.Config, logger log.Logger, reg prometheus.Registerer) (*com
 	if err != nil {
 		return nil, err
 	}
+	if err := buildLimits(c, out, logger, reg); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
@@ -193,6 +201,10 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 	for _, w := range comp.warnings {
 		level.Warn(logger).Log("msg", w)
 	}
+	forwarder, spool, err := openSpool(c, comp.sender, logger, reg)
+	if err != nil {
+		return err
+	}
 	gw := gateway.New(gateway.Options{
 		Logger:        logger,
 		Registerer:    reg,
@@ -200,15 +212,25 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 		Issuer:        comp.issuer,
 		Allowlist:     comp.allowlist,
 		Pipeline:      comp.pipeline,
-		Forwarder:     comp.sender,
+		Forwarder:     forwarder,
+		// Split below the downstream's size limit (forward.max_request_bytes).
+		MaxForwardBytes: int(c.Forward.MaxRequestBytes),
 		Limits: gateway.Limits{
 			MaxRequestBytes:     int64(c.Limits.MaxRequestBytes),
 			MaxDecodedBytes:     int(c.Limits.MaxDecodedBytes),
 			MaxSeriesPerRequest: c.Limits.MaxSeriesPerRequest,
 			UploadInterval:      time.Duration(c.Limits.UploadInterval),
 		},
-		ClientTimestamps: c.Relabel.UploadTimestamps == "client",
-		MaxRetryTime:     time.Duration(c.Forward.MaxRetryTime),
+		ClientTimestamps:      c.Relabel.UploadTimestamps == "client",
+		MaxRetryTime:          time.Duration(c.Forward.MaxRetryTime),
+		Budgets:               comp.limiter,
+		AllowlistShadow:       !c.Allowlist.Enforce,
+		MaxConcurrentRequests: c.Limits.MaxConcurrentRequests,
+		FailedAuth: gateway.FailedAuthLimit{
+			PerMinute:  c.Limits.FailedAuth.PerMinute,
+			Burst:      c.Limits.FailedAuth.Burst,
+			MaxSources: c.Limits.FailedAuth.MaxSources,
+		},
 	})
 
 	internal := http.NewServeMux()
@@ -219,6 +241,7 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 	internal.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	internal.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	gw.RegisterHealth(internal)
+	gw.RegisterDebug(internal)
 	reloader := newAllowlistReloader(c, gw, comp.allowlistRaw, comp.allowlist, logger, reg)
 	internal.Handle("/-/reload", reloader)
 
@@ -286,6 +309,33 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 			close(done)
 		})
 	}
+	if iv := time.Duration(c.Limits.Budgets.OverridesReloadInterval); comp.overrides != nil && iv > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		gr.Add(func() error { return comp.overrides.Run(ctx, iv) }, func(error) { cancel() })
+	}
+	if comp.redis != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := comp.redis.Ping(ctx); err != nil {
+			level.Warn(logger).Log("msg", "Redis for shared budgets is unreachable at start", "address", c.Limits.Redis.Address, "fail_open", c.Limits.Redis.FailOpen, "err", err)
+		}
+		cancel()
+		defer comp.redis.Close()
+	}
+	if spool != nil {
+		// Replay drains the spool into the downstream until shutdown; an
+		// object in flight then stays for the next start.
+		sp := c.Forward.Spool
+		ctx, cancel := context.WithCancel(context.Background())
+		gr.Add(func() error {
+			return spool.Replay(ctx, comp.sender, forward.ReplayOptions{
+				Concurrency: sp.Replay.Concurrency,
+				Timeout:     time.Duration(sp.Replay.Timeout),
+				MinBackoff:  time.Duration(sp.Replay.MinBackoff),
+				MaxBackoff:  time.Duration(sp.Replay.MaxBackoff),
+				Interval:    time.Duration(sp.Replay.Interval),
+			})
+		}, func(error) { cancel() })
+	}
 	if iv := time.Duration(c.Allowlist.WatchInterval); iv > 0 && !c.Embedded() {
 		ctx, cancel := context.WithCancel(context.Background())
 		gr.Add(func() error { return reloader.watch(ctx, iv) }, func(error) { cancel() })
@@ -296,4 +346,85 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 	comp.sender.Close()
 	level.Info(logger).Log("msg", "stopped")
 	return err
+}
+
+// buildLimits builds the per-cluster budgets: defaults from the config,
+// the overrides file, and the state store (Redis when limits.redis.address
+// is set, memory otherwise).
+func buildLimits(c *config.Config, out *components, logger log.Logger, reg prometheus.Registerer) error {
+	b := c.Limits.Budgets
+	opts := limits.Options{
+		Defaults: limits.Budget{
+			ActiveSeries:   limits.ActiveSeries{Max: b.ActiveSeries.Max, Window: time.Duration(b.ActiveSeries.Window), Enforce: b.ActiveSeries.Enforce},
+			SamplesRate:    limits.SamplesRate{PerSecond: b.SamplesRate.PerSecond, Burst: b.SamplesRate.Burst, Enforce: b.SamplesRate.Enforce},
+			UploadInterval: limits.UploadInterval{Enforce: b.UploadInterval.Enforce},
+		},
+		UploadInterval: time.Duration(c.Limits.UploadInterval),
+		FailOpen:       c.Limits.Redis.FailOpen,
+		Logger:         logger,
+		Registerer:     reg,
+	}
+	if r := c.Limits.Redis; r.Address != "" {
+		ro := limits.RedisOptions{
+			Address: r.Address, Username: r.Username, Password: string(r.Password), DB: r.DB,
+			KeyPrefix: r.KeyPrefix, Timeout: time.Duration(r.Timeout), Logger: logger,
+		}
+		if r.PasswordFile != "" {
+			data, err := c.ReadFile(r.PasswordFile)
+			if err != nil {
+				return fmt.Errorf("limits.redis.password_file: %w", err)
+			}
+			ro.Password = strings.TrimSpace(string(data))
+		}
+		if r.TLSConfig != nil {
+			tc, err := config_util.NewTLSConfig(r.TLSConfig)
+			if err != nil {
+				return fmt.Errorf("limits.redis.tls_config: %w", err)
+			}
+			ro.TLS = tc
+		}
+		store, err := limits.NewRedisStore(ro)
+		if err != nil {
+			return fmt.Errorf("limits.redis: %w", err)
+		}
+		out.redis, opts.Store = store, store
+	}
+	out.limiter = limits.New(opts)
+	if f := b.OverridesFile; f != "" {
+		out.overrides = limits.NewOverridesReloader(out.limiter, c.Path(f), func() ([]byte, error) { return c.ReadFile(f) }, logger, reg)
+		if err := out.overrides.Reload(); err != nil {
+			return fmt.Errorf("limits.budgets.overrides_file: %w", err)
+		}
+	}
+	return nil
+}
+
+// openSpool builds the forwarder the gateway uses: the sender behind the
+// durable spool (forward.spool), or the bare sender when the spool is off.
+func openSpool(c *config.Config, sender *forward.Sender, logger log.Logger, reg prometheus.Registerer) (gateway.Forwarder, *forward.Spool, error) {
+	sp := c.Forward.Spool
+	if !sp.Enabled {
+		level.Warn(logger).Log("msg", "forward.spool.enabled is false: a downstream outage is answered 503 and clients must retry")
+		return forward.Direct(sender), nil, nil
+	}
+	bkt, err := forward.NewBucket(sp.Bucket)
+	if err != nil {
+		return nil, nil, fmt.Errorf("forward.spool.bucket: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	spool, err := forward.OpenSpool(ctx, bkt, forward.SpoolOptions{
+		MaxBytes:     int64(sp.MaxBytes),
+		MaxSampleAge: time.Duration(sp.MaxSampleAge),
+		Logger:       log.With(logger, "component", "spool"),
+		Registerer:   reg,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	level.Info(logger).Log("msg", "durable spool ready", "bucket", bkt.Name(), "max_bytes", sp.MaxBytes)
+	return forward.NewDurable(sender, spool, forward.DurableOptions{
+		SendDeadline: time.Duration(sp.SendDeadline),
+		Logger:       log.With(logger, "component", "spool"),
+	}), spool, nil
 }

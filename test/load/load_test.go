@@ -25,7 +25,7 @@ import (
 // what a real downstream would decode.
 type sinkForwarder struct{ s *load.Sink }
 
-func (f sinkForwarder) Send(ctx context.Context, body []byte) error {
+func (f sinkForwarder) Send(ctx context.Context, _ string, body []byte) error {
 	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/api/v1/write", strings.NewReader(string(body)))
 	rec := httptest.NewRecorder()
 	f.s.ServeHTTP(rec, req)

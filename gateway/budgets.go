@@ -1,0 +1,343 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/telegate/telegate/batch"
+	"github.com/telegate/telegate/limits"
+)
+
+// shadowHeader carries what shadow-mode rules (enforce: false) would have
+// dropped, in the format of X-Telegate-Dropped-Samples.
+const shadowHeader = "X-Telegate-Shadow-Dropped-Samples"
+
+// Shadow and drop reasons of the budgets.
+const (
+	reasonBudget         = "budget"          // series over the active-series budget
+	reasonSamplesRate    = "samples_rate"    // request over the samples-per-second budget
+	reasonUploadInterval = "upload_interval" // second /upload inside the interval
+	reasonAllowlist      = "allowlist"
+)
+
+// budgetState is the gateway's side of limits: metrics, the offenders
+// table behind /debug/limits, and pooled scratch for series hashes.
+type budgetState struct {
+	shadowSamples *prometheus.CounterVec
+	refused       *prometheus.CounterVec
+	offenders     *offenders
+	scratch       sync.Pool
+}
+
+type budgetScratch struct {
+	hashes   []uint64
+	admitted []bool
+}
+
+func newBudgetState(reg prometheus.Registerer) *budgetState {
+	f := promauto.With(reg)
+	s := &budgetState{
+		shadowSamples: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "telegate_shadow_dropped_samples_total",
+			Help: "Samples a rule in shadow mode (enforce: false) would have dropped or refused but forwarded, by reason (allowlist, budget, samples_rate, upload_interval).",
+		}, []string{"reason"}),
+		refused: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "telegate_limits_refused_requests_total",
+			Help: "Requests refused by an enforced per-cluster budget, by reason (samples_rate, upload_interval, budgets_unavailable).",
+		}, []string{"reason"}),
+		offenders: newOffenders(500),
+		scratch:   sync.Pool{New: func() any { return new(budgetScratch) }},
+	}
+	for _, r := range []string{reasonAllowlist, reasonBudget, reasonSamplesRate, reasonUploadInterval} {
+		s.shadowSamples.WithLabelValues(r)
+	}
+	for _, r := range []string{reasonSamplesRate, reasonUploadInterval, "budgets_unavailable"} {
+		s.refused.WithLabelValues(r)
+	}
+	return s
+}
+
+// allowlistDenies is called for a series the allowlist does not match. It
+// reports whether to drop it: always, unless the allowlist runs in shadow
+// mode, where the series is counted and kept.
+func (g *Gateway) allowlistDenies(s *batch.Series, shadow map[string]int) bool {
+	if !g.opts.AllowlistShadow {
+		g.budgets.offenders.record(reasonAllowlist, s.Name(), len(s.Samples), true)
+		return true
+	}
+	shadow[reasonAllowlist] += len(s.Samples)
+	g.budgets.offenders.record(reasonAllowlist, s.Name(), len(s.Samples), false)
+	return false
+}
+
+// applyBudgets charges the batch (after relabeling, so series identities
+// are final) to the cluster's budgets: a request over the samples rate is
+// refused with 429; series over the active-series budget are dropped
+// (counted in dropped["budget"]) while known series flow. Shadow-mode
+// budgets only count, in shadow.
+func (g *Gateway) applyBudgets(ctx context.Context, cluster string, b *batch.Batch, dropped, shadow map[string]int) error {
+	l := g.opts.Budgets
+	if l == nil || len(b.Series) == 0 {
+		return nil
+	}
+	st := g.budgets
+	n := b.Samples()
+	rd, err := l.TakeSamples(ctx, cluster, n)
+	if err != nil {
+		return g.budgetsUnavailable(err)
+	}
+	if !rd.OK {
+		if rd.Enforce {
+			st.refused.WithLabelValues(reasonSamplesRate).Inc()
+			e := newError(http.StatusTooManyRequests, reasonSamplesRate, fmt.Sprintf(
+				"cluster over its samples budget (%s samples/s, burst %d): this request has %d samples",
+				strconv.FormatFloat(rd.PerSecond, 'g', -1, 64), rd.Limit, n))
+			e.limit = int64(rd.Limit)
+			e.retryAfter = max(rd.Wait, time.Second)
+			return e
+		}
+		shadow[reasonSamplesRate] += n
+		st.shadowSamples.WithLabelValues(reasonSamplesRate).Add(float64(n))
+	}
+
+	sc := st.scratch.Get().(*budgetScratch)
+	defer st.scratch.Put(sc)
+	if cap(sc.hashes) < len(b.Series) {
+		sc.hashes, sc.admitted = make([]uint64, len(b.Series)), make([]bool, len(b.Series))
+	}
+	hashes, admitted := sc.hashes[:len(b.Series)], sc.admitted[:len(b.Series)]
+	for i := range b.Series {
+		hashes[i] = limits.SeriesHash(b.Series[i].Labels)
+	}
+	sd, err := l.AdmitSeries(ctx, cluster, hashes, admitted)
+	if err != nil {
+		return g.budgetsUnavailable(err)
+	}
+	if sd.Refused == 0 {
+		return nil
+	}
+	if !sd.Enforce {
+		for i := range b.Series {
+			if !admitted[i] {
+				s := &b.Series[i]
+				shadow[reasonBudget] += len(s.Samples)
+				st.shadowSamples.WithLabelValues(reasonBudget).Add(float64(len(s.Samples)))
+				st.offenders.record(reasonBudget, s.Name(), len(s.Samples), false)
+			}
+		}
+		return nil
+	}
+	kept := b.Series[:0]
+	for i := range b.Series {
+		s := b.Series[i]
+		if admitted[i] {
+			kept = append(kept, s)
+			continue
+		}
+		dropped[reasonBudget] += len(s.Samples)
+		st.offenders.record(reasonBudget, s.Name(), len(s.Samples), true)
+	}
+	clear(b.Series[len(kept):])
+	b.Series = kept
+	return nil
+}
+
+func (g *Gateway) budgetsUnavailable(err error) error {
+	if !errors.Is(err, limits.ErrUnavailable) {
+		return err
+	}
+	g.budgets.refused.WithLabelValues("budgets_unavailable").Inc()
+	e := newError(http.StatusServiceUnavailable, "budgets_unavailable", "per-cluster budget state (Redis) is unreachable and limits.redis.fail_open is false")
+	e.retryAfter = 5 * time.Second
+	return e
+}
+
+// reserveUpload claims the cluster's /upload slot. It returns the release
+// func to call with the upload's outcome, or the 429 to answer. In shadow
+// mode a second upload inside the interval is counted and let through.
+func (g *Gateway) reserveUpload(ctx context.Context, cluster string, now time.Time, samples int) (func(bool), error) {
+	tooSoon := func(wait time.Duration) error {
+		g.budgets.refused.WithLabelValues(reasonUploadInterval).Inc()
+		e := newError(http.StatusTooManyRequests, reasonUploadInterval, "this cluster already uploaded within limits.upload_interval ("+g.opts.Limits.UploadInterval.String()+")")
+		e.retryAfter = wait
+		e.limit = 1
+		return e
+	}
+	l := g.opts.Budgets
+	if l == nil {
+		release, wait, ok := g.interval.Reserve(cluster, now)
+		if !ok {
+			return nil, tooSoon(wait)
+		}
+		return release, nil
+	}
+	d, err := l.ReserveUpload(ctx, cluster, now)
+	if err != nil {
+		return nil, g.budgetsUnavailable(err)
+	}
+	if !d.OK {
+		if d.Enforce {
+			return nil, tooSoon(d.Wait)
+		}
+		g.budgets.shadowSamples.WithLabelValues(reasonUploadInterval).Add(float64(samples))
+	}
+	return d.Release, nil
+}
+
+// setShadowHeaders tells the client what shadow-mode rules would have
+// dropped: X-Telegate-Shadow-Dropped-Samples: allowlist=3, budget=10.
+func setShadowHeaders(h http.Header, shadow map[string]int) {
+	if len(shadow) == 0 {
+		return
+	}
+	parts := make([]string, 0, len(shadow))
+	for _, reason := range []string{reasonAllowlist, reasonBudget, reasonSamplesRate} {
+		if n := shadow[reason]; n > 0 {
+			parts = append(parts, reason+"="+strconv.Itoa(n))
+		}
+	}
+	h.Set(shadowHeader, strings.Join(parts, ", "))
+}
+
+// offenders keeps the metric names that lost (or, in shadow mode, would
+// have lost) the most samples, per reason. It is bounded: when full, the
+// smallest entry is replaced and the newcomer inherits its count (the
+// space-saving algorithm), so heavy hitters are never missed.
+type offenders struct {
+	mu      sync.Mutex
+	max     int
+	entries map[offenderKey]int64
+	since   time.Time
+}
+
+type offenderKey struct {
+	reason, name string
+	enforced     bool
+}
+
+func newOffenders(max int) *offenders {
+	return &offenders{max: max, entries: map[offenderKey]int64{}, since: time.Now()}
+}
+
+func (o *offenders) record(reason, name string, samples int, enforced bool) {
+	if samples <= 0 {
+		samples = 1
+	}
+	if len(name) > 200 {
+		name = name[:200]
+	}
+	k := offenderKey{reason, name, enforced}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, ok := o.entries[k]; !ok && len(o.entries) >= o.max {
+		var minK offenderKey
+		minV := int64(-1)
+		for ek, v := range o.entries {
+			if minV < 0 || v < minV {
+				minK, minV = ek, v
+			}
+		}
+		delete(o.entries, minK)
+		o.entries[k] = minV
+	}
+	o.entries[k] += int64(samples)
+}
+
+// Offender is one row of /debug/limits.
+type Offender struct {
+	Metric  string `json:"metric"`
+	Samples int64  `json:"samples"`
+}
+
+// top returns the n biggest offenders per reason, split by mode.
+func (o *offenders) top(n int) (enforced, shadow map[string][]Offender, since time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	enforced, shadow = map[string][]Offender{}, map[string][]Offender{}
+	for k, v := range o.entries {
+		m := enforced
+		if !k.enforced {
+			m = shadow
+		}
+		m[k.reason] = append(m[k.reason], Offender{Metric: k.name, Samples: v})
+	}
+	for _, m := range []map[string][]Offender{enforced, shadow} {
+		for r, rows := range m {
+			sort.Slice(rows, func(i, j int) bool {
+				if rows[i].Samples != rows[j].Samples {
+					return rows[i].Samples > rows[j].Samples
+				}
+				return rows[i].Metric < rows[j].Metric
+			})
+			if len(rows) > n {
+				rows = rows[:n]
+			}
+			m[r] = rows
+		}
+	}
+	return enforced, shadow, o.since
+}
+
+// debugLimits is the JSON of GET /debug/limits.
+type debugLimits struct {
+	Since   time.Time             `json:"since"`
+	Dropped map[string][]Offender `json:"dropped"`
+	Shadow  map[string][]Offender `json:"shadow"`
+	Cluster *debugCluster         `json:"cluster,omitempty"`
+}
+
+type debugCluster struct {
+	ID                    string  `json:"id"`
+	MaxActiveSeries       int     `json:"max_active_series"`
+	ActiveSeriesWindow    string  `json:"active_series_window"`
+	EnforceActiveSeries   bool    `json:"enforce_active_series"`
+	SamplesPerSecond      float64 `json:"samples_per_second"`
+	SamplesBurst          int     `json:"samples_burst"`
+	EnforceSamplesRate    bool    `json:"enforce_samples_rate"`
+	EnforceUploadInterval bool    `json:"enforce_upload_interval"`
+}
+
+// RegisterDebug adds GET /debug/limits to mux (the internal listener): the
+// metric names that lost the most samples since start, per reason, for
+// enforced rules ("dropped") and shadow-mode ones ("shadow"); ?n= bounds
+// the rows per reason (default 20) and ?cluster=ID adds that cluster's
+// effective budget (defaults plus its override).
+func (g *Gateway) RegisterDebug(mux *http.ServeMux) {
+	mux.HandleFunc("/debug/limits", func(w http.ResponseWriter, r *http.Request) {
+		n := 20
+		if v := r.URL.Query().Get("n"); v != "" {
+			p, err := strconv.Atoi(v)
+			if err != nil || p <= 0 {
+				http.Error(w, "n must be a positive integer", http.StatusBadRequest)
+				return
+			}
+			n = min(p, 1000)
+		}
+		var out debugLimits
+		out.Dropped, out.Shadow, out.Since = g.budgets.offenders.top(n)
+		if c := r.URL.Query().Get("cluster"); c != "" && g.opts.Budgets != nil {
+			b := g.opts.Budgets.Budget(c, g.opts.Now())
+			out.Cluster = &debugCluster{
+				ID: c, MaxActiveSeries: b.ActiveSeries.Max, ActiveSeriesWindow: b.ActiveSeries.Window.String(),
+				EnforceActiveSeries: b.ActiveSeries.Enforce, SamplesPerSecond: b.SamplesRate.PerSecond,
+				SamplesBurst: b.SamplesRate.Burst, EnforceSamplesRate: b.SamplesRate.Enforce,
+				EnforceUploadInterval: b.UploadInterval.Enforce,
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(out)
+	})
+}
