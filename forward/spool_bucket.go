@@ -46,6 +46,9 @@ type fsConfig struct {
 // Validate checks the provider type and its config without touching
 // storage.
 func (c BucketConfig) Validate() error {
+	if c.isCloud() {
+		return c.checkCloudConfig()
+	}
 	_, err := c.fsConfig()
 	return err
 }
@@ -54,11 +57,9 @@ func (c BucketConfig) fsConfig() (fsConfig, error) {
 	switch strings.ToUpper(c.Type) {
 	case string(objstore.FILESYSTEM):
 	case "":
-		return fsConfig{}, errors.New("bucket: type is required (FILESYSTEM)")
+		return fsConfig{}, errors.New("bucket: type is required (FILESYSTEM, S3, GCS or AZURE)")
 	default:
-		// The other providers live in github.com/thanos-io/objstore/client,
-		// which this build does not link (it pulls every cloud SDK).
-		return fsConfig{}, fmt.Errorf("bucket: type %q is not supported by this build; supported: FILESYSTEM", c.Type)
+		return fsConfig{}, fmt.Errorf("bucket: type %q is not supported; supported: FILESYSTEM, S3, GCS, AZURE", c.Type)
 	}
 	raw, err := yaml.Marshal(c.Config)
 	if err != nil {
@@ -78,8 +79,12 @@ func (c BucketConfig) fsConfig() (fsConfig, error) {
 }
 
 // NewBucket opens the bucket c describes. For FILESYSTEM it is a
-// crash-safe bucket (see FSBucket), created if missing.
+// crash-safe bucket (see FSBucket), created if missing; S3, GCS and AZURE
+// use the Thanos objstore providers.
 func NewBucket(c BucketConfig) (objstore.Bucket, error) {
+	if c.isCloud() {
+		return newCloudBucket(c, nil)
+	}
 	fc, err := c.fsConfig()
 	if err != nil {
 		return nil, err

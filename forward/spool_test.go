@@ -93,7 +93,7 @@ func TestNewBucketConfig(t *testing.T) {
 	}
 	for _, c := range []BucketConfig{
 		{},
-		{Type: "S3", Config: map[string]any{"bucket": "x"}},
+		{Type: "S3", Config: map[string]any{"bucket": "x"}}, // no endpoint
 		{Type: "FILESYSTEM"},
 		{Type: "FILESYSTEM", Config: map[string]any{"directory": dir, "dirctory": "typo"}},
 	} {
