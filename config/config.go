@@ -79,6 +79,9 @@ type Allowlist struct {
 	// WatchInterval is how often the file is checked for changes; 0
 	// disables watching (SIGHUP and POST /-/reload still work).
 	WatchInterval model.Duration `yaml:"watch_interval"`
+	// ExplainCacheBytes bounds the memory that keeps each cluster's last
+	// /upload for GET /explain; 0 disables the endpoint.
+	ExplainCacheBytes Bytes `yaml:"explain_cache_bytes"`
 	// Enforce false is shadow mode: series the allowlist would drop are
 	// counted but forwarded.
 	Enforce bool `yaml:"enforce"`
@@ -276,7 +279,7 @@ func Default() *Config {
 			},
 			JWT: JWT{Expiry: model.Duration(24 * time.Hour)},
 		},
-		Allowlist: Allowlist{File: "allowlist.yaml", WatchInterval: model.Duration(10 * time.Second), Enforce: true},
+		Allowlist: Allowlist{File: "allowlist.yaml", WatchInterval: model.Duration(10 * time.Second), Enforce: true, ExplainCacheBytes: 64 << 20},
 		Relabel: Relabel{
 			DropLabels:       []string{"instance", "pod", "prometheus_replica"},
 			UploadTimestamps: "server",

@@ -83,6 +83,9 @@ type Options struct {
 	MaxConcurrentRequests int
 	// FailedAuth rate-limits failed authentications per source.
 	FailedAuth FailedAuthLimit
+	// ExplainCacheBytes bounds the memory kept for GET /explain (each
+	// cluster's last decoded /upload); 0 disables the endpoint.
+	ExplainCacheBytes int64
 	// Now is the clock (tests); time.Now by default.
 	Now func() time.Time
 }
@@ -98,6 +101,8 @@ type Gateway struct {
 	metrics   *metrics
 	budgets   *budgetState
 	protect   *protection
+	// lastUploads feeds GET /explain; nil when disabled.
+	lastUploads *lastUploads
 }
 
 // New returns a Gateway.
@@ -121,6 +126,9 @@ func New(o Options) *Gateway {
 		protect:  newProtection(o, o.Registerer),
 	}
 	g.metrics.dropped.WithLabelValues(reasonBudget)
+	if o.ExplainCacheBytes > 0 {
+		g.lastUploads = newLastUploads(o.ExplainCacheBytes)
+	}
 	g.allowlist.Store(o.Allowlist)
 	g.ready.Store(true)
 	return g
@@ -141,6 +149,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux.Handle("/api/v1/receive", g.instrument("receive", http.MethodPost, g.handleReceive))
 	mux.Handle("/metrics/v1/receive", g.instrument("receive", http.MethodPost, g.handleReceive))
 	mux.Handle("/allowlist", g.instrument("allowlist", http.MethodGet, g.handleAllowlist))
+	mux.Handle("/explain", g.instrument("explain", http.MethodGet, g.handleExplain))
 	g.health(mux)
 	return g.limitConcurrency(mux)
 }
@@ -298,6 +307,7 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 	if _, err := decode.UnmarshalMetricFamilies(b.Buf, b, now.UnixMilli(), !g.opts.ClientTimestamps, g.opts.Limits.MaxSeriesPerRequest); err != nil {
 		return g.writeError(w, r, err)
 	}
+	g.lastUploads.put(id.ClusterID, b.Buf, now)
 	release, err := g.reserveUpload(r.Context(), id.ClusterID, now, b.Samples())
 	if err != nil {
 		return g.writeError(w, r, err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -465,5 +466,79 @@ func TestNativeHistogramsCountedAsUnsupported(t *testing.T) {
 	status, body, hdr := f.write(t, harness.CompositeToken("dev", "c1"), s)
 	if status != 204 || hdr.Get("X-Telegate-Dropped-Samples") != "unsupported=1" || len(f.fwd.series()) != 1 {
 		t.Fatalf("%d %q %q %v", status, body, hdr.Get("X-Telegate-Dropped-Samples"), f.fwd.series())
+	}
+}
+
+func TestExplainLastUpload(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.ExplainCacheBytes = 1 << 20 })
+	ctx := context.Background()
+	jwt, _, _, err := harness.Authorize(ctx, f.srv.URL, "dev", "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(bearer, query string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/explain"+query, nil)
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("", ""); code != http.StatusUnauthorized {
+		t.Fatalf("unauthenticated: %d", code)
+	}
+	if code, body := get(jwt, ""); code != http.StatusNotFound || !strings.Contains(body, "no_upload") {
+		t.Fatalf("before any upload: %d %s", code, body)
+	}
+	status, body, _, _ := harness.Upload(ctx, f.srv.URL, jwt, []*dto.MetricFamily{
+		gauge("cluster_version", 1, "type", "current", "pod", "p1"), gauge("secret_metric", 1)})
+	if status != 200 {
+		t.Fatalf("upload %d %s", status, body)
+	}
+	code, text := get(jwt, "?format=text")
+	if code != 200 || !strings.Contains(text, "cluster_version") || !strings.Contains(text, "secret_metric") {
+		t.Fatalf("explain text: %d\n%s", code, text)
+	}
+	code, js := get(jwt, "")
+	var rep struct {
+		Metrics []struct {
+			Name    string `json:"name"`
+			Allowed int    `json:"allowed"`
+		} `json:"metrics"`
+	}
+	if err := json.Unmarshal([]byte(js), &rep); code != 200 || err != nil {
+		t.Fatalf("explain json: %d %v\n%s", code, err, js)
+	}
+	allowed := map[string]int{}
+	for _, m := range rep.Metrics {
+		allowed[m.Name] = m.Allowed
+	}
+	if allowed["cluster_version"] != 1 || allowed["secret_metric"] != 0 || len(allowed) != 2 {
+		t.Fatalf("explain verdicts: %v\n%s", allowed, js)
+	}
+}
+
+func TestLastUploadsBounded(t *testing.T) {
+	l := newLastUploads(100)
+	now := time.Now()
+	l.put("a", make([]byte, 20), now)
+	l.put("b", make([]byte, 20), now)
+	l.put("big", make([]byte, 30), now) // over a quarter of the budget: not kept
+	if _, ok := l.get("big"); ok {
+		t.Fatal("kept a body over a quarter of the budget")
+	}
+	for i := 0; i < 5; i++ {
+		l.put(fmt.Sprint("c", i), make([]byte, 20), now)
+	}
+	if _, ok := l.get("a"); ok || l.size > 100 {
+		t.Fatalf("oldest not evicted: size %d", l.size)
+	}
+	if _, ok := l.get("c4"); !ok {
+		t.Fatal("newest evicted")
 	}
 }

@@ -96,6 +96,9 @@ func New(opts Options) *Pipeline {
 // ClusterIDLabel returns the label the pipeline stamps.
 func (p *Pipeline) ClusterIDLabel() string { return p.opts.ClusterIDLabel }
 
+// DropLabels returns the labels the pipeline strips.
+func (p *Pipeline) DropLabels() []string { return append([]string(nil), p.opts.DropLabels...) }
+
 // Scratch is reusable per-request state. The zero value is ready.
 type Scratch struct {
 	seen map[uint64]int

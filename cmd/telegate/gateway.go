@@ -225,6 +225,7 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 		MaxRetryTime:          time.Duration(c.Forward.MaxRetryTime),
 		Budgets:               comp.limiter,
 		AllowlistShadow:       !c.Allowlist.Enforce,
+		ExplainCacheBytes:     int64(c.Allowlist.ExplainCacheBytes),
 		MaxConcurrentRequests: c.Limits.MaxConcurrentRequests,
 		FailedAuth: gateway.FailedAuthLimit{
 			PerMinute:  c.Limits.FailedAuth.PerMinute,
