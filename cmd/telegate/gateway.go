@@ -244,6 +244,9 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 	gw.RegisterHealth(internal)
 	gw.RegisterDebug(internal)
 	reloader := newAllowlistReloader(c, gw, comp.allowlistRaw, comp.allowlist, logger, reg)
+	if comp.overrides != nil {
+		reloader.alsoReload(comp.overrides.Reload)
+	}
 	internal.Handle("/-/reload", reloader)
 
 	var gr run.Group

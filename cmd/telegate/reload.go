@@ -28,6 +28,10 @@ type allowlistReloader struct {
 
 	mu      sync.Mutex
 	current []byte
+	// also are other files reloaded on the same triggers (SIGHUP, POST
+	// /-/reload), e.g. the budget overrides; they keep their own state and
+	// metrics when they fail.
+	also []func() error
 
 	success     prometheus.Gauge
 	successTime prometheus.Gauge
@@ -57,8 +61,26 @@ func newAllowlistReloader(cfg *config.Config, gw *gateway.Gateway, initial []byt
 	return r
 }
 
-// Reload reads the file and swaps it in if it changed and is valid.
+// alsoReload adds a reload that runs on SIGHUP and POST /-/reload.
+func (r *allowlistReloader) alsoReload(f func() error) { r.also = append(r.also, f) }
+
+// Reload re-reads the allowlist (swapping it in if it changed and is
+// valid) and, for explicit triggers, the other reloadable files.
 func (r *allowlistReloader) Reload(trigger string) error {
+	err := r.reloadAllowlist(trigger)
+	if trigger == "file change" {
+		return err
+	}
+	var errs []error
+	for _, f := range r.also {
+		if e := f(); e != nil {
+			errs = append(errs, e)
+		}
+	}
+	return errors.Join(append([]error{err}, errs...)...)
+}
+
+func (r *allowlistReloader) reloadAllowlist(trigger string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	data, err := r.cfg.ReadFile(r.cfg.Allowlist.File)
@@ -115,7 +137,7 @@ func (r *allowlistReloader) ServeHTTP(w http.ResponseWriter, req *http.Request) 
 		if errors.Unwrap(err) == nil && len(msg) > 2048 {
 			msg = msg[:2048]
 		}
-		http.Error(w, "reload failed, previous allowlist kept: "+msg, http.StatusInternalServerError)
+		http.Error(w, "reload failed, previous configuration kept: "+msg, http.StatusInternalServerError)
 		return
 	}
 	w.Write([]byte("allowlist reloaded\n"))
