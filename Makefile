@@ -8,20 +8,21 @@ REVISION  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 FUZZTIME  ?= 10s
 
-.PHONY: all build run test test-deps unit e2e fuzz bench vet fmt lint clean thanos
+.PHONY: all build run test test-deps unit e2e fuzz bench vet fmt lint clean thanos rules
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/telegate
 
-## run: the gateway on examples/gateway.yaml (also its built-in defaults)
-## with a local Prometheus on 127.0.0.1:9090 as the downstream.
+## run: the gateway on its built-in config (= examples/gateway.yaml: embedded
+## storage, query API on 127.0.0.1:9004) plus a demo cluster Prometheus and a
+## telegate client sending to it.
 run: build
 	./scripts/run-local.sh $(BIN)
 
 ## test: everything CI runs. Installs Prometheus (Debian package) if missing.
-test: test-deps vet unit e2e fuzz
+test: test-deps vet rules unit e2e fuzz
 
 test-deps:
 	./scripts/install-test-deps.sh
@@ -30,6 +31,13 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+## rules: check the Prometheus rules in deploy/monitoring and run their
+## unit tests (promtool from the Debian prometheus package).
+PROMTOOL ?= promtool
+rules: test-deps
+	$(PROMTOOL) check rules deploy/monitoring/rules/*.rules.yaml
+	$(PROMTOOL) test rules deploy/monitoring/rules/tests/*.test.yaml
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/e2e)

@@ -9,7 +9,9 @@
 //
 // It also issues and verifies the short-lived JWTs handed out by /authorize
 // and presented on /upload (Signer), and decodes the composite bearer used
-// by remote write (ParseCompositeToken, BearerToken).
+// by remote write (ParseCompositeToken, BearerToken). Optionally a verified
+// TLS client certificate names the cluster (CertAuthenticator), as an
+// alternative to the token for remote write.
 //
 // Every failure is an *Error whose Kind maps to one HTTP status through
 // StatusOf. Authentication fails closed: a dependency failure is Unavailable,

@@ -27,6 +27,7 @@ type Config struct {
 	Relabel   Relabel   `yaml:"relabel"`
 	Limits    Limits    `yaml:"limits"`
 	Forward   Forward   `yaml:"forward"`
+	Storage   Storage   `yaml:"storage"`
 
 	// source reads the files the config points at: relative to the config
 	// file's directory, or from the embedded example set.
@@ -55,6 +56,17 @@ type Authn struct {
 	TokensFile     string     `yaml:"tokens_file"`
 	Authorizer     Authorizer `yaml:"authorizer"`
 	JWT            JWT        `yaml:"jwt"`
+	// ClientCertificate takes the cluster ID of remote-write requests
+	// from a verified TLS client certificate (mTLS, --web.config.file).
+	ClientCertificate ClientCertificate `yaml:"client_certificate"`
+}
+
+// ClientCertificate configures the mTLS identity (authn.CertAuthenticator).
+type ClientCertificate struct {
+	// ClusterIDFrom is common_name, uri_san or dns_san; "" = off.
+	ClusterIDFrom string `yaml:"cluster_id_from"`
+	URIPrefix     string `yaml:"uri_prefix"`
+	DNSSuffix     string `yaml:"dns_suffix"`
 }
 
 // Authorizer is the upstream authorizer (tollbooth protocol).
@@ -185,6 +197,41 @@ type Forward struct {
 	Spool Spool `yaml:"spool"`
 }
 
+// Storage is the embedded TSDB used when forward.url is empty
+// (single-binary mode).
+type Storage struct {
+	// Path is the TSDB directory (relative to the working directory).
+	Path string `yaml:"path"`
+	// RetentionTime deletes data older than this; 0 = no time limit.
+	RetentionTime model.Duration `yaml:"retention_time"`
+	// RetentionSize deletes the oldest blocks while the storage takes
+	// more bytes than this; 0 = no size limit. Both 0: 15d.
+	RetentionSize Bytes `yaml:"retention_size"`
+	// OutOfOrderTimeWindow accepts samples up to this far behind a
+	// series' newest one; 0 refuses them (400).
+	OutOfOrderTimeWindow model.Duration `yaml:"out_of_order_time_window"`
+	// WALFsync fsyncs the WAL before every acknowledgement, so a 2xx
+	// survives power loss, not only a crash of the process.
+	WALFsync bool         `yaml:"wal_fsync"`
+	Query    StorageQuery `yaml:"query"`
+}
+
+// StorageQuery configures the Prometheus query API over the embedded
+// storage.
+type StorageQuery struct {
+	// ListenAddress serves the query API on its own listener; "" = on the
+	// internal listener.
+	ListenAddress string         `yaml:"listen_address"`
+	Timeout       model.Duration `yaml:"timeout"`
+	MaxSamples    int            `yaml:"max_samples"`
+	MaxConcurrent int            `yaml:"max_concurrent"`
+	LookbackDelta model.Duration `yaml:"lookback_delta"`
+}
+
+// EmbeddedStorage reports whether the gateway stores data itself
+// (forward.url empty) instead of forwarding it.
+func (c *Config) EmbeddedStorage() bool { return c.Forward.Sender.URL == "" }
+
 // Spool configures forward.spool: where bodies the downstream could not
 // take wait for replay.
 type Spool struct {
@@ -279,7 +326,7 @@ func Default() *Config {
 			},
 			JWT: JWT{Expiry: model.Duration(24 * time.Hour)},
 		},
-		Allowlist: Allowlist{File: "allowlist.yaml", WatchInterval: model.Duration(10 * time.Second), Enforce: true, ExplainCacheBytes: 64 << 20},
+		Allowlist: Allowlist{File: "allowlist.yaml", WatchInterval: model.Duration(10 * time.Second), Enforce: true, ExplainCacheBytes: 16 << 20},
 		Relabel: Relabel{
 			DropLabels:       []string{"instance", "pod", "prometheus_replica"},
 			UploadTimestamps: "server",
@@ -309,6 +356,17 @@ func Default() *Config {
 			MaxRetryTime:    model.Duration(30 * time.Second),
 			Spool:           defaultSpool(),
 			MaxRequestBytes: forward.DefaultMaxRequestBytes,
+		},
+		Storage: Storage{
+			Path:          "./data",
+			RetentionTime: model.Duration(15 * 24 * time.Hour),
+			WALFsync:      true,
+			Query: StorageQuery{
+				Timeout:       model.Duration(2 * time.Minute),
+				MaxSamples:    50000000,
+				MaxConcurrent: 20,
+				LookbackDelta: model.Duration(5 * time.Minute),
+			},
 		},
 	}
 }
@@ -399,8 +457,19 @@ func (c *Config) Validate() error {
 	if !labelNameRE.MatchString(c.Authn.ClusterIDLabel) {
 		add("authn.cluster_id_label", "%q is not a valid label name", c.Authn.ClusterIDLabel)
 	}
-	if c.Authn.TokensFile == "" && c.Authn.Authorizer.URL == "" {
-		add("authn", "set tokens_file or authorizer.url: the gateway never runs without authentication")
+	switch cc := c.Authn.ClientCertificate; cc.ClusterIDFrom {
+	case "", "common_name", "uri_san", "dns_san":
+		if cc.URIPrefix != "" && cc.ClusterIDFrom != "uri_san" {
+			add("authn.client_certificate.uri_prefix", "applies only to cluster_id_from: uri_san")
+		}
+		if cc.DNSSuffix != "" && cc.ClusterIDFrom != "dns_san" {
+			add("authn.client_certificate.dns_suffix", "applies only to cluster_id_from: dns_san")
+		}
+	default:
+		add("authn.client_certificate.cluster_id_from", "%q: want common_name, uri_san, dns_san or empty (off)", cc.ClusterIDFrom)
+	}
+	if c.Authn.TokensFile == "" && c.Authn.Authorizer.URL == "" && c.Authn.ClientCertificate.ClusterIDFrom == "" {
+		add("authn", "set tokens_file, authorizer.url or client_certificate.cluster_id_from: the gateway never runs without authentication")
 	}
 	if c.Authn.Authorizer.URL != "" && !strings.HasPrefix(c.Authn.Authorizer.URL, "http://") && !strings.HasPrefix(c.Authn.Authorizer.URL, "https://") {
 		add("authn.authorizer.url", "%q must be an http(s) URL", c.Authn.Authorizer.URL)
@@ -452,13 +521,12 @@ func (c *Config) Validate() error {
 			add(key, "must be positive")
 		}
 	}
-	if c.Forward.Sender.URL == "" {
-		add("forward.url", "must be set to the remote-write URL of long-term storage (e.g. http://thanos-receive:19291/api/v1/receive)")
-	}
 	if c.Forward.Sender.URL != "" {
 		if err := c.Forward.Sender.Validate(); err != nil {
 			errs = append(errs, err)
 		}
+	} else {
+		c.validateStorage(add)
 	}
 	for i, rc := range c.Relabel.RelabelConfigs {
 		if rc == nil {
@@ -495,6 +563,36 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateStorage checks the storage section (single-binary mode only:
+// with forward.url set it is not used).
+func (c *Config) validateStorage(add func(key, format string, args ...any)) {
+	st := c.Storage
+	if st.Path == "" {
+		add("storage.path", "must not be empty when forward.url is empty (single-binary mode stores data there)")
+	}
+	q := st.Query
+	if q.ListenAddress != "" {
+		if _, _, err := net.SplitHostPort(q.ListenAddress); err != nil {
+			add("storage.query.listen_address", "%v", err)
+		}
+		if q.ListenAddress == c.Web.ListenAddress || q.ListenAddress == c.Web.InternalListenAddress {
+			add("storage.query.listen_address", "%q is already a web listener; leave it empty to serve the query API on the internal listener", q.ListenAddress)
+		}
+	}
+	if q.Timeout <= 0 {
+		add("storage.query.timeout", "must be positive")
+	}
+	if q.MaxSamples <= 0 {
+		add("storage.query.max_samples", "must be positive")
+	}
+	if q.MaxConcurrent <= 0 {
+		add("storage.query.max_concurrent", "must be positive")
+	}
+	if q.LookbackDelta <= 0 {
+		add("storage.query.lookback_delta", "must be positive")
+	}
 }
 
 // cleanYAMLError drops the library's noise ("yaml: unmarshal errors:\n  ")

@@ -73,7 +73,6 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		"unknown key":      {"web:\n  listen_adress: x\n" + minimal, "line 2: field listen_adress is not a known key"},
 		"unknown section":  {minimal + "bogus: 1\n", "line 4: field bogus is not a known key"},
 		"bad size":         {"limits:\n  max_request_bytes: 4 lots\n" + minimal, "invalid size"},
-		"no forward":       {"web: {}\n", "forward.url"},
 		"decoded < body":   {"limits:\n  max_request_bytes: 8MiB\n  max_decoded_bytes: 1MiB\n" + minimal, "limits.max_decoded_bytes"},
 		"bad label":        {"authn:\n  cluster_id_label: 1x\n" + minimal, "authn.cluster_id_label"},
 		"drop id":          {"relabel:\n  drop_labels: [_id]\n" + minimal, "relabel.drop_labels"},
@@ -133,5 +132,68 @@ func TestBytes(t *testing.T) {
 	}
 	if s := Bytes(4 << 20).String(); s != "4MiB" {
 		t.Errorf("String = %q", s)
+	}
+}
+
+// TestEmbeddedStorage: without forward.url the gateway runs in
+// single-binary mode on the storage section's defaults; its values are
+// checked then.
+func TestEmbeddedStorage(t *testing.T) {
+	c, err := Parse([]byte("web: {}\n"), "t.yaml", fstest.MapFS{}, "")
+	if err != nil {
+		t.Fatalf("no forward.url must mean embedded storage, got %v", err)
+	}
+	if !c.EmbeddedStorage() {
+		t.Fatal("EmbeddedStorage() = false without forward.url")
+	}
+	st := c.Storage
+	if st.Path != "./data" || time.Duration(st.RetentionTime) != 15*24*time.Hour || st.RetentionSize != 0 ||
+		st.OutOfOrderTimeWindow != 0 || !st.WALFsync {
+		t.Errorf("storage defaults: %+v", st)
+	}
+	if q := st.Query; q.ListenAddress != "" || time.Duration(q.Timeout) != 2*time.Minute || q.MaxSamples != 50000000 ||
+		q.MaxConcurrent != 20 || time.Duration(q.LookbackDelta) != 5*time.Minute {
+		t.Errorf("storage.query defaults: %+v", q)
+	}
+	c, err = Parse([]byte(`storage:
+  path: /var/lib/telegate
+  retention_time: 30d
+  retention_size: 10GiB
+  out_of_order_time_window: 10m
+  wal_fsync: false
+  query: {listen_address: 127.0.0.1:9090, timeout: 30s, max_samples: 1000, max_concurrent: 2, lookback_delta: 1m}
+`), "t.yaml", fstest.MapFS{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = c.Storage
+	if st.Path != "/var/lib/telegate" || time.Duration(st.RetentionTime) != 30*24*time.Hour || st.RetentionSize != 10<<30 ||
+		time.Duration(st.OutOfOrderTimeWindow) != 10*time.Minute || st.WALFsync || st.Query.ListenAddress != "127.0.0.1:9090" ||
+		time.Duration(st.Query.Timeout) != 30*time.Second || st.Query.MaxSamples != 1000 || st.Query.MaxConcurrent != 2 ||
+		time.Duration(st.Query.LookbackDelta) != time.Minute {
+		t.Errorf("storage: %+v", st)
+	}
+	if c, err := Parse([]byte(minimal), "t.yaml", fstest.MapFS{}, ""); err != nil || c.EmbeddedStorage() {
+		t.Fatalf("forward.url set: embedded=%v err=%v", c != nil && c.EmbeddedStorage(), err)
+	}
+	for name, tc := range map[string]struct{ doc, want string }{
+		"empty path":         {"storage: {path: ''}\n", "storage.path"},
+		"negative retention": {"storage: {retention_time: -1d}\n", "not a valid duration"},
+		"negative size":      {"storage: {retention_size: -1}\n", "invalid size"},
+		"negative ooo":       {"storage: {out_of_order_time_window: -1m}\n", "not a valid duration"},
+		"bad listen":         {"storage: {query: {listen_address: nope}}\n", "storage.query.listen_address"},
+		"listener clash":     {"web: {internal_listen_address: '127.0.0.1:9004'}\nstorage: {query: {listen_address: '127.0.0.1:9004'}}\n", "already a web listener"},
+		"zero timeout":       {"storage: {query: {timeout: 0s}}\n", "storage.query.timeout"},
+		"zero samples":       {"storage: {query: {max_samples: 0}}\n", "storage.query.max_samples"},
+		"zero concurrent":    {"storage: {query: {max_concurrent: 0}}\n", "storage.query.max_concurrent"},
+		"zero lookback":      {"storage: {query: {lookback_delta: 0s}}\n", "storage.query.lookback_delta"},
+		"unknown key":        {"storage: {retention: 1d}\n", "field retention is not a known key"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.doc), "gw.yaml", fstest.MapFS{}, "")
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v does not contain %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -71,14 +71,40 @@ func newBudgetState(reg prometheus.Registerer) *budgetState {
 // allowlistDenies is called for a series the allowlist does not match. It
 // reports whether to drop it: always, unless the allowlist runs in shadow
 // mode, where the series is counted and kept.
-func (g *Gateway) allowlistDenies(s *batch.Series, shadow map[string]int) bool {
+func (g *Gateway) allowlistDenies(s *batch.Series, shadow map[string]int, tally *offenderTally) bool {
 	if !g.opts.AllowlistShadow {
-		g.budgets.offenders.record(reasonAllowlist, s.Name(), len(s.Samples), true)
+		tally.add(reasonAllowlist, s.Name(), len(s.Samples), true)
 		return true
 	}
 	shadow[reasonAllowlist] += len(s.Samples)
-	g.budgets.offenders.record(reasonAllowlist, s.Name(), len(s.Samples), false)
+	tally.add(reasonAllowlist, s.Name(), len(s.Samples), false)
 	return false
+}
+
+// offenderTally sums consecutive drops of the same metric name (series of
+// one metric arrive together) so the shared offenders table is locked once
+// per metric per request, not once per series.
+type offenderTally struct {
+	o        *offenders
+	reason   string
+	name     string
+	samples  int
+	enforced bool
+}
+
+func (t *offenderTally) add(reason, name string, samples int, enforced bool) {
+	if t.samples > 0 && (t.name != name || t.reason != reason || t.enforced != enforced) {
+		t.flush()
+	}
+	t.reason, t.name, t.enforced = reason, name, enforced
+	t.samples += max(samples, 1)
+}
+
+func (t *offenderTally) flush() {
+	if t.samples > 0 {
+		t.o.record(t.reason, t.name, t.samples, t.enforced)
+		t.samples = 0
+	}
 }
 
 // applyBudgets charges the batch (after relabeling, so series identities
@@ -111,6 +137,11 @@ func (g *Gateway) applyBudgets(ctx context.Context, cluster string, b *batch.Bat
 		st.shadowSamples.WithLabelValues(reasonSamplesRate).Add(float64(n))
 	}
 
+	// Hashing every series costs more than anything else here: skip it
+	// when this cluster has no active-series budget.
+	if l.Budget(cluster, time.Now()).ActiveSeries.Max <= 0 {
+		return nil
+	}
 	sc := st.scratch.Get().(*budgetScratch)
 	defer st.scratch.Put(sc)
 	if cap(sc.hashes) < len(b.Series) {

@@ -12,16 +12,58 @@ import (
 	"github.com/telegate/telegate/gateway/decode"
 )
 
-// lastUploads keeps each cluster's last decoded /upload body (the
-// delimited MetricFamilies, one copy) so GET /explain can answer "why is my
-// metric not showing up?" for it. It is bounded by total bytes; the least
-// recently uploading clusters are evicted first.
+// lastUploads keeps the last decoded /upload body (the delimited
+// MetricFamilies, one copy) of the clusters someone asked GET /explain
+// about, so it can answer "why is my metric not showing up?". Copying every
+// cluster's body would cost memory and GC on the hot path for a question
+// few clusters ask: a cluster is armed by its first GET /explain, and only
+// armed clusters' uploads are kept. Bounded by total bytes (least recently
+// uploading evicted first) and by the number of armed clusters.
 type lastUploads struct {
 	mu    sync.Mutex
 	max   int64
 	size  int64
 	order *list.List // of *lastUpload, most recent at the front
 	byID  map[string]*list.Element
+	armed map[string]time.Time // cluster -> when it was armed
+}
+
+const (
+	maxArmed = 1024
+	armedTTL = time.Hour
+)
+
+// arm makes put keep cluster's next uploads for the next hour.
+func (l *lastUploads) arm(cluster string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.armed) >= maxArmed {
+		for id, at := range l.armed {
+			if now.Sub(at) > armedTTL {
+				delete(l.armed, id)
+			}
+		}
+		if len(l.armed) >= maxArmed {
+			return
+		}
+	}
+	l.armed[cluster] = now
+}
+
+// wants reports, without copying anything, whether put would keep an
+// upload of cluster.
+func (l *lastUploads) wants(cluster string, now time.Time) bool {
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	at, ok := l.armed[cluster]
+	if ok && now.Sub(at) > armedTTL {
+		delete(l.armed, cluster)
+		return false
+	}
+	return ok
 }
 
 type lastUpload struct {
@@ -31,13 +73,13 @@ type lastUpload struct {
 }
 
 func newLastUploads(maxBytes int64) *lastUploads {
-	return &lastUploads{max: maxBytes, order: list.New(), byID: map[string]*list.Element{}}
+	return &lastUploads{max: maxBytes, order: list.New(), byID: map[string]*list.Element{}, armed: map[string]time.Time{}}
 }
 
 // put stores a copy of data as cluster's last upload. Bodies larger than
 // a quarter of the budget are not kept (one cluster must not evict all).
 func (l *lastUploads) put(cluster string, data []byte, at time.Time) {
-	if l == nil || int64(len(data)) > l.max/4 {
+	if !l.wants(cluster, at) || int64(len(data)) > l.max/4 {
 		return
 	}
 	cp := append([]byte(nil), data...)
@@ -90,9 +132,11 @@ func (g *Gateway) handleExplain(w http.ResponseWriter, r *http.Request) int {
 	if g.lastUploads == nil {
 		return g.writeError(w, r, newError(http.StatusNotFound, "explain_disabled", "explain is disabled on this gateway (allowlist.explain_cache_bytes: 0)"))
 	}
+	now := g.opts.Now()
+	g.lastUploads.arm(id.ClusterID, now)
 	last, ok := g.lastUploads.get(id.ClusterID)
 	if !ok {
-		return g.writeError(w, r, newError(http.StatusNotFound, "no_upload", "no /upload from this cluster since the gateway started (or it was evicted); upload, then ask again"))
+		return g.writeError(w, r, newError(http.StatusNotFound, "no_upload", "no upload recorded for this cluster yet: the gateway now keeps its next uploads for an hour; ask again after the next /upload"))
 	}
 	b := batch.Get()
 	defer batch.Put(b)

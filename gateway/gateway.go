@@ -45,6 +45,17 @@ type Forwarder interface {
 	Send(ctx context.Context, clusterID string, body []byte) error
 }
 
+// BatchForwarder is a Forwarder that takes a request's processed series
+// directly, without the remote-write encoding (the embedded store). The
+// gateway prefers it when the Forwarder implements it and hands it the
+// whole request at once: MaxForwardBytes does not split it. The series'
+// strings may alias the request buffer, which is reused once Append
+// returns: anything kept must be copied. A nil error means the series
+// are durably stored.
+type BatchForwarder interface {
+	Append(ctx context.Context, clusterID string, series []batch.Series) error
+}
+
 // Limits are the per-request caps.
 type Limits struct {
 	MaxRequestBytes     int64
@@ -88,6 +99,11 @@ type Options struct {
 	ExplainCacheBytes int64
 	// Now is the clock (tests); time.Now by default.
 	Now func() time.Time
+	// ClientCertificates, if set, identifies remote-write senders by their
+	// verified TLS client certificate (mTLS): a request without an
+	// Authorization header is accepted as the certificate's cluster, and
+	// a bearer token for another cluster than the certificate's is 403.
+	ClientCertificates *authn.CertAuthenticator
 }
 
 // Gateway serves the public API.
@@ -322,18 +338,7 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 }
 
 func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
-	bearer, ok := authn.BearerToken(r)
-	if !ok {
-		return g.writeError(w, r, newError(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer header (base64 of {\"authorization_token\":...,\"cluster_id\":...})"))
-	}
-	token, clusterID, err := authn.ParseCompositeToken(bearer)
-	if err != nil {
-		return g.writeError(w, r, err)
-	}
-	if err := checkClusterID(clusterID); err != nil {
-		return g.writeError(w, r, err)
-	}
-	id, err := g.opts.Authenticator.Authenticate(r.Context(), token, clusterID)
+	id, err := g.receiveIdentity(r)
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
@@ -371,6 +376,39 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	return code
 }
 
+// receiveIdentity authenticates a remote write: by the composite bearer
+// token, or by the verified client certificate (ClientCertificates) when
+// the request carries no Authorization header. When both are present they
+// must name the same cluster.
+func (g *Gateway) receiveIdentity(r *http.Request) (authn.Identity, error) {
+	certID, fromCert, err := g.opts.ClientCertificates.Identify(r.TLS)
+	if err != nil {
+		return authn.Identity{}, err
+	}
+	bearer, ok := authn.BearerToken(r)
+	if !ok {
+		if fromCert && r.Header.Get("Authorization") == "" {
+			return certID, nil
+		}
+		return authn.Identity{}, newError(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer header (base64 of {\"authorization_token\":...,\"cluster_id\":...})")
+	}
+	token, clusterID, err := authn.ParseCompositeToken(bearer)
+	if err != nil {
+		return authn.Identity{}, err
+	}
+	if err := checkClusterID(clusterID); err != nil {
+		return authn.Identity{}, err
+	}
+	id, err := g.opts.Authenticator.Authenticate(r.Context(), token, clusterID)
+	if err != nil {
+		return authn.Identity{}, err
+	}
+	if fromCert && certID.ClusterID != id.ClusterID {
+		return authn.Identity{}, authn.NewForbidden("the bearer token is for another cluster than the client certificate")
+	}
+	return id, nil
+}
+
 // ingest runs a decoded batch through identity check, allowlist, relabel
 // and forwarding. It returns the success status to answer. unsupported is
 // the number of native histogram samples the remote-write decoder skipped,
@@ -383,6 +421,7 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	al := g.allowlist.Load()
 	shadow := map[string]int{}
 	var deniedSeries, deniedSamples int
+	tally := offenderTally{o: g.budgets.offenders}
 	kept := b.Series[:0]
 	for i := range b.Series {
 		s := &b.Series[i]
@@ -390,18 +429,19 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 			return 0, err
 		}
 		if name := s.Name(); al == nil || !al.MatchName(name) {
-			if g.allowlistDenies(s, shadow) {
+			if g.allowlistDenies(s, shadow, &tally) {
 				deniedSeries++
 				deniedSamples += len(s.Samples)
 				continue
 			}
-		} else if _, ok := al.Match(s.Labels); !ok && g.allowlistDenies(s, shadow) {
+		} else if _, ok := al.Match(s.Labels); !ok && g.allowlistDenies(s, shadow, &tally) {
 			deniedSeries++
 			deniedSamples += len(s.Samples)
 			continue
 		}
 		kept = append(kept, *s)
 	}
+	tally.flush()
 	clear(b.Series[len(kept):])
 	b.Series = kept
 	sc := g.scratch.Get().(*relabel.Scratch)
@@ -448,11 +488,15 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	return http.StatusOK, nil
 }
 
-// forward sends series in order, split below MaxForwardBytes. A failure
-// stops at that part; the parts before it are already accepted.
+// forward sends series in order, split below MaxForwardBytes (a
+// BatchForwarder gets them whole, unencoded). A failure stops at that
+// part; the parts before it are already accepted.
 func (g *Gateway) forward(ctx context.Context, clusterID string, series []batch.Series) error {
 	ctx, cancel := context.WithTimeout(ctx, g.opts.MaxRetryTime)
 	defer cancel()
+	if bf, ok := g.opts.Forwarder.(BatchForwarder); ok {
+		return bf.Append(ctx, clusterID, series)
+	}
 	bufs := forward.GetBuffers()
 	defer forward.PutBuffers(bufs)
 	for _, part := range forward.SplitSeries(series, g.opts.MaxForwardBytes) {

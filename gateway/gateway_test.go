@@ -526,6 +526,13 @@ func TestExplainLastUpload(t *testing.T) {
 func TestLastUploadsBounded(t *testing.T) {
 	l := newLastUploads(100)
 	now := time.Now()
+	l.put("x", make([]byte, 10), now)
+	if _, ok := l.get("x"); ok {
+		t.Fatal("kept the upload of a cluster nobody asked about")
+	}
+	for _, c := range []string{"a", "b", "big", "c0", "c1", "c2", "c3", "c4"} {
+		l.arm(c, now)
+	}
 	l.put("a", make([]byte, 20), now)
 	l.put("b", make([]byte, 20), now)
 	l.put("big", make([]byte, 30), now) // over a quarter of the budget: not kept

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# make run: a complete local system on 127.0.0.1.
-#   - Prometheus on :9090 with the remote-write receiver: the long-term store.
+# make run: a complete local system on 127.0.0.1, in single-binary mode.
 #   - telegate gateway on its built-in config (= examples/gateway.yaml):
-#     public API on :9003, /metrics and health on :9004.
-#   - a second Prometheus on :9091 playing a cluster: it scrapes itself and
+#     public API on :9003; /metrics, health and the Prometheus query API
+#     (/api/v1/query, ...) on :9004. forward.url is empty, so it stores
+#     what it accepts in its embedded TSDB (data/tsdb).
+#   - a Prometheus on :9091 playing a cluster: it scrapes itself and
 #     remote-writes through the gateway as cluster "my-cluster".
+#   - a telegate client federating that Prometheus and uploading (the
+#     telemeter protocol) as cluster "my-client-cluster", every 4m30s.
 # Installs the Debian prometheus package if it is missing. Ctrl-C stops all.
 set -euo pipefail
 bin=${1:-bin/telegate}
@@ -17,15 +20,8 @@ trap cleanup EXIT INT TERM
 
 wait_ready() { for _ in $(seq 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.2; done; echo "timed out waiting for $1" >&2; return 1; }
 
-store="$here/data/store"; mkdir -p "$store"
-echo 'global: {scrape_interval: 15s}' >"$store/prometheus.yml"
-prometheus --config.file="$store/prometheus.yml" --storage.tsdb.path="$store" \
-  --web.listen-address=127.0.0.1:9090 --web.enable-remote-write-receiver \
-  >"$store/prometheus.log" 2>&1 &
-pids+=($!)
-wait_ready http://127.0.0.1:9090/-/ready
-
-"$here/$bin" gateway &
+mkdir -p "$here/data"
+"$here/$bin" gateway --storage.path="$here/data/tsdb" &
 pids+=($!)
 wait_ready http://127.0.0.1:9004/-/ready
 
@@ -43,22 +39,30 @@ YAML
 prometheus --config.file="$cluster/prometheus.yml" --storage.tsdb.path="$cluster" \
   --web.listen-address=127.0.0.1:9091 >"$cluster/prometheus.log" 2>&1 &
 pids+=($!)
+wait_ready http://127.0.0.1:9091/-/ready
+
+"$here/$bin" client --from=http://127.0.0.1:9091 --to=http://127.0.0.1:9003 --id=my-client-cluster \
+  --to-token=dev-token --match-from-gateway --listen=127.0.0.1:9002 --staging-dir="$here/data/client" \
+  >"$here/data/client.log" 2>&1 &
+pids+=($!)
 
 cat <<MSG
 
-  telegate is up.
+  telegate is up (single-binary mode: no other server).
     gateway public API   http://127.0.0.1:9003  (/authorize, /upload, /api/v1/receive)
-    gateway internal     http://127.0.0.1:9004/metrics
-    long-term store      http://127.0.0.1:9090  (Prometheus; log in data/store/)
+    gateway internal     http://127.0.0.1:9004  (/metrics, health, and the Prometheus query API:
+                                                 point Grafana's Prometheus data source here)
+    storage              data/tsdb (embedded Prometheus TSDB, 15d retention)
     demo cluster         http://127.0.0.1:9091  (Prometheus remote-writing as "my-cluster")
+    telegate client      http://127.0.0.1:9002  (uploading as "my-client-cluster"; log in data/client.log)
 
-  In ~30s the store holds the demo cluster's allowlisted series, stamped
+  In ~30s the gateway holds the demo cluster's allowlisted series, stamped
   with _id and without instance:
-    curl -s http://127.0.0.1:9090/api/v1/query -G --data-urlencode 'query=up{_id="my-cluster"}'
+    curl -s http://127.0.0.1:9004/api/v1/query -G --data-urlencode 'query=up{_id="my-cluster"}'
 
   A telemeter client's first step:
     curl -s -XPOST -H 'Authorization: Bearer dev-token' 'http://127.0.0.1:9003/authorize?id=my-cluster'
 
   Ctrl-C stops everything.
 MSG
-wait "${pids[1]}"
+wait "${pids[0]}"

@@ -508,7 +508,7 @@ func (a *API) series(r *http.Request) (result, *apiError) {
 	hints := &storage.SelectHints{Start: timestamp.FromTime(start), End: timestamp.FromTime(end), Func: "series", Limit: limit}
 	var set storage.SeriesSet
 	if len(sets) == 1 {
-		set = q.Select(ctx, false, hints, sets[0]...)
+		set = q.Select(ctx, true, hints, sets[0]...)
 	} else {
 		all := make([]storage.SeriesSet, 0, len(sets))
 		for _, ms := range sets {

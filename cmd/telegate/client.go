@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/telegate/telegate/client"
 )
@@ -29,6 +30,7 @@ type clientCmd struct {
 	configFile string
 	dryRun     bool
 	overlay    []func(*client.Config) error
+	webConfig  string // --web.config.file: TLS of --listen
 
 	inspectPath  string
 	inspectIndex int
@@ -58,6 +60,7 @@ func registerClient(app *kingpin.Application) *clientCmd {
 		"Flags override the keys of --config.file of the same name (--from-token-file: from_token_file).")
 	cmd := c.cmd
 	cmd.Flag("config.file", "Client configuration file (YAML); its keys are the flag names with _ for -. Flags given override it.").StringVar(&c.configFile)
+	cmd.Flag("web.config.file", "Exporter-toolkit web configuration of --listen: TLS certificate and key, client CA and client_auth_type, basic auth; re-read on every TLS handshake. Empty: plain HTTP.").StringVar(&c.webConfig)
 	cmd.Flag("dry-run", "Federate and transform once, print exactly what would be sent (Prometheus text) and exit. Nothing is uploaded.").BoolVar(&c.dryRun)
 
 	c.boolFlag("disabled", "Turn telemetry off: nothing is federated or sent; health and metrics still serve.", func(cfg *client.Config, v bool) { cfg.Disabled = v })
@@ -249,6 +252,9 @@ func (c *clientCmd) run(logger log.Logger) error {
 	if err != nil {
 		return err
 	}
+	if err := web.Validate(c.webConfig); err != nil {
+		return fmt.Errorf("--web.config.file %s: %w", c.webConfig, err)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cl, err := client.New(cfg, client.Options{Logger: logger, Registerer: reg, DryRun: c.dryRun})
@@ -280,7 +286,7 @@ func (c *clientCmd) run(logger log.Logger) error {
 	var g run.Group
 	g.Add(func() error {
 		level.Info(logger).Log("msg", "listening", "address", ln.Addr().String())
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := web.Serve(ln, srv, webFlags(cfg.Listen, c.webConfig), newSlogLogger(log.With(logger, "component", "web"))); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil

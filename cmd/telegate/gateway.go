@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	config_util "github.com/prometheus/common/config"
 	promversion "github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/telegate/telegate/allowlist"
 	"github.com/telegate/telegate/authn"
@@ -32,6 +33,7 @@ import (
 	"github.com/telegate/telegate/gateway"
 	"github.com/telegate/telegate/limits"
 	"github.com/telegate/telegate/relabel"
+	"github.com/telegate/telegate/store"
 )
 
 type gatewayCmd struct {
@@ -40,6 +42,12 @@ type gatewayCmd struct {
 	listen          string
 	internalListen  string
 	printConfigOnly bool
+
+	webConfigFile         string // --web.config.file: TLS of the public listener
+	internalWebConfigFile string // --web.internal-config.file
+	internalWebConfigSet  bool
+
+	storage storageFlags // --storage.*: single-binary mode
 }
 
 func init() {
@@ -56,6 +64,9 @@ func registerGateway(app *kingpin.Application) *gatewayCmd {
 	g.cmd.Flag("web.listen-address", "Public listen address; overrides web.listen_address.").StringVar(&g.listen)
 	g.cmd.Flag("web.internal-listen-address", "Internal listen address (/metrics, /debug/pprof, health); overrides web.internal_listen_address.").StringVar(&g.internalListen)
 	g.cmd.Flag("config.check", "Load and validate the configuration and every file it references, then exit.").BoolVar(&g.printConfigOnly)
+	g.cmd.Flag("web.config.file", "Exporter-toolkit web configuration of the public listener: TLS certificate and key, client CA and client_auth_type (mTLS), min_version, cipher_suites; re-read on every TLS handshake, so rotated certificates apply without a restart. Empty: plain HTTP.").StringVar(&g.webConfigFile)
+	g.cmd.Flag("web.internal-config.file", "Web configuration of the internal listener (/metrics, pprof, health, reload). Default: the same as --web.config.file; set it to \"\" for plain HTTP there.").IsSetByUser(&g.internalWebConfigSet).StringVar(&g.internalWebConfigFile)
+	g.storage.register(g.cmd)
 	return g
 }
 
@@ -78,6 +89,7 @@ type components struct {
 	overrides     *limits.OverridesReloader
 	redis         *limits.RedisStore
 	warnings      []string
+	certs         *authn.CertAuthenticator // authn.client_certificate; nil = off
 }
 
 func build(c *config.Config, logger log.Logger, reg prometheus.Registerer) (*components, error) {
@@ -113,6 +125,13 @@ func build(c *config.Config, logger log.Logger, reg prometheus.Registerer) (*com
 		chain = append(chain, cached)
 	}
 	out.authenticator = authn.Chain(chain...)
+	if cc := c.Authn.ClientCertificate; cc.ClusterIDFrom != "" {
+		certs, err := authn.NewCertAuthenticator(authn.CertOptions{Field: authn.CertField(cc.ClusterIDFrom), URIPrefix: cc.URIPrefix, DNSSuffix: cc.DNSSuffix})
+		if err != nil {
+			return nil, fmt.Errorf("authn.client_certificate: %w", err)
+		}
+		out.certs = certs
+	}
 
 	var err error
 	if f := c.Authn.JWT.SigningKeyFile; f != "" {
@@ -163,9 +182,11 @@ func build(c *config.Config, logger log.Logger, reg prometheus.Registerer) (*com
 		MaxSampleAge:   time.Duration(c.Relabel.MaxSampleAge),
 		MaxFutureSkew:  time.Duration(c.Relabel.MaxFutureSkew),
 	})
-	out.sender, err = forward.New(c.Forward.Sender, logger, reg)
-	if err != nil {
-		return nil, err
+	if !c.EmbeddedStorage() {
+		out.sender, err = forward.New(c.Forward.Sender, logger, reg)
+		if err != nil {
+			return nil, err
+		}
 	}
 	if err := buildLimits(c, out, logger, reg); err != nil {
 		return nil, err
@@ -184,6 +205,17 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 	if g.internalListen != "" {
 		c.Web.InternalListenAddress = g.internalListen
 	}
+	if err := g.storage.apply(c, logger); err != nil {
+		return err
+	}
+	if !g.internalWebConfigSet {
+		g.internalWebConfigFile = g.webConfigFile
+	}
+	for _, f := range []struct{ flag, file string }{{"web.config.file", g.webConfigFile}, {"web.internal-config.file", g.internalWebConfigFile}} {
+		if err := web.Validate(f.file); err != nil {
+			return fmt.Errorf("--%s %s: %w", f.flag, f.file, err)
+		}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	promversion.Version, promversion.Revision = version, revision
@@ -198,11 +230,27 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 		fmt.Fprintf(os.Stdout, "%s: configuration OK (%d allowlist entries)\n", c.Origin, len(comp.allowlist.Entries))
 		return nil
 	}
+	if comp.certs != nil && g.webConfigFile == "" {
+		comp.warnings = append(comp.warnings, "authn.client_certificate is set but --web.config.file is not: without TLS and a client_ca_file no request carries a verified client certificate")
+	}
 	for _, w := range comp.warnings {
 		level.Warn(logger).Log("msg", w)
 	}
-	forwarder, spool, err := openSpool(c, comp.sender, logger, reg)
-	if err != nil {
+	var (
+		forwarder gateway.Forwarder
+		spool     *forward.Spool
+		db        *store.Store
+		queryAPI  *store.API
+	)
+	if c.EmbeddedStorage() {
+		// Single-binary mode: the embedded TSDB is the downstream (no
+		// spool: a 2xx means the TSDB committed and fsynced the WAL).
+		if db, queryAPI, err = openStorage(c, logger, reg); err != nil {
+			return err
+		}
+		defer db.Close()
+		forwarder = db
+	} else if forwarder, spool, err = openSpool(c, comp.sender, logger, reg); err != nil {
 		return err
 	}
 	gw := gateway.New(gateway.Options{
@@ -227,6 +275,7 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 		AllowlistShadow:       !c.Allowlist.Enforce,
 		ExplainCacheBytes:     int64(c.Allowlist.ExplainCacheBytes),
 		MaxConcurrentRequests: c.Limits.MaxConcurrentRequests,
+		ClientCertificates:    comp.certs,
 		FailedAuth: gateway.FailedAuthLimit{
 			PerMinute:  c.Limits.FailedAuth.PerMinute,
 			Burst:      c.Limits.FailedAuth.Burst,
@@ -248,16 +297,34 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 		reloader.alsoReload(comp.overrides.Reload)
 	}
 	internal.Handle("/-/reload", reloader)
+	listeners := []struct {
+		name, addr string
+		handler    http.Handler
+		webConfig  string
+	}{
+		{"public", c.Web.ListenAddress, gw.Handler(), g.webConfigFile},
+		{"internal", c.Web.InternalListenAddress, internal, g.internalWebConfigFile},
+	}
+	if queryAPI != nil {
+		// The query API: on the internal listener, or on its own with
+		// the internal listener's web config.
+		queryAddr := c.Web.InternalListenAddress
+		if addr := c.Storage.Query.ListenAddress; addr != "" {
+			queryAddr = addr
+			listeners = append(listeners, listeners[1])
+			q := &listeners[len(listeners)-1]
+			q.name, q.addr, q.handler = "query", addr, queryMux(queryAPI)
+		} else {
+			queryAPI.Register(internal)
+		}
+		level.Info(logger).Log("msg", "single-binary mode: forward.url is empty, storing data in the embedded TSDB and serving the Prometheus query API",
+			"storage_path", c.Storage.Path, "query_url", queryURL(queryAddr, g.internalWebConfigFile))
+	}
 
 	var gr run.Group
 	shutdown := time.Duration(c.Web.ShutdownTimeout)
-	for _, srv := range []struct {
-		name, addr string
-		handler    http.Handler
-	}{
-		{"public", c.Web.ListenAddress, gw.Handler()},
-		{"internal", c.Web.InternalListenAddress, internal},
-	} {
+	webLogger := newSlogLogger(log.With(logger, "component", "web"))
+	for _, srv := range listeners {
 		ln, err := net.Listen("tcp", srv.addr)
 		if err != nil {
 			return fmt.Errorf("%s listener: %w", srv.name, err)
@@ -271,10 +338,12 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          nil,
 		}
-		name := srv.name
+		name, flags := srv.name, webFlags(srv.addr, srv.webConfig)
 		gr.Add(func() error {
 			level.Info(logger).Log("msg", "listening", "listener", name, "address", ln.Addr().String())
-			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			// The exporter-toolkit serves TLS per --web.config.file and
+			// re-reads it (and the certificates) on every handshake.
+			if err := web.Serve(ln, hs, flags, webLogger.With("listener", name)); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil
@@ -347,7 +416,16 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 	level.Info(logger).Log("msg", "starting telegate gateway", "version", version, "config", c.Origin,
 		"allowlist_entries", len(comp.allowlist.Entries), "allowlist_hash", comp.allowlist.Hash(), "forward_url", c.Forward.Sender.URL)
 	err = gr.Run()
-	comp.sender.Close()
+	if comp.sender != nil {
+		comp.sender.Close()
+	}
+	if db != nil {
+		// Every listener has drained: flush the head and close the WAL.
+		if cerr := db.Close(); cerr != nil {
+			level.Error(logger).Log("msg", "closing the embedded storage", "err", cerr)
+			err = errors.Join(err, cerr)
+		}
+	}
 	level.Info(logger).Log("msg", "stopped")
 	return err
 }
