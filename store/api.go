@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/telegate/telegate/internal/kitslog"
 	"math"
 	"net/http"
 	"runtime"
@@ -104,7 +105,7 @@ func NewAPI(s *Store, o APIOptions) *API {
 		sem:     make(chan struct{}, o.MaxConcurrent),
 		version: prometheusVersion(),
 		engine: promql.NewEngine(promql.EngineOpts{
-			Logger:               slogFor(log.With(o.Logger, "component", "query engine")),
+			Logger:               kitslog.New(log.With(o.Logger, "component", "query engine")),
 			Reg:                  o.Registerer,
 			MaxSamples:           o.MaxSamples,
 			Timeout:              o.Timeout,

@@ -27,6 +27,7 @@ import (
 
 	"github.com/telegate/telegate/batch"
 	"github.com/telegate/telegate/forward"
+	"github.com/telegate/telegate/internal/kitslog"
 )
 
 // Defaults of Options.
@@ -114,7 +115,7 @@ func Open(dir string, o Options) (*Store, error) {
 		opts.MaxBlockDuration = opts.MinBlockDuration
 	}
 	m := newMetrics(o.Registerer)
-	db, err := tsdb.Open(dir, slogFor(log.With(o.Logger, "component", "tsdb")), o.Registerer, opts, nil)
+	db, err := tsdb.Open(dir, kitslog.New(log.With(o.Logger, "component", "tsdb")), o.Registerer, opts, nil)
 	if err != nil {
 		return nil, fmt.Errorf("store: opening TSDB in %s: %w", dir, err)
 	}

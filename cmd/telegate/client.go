@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/telegate/telegate/client"
+	"github.com/telegate/telegate/internal/kitslog"
 )
 
 type clientCmd struct {
@@ -286,7 +287,7 @@ func (c *clientCmd) run(logger log.Logger) error {
 	var g run.Group
 	g.Add(func() error {
 		level.Info(logger).Log("msg", "listening", "address", ln.Addr().String())
-		if err := web.Serve(ln, srv, webFlags(cfg.Listen, c.webConfig), newSlogLogger(log.With(logger, "component", "web"))); !errors.Is(err, http.ErrServerClosed) {
+		if err := web.Serve(ln, srv, webFlags(cfg.Listen, c.webConfig), kitslog.New(log.With(logger, "component", "web"))); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil

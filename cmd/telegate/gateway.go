@@ -31,6 +31,7 @@ import (
 	"github.com/telegate/telegate/examples"
 	"github.com/telegate/telegate/forward"
 	"github.com/telegate/telegate/gateway"
+	"github.com/telegate/telegate/internal/kitslog"
 	"github.com/telegate/telegate/limits"
 	"github.com/telegate/telegate/relabel"
 	"github.com/telegate/telegate/store"
@@ -323,7 +324,7 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 
 	var gr run.Group
 	shutdown := time.Duration(c.Web.ShutdownTimeout)
-	webLogger := newSlogLogger(log.With(logger, "component", "web"))
+	webLogger := kitslog.New(log.With(logger, "component", "web"))
 	for _, srv := range listeners {
 		ln, err := net.Listen("tcp", srv.addr)
 		if err != nil {

@@ -1,4 +1,4 @@
-package main
+package kitslog
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 func TestSlogThroughGoKit(t *testing.T) {
 	var buf bytes.Buffer
 	kit := level.NewFilter(log.NewLogfmtLogger(&buf), level.AllowInfo())
-	l := newSlogLogger(kit).With("component", "web").WithGroup("tls")
+	l := New(kit).With("component", "web").WithGroup("tls")
 	l.Info("TLS is enabled.", "http2", true, slog.Group("peer", "addr", "127.0.0.1:1"))
 	l.Debug("filtered out")
 	l.Error("handshake failed", "err", "bad certificate")
