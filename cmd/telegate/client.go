@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -104,19 +105,9 @@ func registerClient(app *kingpin.Application) *clientCmd {
 // The flag helpers record, for each flag the user gave, how it overrides
 // the config file.
 
-func (c *clientCmd) strFlag(name, help string, set func(*client.Config, string)) {
-	var v string
-	var given bool
-	c.cmd.Flag(name, help).IsSetByUser(&given).StringVar(&v)
-	c.overlay = append(c.overlay, func(cfg *client.Config) error {
-		if given {
-			set(cfg, v)
-		}
-		return nil
-	})
-}
-
-func (c *clientCmd) bytesFlag(name, help string, set func(*client.Config, client.Bytes)) {
+// parsedFlag registers a string flag whose value parse turns into the
+// config field set stores, only when the user gave the flag.
+func parsedFlag[T any](c *clientCmd, name, help string, parse func(string) (T, error), set func(*client.Config, T)) {
 	var v string
 	var given bool
 	c.cmd.Flag(name, help).IsSetByUser(&given).StringVar(&v)
@@ -124,13 +115,29 @@ func (c *clientCmd) bytesFlag(name, help string, set func(*client.Config, client
 		if !given {
 			return nil
 		}
-		b, err := client.ParseBytes(v)
+		x, err := parse(v)
 		if err != nil {
 			return fmt.Errorf("--%s: %w", name, err)
 		}
-		set(cfg, b)
+		set(cfg, x)
 		return nil
 	})
+}
+
+func (c *clientCmd) strFlag(name, help string, set func(*client.Config, string)) {
+	parsedFlag(c, name, help, func(v string) (string, error) { return v, nil }, set)
+}
+
+func (c *clientCmd) bytesFlag(name, help string, set func(*client.Config, client.Bytes)) {
+	parsedFlag(c, name, help, client.ParseBytes, set)
+}
+
+func (c *clientCmd) intFlag(name, help string, set func(*client.Config, int)) {
+	parsedFlag(c, name, help, strconv.Atoi, set)
+}
+
+func (c *clientCmd) durFlag(name, help string, set func(*client.Config, model.Duration)) {
+	parsedFlag(c, name, help, model.ParseDuration, set)
 }
 
 // mapFlag is a repeatable NAME=VALUE flag.
@@ -161,35 +168,6 @@ func (c *clientCmd) boolFlag(name, help string, set func(*client.Config, bool)) 
 		if given {
 			set(cfg, v)
 		}
-		return nil
-	})
-}
-
-func (c *clientCmd) intFlag(name, help string, set func(*client.Config, int)) {
-	var v int
-	var given bool
-	c.cmd.Flag(name, help).IsSetByUser(&given).IntVar(&v)
-	c.overlay = append(c.overlay, func(cfg *client.Config) error {
-		if given {
-			set(cfg, v)
-		}
-		return nil
-	})
-}
-
-func (c *clientCmd) durFlag(name, help string, set func(*client.Config, model.Duration)) {
-	var v string
-	var given bool
-	c.cmd.Flag(name, help).IsSetByUser(&given).StringVar(&v)
-	c.overlay = append(c.overlay, func(cfg *client.Config) error {
-		if !given {
-			return nil
-		}
-		d, err := model.ParseDuration(v)
-		if err != nil {
-			return fmt.Errorf("--%s: %w", name, err)
-		}
-		set(cfg, d)
 		return nil
 	})
 }
