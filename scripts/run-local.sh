@@ -28,7 +28,7 @@ wait_ready http://127.0.0.1:9004/-/ready
 token=$(printf '{"authorization_token":"dev-token","cluster_id":"my-cluster"}' | base64 | tr -d '\n')
 cluster="$here/data/cluster"; mkdir -p "$cluster"
 cat >"$cluster/prometheus.yml" <<YAML
-global: {scrape_interval: 15s}
+global: {scrape_interval: 5s}
 scrape_configs:
   - job_name: prometheus
     static_configs: [{targets: ["127.0.0.1:9091"]}]
@@ -40,6 +40,12 @@ prometheus --config.file="$cluster/prometheus.yml" --storage.tsdb.path="$cluster
   --web.listen-address=127.0.0.1:9091 >"$cluster/prometheus.log" 2>&1 &
 pids+=($!)
 wait_ready http://127.0.0.1:9091/-/ready
+# Let the demo cluster scrape itself once, so the client's first
+# snapshot (taken within 30s) is not empty.
+for _ in $(seq 100); do
+  curl -fs http://127.0.0.1:9091/api/v1/query --data-urlencode 'query=up{job="prometheus"}' 2>/dev/null | grep -q '"value"' && break
+  sleep 0.2
+done
 
 "$here/$bin" client --from=http://127.0.0.1:9091 --to=http://127.0.0.1:9003 --id=my-client-cluster \
   --to-token=dev-token --match-from-gateway --listen=127.0.0.1:9002 --staging-dir="$here/data/client" \
