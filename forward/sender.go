@@ -196,6 +196,11 @@ func (s *Sender) Send(ctx context.Context, body []byte) error {
 			level.Warn(s.logger).Log("msg", "remote write rejected by downstream", "url", s.url, "status", e.Status, "response", e.Msg)
 			return e
 		}
+		if ctx.Err() != nil && last != nil && last.Status != 0 {
+			// The caller's deadline cut this attempt short: the downstream's
+			// last answer says more than "context deadline exceeded".
+			return last
+		}
 		last = e
 
 		wait := s.backoff(attempt)
