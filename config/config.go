@@ -76,6 +76,9 @@ type Authorizer struct {
 	NegativeCacheTTL model.Duration `yaml:"negative_cache_ttl"`
 	CacheSize        int            `yaml:"cache_size"`
 	Timeout          model.Duration `yaml:"timeout"`
+	// HTTPClientConfig holds the Prometheus HTTP client settings for
+	// reaching the authorizer (tls_config, authorization, proxy_url, ...).
+	HTTPClientConfig config_util.HTTPClientConfig `yaml:",inline"`
 }
 
 // JWT configures the tokens /authorize issues.
@@ -323,6 +326,7 @@ func Default() *Config {
 				NegativeCacheTTL: model.Duration(30 * time.Second),
 				CacheSize:        100000,
 				Timeout:          model.Duration(5 * time.Second),
+				HTTPClientConfig: config_util.DefaultHTTPClientConfig,
 			},
 			JWT: JWT{Expiry: model.Duration(24 * time.Hour)},
 		},
@@ -402,6 +406,7 @@ func LoadFile(path string) (*Config, error) {
 		return nil, err
 	}
 	c.Forward.Sender.HTTPClientConfig.SetDirectory(dir)
+	c.Authn.Authorizer.HTTPClientConfig.SetDirectory(dir)
 	if c.Limits.Redis.TLSConfig != nil {
 		c.Limits.Redis.TLSConfig.SetDirectory(dir)
 	}
@@ -473,6 +478,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Authn.Authorizer.URL != "" && !strings.HasPrefix(c.Authn.Authorizer.URL, "http://") && !strings.HasPrefix(c.Authn.Authorizer.URL, "https://") {
 		add("authn.authorizer.url", "%q must be an http(s) URL", c.Authn.Authorizer.URL)
+	}
+	if c.Authn.Authorizer.URL != "" {
+		if err := c.Authn.Authorizer.HTTPClientConfig.Validate(); err != nil {
+			add("authn.authorizer", "%v", err)
+		}
 	}
 	if c.Authn.Authorizer.CacheSize <= 0 {
 		add("authn.authorizer.cache_size", "must be positive")

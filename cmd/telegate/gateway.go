@@ -111,7 +111,7 @@ func build(c *config.Config, logger log.Logger, reg prometheus.Registerer) (*com
 		}
 	}
 	if a := c.Authn.Authorizer; a.URL != "" {
-		client, err := config_util.NewClientFromConfig(config_util.DefaultHTTPClientConfig, "authorizer")
+		client, err := config_util.NewClientFromConfig(a.HTTPClientConfig, "authorizer")
 		if err != nil {
 			return nil, fmt.Errorf("authn.authorizer: %w", err)
 		}
