@@ -538,6 +538,15 @@ func (a *API) series(r *http.Request) (result, *apiError) {
 }
 
 func (a *API) labelNames(r *http.Request) (result, *apiError) {
+	return a.labelQuery(r, func(ctx context.Context, q storage.Querier, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+		return q.LabelNames(ctx, hints, ms...)
+	})
+}
+
+// labelQuery answers /labels and /label/NAME/values: fetch runs once
+// without matchers, or once per match[] set and the union is returned,
+// sorted and cut at ?limit.
+func (a *API) labelQuery(r *http.Request, fetch func(ctx context.Context, q storage.Querier, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error)) (result, *apiError) {
 	sets, aerr := matcherSets(r, false)
 	if aerr != nil {
 		return result{}, aerr
@@ -555,32 +564,32 @@ func (a *API) labelNames(r *http.Request) (result, *apiError) {
 	defer q.Close()
 	hints := &storage.LabelHints{Limit: limit}
 	var warnings annotations.Annotations
-	var names []string
+	var vals []string
 	if len(sets) == 0 {
-		n, w, err := q.LabelNames(ctx, hints)
+		v, w, err := fetch(ctx, q, hints)
 		warnings.Merge(w)
 		if err != nil {
 			return result{warnings: warnings}, &apiError{errExec, err}
 		}
-		names = n
+		vals = v
 	} else {
 		seen := map[string]struct{}{}
 		for _, ms := range sets {
-			n, w, err := q.LabelNames(ctx, hints, ms...)
+			v, w, err := fetch(ctx, q, hints, ms...)
 			warnings.Merge(w)
 			if err != nil {
 				return result{warnings: warnings}, &apiError{errExec, err}
 			}
-			for _, s := range n {
+			for _, s := range v {
 				seen[s] = struct{}{}
 			}
 		}
 		for s := range seen {
-			names = append(names, s)
+			vals = append(vals, s)
 		}
-		slices.Sort(names)
 	}
-	return limited(names, limit, warnings), nil
+	slices.Sort(vals)
+	return limited(vals, limit, warnings), nil
 }
 
 func limited(vals []string, limit int, warnings annotations.Annotations) result {
@@ -602,49 +611,9 @@ func (a *API) labelValues(r *http.Request) (result, *apiError) {
 	if !model.LegacyValidation.IsValidLabelName(name) && !model.UTF8Validation.IsValidLabelName(name) {
 		return result{}, &apiError{errBadData, fmt.Errorf("invalid label name: %q", name)}
 	}
-	sets, aerr := matcherSets(r, false)
-	if aerr != nil {
-		return result{}, aerr
-	}
-	limit, aerr := parseLimit(r)
-	if aerr != nil {
-		return result{}, aerr
-	}
-	ctx, cancel := a.context(r)
-	defer cancel()
-	q, _, _, aerr := a.rangeQuerier(r)
-	if aerr != nil {
-		return result{}, aerr
-	}
-	defer q.Close()
-	hints := &storage.LabelHints{Limit: limit}
-	var warnings annotations.Annotations
-	var vals []string
-	if len(sets) == 0 {
-		v, w, err := q.LabelValues(ctx, name, hints)
-		warnings.Merge(w)
-		if err != nil {
-			return result{warnings: warnings}, &apiError{errExec, err}
-		}
-		vals = v
-	} else {
-		seen := map[string]struct{}{}
-		for _, ms := range sets {
-			v, w, err := q.LabelValues(ctx, name, hints, ms...)
-			warnings.Merge(w)
-			if err != nil {
-				return result{warnings: warnings}, &apiError{errExec, err}
-			}
-			for _, s := range v {
-				seen[s] = struct{}{}
-			}
-		}
-		for s := range seen {
-			vals = append(vals, s)
-		}
-	}
-	slices.Sort(vals)
-	return limited(vals, limit, warnings), nil
+	return a.labelQuery(r, func(ctx context.Context, q storage.Querier, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+		return q.LabelValues(ctx, name, hints, ms...)
+	})
 }
 
 // prometheusVersion is the Prometheus release whose TSDB and engine this
