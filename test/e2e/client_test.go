@@ -17,9 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/telegate/telegate/client"
 	"github.com/telegate/telegate/test/e2e/harness"
 )
@@ -100,35 +97,7 @@ func startTelegateClient(t *testing.T, args ...string) *clientProc {
 // metric reads one series of the client's /metrics (-1 when absent).
 func (c *clientProc) metric(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	resp, err := http.Get(c.url + "/metrics")
-	must(t, err)
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	must(t, err)
-	f, ok := fams[name]
-	if !ok {
-		return -1
-	}
-next:
-	for _, m := range f.Metric {
-		for i := 0; i < len(labels); i += 2 {
-			found := false
-			for _, l := range m.Label {
-				found = found || (l.GetName() == labels[i] && l.GetValue() == labels[i+1])
-			}
-			if !found {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		}
-	}
-	return -1
+	return scrapeValue(t, http.DefaultClient, c.url+"/metrics", name, labels...)
 }
 
 func (c *clientProc) waitMetric(t *testing.T, what string, timeout time.Duration, cond func(float64) bool, name string, labels ...string) float64 {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -15,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/telegate/telegate/test/e2e/harness"
@@ -141,29 +138,11 @@ func (l *load) counts() (acked, uncertain int, refused map[int]int) {
 // gatewayMetric reads one unlabelled metric from the gateway's /metrics.
 func gatewayMetric(t *testing.T, gw *gatewayProc, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(gw.internal + "/metrics")
-	if err != nil {
-		t.Fatalf("scraping gateway: %v", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(strings.NewReader(string(body)))
-	if err != nil {
-		t.Fatalf("parsing gateway metrics: %v", err)
-	}
-	mf, ok := mfs[name]
-	if !ok || len(mf.GetMetric()) == 0 {
+	v := scrapeValue(t, http.DefaultClient, gw.internal+"/metrics", name)
+	if v == -1 {
 		t.Fatalf("gateway exposes no %s", name)
 	}
-	m := mf.GetMetric()[0]
-	switch {
-	case m.GetGauge() != nil:
-		return m.GetGauge().GetValue()
-	case m.GetCounter() != nil:
-		return m.GetCounter().GetValue()
-	}
-	return m.GetUntyped().GetValue()
+	return v
 }
 
 // waitSpoolDrained waits until the gateway's spool is empty.

@@ -19,9 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/telegate/telegate/test/e2e/harness"
 )
 
@@ -124,40 +121,6 @@ func waitHTTPS(t *testing.T, c *http.Client, url string, timeout time.Duration) 
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// scrapeValue reads one sample of a /metrics page (-1 when absent).
-func scrapeValue(t *testing.T, c *http.Client, url, name string, labels ...string) float64 {
-	t.Helper()
-	resp, err := c.Get(url)
-	must(t, err)
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	must(t, err)
-	f, ok := fams[name]
-	if !ok {
-		return -1
-	}
-next:
-	for _, m := range f.Metric {
-		for i := 0; i < len(labels); i += 2 {
-			found := false
-			for _, l := range m.Label {
-				found = found || (l.GetName() == labels[i] && l.GetValue() == labels[i+1])
-			}
-			if !found {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		}
-	}
-	return -1
 }
 
 // servedSerial returns the serial number of the certificate the listener
