@@ -19,26 +19,6 @@ import (
 	"github.com/telegate/telegate/test/e2e/harness"
 )
 
-type apiAnswer struct {
-	code int
-	body map[string]any
-}
-
-func get(t *testing.T, base, path string, params url.Values) apiAnswer {
-	t.Helper()
-	resp, err := http.Get(base + path + "?" + params.Encode())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var body map[string]any
-	if err := json.Unmarshal(raw, &body); err != nil {
-		t.Fatalf("%s: %v: %s", path, err, raw)
-	}
-	return apiAnswer{resp.StatusCode, body}
-}
-
 // TestAPIMatchesPrometheus stores the same samples in the embedded store
 // and in a real Prometheus (remote-write receiver) and compares the query
 // API's answers field by field.
@@ -121,13 +101,13 @@ func TestAPIMatchesPrometheus(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.path+"?"+c.params.Encode(), func(t *testing.T) {
-			want := get(t, prom.URL(), c.path, c.params)
-			got := get(t, srv.URL, c.path, c.params)
+			want := harness.GetJSON(t, prom.URL(), c.path, c.params)
+			got := harness.GetJSON(t, srv.URL, c.path, c.params)
 			if testing.Verbose() {
-				t.Logf("%d %v", got.code, got.body)
+				t.Logf("%d %v", got.Code, got.Body)
 			}
-			if got.code != want.code || !reflect.DeepEqual(got.body, want.body) {
-				t.Fatalf("\nprometheus: %d %v\ntelegate:   %d %v", want.code, want.body, got.code, got.body)
+			if got.Code != want.Code || !reflect.DeepEqual(got.Body, want.Body) {
+				t.Fatalf("\nprometheus: %d %v\ntelegate:   %d %v", want.Code, want.Body, got.Code, got.Body)
 			}
 		})
 	}
@@ -148,10 +128,10 @@ func TestAPIMatchesPrometheus(t *testing.T) {
 		{"/api/v1/query", v("query", `label_replace(up, "__name__", "", "", "")`, "time", at)},
 	} {
 		t.Run("error "+c.path+"?"+c.params.Encode(), func(t *testing.T) {
-			want := get(t, prom.URL(), c.path, c.params)
-			got := get(t, srv.URL, c.path, c.params)
-			if got.code != want.code || got.body["status"] != want.body["status"] || got.body["errorType"] != want.body["errorType"] {
-				t.Fatalf("\nprometheus: %d %v\ntelegate:   %d %v", want.code, want.body, got.code, got.body)
+			want := harness.GetJSON(t, prom.URL(), c.path, c.params)
+			got := harness.GetJSON(t, srv.URL, c.path, c.params)
+			if got.Code != want.Code || got.Body["status"] != want.Body["status"] || got.Body["errorType"] != want.Body["errorType"] {
+				t.Fatalf("\nprometheus: %d %v\ntelegate:   %d %v", want.Code, want.Body, got.Code, got.Body)
 			}
 		})
 	}
@@ -172,16 +152,16 @@ func TestGrafanaEndpoints(t *testing.T) {
 		"/api/v1/alerts":          `{"alerts":[]}`,
 		"/api/v1/labels":          `[]`,
 	} {
-		a := get(t, srv.URL, path, nil)
-		data, _ := json.Marshal(a.body["data"])
-		if a.code != 200 || a.body["status"] != "success" || string(data) != want {
-			t.Errorf("%s: %d %v", path, a.code, a.body)
+		a := harness.GetJSON(t, srv.URL, path, nil)
+		data, _ := json.Marshal(a.Body["data"])
+		if a.Code != 200 || a.Body["status"] != "success" || string(data) != want {
+			t.Errorf("%s: %d %v", path, a.Code, a.Body)
 		}
 	}
-	a := get(t, srv.URL, "/api/v1/status/buildinfo", nil)
-	bi, _ := a.body["data"].(map[string]any)
-	if a.code != 200 || bi["version"] != prometheusVersion() || bi["revision"] != "abc" {
-		t.Fatalf("buildinfo: %d %v", a.code, a.body)
+	a := harness.GetJSON(t, srv.URL, "/api/v1/status/buildinfo", nil)
+	bi, _ := a.Body["data"].(map[string]any)
+	if a.Code != 200 || bi["version"] != prometheusVersion() || bi["revision"] != "abc" {
+		t.Fatalf("buildinfo: %d %v", a.Code, a.Body)
 	}
 	if v := fmt.Sprint(bi["version"]); v == "" || v[0] != '3' {
 		t.Fatalf("version %q: Grafana needs a Prometheus release number", v)

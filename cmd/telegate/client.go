@@ -7,10 +7,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -278,29 +276,7 @@ func (c *clientCmd) run(logger log.Logger) error {
 		ctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { return cl.Run(ctx) }, func(error) { cancel() })
 	}
-	{
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-		done := make(chan struct{})
-		g.Add(func() error {
-			for {
-				select {
-				case s := <-sig:
-					if s == syscall.SIGHUP {
-						reload()
-						continue
-					}
-					level.Info(logger).Log("msg", "received signal, stopping", "signal", s.String())
-					return nil
-				case <-done:
-					return nil
-				}
-			}
-		}, func(error) {
-			signal.Stop(sig)
-			close(done)
-		})
-	}
+	addSignalActor(&g, logger, func() { reload() })
 	err = g.Run()
 	level.Info(logger).Log("msg", "stopped")
 	return err

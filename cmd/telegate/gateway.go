@@ -8,9 +8,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -358,31 +356,9 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 			}
 		})
 	}
-	{
-		// Signals: SIGTERM/SIGINT stop (draining in-flight requests);
-		// SIGHUP reloads the allowlist.
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-		done := make(chan struct{})
-		gr.Add(func() error {
-			for {
-				select {
-				case s := <-sig:
-					if s == syscall.SIGHUP {
-						reloader.Reload("SIGHUP")
-						continue
-					}
-					level.Info(logger).Log("msg", "received signal, shutting down gracefully", "signal", s.String())
-					return nil
-				case <-done:
-					return nil
-				}
-			}
-		}, func(error) {
-			signal.Stop(sig)
-			close(done)
-		})
-	}
+	// SIGTERM/SIGINT stop (draining in-flight requests); SIGHUP reloads
+	// the allowlist and the budget overrides.
+	addSignalActor(&gr, logger, func() { reloader.Reload("SIGHUP") })
 	if iv := time.Duration(c.Limits.Budgets.OverridesReloadInterval); comp.overrides != nil && iv > 0 {
 		ctx, cancel := context.WithCancel(context.Background())
 		gr.Add(func() error { return comp.overrides.Run(ctx, iv) }, func(error) { cancel() })

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -105,10 +104,10 @@ func (g *embeddedGateway) crashRestart(t *testing.T) {
 // query (selector[1h]) from the query API at base.
 func samplesOverTime(t *testing.T, base, selector string) map[string][]string {
 	t.Helper()
-	r := getJSON(t, base, "/api/v1/query", url.Values{"query": {selector + "[1h]"}})
-	data, _ := r.body["data"].(map[string]any)
-	if r.code != 200 || data["resultType"] != "matrix" {
-		t.Fatalf("range query %s: %d %v", selector, r.code, r.body)
+	r := harness.GetJSON(t, base, "/api/v1/query", url.Values{"query": {selector + "[1h]"}})
+	data, _ := r.Body["data"].(map[string]any)
+	if r.Code != 200 || data["resultType"] != "matrix" {
+		t.Fatalf("range query %s: %d %v", selector, r.Code, r.Body)
 	}
 	out := map[string][]string{}
 	for _, s := range data["result"].([]any) {
@@ -274,26 +273,6 @@ func TestSingleBinarySIGKILLAfterAck(t *testing.T) {
 	}
 }
 
-type apiReply struct {
-	code int
-	body map[string]any
-}
-
-func getJSON(t *testing.T, base, path string, params url.Values) apiReply {
-	t.Helper()
-	resp, err := http.Get(base + path + "?" + params.Encode())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var body map[string]any
-	if err := json.Unmarshal(raw, &body); err != nil {
-		t.Fatalf("%s: %v: %s", path, err, raw)
-	}
-	return apiReply{resp.StatusCode, body}
-}
-
 // TestSingleBinaryQueryAPIMatchesPrometheus: the same samples, sent
 // through the gateway (query API on its own listener) and written as
 // stored into a real Prometheus, give the same answers field by field.
@@ -370,16 +349,16 @@ func TestSingleBinaryQueryAPIMatchesPrometheus(t *testing.T) {
 		{"/api/v1/label/instance/values", nil},
 	} {
 		t.Run(c.path+"?"+c.params.Encode(), func(t *testing.T) {
-			want := getJSON(t, ref.URL(), c.path, c.params)
-			got := getJSON(t, gw.queryURL, c.path, c.params)
-			if got.code != want.code || !reflect.DeepEqual(got.body, want.body) {
-				t.Fatalf("\nprometheus: %d %v\ntelegate:   %d %v", want.code, want.body, got.code, got.body)
+			want := harness.GetJSON(t, ref.URL(), c.path, c.params)
+			got := harness.GetJSON(t, gw.queryURL, c.path, c.params)
+			if got.Code != want.Code || !reflect.DeepEqual(got.Body, want.Body) {
+				t.Fatalf("\nprometheus: %d %v\ntelegate:   %d %v", want.Code, want.Body, got.Code, got.Body)
 			}
 		})
 	}
 	// The query API is on its own listener, not on the internal one.
-	if r := getJSON(t, gw.queryURL, "/api/v1/status/buildinfo", nil); r.code != 200 {
-		t.Fatalf("buildinfo: %d %v", r.code, r.body)
+	if r := harness.GetJSON(t, gw.queryURL, "/api/v1/status/buildinfo", nil); r.Code != 200 {
+		t.Fatalf("buildinfo: %d %v", r.Code, r.Body)
 	}
 	resp, err := http.Get(gw.internal + "/api/v1/query?query=up")
 	if err != nil {
