@@ -355,8 +355,13 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	// capacity is not possible (decode writes there), so use a pooled one.
 	cb := getBuf()
 	defer putBuf(cb)
-	cb.b, err = readAllCapped(cb.b[:0], body, g.opts.Limits.MaxRequestBytes)
+	// body is capped at max_request_bytes (http.MaxBytesReader): a 413
+	// from the read is that cap, whatever decode calls it.
+	cb.b, err = decode.ReadAllCapped(cb.b[:0], body, int(g.opts.Limits.MaxRequestBytes))
 	if err != nil {
+		if decode.StatusOf(err) == http.StatusRequestEntityTooLarge {
+			err = tooLarge("max_request_bytes", g.opts.Limits.MaxRequestBytes, 0)
+		}
 		return g.writeError(w, r, err)
 	}
 	b.Buf, err = decode.DecodeBlock(b.Buf[:0], cb.b, g.opts.Limits.MaxDecodedBytes)

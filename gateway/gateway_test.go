@@ -549,3 +549,23 @@ func TestLastUploadsBounded(t *testing.T) {
 		t.Fatal("newest evicted")
 	}
 }
+
+// A chunked remote-write body (no Content-Length) over max_request_bytes
+// is cut while reading and answered 413 naming that cap.
+func TestReceiveChunkedBodyOverCap(t *testing.T) {
+	f := newFixture(t, nil)
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/api/v1/receive", struct{ io.Reader }{bytes.NewReader(make([]byte, 65<<10))})
+	req.Header.Set("Authorization", "Bearer "+harness.CompositeToken("dev", "c1"))
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("Content-Encoding", "snappy")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var eb errorBody
+	json.NewDecoder(resp.Body).Decode(&eb)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || eb.Reason != "max_request_bytes" || eb.Limit != 64<<10 {
+		t.Fatalf("%d %+v", resp.StatusCode, eb)
+	}
+}
