@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/telegate/telegate/allowlist"
-	"github.com/telegate/telegate/authn"
 	"github.com/telegate/telegate/batch"
 	"github.com/telegate/telegate/gateway/decode"
 )
@@ -121,11 +120,7 @@ func (l *lastUploads) get(cluster string) (lastUpload, bool) {
 // last /upload, metric by metric. ?format=text gives the same report as
 // `telegate allowlist explain`.
 func (g *Gateway) handleExplain(w http.ResponseWriter, r *http.Request) int {
-	token, ok := authn.BearerToken(r)
-	if !ok {
-		return g.writeError(w, r, newError(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer header; call /authorize first"))
-	}
-	id, err := g.opts.Issuer.Verify(token)
+	id, err := g.verifyJWT(r)
 	if err != nil {
 		return g.writeError(w, r, err)
 	}

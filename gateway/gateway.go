@@ -276,14 +276,20 @@ type allowlistResponse struct {
 	Matches []string `json:"matches"`
 }
 
+// verifyJWT authenticates the endpoints a telemeter client reaches with
+// the token /authorize issued (/upload, /allowlist, /explain).
+func (g *Gateway) verifyJWT(r *http.Request) (authn.Identity, error) {
+	token, ok := authn.BearerToken(r)
+	if !ok {
+		return authn.Identity{}, newError(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer header; call /authorize first")
+	}
+	return g.opts.Issuer.Verify(token)
+}
+
 // handleAllowlist serves the active allowlist to authenticated clients
 // (the JWT of /authorize, like /upload).
 func (g *Gateway) handleAllowlist(w http.ResponseWriter, r *http.Request) int {
-	token, ok := authn.BearerToken(r)
-	if !ok {
-		return g.writeError(w, r, newError(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer header; call /authorize first"))
-	}
-	if _, err := g.opts.Issuer.Verify(token); err != nil {
+	if _, err := g.verifyJWT(r); err != nil {
 		return g.writeError(w, r, err)
 	}
 	al := g.allowlist.Load()
@@ -298,11 +304,7 @@ func (g *Gateway) handleAllowlist(w http.ResponseWriter, r *http.Request) int {
 }
 
 func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
-	token, ok := authn.BearerToken(r)
-	if !ok {
-		return g.writeError(w, r, newError(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer header; call /authorize first"))
-	}
-	id, err := g.opts.Issuer.Verify(token)
+	id, err := g.verifyJWT(r)
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
