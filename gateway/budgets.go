@@ -114,7 +114,7 @@ func (t *offenderTally) flush() {
 // budgets only count, in shadow.
 func (g *Gateway) applyBudgets(ctx context.Context, cluster string, b *batch.Batch, dropped, shadow map[string]int) error {
 	l := g.opts.Budgets
-	if l == nil || len(b.Series) == 0 {
+	if len(b.Series) == 0 {
 		return nil
 	}
 	st := g.budgets
@@ -205,15 +205,7 @@ func (g *Gateway) reserveUpload(ctx context.Context, cluster string, now time.Ti
 		e.limit = 1
 		return e
 	}
-	l := g.opts.Budgets
-	if l == nil {
-		release, wait, ok := g.interval.Reserve(cluster, now)
-		if !ok {
-			return nil, tooSoon(wait)
-		}
-		return release, nil
-	}
-	d, err := l.ReserveUpload(ctx, cluster, now)
+	d, err := g.opts.Budgets.ReserveUpload(ctx, cluster, now)
 	if err != nil {
 		return nil, g.budgetsUnavailable(err)
 	}

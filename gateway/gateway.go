@@ -84,7 +84,7 @@ type Options struct {
 	// most this many uncompressed bytes; 0 = forward.DefaultMaxRequestBytes.
 	MaxForwardBytes int
 	// Budgets are the per-cluster budgets (active series, samples rate,
-	// upload interval); nil keeps only the upload interval, in memory.
+	// upload interval); nil enforces only the upload interval, in memory.
 	Budgets *limits.Limiter
 	// AllowlistShadow runs the allowlist in shadow mode: what it would
 	// drop is counted and forwarded.
@@ -111,7 +111,6 @@ type Gateway struct {
 	opts      Options
 	logger    log.Logger
 	allowlist atomic.Pointer[allowlist.Allowlist]
-	interval  *limits.IntervalLimiter
 	scratch   sync.Pool
 	ready     atomic.Bool
 	metrics   *metrics
@@ -132,14 +131,20 @@ func New(o Options) *Gateway {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Budgets == nil {
+		o.Budgets = limits.New(limits.Options{
+			UploadInterval: o.Limits.UploadInterval,
+			Defaults:       limits.Budget{UploadInterval: limits.UploadInterval{Enforce: true}},
+			Registerer:     o.Registerer,
+		})
+	}
 	g := &Gateway{
-		opts:     o,
-		logger:   o.Logger,
-		interval: limits.NewIntervalLimiter(o.Limits.UploadInterval),
-		scratch:  sync.Pool{New: func() any { return new(relabel.Scratch) }},
-		metrics:  newMetrics(o.Registerer),
-		budgets:  newBudgetState(o.Registerer),
-		protect:  newProtection(o, o.Registerer),
+		opts:    o,
+		logger:  o.Logger,
+		scratch: sync.Pool{New: func() any { return new(relabel.Scratch) }},
+		metrics: newMetrics(o.Registerer),
+		budgets: newBudgetState(o.Registerer),
+		protect: newProtection(o, o.Registerer),
 	}
 	g.metrics.dropped.WithLabelValues(reasonBudget)
 	if o.ExplainCacheBytes > 0 {
