@@ -12,9 +12,13 @@ package gateway
 //	samples/cpu-s  samples received per second of process CPU time
 //	               (getrusage user+sys around the loop: GC workers count)
 //	allocs/series  heap allocations per received series
-//	x-naive        samples/cpu-s divided by the naive floor's, measured once
-//	               in the same process: golang/snappy + gogo
-//	               prompb.WriteRequest Unmarshal, Marshal, snappy.Encode
+//	x-naive        samples/cpu-s divided by the naive floor's (golang/snappy
+//	               + gogo prompb.WriteRequest Unmarshal, Marshal,
+//	               snappy.Encode on the same payload), measured interleaved
+//	               with the benchmark: blocks of the handler alternate with
+//	               blocks of the floor, each timed on its own, so a noisy
+//	               neighbour or a CPU frequency change weighs on both sides
+//	               of the ratio alike
 //
 // `make bench` prints the x-naive lines at the end.
 
@@ -148,25 +152,64 @@ func naiveRoundTrip(body []byte) error {
 	return nil
 }
 
-// naiveFloor measures the naive round trip once per process (at least a
-// second of CPU), so every x-naive ratio of a run shares one denominator.
-var naiveFloor = sync.OnceValue(func() float64 {
-	body := benchPayload().rw
-	series := benchPayload().spec.Series()
-	for range 20 { // warm up
-		_ = naiveRoundTrip(body)
+// floorMeter runs the naive round trip in blocks between blocks of a
+// benchmark and keeps its own CPU time, for an x-naive ratio measured under
+// the same machine conditions as the benchmark.
+type floorMeter struct {
+	body     []byte
+	series   int
+	n        int
+	cpu      time.Duration
+	mallocs  uint64 // heap allocations made by the floor's blocks
+}
+
+// mallocs is the process's cumulative count of heap allocations (exact, as
+// testing's allocs/op reads it).
+func mallocs() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
+}
+
+func newFloorMeter() *floorMeter {
+	p := benchPayload()
+	f := &floorMeter{body: p.rw, series: p.spec.Series()}
+	for range 5 { // warm up
+		_ = naiveRoundTrip(f.body)
 	}
-	m := startMeter()
-	n := 0
-	for cpuTime()-m.cpu < time.Second || n < 50 {
-		if err := naiveRoundTrip(body); err != nil {
-			panic(err)
+	return f
+}
+
+// block runs n round trips with the benchmark timer stopped.
+func (f *floorMeter) block(b *testing.B, n int) {
+	b.StopTimer()
+	m0, start := mallocs(), cpuTime()
+	for range n {
+		if err := naiveRoundTrip(f.body); err != nil {
+			b.Fatal(err)
 		}
-		n++
 	}
-	rate, _ := m.stop(n, series, series)
-	return rate
-})
+	// Collect the floor's garbage on the floor's clock, so the GC cycles
+	// it started do not run on the benchmark's.
+	runtime.GC()
+	f.n += n
+	f.cpu += cpuTime() - start
+	f.mallocs += mallocs() - m0
+	b.StartTimer()
+}
+
+// rate is the floor's samples per CPU-second so far.
+func (f *floorMeter) rate() float64 {
+	if f.cpu <= 0 {
+		return 0
+	}
+	return float64(f.n*f.series) / f.cpu.Seconds()
+}
+
+// Interleaving: every floorEvery iterations of the benchmark, floorBlock
+// round trips of the floor (about as much CPU as the benchmark's block at
+// a 5x ratio).
+const floorEvery, floorBlock = 32, 6
 
 // BenchmarkNaiveFloor is the denominator of the x-naive ratios, on one core.
 func BenchmarkNaiveFloor(b *testing.B) {
@@ -309,23 +352,46 @@ func benchHandler(b *testing.B, bg *benchGateway, rq *request, want int) {
 	for range 10 { // warm the pools
 		serveOnce(b, bg.h, w, rq.rewind(), want, wantDropped)
 	}
-	floor := naiveFloor()
+	floor := newFloorMeter()
 	b.SetBytes(int64(len(rq.raw)))
 	b.ReportAllocs()
 	b.ResetTimer()
-	m := startMeter()
+	var cpu time.Duration
+	n := 0
+	m0, start := mallocs(), cpuTime()
 	for b.Loop() {
 		w.reset()
 		bg.h.ServeHTTP(w, rq.rewind())
 		if w.code != want {
 			b.Fatalf("status %d", w.code)
 		}
+		if n++; n%floorEvery == 0 {
+			cpu += cpuTime() - start
+			floor.block(b, floorBlock)
+			start = cpuTime()
+		}
 	}
-	rate := m.report(b, series, series)
-	b.ReportMetric(rate/floor, "x-naive")
+	cpu += cpuTime() - start
+	if n < floorEvery { // too short to have interleaved: one block now
+		floor.block(b, floorBlock)
+	}
+	reportRatio(b, n, series, cpu, mallocs()-m0, floor)
 	if bg.fwd.requests.Load() == 0 {
 		b.Fatal("nothing forwarded")
 	}
+}
+
+// reportRatio reports samples/cpu-s, allocs/series (without the floor's
+// blocks) and x-naive for n iterations of series series that took cpu and
+// allocs heap allocations (the floor's included).
+func reportRatio(b *testing.B, n, series int, cpu time.Duration, allocs uint64, floor *floorMeter) {
+	if cpu <= 0 {
+		cpu = time.Microsecond
+	}
+	rate := float64(n*series) / cpu.Seconds()
+	b.ReportMetric(rate, "samples/cpu-s")
+	b.ReportMetric(float64(allocs-floor.mallocs)/float64(n*series), "allocs/series")
+	b.ReportMetric(rate/floor.rate(), "x-naive")
 }
 
 func itoa(n int) string { return string(appendInt(nil, n)) }
@@ -368,15 +434,19 @@ func BenchmarkUpload(b *testing.B) {
 }
 
 // BenchmarkReceiveParallel is the remote-write handler on every core, for
-// throughput (samples/cpu-s stays per CPU-second).
+// throughput (samples/cpu-s stays per CPU-second). The floor, a one-core
+// loop, runs in one block before and one after the parallel run.
 func BenchmarkReceiveParallel(b *testing.B) {
 	bg := newBenchGateway(b, cachedAuth(b), time.Now)
 	p := benchPayload()
 	series := p.spec.Series()
+	floor := newFloorMeter()
 	b.SetBytes(int64(len(p.rw)))
 	b.ReportAllocs()
 	b.ResetTimer()
-	m := startMeter()
+	floor.block(b, 2*floorBlock)
+	m0, start := mallocs(), cpuTime()
+	var served atomic.Int64
 	b.RunParallel(func(pb *testing.PB) {
 		rq := receiveRequest(p)
 		w := &discardWriter{h: http.Header{}}
@@ -387,10 +457,12 @@ func BenchmarkReceiveParallel(b *testing.B) {
 				b.Errorf("status %d", w.code)
 				return
 			}
+			served.Add(1)
 		}
 	})
-	rate := m.report(b, series, series)
-	b.ReportMetric(rate/naiveFloor(), "x-naive")
+	cpu, allocs := cpuTime()-start, mallocs()-m0
+	floor.block(b, 2*floorBlock)
+	reportRatio(b, int(served.Load()), series, cpu, allocs+floor.mallocs, floor) // allocs excludes the floor already
 }
 
 // BenchmarkStages runs the remote-write pipeline up to each stage, without
