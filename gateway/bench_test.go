@@ -156,11 +156,11 @@ func naiveRoundTrip(body []byte) error {
 // benchmark and keeps its own CPU time, for an x-naive ratio measured under
 // the same machine conditions as the benchmark.
 type floorMeter struct {
-	body     []byte
-	series   int
-	n        int
-	cpu      time.Duration
-	mallocs  uint64 // heap allocations made by the floor's blocks
+	body    []byte
+	series  int
+	n       int
+	cpu     time.Duration
+	mallocs uint64 // heap allocations made by the floor's blocks
 }
 
 // mallocs is the process's cumulative count of heap allocations (exact, as
