@@ -35,14 +35,17 @@ type tokenClaims struct {
 
 // Signer issues the JWTs returned by /authorize and verifies the ones
 // presented on /upload. The first key signs; every key verifies, selected by
-// the token's "kid" header. A Signer is immutable and safe for concurrent use.
+// the token's "kid" header. A Signer is safe for concurrent use; its keys
+// never change (rotation is a new Signer), and it remembers the tokens it
+// verified until they expire (see verifiedTokens).
 type Signer struct {
-	active  Key
-	byID    map[string]Key
-	ids     []string
-	methods []string
-	expiry  time.Duration
-	now     func() time.Time
+	active   Key
+	byID     map[string]Key
+	ids      []string
+	methods  []string
+	expiry   time.Duration
+	now      func() time.Time
+	verified *verifiedTokens
 }
 
 // NewSigner returns a Signer issuing tokens valid for expiry. keys[0] must be
@@ -58,7 +61,8 @@ func NewSigner(keys []Key, expiry time.Duration) (*Signer, error) {
 	if expiry <= 0 {
 		return nil, errors.New("signer: token expiry must be positive")
 	}
-	s := &Signer{active: keys[0], byID: make(map[string]Key, len(keys)), expiry: expiry, now: time.Now}
+	s := &Signer{active: keys[0], byID: make(map[string]Key, len(keys)), expiry: expiry, now: time.Now,
+		verified: newVerifiedTokens(DefaultVerifiedTokens)}
 	seenAlg := make(map[string]bool)
 	for i, k := range keys {
 		if k.method == nil || k.id == "" {
@@ -145,7 +149,27 @@ var (
 // short reason: malformed token, unsupported algorithm (including "none"),
 // unknown key, bad signature, expired, not yet valid, wrong issuer or
 // audience, or missing claims.
+//
+// A token verified before is recognised by its SHA-256 and not parsed
+// again while it is valid.
 func (s *Signer) Verify(token string) (Identity, error) {
+	now := s.now()
+	key := tokenKey(token)
+	if id, ok := s.verified.get(key, now); ok {
+		return id, nil
+	}
+	id, from, until, err := s.verify(token)
+	if err != nil {
+		return Identity{}, err
+	}
+	s.verified.put(key, id, from, until, now)
+	return id, nil
+}
+
+// verify is the full verification; it also returns the interval in which
+// the token verifies: from its nbf and iat to its exp, widened by the
+// leeway.
+func (s *Signer) verify(token string) (id Identity, from, until time.Time, err error) {
 	var claims tokenClaims
 	t, err := jwt.ParseWithClaims(token, &claims, s.keyFunc,
 		jwt.WithValidMethods(s.methods),
@@ -157,22 +181,28 @@ func (s *Signer) Verify(token string) (Identity, error) {
 		jwt.WithTimeFunc(s.now),
 	)
 	if err != nil {
-		return Identity{}, NewUnauthorized(s.reason(t, err))
+		return Identity{}, from, until, NewUnauthorized(s.reason(t, err))
 	}
 	if claims.Subject == "" {
-		return Identity{}, NewUnauthorized("token has no subject")
+		return Identity{}, from, until, NewUnauthorized("token has no subject")
 	}
-	id := NewIdentity(claims.Subject, "")
+	id = NewIdentity(claims.Subject, "")
 	if claims.Telegate != nil {
 		id.AccountID = claims.Telegate.AccountID
 		if v, ok := claims.Telegate.Labels[ClusterIDLabel]; ok && v != claims.Subject {
-			return Identity{}, NewUnauthorized("token labels do not match its subject")
+			return Identity{}, from, until, NewUnauthorized("token labels do not match its subject")
 		}
 		for k, v := range claims.Telegate.Labels {
 			id.Labels[k] = v
 		}
 	}
-	return id, nil
+	if claims.NotBefore != nil {
+		from = claims.NotBefore.Time
+	}
+	if claims.IssuedAt != nil && claims.IssuedAt.After(from) {
+		from = claims.IssuedAt.Time
+	}
+	return id, from.Add(-TokenLeeway), claims.ExpiresAt.Add(TokenLeeway), nil
 }
 
 func (s *Signer) keyFunc(t *jwt.Token) (any, error) {
