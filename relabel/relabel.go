@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"math/bits"
 	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -148,8 +150,8 @@ func (p *Pipeline) Process(b *batch.Batch, clusterID string, now time.Time, chec
 			}
 		}
 		s.Labels = stamp(s.Labels, p.opts.ClusterIDLabel, clusterID)
-		s.SortLabels()
-		if err := p.validate(&s); err != nil {
+		h, err := p.check(&s)
+		if err != nil {
 			return st, err
 		}
 		if checkTimestamps {
@@ -169,7 +171,6 @@ func (p *Pipeline) Process(b *batch.Batch, clusterID string, now time.Time, chec
 				continue
 			}
 		}
-		h := p.hash(s.Labels)
 		if j, dup := sc.seen[h]; dup && equal(out[j].Labels, s.Labels) {
 			st.Series[ReasonCollision]++
 			st.Samples[ReasonCollision] += len(s.Samples)
@@ -250,41 +251,60 @@ func stamp(ls []batch.Label, name, value string) []batch.Label {
 	return slices.Insert(ls, at, batch.Label{Name: name, Value: value})
 }
 
-func (p *Pipeline) validate(s *batch.Series) error {
+// check sorts s's labels if they are not sorted, validates them and returns
+// their hash, in one pass over the labels when they arrive sorted (the
+// remote write spec requires it, and stamp keeps them so).
+func (p *Pipeline) check(s *batch.Series) (uint64, error) {
 	ls := s.Labels
 	if len(ls) > p.opts.MaxLabels && p.opts.MaxLabels > 0 {
-		return invalid("series %s has %d labels, over max_labels_per_series (%d)", s.Name(), len(ls), p.opts.MaxLabels)
+		return 0, invalid("series %s has %d labels, over max_labels_per_series (%d)", s.Name(), len(ls), p.opts.MaxLabels)
 	}
+	h := uint64(hashInit)
 	hasName := false
-	for i, l := range ls {
-		if i > 0 && ls[i-1].Name == l.Name {
-			return invalid("series %s has duplicate label %q", s.Name(), l.Name)
+	for i := range ls {
+		l := &ls[i]
+		if i > 0 {
+			if c := strings.Compare(ls[i-1].Name, l.Name); c >= 0 {
+				if c == 0 {
+					return 0, invalid("series %s has duplicate label %q", s.Name(), l.Name)
+				}
+				s.SortLabels()
+				return p.check(s) // sorted now: no second recursion
+			}
 		}
 		if p.opts.MaxNameLength > 0 && len(l.Name) > p.opts.MaxNameLength {
-			return invalid("label name %.64q... is %d bytes, over max_label_name_length (%d)", l.Name, len(l.Name), p.opts.MaxNameLength)
+			return 0, invalid("label name %.64q... is %d bytes, over max_label_name_length (%d)", l.Name, len(l.Name), p.opts.MaxNameLength)
 		}
 		if p.opts.MaxValueLength > 0 && len(l.Value) > p.opts.MaxValueLength {
-			return invalid("label %s of series %s is %d bytes, over max_label_value_length (%d)", l.Name, s.Name(), len(l.Value), p.opts.MaxValueLength)
+			return 0, invalid("label %s of series %s is %d bytes, over max_label_value_length (%d)", l.Name, s.Name(), len(l.Value), p.opts.MaxValueLength)
 		}
+		h = mix(mix(h, maphash.String(p.seed, l.Name)), maphash.String(p.seed, l.Value))
 		if l.Name == batch.MetricName {
 			hasName = true
 			if !validMetricName(l.Value) {
-				return invalid("invalid metric name %q", l.Value)
+				return 0, invalid("invalid metric name %q", l.Value)
 			}
 			continue
 		}
 		if !validLabelName(l.Name) {
-			return invalid("series %s has invalid label name %q", s.Name(), l.Name)
+			return 0, invalid("series %s has invalid label name %q", s.Name(), l.Name)
 		}
 		if !utf8.ValidString(l.Value) {
-			return invalid("label %s of series %s is not valid UTF-8", l.Name, s.Name())
+			return 0, invalid("label %s of series %s is not valid UTF-8", l.Name, s.Name())
 		}
 	}
 	if !hasName {
-		return invalid("series without a metric name (__name__)")
+		return 0, invalid("series without a metric name (__name__)")
 	}
-	return nil
+	return h, nil
 }
+
+// hashInit and mix chain the per-string hashes of a label set: (name,
+// value) pairs in order, so {a="bc"} and {ab="c"} differ. A collision of
+// two different label sets only costs an equal() comparison.
+const hashInit = 0xcbf29ce484222325
+
+func mix(h, x uint64) uint64 { return bits.RotateLeft64((h^x)*0x9e3779b97f4a7c15, 31) }
 
 // validLabelName accepts [a-zA-Z_][a-zA-Z0-9_]* and refuses the reserved
 // "__" prefix: internal labels never reach long-term storage.
@@ -313,18 +333,6 @@ func validMetricName(n string) bool {
 		}
 	}
 	return true
-}
-
-func (p *Pipeline) hash(ls []batch.Label) uint64 {
-	var h maphash.Hash
-	h.SetSeed(p.seed)
-	for _, l := range ls {
-		h.WriteString(l.Name)
-		h.WriteByte(0xff)
-		h.WriteString(l.Value)
-		h.WriteByte(0xff)
-	}
-	return h.Sum64()
 }
 
 func equal(a, b []batch.Label) bool {

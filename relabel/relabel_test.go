@@ -209,3 +209,33 @@ func BenchmarkProcess(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*500)/b.Elapsed().Seconds(), "series/s")
 }
+
+// The one-pass check sorts unsorted labels before it validates and hashes
+// them: a duplicate hidden by the order is found, and the same label set in
+// two orders is one series.
+func TestCheckSortsBeforeValidatingAndHashing(t *testing.T) {
+	p := New(defaultOpts())
+	_, err := p.Process(mk([]string{"job", "b", "__name__", "up", "job", "a"}), "c1", time.Now(), false, &Scratch{})
+	var ie *InvalidError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "duplicate label") {
+		t.Fatalf("unsorted duplicate: got %v", err)
+	}
+	b := mk(
+		[]string{"zone", "z", "job", "x", "__name__", "up"},
+		[]string{"__name__", "up", "job", "x", "zone", "z"},
+		[]string{"__name__", "up", "jo", "bx", "zone", "z"}, // same bytes, other split
+		[]string{"__name__", "up", "job", "x", "zone", "zz"},
+	)
+	st, err := p.Process(b, "c1", time.Now(), false, &Scratch{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range b.Series {
+		got = append(got, labelsOf(s))
+	}
+	want := []string{"__name__=up,_id=c1,job=x,zone=z", "__name__=up,_id=c1,jo=bx,zone=z", "__name__=up,_id=c1,job=x,zone=zz"}
+	if strings.Join(got, " ") != strings.Join(want, " ") || st.Series[ReasonCollision] != 1 {
+		t.Fatalf("got %q (stats %+v), want %q and one collision", got, st, want)
+	}
+}
