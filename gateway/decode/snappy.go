@@ -6,7 +6,7 @@ import (
 	"io"
 	"sync"
 
-	"github.com/golang/snappy"
+	"github.com/klauspost/compress/s2"
 )
 
 // minRead is the smallest buffer growth step of the streaming readers; one
@@ -18,8 +18,11 @@ const minRead = 64 << 10
 // announces is checked against maxDecoded before anything is allocated, so a
 // small body claiming a huge size costs nothing. maxDecoded <= 0 disables
 // the cap.
+//
+// The decoder is klauspost/compress/s2, which reads snappy blocks about a
+// third faster than golang/snappy (and also accepts S2's extensions).
 func DecodeBlock(dst, src []byte, maxDecoded int) ([]byte, error) {
-	n, err := snappy.DecodedLen(src)
+	n, err := s2.DecodedLen(src)
 	if err != nil {
 		return dst[:0], BadRequest("%s", snappyMsg(err))
 	}
@@ -29,14 +32,17 @@ func DecodeBlock(dst, src []byte, maxDecoded int) ([]byte, error) {
 	if cap(dst) < n {
 		dst = make([]byte, n)
 	}
-	out, err := snappy.Decode(dst[:n], src)
+	out, err := s2.Decode(dst[:n], src)
 	if err != nil {
 		return dst[:0], BadRequest("%s", snappyMsg(err))
 	}
 	return out, nil
 }
 
-var framedReaders = sync.Pool{New: func() any { return snappy.NewReader(nil) }}
+var framedReaders = sync.Pool{New: func() any { return s2.NewReader(nil, s2.ReaderMaxBlockSize(maxSnappyBlock)) }}
+
+// maxSnappyBlock is the largest chunk the snappy framing format allows.
+const maxSnappyBlock = 64 << 10
 
 // DecodeFramed decodes the snappy framing format (Content-Encoding: snappy on
 // /upload) read from r into dst's capacity. It stops as soon as the decoded
@@ -44,13 +50,13 @@ var framedReaders = sync.Pool{New: func() any { return snappy.NewReader(nil) }}
 // bytes; the pooled snappy reader holds at most one more chunk. maxDecoded
 // <= 0 disables the cap.
 func DecodeFramed(dst []byte, r io.Reader, maxDecoded int) ([]byte, error) {
-	sr := framedReaders.Get().(*snappy.Reader)
+	sr := framedReaders.Get().(*s2.Reader)
 	sr.Reset(r)
 	dst, err := readCapped(dst, sr, maxDecoded)
 	sr.Reset(nil)
 	framedReaders.Put(sr)
 	if err != nil {
-		if errors.Is(err, snappy.ErrCorrupt) || errors.Is(err, snappy.ErrUnsupported) {
+		if errors.Is(err, s2.ErrCorrupt) || errors.Is(err, s2.ErrUnsupported) || errors.Is(err, s2.ErrTooLarge) {
 			return dst[:0], BadRequest("%s", snappyMsg(err))
 		}
 		return dst[:0], readError(err)
@@ -107,11 +113,11 @@ func readCapped(dst []byte, r io.Reader, maxDecoded int) ([]byte, error) {
 // snappyMsg turns a snappy error into a client-facing message.
 func snappyMsg(err error) string {
 	switch {
-	case errors.Is(err, snappy.ErrCorrupt):
+	case errors.Is(err, s2.ErrCorrupt):
 		return "snappy: corrupt input"
-	case errors.Is(err, snappy.ErrTooLarge):
+	case errors.Is(err, s2.ErrTooLarge):
 		return "snappy: decoded block is too large"
-	case errors.Is(err, snappy.ErrUnsupported):
+	case errors.Is(err, s2.ErrUnsupported):
 		return "snappy: unsupported input"
 	}
 	return "snappy: " + err.Error()
