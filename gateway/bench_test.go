@@ -572,8 +572,8 @@ func TestIngestAllocsPerSeries(t *testing.T) {
 			}
 			perSeries := allocs / series
 			t.Logf("%.0f allocs per request, %.3f per series", allocs, perSeries)
-			if perSeries > 0.2 {
-				t.Fatalf("%.3f allocations per series (%.0f per request of %.0f series), want amortised < 0.2", perSeries, allocs, series)
+			if perSeries > 0.05 {
+				t.Fatalf("%.3f allocations per series (%.0f per request of %.0f series), want amortised < 0.05", perSeries, allocs, series)
 			}
 		})
 	}

@@ -110,6 +110,7 @@ type Options struct {
 type Gateway struct {
 	opts      Options
 	logger    log.Logger
+	debug     log.Logger // level.Debug(logger), built once: not per request
 	allowlist atomic.Pointer[allowlist.Allowlist]
 	scratch   sync.Pool
 	ready     atomic.Bool
@@ -141,6 +142,7 @@ func New(o Options) *Gateway {
 	g := &Gateway{
 		opts:    o,
 		logger:  o.Logger,
+		debug:   level.Debug(o.Logger),
 		scratch: sync.Pool{New: func() any { return new(relabel.Scratch) }},
 		metrics: newMetrics(o.Registerer),
 		budgets: newBudgetState(o.Registerer),
@@ -212,7 +214,7 @@ func (g *Gateway) instrument(name, method string, h handlerFunc) http.Handler {
 		}
 		g.metrics.requests.WithLabelValues(name, strconv.Itoa(code)).Inc()
 		g.metrics.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
-		level.Debug(g.logger).Log("handler", name, "code", code, "duration", time.Since(start))
+		g.debug.Log("handler", name, "code", code, "duration", time.Since(start))
 	})
 }
 

@@ -16,7 +16,7 @@ const (
 // sends (parameters may be omitted, a missing header is tolerated) and
 // returns a 415 *Error for anything else.
 func CheckUploadContentType(contentType string) error {
-	if contentType == "" {
+	if contentType == "" || contentType == UploadContentType { // what clients send: no parsing
 		return nil
 	}
 	mt, params, err := mime.ParseMediaType(contentType)
@@ -50,7 +50,7 @@ func CheckRemoteWriteHeaders(contentType, contentEncoding string) error {
 	if !strings.EqualFold(strings.TrimSpace(contentEncoding), "snappy") {
 		return Unsupported("unsupported Content-Encoding %q for remote write, want snappy", contentEncoding)
 	}
-	if contentType == "" {
+	if contentType == "" || contentType == RemoteWriteContentType { // what Prometheus sends: no parsing
 		return nil
 	}
 	mt, params, err := mime.ParseMediaType(contentType)
