@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -98,7 +99,7 @@ func debugJSON(t *testing.T, g *Gateway, query string) debugLimits {
 func TestShadowMode(t *testing.T) {
 	f := newFixture(t, withBudgets(limits.Budget{ActiveSeries: limits.ActiveSeries{Max: 2, Enforce: false}}, true))
 	ms := f.now.UnixMilli()
-	status, body, hdr := f.write(t, harness.CompositeToken("dev", "c1"), append(versions(ms, 0, 4), ts(1, ms, "__name__", "secret_total"))...)
+	status, body, hdr := f.write(t, harness.CompositeToken("dev", "c1"), append(versions(ms, 0, 4), ts(1, ms, "__name__", "secret_total", "job", "j"))...)
 	if status != 204 {
 		t.Fatalf("%d %s", status, body)
 	}
@@ -110,6 +111,9 @@ func TestShadowMode(t *testing.T) {
 	}
 	if n := len(f.fwd.series()); n != 5 {
 		t.Fatalf("forwarded %d, want all 5", n)
+	}
+	if s := f.fwd.series(); !slices.ContainsFunc(s, func(s string) bool { return strings.Contains(s, "secret_total") && strings.Contains(s, "job=j") }) {
+		t.Fatalf("the denied series lost labels in shadow mode: %q", s)
 	}
 	top := debugJSON(t, f.gw, "?n=1&cluster=c1")
 	if rows := top.Shadow["allowlist"]; len(rows) != 1 || rows[0].Metric != "secret_total" {

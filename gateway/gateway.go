@@ -112,6 +112,7 @@ type Gateway struct {
 	logger    log.Logger
 	debug     log.Logger // level.Debug(logger), built once: not per request
 	allowlist atomic.Pointer[allowlist.Allowlist]
+	filter    atomic.Pointer[allowlistFilter] // nameFilter's cache
 	scratch   sync.Pool
 	ready     atomic.Bool
 	metrics   *metrics
@@ -337,7 +338,7 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
-	code, err := g.ingest(w, r, "upload", id, b, now, -1)
+	code, err := g.ingest(w, r, "upload", id, g.allowlist.Load(), b, now, -1)
 	release(err == nil)
 	if err != nil {
 		return g.writeError(w, r, err)
@@ -377,12 +378,15 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
-	st, err := decode.UnmarshalWriteRequest(b.Buf, b, g.opts.Limits.MaxSeriesPerRequest)
+	// One allowlist for decoding and filtering: a reload in between must
+	// not judge a series the decoder skimmed by a list that keeps it.
+	al := g.allowlist.Load()
+	st, err := decode.UnmarshalWriteRequestFiltered(b.Buf, b, g.opts.Limits.MaxSeriesPerRequest, g.nameFilter(al))
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
 	// Native histograms are not forwarded yet: count them as dropped.
-	code, err := g.ingest(w, r, "receive", id, b, g.opts.Now(), st.Histograms)
+	code, err := g.ingest(w, r, "receive", id, al, b, g.opts.Now(), st.Histograms)
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
@@ -428,11 +432,10 @@ func (g *Gateway) receiveIdentity(r *http.Request) (authn.Identity, error) {
 // the number of native histogram samples the remote-write decoder skipped,
 // or -1 for /upload (whose timestamps come from the server clock and are
 // not bounds-checked).
-func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string, id authn.Identity, b *batch.Batch, now time.Time, unsupported int) (int, error) {
+func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string, id authn.Identity, al *allowlist.Allowlist, b *batch.Batch, now time.Time, unsupported int) (int, error) {
 	remoteWrite := unsupported >= 0
 	received := b.Samples() + max(unsupported, 0)
 	g.metrics.received.WithLabelValues(protocol).Add(float64(received))
-	al := g.allowlist.Load()
 	shadow := map[string]int{}
 	var deniedSeries, deniedSamples int
 	tally := offenderTally{o: g.budgets.offenders}
@@ -500,6 +503,29 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 		return http.StatusNoContent, nil
 	}
 	return http.StatusOK, nil
+}
+
+// nameFilter lets the decoder skim the series al drops by name: their
+// labels past __name__ are not pushed (the cluster-ID label is, for
+// CheckIdentity). Nil (decode everything) without an allowlist or when the
+// allowlist is in shadow mode, where denied series are forwarded whole.
+// The filter is built once per allowlist version.
+func (g *Gateway) nameFilter(al *allowlist.Allowlist) *decode.NameFilter {
+	if al == nil || g.opts.AllowlistShadow {
+		return nil
+	}
+	if c := g.filter.Load(); c != nil && c.al == al {
+		return c.f
+	}
+	c := &allowlistFilter{al: al, f: &decode.NameFilter{Wanted: al.MatchName, KeepLabel: g.opts.Pipeline.ClusterIDLabel()}}
+	g.filter.Store(c)
+	return c.f
+}
+
+// allowlistFilter is the decode.NameFilter of one allowlist version.
+type allowlistFilter struct {
+	al *allowlist.Allowlist
+	f  *decode.NameFilter
 }
 
 // forward sends series in order, split below MaxForwardBytes (a

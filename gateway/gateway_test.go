@@ -274,6 +274,14 @@ func TestSeriesClaimingAnotherCluster(t *testing.T) {
 	if len(f.fwd.series()) != 0 {
 		t.Fatal("forwarded a request with a foreign _id")
 	}
+	// Also on a series the allowlist drops (the decoder skims its labels
+	// but keeps _id for this check).
+	status, body, _ = f.write(t, harness.CompositeToken("dev", "c1"),
+		ts(1, f.now.UnixMilli(), "__name__", "cluster_version"),
+		ts(1, f.now.UnixMilli(), "__name__", "secret_total", "a", "b", "_id", "c2", "zone", "z"))
+	if status != http.StatusBadRequest || !strings.Contains(body, "_id") {
+		t.Fatalf("foreign _id on a denied series: status %d body %q", status, body)
+	}
 }
 
 func TestForwardErrors(t *testing.T) {

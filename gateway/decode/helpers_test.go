@@ -117,7 +117,45 @@ func mutate(r *rand.Rand, data []byte) []byte {
 
 // checkWriteRequestAgrees decodes data with both decoders and fails t unless
 // they agree.
+// testFilter refuses metric names from "m" on and keeps the "_id" label.
+var testFilter = &NameFilter{Wanted: func(n string) bool { return n < "m" }, KeepLabel: "_id"}
+
+// checkFilteredAgrees decodes data with and without testFilter: the same
+// inputs are accepted, with the same samples, and a refused series keeps
+// its labels up to its first __name__ plus its _id labels.
+func checkFilteredAgrees(t testing.TB, data []byte) {
+	full, filtered := &batch.Batch{}, &batch.Batch{}
+	stFull, errFull := UnmarshalWriteRequest(data, full, 0)
+	stFiltered, err := UnmarshalWriteRequestFiltered(data, filtered, 0, testFilter)
+	if (errFull == nil) != (err == nil) || stFull != stFiltered {
+		t.Fatalf("filter changes the outcome on %x: %v %+v vs %v %+v", data, errFull, stFull, err, stFiltered)
+	}
+	if err != nil {
+		return
+	}
+	for i, s := range full.Series {
+		var want []batch.Label
+		named, skim := false, false
+		for _, l := range s.Labels {
+			if !skim || l.Name == "_id" {
+				want = append(want, l)
+			}
+			if !named && l.Name == batch.MetricName {
+				named, skim = true, !testFilter.Wanted(l.Value)
+			}
+		}
+		got := filtered.Series[i]
+		sameSample := func(a, b batch.Sample) bool {
+			return a.Timestamp == b.Timestamp && math.Float64bits(a.Value) == math.Float64bits(b.Value)
+		}
+		if !slices.Equal(got.Labels, want) || !slices.EqualFunc(got.Samples, s.Samples, sameSample) {
+			t.Fatalf("series %d filtered: got %v, want labels %v and samples %v", i, got, want, s.Samples)
+		}
+	}
+}
+
 func checkWriteRequestAgrees(t testing.TB, data []byte) {
+	checkFilteredAgrees(t, data)
 	var ref prompb.WriteRequest
 	refErr := ref.Unmarshal(data)
 	b := &batch.Batch{}

@@ -46,7 +46,24 @@ const (
 // request and should be Reset. More than maxSeries TimeSeries is a 413
 // naming max_series_per_request; maxSeries <= 0 disables the cap.
 func UnmarshalWriteRequest(buf []byte, b *batch.Batch, maxSeries int) (Stats, error) {
-	d := rwDecoder{buf: buf, b: b}
+	return UnmarshalWriteRequestFiltered(buf, b, maxSeries, nil)
+}
+
+// NameFilter lets a decoder skip work for series the caller will drop by
+// metric name: a series whose __name__ Wanted refuses is pushed with only
+// the labels up to and including __name__, its KeepLabel label (the
+// cluster-ID label, whose value the gateway checks on every series) and
+// all its samples: enough to count, report and identity-check it. Its
+// other labels are still decoded and checked, so the accepted inputs are
+// the same with or without a filter. A nil *NameFilter pushes everything.
+type NameFilter struct {
+	Wanted    func(name string) bool
+	KeepLabel string
+}
+
+// UnmarshalWriteRequestFiltered is UnmarshalWriteRequest with a NameFilter.
+func UnmarshalWriteRequestFiltered(buf []byte, b *batch.Batch, maxSeries int, f *NameFilter) (Stats, error) {
+	d := rwDecoder{buf: buf, b: b, filter: f}
 	err := d.writeRequest(maxSeries)
 	if err != nil {
 		b.DiscardSeries()
@@ -55,9 +72,10 @@ func UnmarshalWriteRequest(buf []byte, b *batch.Batch, maxSeries int) (Stats, er
 }
 
 type rwDecoder struct {
-	buf []byte
-	b   *batch.Batch
-	st  Stats
+	buf    []byte
+	b      *batch.Batch
+	st     Stats
+	filter *NameFilter
 }
 
 // varint reads a varint at i (bounded by end) the way gogo does: at most 10
@@ -243,6 +261,7 @@ func (d *rwDecoder) writeRequest(maxSeries int) error {
 }
 
 func (d *rwDecoder) timeSeries(i, end int) error {
+	named, skim := false, false // __name__ seen; the filter refused it
 	for i < end {
 		num, wt, next, err := d.tag(i, end, "TimeSeries")
 		if err != nil {
@@ -261,7 +280,15 @@ func (d *rwDecoder) timeSeries(i, end int) error {
 			if err != nil {
 				return err
 			}
-			d.b.PushLabel(name, value)
+			switch {
+			case !skim:
+				d.b.PushLabel(name, value)
+				if d.filter != nil && !named && name == batch.MetricName { // the first __name__ is the name
+					named, skim = true, !d.filter.Wanted(value)
+				}
+			case name == d.filter.KeepLabel:
+				d.b.PushLabel(name, value)
+			}
 			i = e
 		case 2:
 			if err := wantWire(wt, wtBytes, "TimeSeries.samples", i); err != nil {

@@ -3,6 +3,7 @@ package decode
 import (
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -212,4 +213,31 @@ func BenchmarkGogoUnmarshal(bm *testing.B) {
 		}
 	}
 	bm.ReportMetric(float64(1000*bm.N)/bm.Elapsed().Seconds(), "samples/s")
+}
+
+func TestUnmarshalWriteRequestFiltered(t *testing.T) {
+	wr := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		{Labels: []prompb.Label{{Name: "A", Value: "1"}, {Name: "__name__", Value: "zzz"}, {Name: "_id", Value: "c"}, {Name: "b", Value: "2"}},
+			Samples: []prompb.Sample{{Value: 1, Timestamp: 1}, {Value: 2, Timestamp: 2}}},
+		{Labels: []prompb.Label{{Name: "__name__", Value: "abc"}, {Name: "__name__", Value: "zzz"}, {Name: "b", Value: "2"}},
+			Samples: []prompb.Sample{{Value: 3, Timestamp: 3}}},
+	}}
+	b := &batch.Batch{}
+	st, err := UnmarshalWriteRequestFiltered(mustMarshal(t, wr), b, 0, testFilter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []string{}
+	for _, s := range b.Series {
+		var ls []string
+		for _, l := range s.Labels {
+			ls = append(ls, l.Name+"="+l.Value)
+		}
+		got = append(got, strings.Join(ls, ","))
+	}
+	// The refused series keeps what precedes and names it, and its _id;
+	// only the first __name__ decides.
+	if want := []string{"A=1,__name__=zzz,_id=c", "__name__=abc,__name__=zzz,b=2"}; !slices.Equal(got, want) || st.Samples != 3 || len(b.Series[0].Samples) != 2 {
+		t.Fatalf("got %q (stats %+v), want %q", got, st, want)
+	}
 }
