@@ -109,9 +109,14 @@ type Scratch struct {
 
 // CheckIdentity returns an error if a series carries a cluster ID label
 // with a value other than clusterID: identity comes only from credentials.
+// Every occurrence counts: {_id="", _id="c2"} claims c2 too.
 func (p *Pipeline) CheckIdentity(s *batch.Series, clusterID string) error {
-	if v, ok := s.Get(p.opts.ClusterIDLabel); ok && v != clusterID && v != "" {
-		return invalid("series %s carries label %s=%q but the credentials are for cluster %q", s.Name(), p.opts.ClusterIDLabel, v, clusterID)
+	name := p.opts.ClusterIDLabel
+	for i := range s.Labels {
+		l := &s.Labels[i]
+		if len(l.Name) == len(name) && l.Name == name && l.Value != clusterID && l.Value != "" {
+			return invalid("series %s carries label %s=%q but the credentials are for cluster %q", s.Name(), name, l.Value, clusterID)
+		}
 	}
 	return nil
 }

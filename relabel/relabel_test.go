@@ -90,6 +90,11 @@ func TestCheckIdentity(t *testing.T) {
 	if err := p.CheckIdentity(&b.Series[1], "c1"); err != nil {
 		t.Fatal(err)
 	}
+	// A second occurrence claims as much as the first.
+	b = mk([]string{"__name__", "up", "_id", "", "_id", "other"})
+	if err := p.CheckIdentity(&b.Series[0], "c1"); !errors.As(err, &ie) {
+		t.Fatalf("foreign second _id: got %v", err)
+	}
 }
 
 func TestValidation(t *testing.T) {
