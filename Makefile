@@ -8,7 +8,7 @@ REVISION  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 FUZZTIME  ?= 10s
 
-.PHONY: all build run test test-deps unit e2e fuzz bench vet fmt lint clean thanos rules
+.PHONY: all build run test test-deps unit e2e fuzz bench vet fmt lint clean thanos rules vmagent compare
 
 all: build
 
@@ -60,6 +60,30 @@ $(THANOS_STAMP): test/tools/go.mod test/tools/go.sum
 	  -o ../../bin/thanos github.com/thanos-io/thanos/cmd/thanos
 	@rm -f bin/.thanos-*
 	touch $@
+
+## vmagent: bin/vmagent (VictoriaMetrics' vmagent, the reference of `make
+## compare`), built from the module proxy at the version
+## test/tools/vmagent/go.mod pins (its own module, so Thanos' pins in
+## test/tools do not move). Rebuilt only when the pin changes.
+VMAGENT_VERSION := $(shell awk '$$1=="require" && $$2=="github.com/VictoriaMetrics/VictoriaMetrics" {print $$3} $$1=="github.com/VictoriaMetrics/VictoriaMetrics" {print $$2}' test/tools/vmagent/go.mod)
+VMAGENT_STAMP   := bin/.vmagent-$(VMAGENT_VERSION)
+
+vmagent: $(VMAGENT_STAMP)
+
+$(VMAGENT_STAMP): test/tools/vmagent/go.mod test/tools/vmagent/go.sum
+	@mkdir -p bin
+	cd test/tools/vmagent && GOTOOLCHAIN=auto CGO_ENABLED=0 $(GO) build -trimpath \
+	  -ldflags '-X github.com/VictoriaMetrics/VictoriaMetrics/lib/buildinfo.Version=vmagent-$(VMAGENT_VERSION)' \
+	  -o ../../../bin/vmagent github.com/VictoriaMetrics/VictoriaMetrics/app/vmagent
+	@rm -f bin/.vmagent-*
+	touch $@
+
+## compare: the gateway and vmagent side by side on 127.0.0.1, same payload,
+## same request rate, same decode-only downstream, one after the other;
+## prints each one's samples per CPU-second of its own process and the ratio
+## (scripts/compare.sh; RATE=100 requests/s, DURATION=30s, ROUNDS=2 by default).
+compare: build vmagent
+	./scripts/compare.sh
 
 ## fuzz: each fuzz target for FUZZTIME (the corpus under testdata/fuzz also
 ## runs as plain tests in `unit`).

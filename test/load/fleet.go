@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,10 @@ type Config struct {
 	MetricsURL string
 	// Protocol is ProtocolUpload or ProtocolRemoteWrite.
 	Protocol string
+	// Path overrides the path of the write requests ("" = /upload or
+	// /api/v1/receive, by Protocol), e.g. /api/v1/write to drive another
+	// remote-write receiver (vmagent) with the same payload.
+	Path string
 	// Clusters is the number of simulated clusters.
 	Clusters int
 	// Interval is each cluster's upload interval before speedup (4m30s).
@@ -57,6 +62,11 @@ type Config struct {
 	// Concurrency bounds the requests in flight; Timeout bounds each.
 	Concurrency int
 	Timeout     time.Duration
+	// Settle is how long to wait, after the last write was answered,
+	// before the final reading of MetricsURL, so that work the target does
+	// after answering (a batching forwarder flushing downstream) counts
+	// in its CPU figure. 0 reads at once.
+	Settle time.Duration
 	// Client sends the requests; nil builds one for Concurrency.
 	Client *http.Client
 	// Progress, when not nil, gets one line every ProgressEvery.
@@ -121,6 +131,10 @@ func (c *Config) Validate() error {
 		}
 	}
 	switch {
+	case c.Path != "" && (!strings.HasPrefix(c.Path, "/") || strings.ContainsAny(c.Path, "?#")):
+		return fmt.Errorf("path %q: want an absolute path without query or fragment", c.Path)
+	case c.Settle < 0 || c.Settle > time.Hour:
+		return fmt.Errorf("settle %v: want 0 to 1h", c.Settle)
 	case c.Protocol != ProtocolUpload && c.Protocol != ProtocolRemoteWrite:
 		return fmt.Errorf("protocol %q: want %s or %s", c.Protocol, ProtocolUpload, ProtocolRemoteWrite)
 	case c.Clusters < 1 || c.Clusters > 1_000_000:
@@ -166,13 +180,17 @@ func CheckLoopback(raw string) error {
 // Result is what a run measured.
 type Result struct {
 	Protocol string
+	// Path is the write requests' path.
+	Path     string
 	Clusters int
 	Elapsed  time.Duration
 	// Expected is the write rate the fleet should reach (clusters /
 	// (interval/speedup)); Achieved is the rate of write requests sent.
 	Expected, Achieved float64
-	// Writes and Authorizes are the requests sent, by endpoint.
+	// Writes and Authorizes are the requests sent, by endpoint; Accepted
+	// is the writes answered 2xx.
 	Writes, Authorizes int
+	Accepted           int
 	// Codes counts answers by "endpoint status" ("upload 200"); network
 	// errors and timeouts count as status 0.
 	Codes map[string]int
@@ -187,6 +205,10 @@ type Result struct {
 	CPUPerWrite         float64
 	RSS, PeakRSS, Heap  float64
 	GatewayMetricsError string
+	// Sink is what a Sink run beside the fleet received; Run leaves it
+	// nil, the caller that runs the sink fills it in for WriteTo and
+	// WriteJSON.
+	Sink *SinkCounts
 }
 
 // Run simulates the fleet until ctx ends, cfg.Duration passed or
@@ -302,6 +324,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	r := f.result(elapsed)
 	if cfg.MetricsURL != "" {
+		if cfg.Settle > 0 {
+			t := time.NewTimer(cfg.Settle)
+			select {
+			case <-t.C:
+			case <-reqCtx.Done():
+				t.Stop()
+			}
+		}
 		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 		after, err := scrapeGateway(sctx, client, cfg.MetricsURL)
 		scancel()
@@ -309,9 +339,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			r.GatewayMetricsError = err.Error()
 		} else {
 			r.GatewayCPU = after.cpu - before.cpu
-			ok := r.Codes["upload 200"] + r.Codes["receive 204"]
-			if ok > 0 {
-				r.CPUPerWrite = r.GatewayCPU / float64(ok)
+			if r.Accepted > 0 {
+				r.CPUPerWrite = r.GatewayCPU / float64(r.Accepted)
 			}
 			r.RSS, r.Heap = after.rss, after.heap
 			r.PeakRSS = max(float64(peak.Load()), after.rss)
@@ -339,6 +368,7 @@ type fleet struct {
 	codes     map[string]int
 	latencies []time.Duration
 	samples   int
+	accepted  int
 }
 
 func (f *fleet) buildTemplates(now time.Time) error {
@@ -482,10 +512,11 @@ func (f *fleet) authorize(ctx context.Context, id string) string {
 
 // write sends one /upload or remote-write request and records it.
 func (f *fleet) write(ctx context.Context, bearer string, body []byte) int {
-	path, endpoint, ctype := "/upload", "upload", "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+	endpoint, ctype := "upload", "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
 	if f.cfg.Protocol == ProtocolRemoteWrite {
-		path, endpoint, ctype = "/api/v1/receive", "receive", "application/x-protobuf"
+		endpoint, ctype = "receive", "application/x-protobuf"
 	}
+	path := f.cfg.writePath()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.cfg.Target+path, bytes.NewReader(body))
 	if err != nil {
 		return 0
@@ -506,6 +537,7 @@ func (f *fleet) write(ctx context.Context, bearer string, body []byte) int {
 	f.latencies = append(f.latencies, took)
 	if code/100 == 2 {
 		f.samples += f.cfg.Spec.Series()
+		f.accepted++
 	}
 	f.mu.Unlock()
 	return code
@@ -516,11 +548,13 @@ func (f *fleet) result(elapsed time.Duration) *Result {
 	defer f.mu.Unlock()
 	r := &Result{
 		Protocol:    f.cfg.Protocol,
+		Path:        f.cfg.writePath(),
 		Clusters:    f.cfg.Clusters,
 		Elapsed:     elapsed,
 		Expected:    float64(f.cfg.Clusters) / f.period.Seconds(),
 		Writes:      int(f.writes.Load()),
 		Authorizes:  int(f.authorizes.Load()),
+		Accepted:    f.accepted,
 		Codes:       f.codes,
 		SamplesSent: f.samples,
 	}
@@ -536,6 +570,17 @@ func (f *fleet) result(elapsed time.Duration) *Result {
 	return r
 }
 
+// writePath is the path of the write requests.
+func (c *Config) writePath() string {
+	switch {
+	case c.Path != "":
+		return c.Path
+	case c.Protocol == ProtocolRemoteWrite:
+		return "/api/v1/receive"
+	}
+	return "/upload"
+}
+
 // percentile returns the nearest-rank percentile of sorted.
 func percentile(sorted []time.Duration, p float64) time.Duration {
 	if len(sorted) == 0 {
@@ -548,7 +593,11 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 // WriteTo prints r for humans, one figure per line.
 func (r *Result) WriteTo(w io.Writer) (int64, error) {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "protocol            %s, %d clusters, %.1fs\n", r.Protocol, r.Clusters, r.Elapsed.Seconds())
+	if r.Path != "" && r.Path != (&Config{Protocol: r.Protocol}).writePath() {
+		fmt.Fprintf(&b, "protocol            %s to %s, %d clusters, %.1fs\n", r.Protocol, r.Path, r.Clusters, r.Elapsed.Seconds())
+	} else {
+		fmt.Fprintf(&b, "protocol            %s, %d clusters, %.1fs\n", r.Protocol, r.Clusters, r.Elapsed.Seconds())
+	}
 	fmt.Fprintf(&b, "write rate          %.2f/s achieved, %.2f/s expected\n", r.Achieved, r.Expected)
 	fmt.Fprintf(&b, "requests            %d writes, %d authorizes\n", r.Writes, r.Authorizes)
 	keys := make([]string, 0, len(r.Codes))
@@ -569,6 +618,9 @@ func (r *Result) WriteTo(w io.Writer) (int64, error) {
 			r.GatewayCPU, r.CPUPerWrite*1000, float64(r.SamplesSent)/max(r.GatewayCPU, 1e-9))
 		fmt.Fprintf(&b, "gateway memory      RSS %.1f MiB at end, peak %.1f MiB; Go heap in use %.1f MiB\n",
 			r.RSS/(1<<20), r.PeakRSS/(1<<20), r.Heap/(1<<20))
+	}
+	if r.Sink != nil {
+		fmt.Fprintf(&b, "sink                %d requests, %d samples, %d rejected\n", r.Sink.Requests, r.Sink.Samples, r.Sink.Rejected)
 	}
 	n, err := w.Write(b.Bytes())
 	return int64(n), err
