@@ -104,46 +104,75 @@ func EncodedSize(series []batch.Series) int {
 // spec wants labels sorted by name; that is the pipeline's job). The output
 // is byte-identical to prompb.WriteRequest.Marshal of the same request.
 //
-// Each series' size is computed once, just before it is written; with a
-// dst of sufficient capacity (a pooled buffer after the first request) it
-// does not allocate.
+// With a dst of sufficient capacity (a pooled buffer after the first
+// request) it does not allocate.
 func AppendWriteRequest(dst []byte, series []batch.Series) []byte {
 	for i := range series {
-		s := &series[i]
-		n := seriesLen(s)
-		dst = slices.Grow(dst, fieldLen(n))
-		dst = append(dst, tagTimeseries)
-		dst = binary.AppendUvarint(dst, uint64(n))
-		for j := range s.Labels {
-			l := &s.Labels[j]
-			dst = append(dst, tagLabels)
-			dst = binary.AppendUvarint(dst, uint64(labelLen(l)))
-			if len(l.Name) > 0 {
-				dst = append(dst, tagName)
-				dst = binary.AppendUvarint(dst, uint64(len(l.Name)))
-				dst = append(dst, l.Name...)
-			}
-			if len(l.Value) > 0 {
-				dst = append(dst, tagValue)
-				dst = binary.AppendUvarint(dst, uint64(len(l.Value)))
-				dst = append(dst, l.Value...)
-			}
-		}
-		for j := range s.Samples {
-			smp := &s.Samples[j]
-			dst = append(dst, tagSamples)
-			dst = binary.AppendUvarint(dst, uint64(sampleLen(smp)))
-			if smp.Value != 0 {
-				dst = append(dst, tagSampleVal)
-				dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(smp.Value))
-			}
-			if smp.Timestamp != 0 {
-				dst = append(dst, tagSampleTS)
-				dst = binary.AppendUvarint(dst, uint64(smp.Timestamp))
-			}
-		}
+		dst = appendSeries(dst, &series[i])
 	}
 	return dst
+}
+
+// appendSeries appends one WriteRequest.timeseries field. It writes the
+// body once, after a two-byte length placeholder (a body of 128 B to
+// 16 KiB, the usual case, needs exactly two), and moves the body only when
+// its length needs another number of bytes: one pass over the labels
+// instead of a sizing pass and a writing pass.
+func appendSeries(dst []byte, s *batch.Series) []byte {
+	dst = append(dst, tagTimeseries, 0, 0)
+	start := len(dst)
+	for j := range s.Labels {
+		l := &s.Labels[j]
+		n := labelLen(l)
+		if n < 0x80 {
+			dst = append(dst, tagLabels, byte(n))
+		} else {
+			dst = append(dst, tagLabels)
+			dst = binary.AppendUvarint(dst, uint64(n))
+		}
+		if len(l.Name) > 0 {
+			dst = appendString(dst, tagName, l.Name)
+		}
+		if len(l.Value) > 0 {
+			dst = appendString(dst, tagValue, l.Value)
+		}
+	}
+	for j := range s.Samples {
+		smp := &s.Samples[j]
+		dst = append(dst, tagSamples, byte(sampleLen(smp)))
+		if smp.Value != 0 {
+			dst = append(dst, tagSampleVal)
+			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(smp.Value))
+		}
+		if smp.Timestamp != 0 {
+			dst = append(dst, tagSampleTS)
+			dst = binary.AppendUvarint(dst, uint64(smp.Timestamp))
+		}
+	}
+	n := len(dst) - start
+	if k := uvarintLen(uint64(n)); k != 2 {
+		// Make room for (or give back) the length's bytes: shift the body.
+		if k > 2 {
+			dst = slices.Grow(dst, k-2)[:len(dst)+k-2]
+		}
+		copy(dst[start-2+k:], dst[start:start+n])
+		dst = dst[:start-2+k+n]
+		binary.PutUvarint(dst[start-2:], uint64(n))
+		return dst
+	}
+	dst[start-2], dst[start-1] = byte(n)|0x80, byte(n>>7)
+	return dst
+}
+
+// appendString appends a length-delimited string field.
+func appendString(dst []byte, tag byte, v string) []byte {
+	if len(v) < 0x80 {
+		dst = append(dst, tag, byte(len(v)))
+	} else {
+		dst = append(dst, tag)
+		dst = binary.AppendUvarint(dst, uint64(len(v)))
+	}
+	return append(dst, v...)
 }
 
 // Buffers holds the two scratch buffers one encode needs: the protobuf
@@ -163,15 +192,70 @@ type Buffers struct {
 // buffers have grown to the working size, Encode does not allocate.
 func (b *Buffers) Encode(series []batch.Series) ([]byte, error) {
 	b.proto = AppendWriteRequest(b.proto[:0], series)
-	n := s2.MaxEncodedLen(len(b.proto))
+	return b.compress(b.proto)
+}
+
+// EncodeSplit encodes series like Encode but as consecutive requests of at
+// most maxBytes uncompressed (SplitSeries' groups, maxBytes <= 0 meaning
+// DefaultMaxRequestBytes), calling send with each compressed body in order
+// and stopping at the first error. The split happens while encoding (a
+// WriteRequest is its timeseries fields one after the other, so a request
+// is a range of the encoding): no sizing pass. A series too large on its
+// own goes through SplitSeries' per-sample split. The bodies alias b and
+// are valid only during send.
+func (b *Buffers) EncodeSplit(series []batch.Series, maxBytes int, send func(body []byte) error) error {
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxRequestBytes
+	}
+	b.proto = b.proto[:0]
+	flush := func(end int) error {
+		if end == 0 {
+			return nil
+		}
+		body, err := b.compress(b.proto[:end])
+		if err != nil {
+			return err
+		}
+		if err := send(body); err != nil {
+			return err
+		}
+		b.proto = b.proto[:copy(b.proto, b.proto[end:])]
+		return nil
+	}
+	for i := range series {
+		at := len(b.proto)
+		b.proto = appendSeries(b.proto, &series[i])
+		if len(b.proto) <= maxBytes {
+			continue
+		}
+		if err := flush(at); err != nil { // the request so far, without this series
+			return err
+		}
+		if len(b.proto) <= maxBytes {
+			continue
+		}
+		// This series alone is over the cap: per-sample groups.
+		b.proto = b.proto[:0]
+		for _, part := range splitSamples(nil, series[i], maxBytes) {
+			b.proto = AppendWriteRequest(b.proto[:0], part)
+			if err := flush(len(b.proto)); err != nil {
+				return err
+			}
+		}
+	}
+	return flush(len(b.proto))
+}
+
+// compress snappy-encodes src into b.snappy.
+func (b *Buffers) compress(src []byte) ([]byte, error) {
+	n := s2.MaxEncodedLen(len(src))
 	if n < 0 {
 		return nil, ErrTooLarge
 	}
 	if cap(b.snappy) < n {
 		b.snappy = make([]byte, n)
 	}
-	b.snappy = b.snappy[:cap(b.snappy)]
-	return s2.EncodeSnappy(b.snappy, b.proto), nil
+	return s2.EncodeSnappy(b.snappy[:cap(b.snappy)], src), nil
 }
 
 // Uncompressed returns the protobuf encoding produced by the last Encode.

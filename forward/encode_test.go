@@ -2,6 +2,7 @@ package forward
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -390,5 +391,51 @@ func TestSplitSeriesOversizedLabels(t *testing.T) {
 	// One sample per group for huge, then empty alone.
 	if len(groups) != 3 || len(groups[0][0].Samples) != 1 || len(groups[1][0].Samples) != 1 || len(groups[2][0].Samples) != 0 {
 		t.Fatalf("unexpected groups %+v", groups)
+	}
+}
+
+// EncodeSplit sends exactly the bodies of SplitSeries' groups, each
+// encoded on its own, in order.
+func TestEncodeSplitMatchesSplitSeries(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	var b, ref Buffers
+	for iter := range 300 {
+		series := randSeries(r, r.IntN(40))
+		maxBytes := []int{0, 1, 50, 200, 1000, 5000, 30000, 1 << 20}[iter%8]
+		var want [][]byte
+		for _, part := range SplitSeries(series, maxBytes) {
+			body, err := ref.Encode(part)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, err := snappy.Decode(nil, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, raw)
+		}
+		var got [][]byte
+		err := b.EncodeSplit(series, maxBytes, func(body []byte) error {
+			raw, err := snappy.Decode(nil, body)
+			got = append(got, raw)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("iteration %d (max %d): %d requests, SplitSeries makes %d", iter, maxBytes, len(got), len(want))
+		}
+		for i := range want {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("iteration %d (max %d): request %d differs", iter, maxBytes, i)
+			}
+		}
+	}
+	// An error from send stops the encoding.
+	stop := errors.New("stop")
+	calls := 0
+	if err := b.EncodeSplit(randSeries(r, 30), 100, func([]byte) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
+		t.Fatalf("err %v after %d sends, want stop after 1", err, calls)
 	}
 }

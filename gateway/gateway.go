@@ -539,16 +539,9 @@ func (g *Gateway) forward(ctx context.Context, clusterID string, series []batch.
 	}
 	bufs := forward.GetBuffers()
 	defer forward.PutBuffers(bufs)
-	for _, part := range forward.SplitSeries(series, g.opts.MaxForwardBytes) {
-		body, err := bufs.Encode(part)
-		if err != nil {
-			return err
-		}
-		if err := g.opts.Forwarder.Send(ctx, clusterID, body); err != nil {
-			return err
-		}
-	}
-	return nil
+	return bufs.EncodeSplit(series, g.opts.MaxForwardBytes, func(body []byte) error {
+		return g.opts.Forwarder.Send(ctx, clusterID, body)
+	})
 }
 
 // setDroppedHeaders tells the client what was dropped, by reason:
