@@ -263,9 +263,17 @@ func (d *rwDecoder) writeRequest(maxSeries int) error {
 func (d *rwDecoder) timeSeries(i, end int) error {
 	named, skim := false, false // __name__ seen; the filter refused it
 	for i < end {
-		num, wt, next, err := d.tag(i, end, "TimeSeries")
-		if err != nil {
-			return err
+		// A one-byte tag (every field of a TimeSeries) needs no varint
+		// decoding; tag() applies the same checks to the rest.
+		var num int32
+		var wt, next int
+		if c := d.buf[i]; c < 0x80 && c>>3 != 0 && c&7 != wtEnd {
+			num, wt, next = int32(c>>3), int(c&7), i+1
+		} else {
+			var err error
+			if num, wt, next, err = d.tag(i, end, "TimeSeries"); err != nil {
+				return err
+			}
 		}
 		switch num {
 		case 1:
@@ -330,6 +338,7 @@ func (d *rwDecoder) timeSeries(i, end int) error {
 			d.st.Histograms++
 			i = e
 		default:
+			var err error
 			if i, err = d.skip(i, end); err != nil {
 				return err
 			}
