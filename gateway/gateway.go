@@ -330,7 +330,8 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 		return g.writeError(w, r, err)
 	}
 	now := g.opts.Now()
-	if _, err := decode.UnmarshalMetricFamilies(b.Buf, b, now.UnixMilli(), !g.opts.ClientTimestamps, g.opts.Limits.MaxSeriesPerRequest); err != nil {
+	al := g.allowlist.Load() // one version for decoding and filtering, as in handleReceive
+	if _, err := decode.UnmarshalMetricFamiliesFiltered(b.Buf, b, now.UnixMilli(), !g.opts.ClientTimestamps, g.opts.Limits.MaxSeriesPerRequest, g.nameFilter(al)); err != nil {
 		return g.writeError(w, r, err)
 	}
 	g.lastUploads.put(id.ClusterID, b.Buf, now)
@@ -338,7 +339,7 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
-	code, err := g.ingest(w, r, "upload", id, g.allowlist.Load(), b, now, -1)
+	code, err := g.ingest(w, r, "upload", id, al, b, now, -1)
 	release(err == nil)
 	if err != nil {
 		return g.writeError(w, r, err)
@@ -505,7 +506,7 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	return http.StatusOK, nil
 }
 
-// nameFilter lets the decoder skim the series al drops by name: their
+// nameFilter lets the decoders skim the series al drops by name: their
 // labels past __name__ are not pushed (the cluster-ID label is, for
 // CheckIdentity). Nil (decode everything) without an allowlist or when the
 // allowlist is in shadow mode, where denied series are forwarded whole.

@@ -368,6 +368,12 @@ func TestAuthorizeAndUpload(t *testing.T) {
 	if status != http.StatusBadRequest {
 		t.Fatalf("foreign _id on upload: %d %q", status, body)
 	}
+	// Also in a family the allowlist drops (the decoder skims its labels
+	// but keeps _id for this check).
+	status, body, _, _ = harness.Upload(ctx, f.srv.URL, jwt, []*dto.MetricFamily{gauge("cluster_version", 1), gauge("secret_total", 1, "a", "b", "_id", "c2")})
+	if status != http.StatusBadRequest {
+		t.Fatalf("foreign _id on a denied family: %d %q", status, body)
+	}
 	// The refused upload did not use up the interval.
 	status, body, _, _ = harness.Upload(ctx, f.srv.URL, jwt, []*dto.MetricFamily{gauge("cluster_version", 1)})
 	if status != http.StatusOK {

@@ -462,6 +462,44 @@ func sortedLabels(ls []batch.Label) []batch.Label {
 	return ls
 }
 
+// checkFamiliesFiltered decodes data again with testFilter: the same
+// outcome, series and samples; a series whose name the filter wants keeps
+// every label; the others keep a subsequence of their labels that holds
+// __name__ and every _id label.
+func checkFamiliesFiltered(t testing.TB, data []byte, now int64, serverTime bool, full *batch.Batch, stFull Stats) {
+	b := &batch.Batch{}
+	st, err := UnmarshalMetricFamiliesFiltered(data, b, now, serverTime, 0, testFilter)
+	if err != nil || st != stFull || len(b.Series) != len(full.Series) {
+		t.Fatalf("filter changes the outcome on %x: %v %+v, want %+v", data, err, st, stFull)
+	}
+	for i, want := range full.Series {
+		got := b.Series[i]
+		sameSample := func(a, b batch.Sample) bool {
+			return a.Timestamp == b.Timestamp && math.Float64bits(a.Value) == math.Float64bits(b.Value)
+		}
+		if got.Name() != want.Name() || !slices.EqualFunc(got.Samples, want.Samples, sameSample) {
+			t.Fatalf("series %d filtered: %v, want %v", i, got, want)
+		}
+		if testFilter.Wanted(want.Name()) {
+			if !slices.Equal(got.Labels, want.Labels) {
+				t.Fatalf("series %d (wanted) filtered labels %v, want %v", i, got.Labels, want.Labels)
+			}
+			continue
+		}
+		j := 0
+		for _, l := range want.Labels {
+			if j < len(got.Labels) && got.Labels[j] == l {
+				j++
+			} else if l.Name == "_id" || l.Name == batch.MetricName {
+				t.Fatalf("series %d filtered labels %v lost %v of %v", i, got.Labels, l, want.Labels)
+			}
+		}
+		if j != len(got.Labels) {
+			t.Fatalf("series %d filtered labels %v are not a subsequence of %v", i, got.Labels, want.Labels)
+		}
+	}
+}
+
 func checkMetricFamiliesAgree(t testing.TB, data []byte) {
 	const now = 1700000000123
 	for _, serverTime := range []bool{false, true} {
@@ -481,6 +519,7 @@ func checkMetricFamiliesAgree(t testing.TB, data []byte) {
 		if len(b.Series) != len(ref) || st.Series != len(ref) || st.Samples != len(ref) {
 			t.Fatalf("series: got %d (stats %+v), want %d", len(b.Series), st, len(ref))
 		}
+		checkFamiliesFiltered(t, data, now, serverTime, b, st)
 		for i, want := range ref {
 			got := b.Series[i]
 			if !slices.Equal(sortedLabels(got.Labels), sortedLabels(want.labels)) {

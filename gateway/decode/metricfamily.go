@@ -66,8 +66,17 @@ const maxGroupDepth = 10000
 // names (_sum, _count, _bucket) and le/quantile values are allocated. On
 // error, b holds a partial request and should be Reset.
 func UnmarshalMetricFamilies(buf []byte, b *batch.Batch, nowMs int64, useServerTime bool, maxSeries int) (Stats, error) {
+	return UnmarshalMetricFamiliesFiltered(buf, b, nowMs, useServerTime, maxSeries, nil)
+}
+
+// UnmarshalMetricFamiliesFiltered is UnmarshalMetricFamilies with a
+// NameFilter: when the filter refuses every name a family's series can
+// have (name; or name_sum, name_count and name or name_bucket), each of
+// its series carries only __name__, the KeepLabel labels and its
+// le/quantile. Everything is still decoded and checked.
+func UnmarshalMetricFamiliesFiltered(buf []byte, b *batch.Batch, nowMs int64, useServerTime bool, maxSeries int, f *NameFilter) (Stats, error) {
 	d := mfDecoder{buf: buf, b: b, now: nowMs, serverTime: useServerTime, maxSeries: maxSeries,
-		labelBudget: labelsPerByte*len(buf) + minLabelBudget}
+		labelBudget: labelsPerByte*len(buf) + minLabelBudget, filter: f}
 	err := d.families()
 	if err != nil {
 		b.DiscardSeries()
@@ -97,6 +106,9 @@ type mfDecoder struct {
 	// Per family.
 	name                        string
 	sumName, countName, bktName string
+	skim                        bool // the filter refuses all the family's names
+
+	filter *NameFilter
 
 	// Per metric: the first series emitted for it, whose label pairs the
 	// metric's other derived series copy instead of walking the metric again
@@ -304,6 +316,7 @@ func (d *mfDecoder) family(s, e int) error {
 	if typ < 0 || int(typ) >= len(typeNames) {
 		return BadRequest("metric family %q: unknown metric type %d", d.name, typ)
 	}
+	d.skim = d.refused(int(typ))
 	for i := s; i < e; {
 		f, n, err := d.next(i, e, "MetricFamily")
 		if err != nil {
@@ -348,7 +361,7 @@ func (d *mfDecoder) metric(typ, s, e int) error {
 			m.ts, m.hasTS = int64(f.v), true
 		case f.num == 1 && f.wt == wtBytes:
 			var ln, lv string
-			if ln, lv, err = d.labelPair(f); err == nil {
+			if ln, lv, err = d.labelPair(f); err == nil && (!d.skim || ln == d.filter.KeepLabel) {
 				d.b.PushLabel(ln, lv)
 			}
 		case (f.num == 2 || f.num == 5) && f.wt == wtBytes: // gauge, untyped
@@ -409,6 +422,24 @@ func (d *mfDecoder) metric(typ, s, e int) error {
 		}
 		return d.emit(d.countName, "", "", ts, count)
 	}
+}
+
+// refused reports whether the filter refuses every name a family of type
+// typ named d.name can give its series.
+func (d *mfDecoder) refused(typ int) bool {
+	if d.filter == nil {
+		return false
+	}
+	switch typ {
+	case typeCounter, typeGauge, typeUntyped:
+		return !d.filter.Wanted(d.name)
+	}
+	d.derivedNames()
+	main := d.name // summary quantiles
+	if typ != typeSummary {
+		main = d.bktName
+	}
+	return !d.filter.Wanted(main) && !d.filter.Wanted(d.sumName) && !d.filter.Wanted(d.countName)
 }
 
 func (d *mfDecoder) derivedNames() {

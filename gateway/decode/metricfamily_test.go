@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -343,4 +344,46 @@ func TestUnmarshalMetricFamiliesLabelAmplification(t *testing.T) {
 	}
 	_, err := UnmarshalMetricFamilies(mk(200, 2000), &batch.Batch{}, testNow, false, 0)
 	wantError(t, err, 413, "too many labels repeated")
+}
+
+// A family is skimmed only when the filter refuses every name its series
+// can have; a skimmed series keeps __name__, _id and its le/quantile.
+func TestUnmarshalMetricFamiliesFiltered(t *testing.T) {
+	lp := func(n, v string) *dto.LabelPair { return &dto.LabelPair{Name: ptr(n), Value: ptr(v)} }
+	hist := func(name string) *dto.MetricFamily {
+		return &dto.MetricFamily{Name: ptr(name), Type: dto.MetricType_HISTOGRAM.Enum(), Metric: []*dto.Metric{{
+			Label: []*dto.LabelPair{lp("_id", "c"), lp("job", "j")},
+			Histogram: &dto.Histogram{SampleCount: ptr(uint64(2)), SampleSum: ptr(3.0),
+				Bucket: []*dto.Bucket{{UpperBound: ptr(1.0), CumulativeCount: ptr(uint64(1))}}},
+		}}}
+	}
+	data := encodeFamilies(t, []*dto.MetricFamily{
+		{Name: ptr("dropped_gauge"), Type: dto.MetricType_GAUGE.Enum(), Metric: []*dto.Metric{{
+			Label: []*dto.LabelPair{lp("a", "1"), lp("_id", "c"), lp("z", "2")}, Gauge: &dto.Gauge{Value: ptr(1.0)}}}},
+		hist("dropped_hist"), // every name refused: skimmed
+		hist("kept"),         // kept_sum wanted: nothing skimmed
+	})
+	f := &NameFilter{Wanted: func(n string) bool { return n == "kept_sum" }, KeepLabel: "_id"}
+	b := &batch.Batch{}
+	if _, err := UnmarshalMetricFamiliesFiltered(data, b, testNow, true, 0, f); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range b.Series {
+		var ls []string
+		for _, l := range s.Labels {
+			ls = append(ls, l.Name+"="+l.Value)
+		}
+		got = append(got, strings.Join(ls, ","))
+	}
+	want := []string{
+		"__name__=dropped_gauge,_id=c",
+		"__name__=dropped_hist_bucket,_id=c,le=1", "__name__=dropped_hist_bucket,_id=c,le=+Inf",
+		"__name__=dropped_hist_sum,_id=c", "__name__=dropped_hist_count,_id=c",
+		"__name__=kept_bucket,_id=c,job=j,le=1", "__name__=kept_bucket,_id=c,job=j,le=+Inf",
+		"__name__=kept_sum,_id=c,job=j", "__name__=kept_count,_id=c,job=j",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }
