@@ -244,6 +244,14 @@ func TestSpoolPutSurvivesRestartAndKeepsOrder(t *testing.T) {
 			t.Fatalf("replay stalled after %v", got)
 		}
 	}
+	// The last send is answered before replay deletes its object: wait for
+	// the spool to empty before stopping replay (stopping it first could
+	// leave that object for the next run, as it should).
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if o, _, _ := s2.Stats(); o == 0 {
+			break
+		}
+	}
 	cancel()
 	<-done
 	// Round robin across clusters, oldest first within each.
