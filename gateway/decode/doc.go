@@ -19,4 +19,9 @@
 // use, telemeter uploads follow google.golang.org/protobuf (proto2
 // semantics, merging of repeated optional messages). Differential tests and
 // fuzz targets hold them to that.
+//
+// An optional NameFilter (the active allowlist's name check) lets both
+// walkers skim what the gateway will drop by name: such series carry only
+// __name__ and the cluster-ID label, but are decoded and checked in full,
+// so a filter never changes which bodies are accepted.
 package decode
