@@ -8,7 +8,7 @@
 //     slice of batch.Series without intermediate structs, byte-identical
 //     to prompb's Marshal; Buffers.Encode adds snappy block compression
 //     (s2's snappy-compatible encoder) into reused (pooled) buffers;
-//     Buffers.EncodeSplit (and SplitSeries) keep each request under a size
+//     Buffers.EncodeSplit keeps each request under a size
 //     limit.
 //   - Sending: Sender.Send posts one compressed body with the headers the
 //     spec requires plus configured ones, retries network errors, 5xx and

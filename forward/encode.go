@@ -14,7 +14,7 @@ import (
 )
 
 // DefaultMaxRequestBytes is the default cap on the uncompressed size of one
-// encoded WriteRequest used by SplitSeries. Thanos Receive and Prometheus
+// encoded WriteRequest used by EncodeSplit. Thanos Receive and Prometheus
 // accept far larger bodies, but small requests keep retries cheap.
 const DefaultMaxRequestBytes = 4 << 20
 
@@ -71,29 +71,6 @@ func labelsLen(ls []batch.Label) int {
 	n := 0
 	for i := range ls {
 		n += fieldLen(labelLen(&ls[i]))
-	}
-	return n
-}
-
-func samplesLen(ss []batch.Sample) int {
-	n := 0
-	for i := range ss {
-		n += fieldLen(sampleLen(&ss[i]))
-	}
-	return n
-}
-
-// seriesLen is the size of one TimeSeries message body.
-func seriesLen(s *batch.Series) int {
-	return labelsLen(s.Labels) + samplesLen(s.Samples)
-}
-
-// EncodedSize returns the size in bytes of the uncompressed
-// prometheus.WriteRequest that AppendWriteRequest produces for series.
-func EncodedSize(series []batch.Series) int {
-	n := 0
-	for i := range series {
-		n += fieldLen(seriesLen(&series[i]))
 	}
 	return n
 }
@@ -187,8 +164,9 @@ type Buffers struct {
 // Encode encodes series as a prometheus.WriteRequest and compresses it with
 // snappy's block format, as remote write 1.0 requires. The compressor is
 // klauspost/compress/s2 in its snappy-compatible mode: standard snappy
-// output, faster than golang/snappy and about a fifth smaller on telemetry. The returned body
-// aliases b and is valid until the next Encode or PutBuffers. After the
+// output, faster than golang/snappy and about a fifth smaller on
+// telemetry. The returned body aliases b and is valid until the next
+// Encode or PutBuffers. After the
 // buffers have grown to the working size, Encode does not allocate.
 func (b *Buffers) Encode(series []batch.Series) ([]byte, error) {
 	b.proto = AppendWriteRequest(b.proto[:0], series)
@@ -196,13 +174,18 @@ func (b *Buffers) Encode(series []batch.Series) ([]byte, error) {
 }
 
 // EncodeSplit encodes series like Encode but as consecutive requests of at
-// most maxBytes uncompressed (SplitSeries' groups, maxBytes <= 0 meaning
-// DefaultMaxRequestBytes), calling send with each compressed body in order
-// and stopping at the first error. The split happens while encoding (a
-// WriteRequest is its timeseries fields one after the other, so a request
-// is a range of the encoding): no sizing pass. A series too large on its
-// own goes through SplitSeries' per-sample split. The bodies alias b and
-// are valid only during send.
+// most maxBytes uncompressed (maxBytes <= 0 means DefaultMaxRequestBytes),
+// keeping the order of series and samples, and calls send with each
+// compressed body in order, stopping at the first error. The split happens
+// while encoding (a WriteRequest is its timeseries fields one after the
+// other, so a request is a range of the encoding): no sizing pass.
+//
+// A series too large on its own is split by samples into several
+// single-series requests sharing its labels; remote write allows a series
+// to arrive in several requests. A request can exceed maxBytes only when
+// one series' labels plus a single sample already do; it is then sent alone
+// and the downstream decides. Empty input sends nothing. The bodies alias b
+// and are valid only during send.
 func (b *Buffers) EncodeSplit(series []batch.Series, maxBytes int, send func(body []byte) error) error {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxRequestBytes
@@ -284,48 +267,6 @@ func PutBuffers(b *Buffers) {
 	}
 	b.proto, b.snappy = b.proto[:0], b.snappy[:0]
 	bufPool.Put(b)
-}
-
-// SplitSeries splits series into consecutive groups whose encoded
-// WriteRequest (uncompressed, as EncodedSize counts it) is at most maxBytes,
-// keeping the order of series and samples. maxBytes <= 0 means
-// DefaultMaxRequestBytes.
-//
-// Groups are sub-slices of series (capacity clipped) where possible. A
-// series that is too large on its own is split by samples into several
-// single-series groups sharing its labels; remote write allows a series to
-// arrive in several requests. A group can exceed maxBytes only when one
-// series' labels plus a single sample already do; it is then sent alone and
-// the downstream decides. Empty input yields no groups.
-func SplitSeries(series []batch.Series, maxBytes int) [][]batch.Series {
-	if len(series) == 0 {
-		return nil
-	}
-	if maxBytes <= 0 {
-		maxBytes = DefaultMaxRequestBytes
-	}
-	var out [][]batch.Series
-	start, size := 0, 0
-	for i := range series {
-		n := fieldLen(seriesLen(&series[i]))
-		if n > maxBytes {
-			if start < i {
-				out = append(out, series[start:i:i])
-			}
-			out = splitSamples(out, series[i], maxBytes)
-			start, size = i+1, 0
-			continue
-		}
-		if size+n > maxBytes {
-			out = append(out, series[start:i:i])
-			start, size = i, 0
-		}
-		size += n
-	}
-	if start < len(series) {
-		out = append(out, series[start:len(series):len(series)])
-	}
-	return out
 }
 
 // splitSamples appends groups of one series each, carrying s's labels and

@@ -439,3 +439,64 @@ func TestEncodeSplitMatchesSplitSeries(t *testing.T) {
 		t.Fatalf("err %v after %d sends, want stop after 1", err, calls)
 	}
 }
+
+// The reference the tests hold EncodeSplit to: sizing every series first
+// and grouping them, then encoding each group with Encode.
+
+func samplesLen(ss []batch.Sample) int {
+	n := 0
+	for i := range ss {
+		n += fieldLen(sampleLen(&ss[i]))
+	}
+	return n
+}
+
+// seriesLen is the size of one TimeSeries message body.
+func seriesLen(s *batch.Series) int {
+	return labelsLen(s.Labels) + samplesLen(s.Samples)
+}
+
+// EncodedSize returns the size in bytes of the uncompressed
+// prometheus.WriteRequest that AppendWriteRequest produces for series.
+func EncodedSize(series []batch.Series) int {
+	n := 0
+	for i := range series {
+		n += fieldLen(seriesLen(&series[i]))
+	}
+	return n
+}
+
+// SplitSeries splits series into consecutive groups whose encoded
+// WriteRequest (uncompressed, as EncodedSize counts it) is at most maxBytes,
+// with EncodeSplit's rules. Groups are sub-slices of series (capacity
+// clipped) where possible; empty input yields no groups.
+func SplitSeries(series []batch.Series, maxBytes int) [][]batch.Series {
+	if len(series) == 0 {
+		return nil
+	}
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxRequestBytes
+	}
+	var out [][]batch.Series
+	start, size := 0, 0
+	for i := range series {
+		n := fieldLen(seriesLen(&series[i]))
+		if n > maxBytes {
+			if start < i {
+				out = append(out, series[start:i:i])
+			}
+			out = splitSamples(out, series[i], maxBytes)
+			start, size = i+1, 0
+			continue
+		}
+		if size+n > maxBytes {
+			out = append(out, series[start:i:i])
+			start, size = i, 0
+		}
+		size += n
+	}
+	if start < len(series) {
+		out = append(out, series[start:len(series):len(series)])
+	}
+	return out
+}
