@@ -19,7 +19,8 @@ const DefaultVerifiedTokens = 1 << 16
 // about 5% of the gateway's CPU under fleet load, and most of the per-request
 // allocations of /upload). Only successful verifications are remembered, and
 // an entry is only used while its token would still verify (between nbf
-// and exp, widened by the leeway), so the outcome is exactly that of a full verification.
+// and exp, widened by the leeway), so the outcome is exactly that of a
+// full verification.
 type verifiedTokens struct {
 	mu  sync.RWMutex
 	m   map[[sha256.Size]byte]verifiedToken
@@ -43,9 +44,6 @@ func tokenKey(token string) [sha256.Size]byte {
 // get returns the identity of a token verified earlier that is still valid
 // at now.
 func (c *verifiedTokens) get(key [sha256.Size]byte, now time.Time) (Identity, bool) {
-	if c == nil {
-		return Identity{}, false
-	}
 	c.mu.RLock()
 	v, ok := c.m[key]
 	c.mu.RUnlock()
@@ -55,13 +53,11 @@ func (c *verifiedTokens) get(key [sha256.Size]byte, now time.Time) (Identity, bo
 	return v.id, true
 }
 
-// put remembers a token that verifies from from until until. When full it first drops the
-// expired entries and, if none were, an eighth of the entries (map order:
-// arbitrary), so a burst of new clusters costs amortised O(1) per insert.
+// put remembers a token that verifies from from until until. When full it
+// first drops the expired entries and, if none were, an eighth of the
+// entries (map order: arbitrary), so a burst of new clusters costs
+// amortised O(1) per insert.
 func (c *verifiedTokens) put(key [sha256.Size]byte, id Identity, from, until, now time.Time) {
-	if c == nil || c.max <= 0 {
-		return
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.m) >= c.max {
