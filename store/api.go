@@ -490,23 +490,41 @@ func (a *API) rangeQuerier(r *http.Request) (storage.Querier, time.Time, time.Ti
 	return q, start, end, nil
 }
 
-func (a *API) series(r *http.Request) (result, *apiError) {
-	sets, aerr := matcherSets(r, true)
+// selection is what /series, /labels and /label/NAME/values share: the
+// match[] sets, ?limit and a querier over ?start..?end.
+type selection struct {
+	sets       [][]*labels.Matcher
+	limit      int
+	q          storage.Querier // the caller closes it
+	start, end time.Time
+}
+
+func (a *API) selection(r *http.Request, matchRequired bool) (selection, *apiError) {
+	sets, aerr := matcherSets(r, matchRequired)
 	if aerr != nil {
-		return result{}, aerr
+		return selection{}, aerr
 	}
 	limit, aerr := parseLimit(r)
 	if aerr != nil {
-		return result{}, aerr
+		return selection{}, aerr
 	}
-	ctx, cancel := a.context(r)
-	defer cancel()
 	q, start, end, aerr := a.rangeQuerier(r)
+	if aerr != nil {
+		return selection{}, aerr
+	}
+	return selection{sets: sets, limit: limit, q: q, start: start, end: end}, nil
+}
+
+func (a *API) series(r *http.Request) (result, *apiError) {
+	sel, aerr := a.selection(r, true)
 	if aerr != nil {
 		return result{}, aerr
 	}
-	defer q.Close()
-	hints := &storage.SelectHints{Start: timestamp.FromTime(start), End: timestamp.FromTime(end), Func: "series", Limit: limit}
+	defer sel.q.Close()
+	ctx, cancel := a.context(r)
+	defer cancel()
+	sets, limit, q := sel.sets, sel.limit, sel.q
+	hints := &storage.SelectHints{Start: timestamp.FromTime(sel.start), End: timestamp.FromTime(sel.end), Func: "series", Limit: limit}
 	var set storage.SeriesSet
 	if len(sets) == 1 {
 		set = q.Select(ctx, true, hints, sets[0]...)
@@ -547,21 +565,14 @@ func (a *API) labelNames(r *http.Request) (result, *apiError) {
 // without matchers, or once per match[] set and the union is returned,
 // sorted and cut at ?limit.
 func (a *API) labelQuery(r *http.Request, fetch func(ctx context.Context, q storage.Querier, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error)) (result, *apiError) {
-	sets, aerr := matcherSets(r, false)
+	sel, aerr := a.selection(r, false)
 	if aerr != nil {
 		return result{}, aerr
 	}
-	limit, aerr := parseLimit(r)
-	if aerr != nil {
-		return result{}, aerr
-	}
+	defer sel.q.Close()
 	ctx, cancel := a.context(r)
 	defer cancel()
-	q, _, _, aerr := a.rangeQuerier(r)
-	if aerr != nil {
-		return result{}, aerr
-	}
-	defer q.Close()
+	sets, limit, q := sel.sets, sel.limit, sel.q
 	hints := &storage.LabelHints{Limit: limit}
 	var warnings annotations.Annotations
 	var vals []string
