@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/relabel"
@@ -72,7 +73,9 @@ type Pipeline struct {
 	// dropList holds DropLabels when they are few: a linear scan comparing
 	// lengths first beats hashing every label name.
 	dropList []string
-	seed     maphash.Seed
+	// seed starts every series hash, so which label sets collide differs
+	// per process and cannot be aimed at.
+	seed uint64
 }
 
 // maxDropList is the most DropLabels scanned linearly rather than hashed.
@@ -80,7 +83,7 @@ const maxDropList = 8
 
 // New returns a Pipeline for opts.
 func New(opts Options) *Pipeline {
-	p := &Pipeline{opts: opts, drop: map[string]struct{}{}, seed: maphash.MakeSeed()}
+	p := &Pipeline{opts: opts, drop: map[string]struct{}{}, seed: maphash.Comparable(maphash.MakeSeed(), 0)}
 	for _, l := range opts.DropLabels {
 		p.drop[l] = struct{}{}
 	}
@@ -176,17 +179,34 @@ func (p *Pipeline) Process(b *batch.Batch, clusterID string, now time.Time, chec
 				continue
 			}
 		}
-		if j, dup := sc.seen[h]; dup && equal(out[j].Labels, s.Labels) {
+		if p.seenBefore(sc.seen, h, out, &s) {
 			st.Series[ReasonCollision]++
 			st.Samples[ReasonCollision] += len(s.Samples)
 			continue
 		}
-		sc.seen[h] = len(out)
 		out = append(out, s)
 	}
 	clear(b.Series[len(out):])
 	b.Series = out
 	return st, nil
+}
+
+// seenBefore reports whether kept (the series kept so far) holds a series
+// with s's labels; if not, it records that s, whose labels hash to h, will
+// be kept[len(kept)]. Different label sets with the same hash take the next
+// free slot, so a hash collision never hides a later duplicate.
+func (p *Pipeline) seenBefore(seen map[uint64]int, h uint64, kept []batch.Series, s *batch.Series) bool {
+	for {
+		j, ok := seen[h]
+		if !ok {
+			seen[h] = len(kept)
+			return false
+		}
+		if equal(kept[j].Labels, s.Labels) {
+			return true
+		}
+		h++
+	}
 }
 
 // strip removes the configured labels and empty-valued ones (an empty
@@ -264,12 +284,13 @@ func (p *Pipeline) check(s *batch.Series) (uint64, error) {
 	if len(ls) > p.opts.MaxLabels && p.opts.MaxLabels > 0 {
 		return 0, invalid("series %s has %d labels, over max_labels_per_series (%d)", s.Name(), len(ls), p.opts.MaxLabels)
 	}
-	h := uint64(hashInit)
+	h := p.seed
 	hasName := false
+	ascii := uint64(0)
 	for i := range ls {
 		l := &ls[i]
 		if i > 0 {
-			if c := strings.Compare(ls[i-1].Name, l.Name); c >= 0 {
+			if c := compareNames(ls[i-1].Name, l.Name); c >= 0 {
 				if c == 0 {
 					return 0, invalid("series %s has duplicate label %q", s.Name(), l.Name)
 				}
@@ -283,7 +304,7 @@ func (p *Pipeline) check(s *batch.Series) (uint64, error) {
 		if p.opts.MaxValueLength > 0 && len(l.Value) > p.opts.MaxValueLength {
 			return 0, invalid("label %s of series %s is %d bytes, over max_label_value_length (%d)", l.Name, s.Name(), len(l.Value), p.opts.MaxValueLength)
 		}
-		h = mix(mix(h, maphash.String(p.seed, l.Name)), maphash.String(p.seed, l.Value))
+		h = hashString(hashString(h, l.Name), l.Value)
 		if l.Name == batch.MetricName {
 			hasName = true
 			if !validMetricName(l.Value) {
@@ -294,8 +315,15 @@ func (p *Pipeline) check(s *batch.Series) (uint64, error) {
 		if !validLabelName(l.Name) {
 			return 0, invalid("series %s has invalid label name %q", s.Name(), l.Name)
 		}
-		if !utf8.ValidString(l.Value) {
-			return 0, invalid("label %s of series %s is not valid UTF-8", l.Name, s.Name())
+		// Label values are nearly always ASCII: OR their bytes together
+		// and run the UTF-8 check only on a series that has a high bit.
+		ascii |= orBytes(l.Value)
+	}
+	if ascii&0x8080808080808080 != 0 {
+		for i := range ls {
+			if !utf8.ValidString(ls[i].Value) {
+				return 0, invalid("label %s of series %s is not valid UTF-8", ls[i].Name, s.Name())
+			}
 		}
 	}
 	if !hasName {
@@ -304,10 +332,56 @@ func (p *Pipeline) check(s *batch.Series) (uint64, error) {
 	return h, nil
 }
 
-// hashInit and mix chain the per-string hashes of a label set: (name,
-// value) pairs in order, so {a="bc"} and {ab="c"} differ. A collision of
-// two different label sets only costs an equal() comparison.
-const hashInit = 0xcbf29ce484222325
+// hashString chains s onto h a word at a time, then its length, so the
+// (name, value) strings of a label set hash in order and {a="bc"} and
+// {ab="c"} differ. Short strings and tails are read as overlapping words
+// (the way wyhash does). It is not a cryptographic hash: label sets that
+// collide are told apart by equal() (see seenBefore), so a collision costs
+// a comparison, never a series.
+func hashString(h uint64, s string) uint64 {
+	n := len(s)
+	p := unsafe.Pointer(unsafe.StringData(s))
+	switch {
+	case n >= 8:
+		for i := 0; i+8 <= n; i += 8 {
+			h = mix(h, load64(p, i))
+		}
+		if n%8 != 0 {
+			h = mix(h, load64(p, n-8))
+		}
+	case n >= 4:
+		h = mix(h, uint64(load32(p, 0))<<32|uint64(load32(p, n-4)))
+	case n > 0:
+		h = mix(h, uint64(load8(p, 0))<<16|uint64(load8(p, n/2))<<8|uint64(load8(p, n-1)))
+	}
+	return mix(h, uint64(n))
+}
+
+// orBytes returns the bitwise OR of s's bytes, in some lane of a word: its
+// 0x80 bits are set iff s has a byte >= 0x80. Words may overlap.
+func orBytes(s string) uint64 {
+	n := len(s)
+	p := unsafe.Pointer(unsafe.StringData(s))
+	switch {
+	case n >= 8:
+		acc := load64(p, n-8)
+		for i := 0; i+8 <= n; i += 8 {
+			acc |= load64(p, i)
+		}
+		return acc
+	case n >= 4:
+		return uint64(load32(p, 0) | load32(p, n-4))
+	case n > 0:
+		return uint64(load8(p, 0) | load8(p, n/2) | load8(p, n-1))
+	}
+	return 0
+}
+
+// load64, load32 and load8 read s[i:] of a string's bytes at p (native
+// byte order: the hash only needs to be the same within one process).
+func load64(p unsafe.Pointer, i int) uint64 { return *(*uint64)(unsafe.Add(p, i)) }
+func load32(p unsafe.Pointer, i int) uint32 { return *(*uint32)(unsafe.Add(p, i)) }
+func load8(p unsafe.Pointer, i int) uint8   { return *(*uint8)(unsafe.Add(p, i)) }
 
 func mix(h, x uint64) uint64 { return bits.RotateLeft64((h^x)*0x9e3779b97f4a7c15, 31) }
 
@@ -338,6 +412,18 @@ func validMetricName(n string) bool {
 		}
 	}
 	return true
+}
+
+// compareNames is strings.Compare with a shortcut for the usual case of
+// adjacent label names that differ in their first byte.
+func compareNames(a, b string) int {
+	if len(a) > 0 && len(b) > 0 && a[0] != b[0] {
+		if a[0] < b[0] {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(a, b)
 }
 
 func equal(a, b []batch.Label) bool {

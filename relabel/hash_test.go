@@ -1,0 +1,85 @@
+package relabel
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/telegate/telegate/batch"
+)
+
+// Every byte of a string, at every length, moves its hash: a hash that
+// skipped a byte (a tail, the middle of a short string) would make series
+// that differ only there look alike to the collision check.
+func TestHashStringCoversEveryByte(t *testing.T) {
+	base := "abcdefghijklmnopqrstuvwxyz0123456789"
+	for n := 0; n <= len(base); n++ {
+		s := base[:n]
+		h := hashString(1, s)
+		if n > 0 && h == hashString(1, s[:n-1]) {
+			t.Errorf("len %d: same hash as its prefix", n)
+		}
+		for i := 0; i < n; i++ {
+			flipped := s[:i] + "#" + s[i+1:]
+			if hashString(1, flipped) == h {
+				t.Errorf("len %d: byte %d does not change the hash", n, i)
+			}
+		}
+	}
+	if hashString(hashString(1, "ab"), "c") == hashString(hashString(1, "a"), "bc") {
+		t.Error(`("ab", "c") and ("a", "bc") hash alike`)
+	}
+}
+
+// orBytes sees a high bit wherever it is, at every length.
+func TestOrBytesFindsHighBitAnywhere(t *testing.T) {
+	for n := 0; n <= 24; n++ {
+		s := strings.Repeat("a", n)
+		if orBytes(s)&0x8080808080808080 != 0 {
+			t.Errorf("len %d: ASCII string reported non-ASCII", n)
+		}
+		for i := 0; i < n; i++ {
+			if orBytes(s[:i]+"\xc3"+s[i+1:])&0x8080808080808080 == 0 {
+				t.Errorf("len %d: byte >= 0x80 at %d missed", n, i)
+			}
+		}
+	}
+}
+
+// Invalid UTF-8 is refused in any position of the value, and valid
+// multi-byte UTF-8 is kept.
+func TestProcessChecksUTF8OfEveryValue(t *testing.T) {
+	p := New(defaultOpts())
+	for _, v := range []string{"\xff", "abcdefgh\xff", "abcdefghi\xc3", "ok\xc3("} {
+		if _, err := p.Process(mk([]string{"__name__", "up", "job", "x", "zone", v}), "c1", time.Now(), false, &Scratch{}); err == nil {
+			t.Errorf("value %q accepted", v)
+		}
+	}
+	b := mk([]string{"__name__", "up", "job", "zürich-ñ-東京"})
+	if _, err := p.Process(b, "c1", time.Now(), false, &Scratch{}); err != nil || len(b.Series) != 1 {
+		t.Fatalf("valid UTF-8: %v (%d series)", err, len(b.Series))
+	}
+}
+
+// Two different label sets with the same hash are both kept, and a later
+// duplicate of the first is still found: a collision costs a probe, never
+// a series or a missed duplicate.
+func TestSeenBeforeSurvivesHashCollision(t *testing.T) {
+	p := New(defaultOpts())
+	a := batch.Series{Labels: []batch.Label{{Name: "__name__", Value: "a"}}}
+	b := batch.Series{Labels: []batch.Label{{Name: "__name__", Value: "b"}}}
+	seen := map[uint64]int{}
+	var kept []batch.Series
+	const h = 42 // the same hash for both, as if they collided
+	for _, s := range []batch.Series{a, b} {
+		if p.seenBefore(seen, h, kept, &s) {
+			t.Fatalf("%v reported as seen", s.Labels)
+		}
+		kept = append(kept, s)
+	}
+	for _, s := range []batch.Series{a, b} {
+		if !p.seenBefore(seen, h, kept, &s) {
+			t.Errorf("duplicate of %v not found after a collision", s.Labels)
+		}
+	}
+}
