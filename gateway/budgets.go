@@ -82,28 +82,38 @@ func (g *Gateway) allowlistDenies(s *batch.Series, shadow map[string]int, tally 
 }
 
 // offenderTally sums consecutive drops of the same metric name (series of
-// one metric arrive together) so the shared offenders table is locked once
-// per metric per request, not once per series.
+// one metric arrive together) and hands them to the shared offenders table
+// in one locked step per request (or per len(rows) metrics), not one per
+// metric: with a lock per metric, concurrent requests queued on it.
 type offenderTally struct {
-	o        *offenders
-	reason   string
-	name     string
-	samples  int
-	enforced bool
+	o    *offenders
+	n    int
+	rows [16]offenderRow
+}
+
+type offenderRow struct {
+	key     offenderKey
+	samples int
 }
 
 func (t *offenderTally) add(reason, name string, samples int, enforced bool) {
-	if t.samples > 0 && (t.name != name || t.reason != reason || t.enforced != enforced) {
+	samples = max(samples, 1)
+	k := offenderKey{reason, name, enforced}
+	if t.n > 0 && t.rows[t.n-1].key == k {
+		t.rows[t.n-1].samples += samples
+		return
+	}
+	if t.n == len(t.rows) {
 		t.flush()
 	}
-	t.reason, t.name, t.enforced = reason, name, enforced
-	t.samples += max(samples, 1)
+	t.rows[t.n] = offenderRow{k, samples}
+	t.n++
 }
 
 func (t *offenderTally) flush() {
-	if t.samples > 0 {
-		t.o.record(t.reason, t.name, t.samples, t.enforced)
-		t.samples = 0
+	if t.n > 0 {
+		t.o.record(t.rows[:t.n])
+		t.n = 0
 	}
 }
 
@@ -158,13 +168,15 @@ func (g *Gateway) applyBudgets(ctx context.Context, cluster string, b *batch.Bat
 	if sd.Refused == 0 {
 		return nil
 	}
+	tally := offenderTally{o: st.offenders}
+	defer tally.flush()
 	if !sd.Enforce {
 		for i := range b.Series {
 			if !admitted[i] {
 				s := &b.Series[i]
 				shadow[reasonBudget] += len(s.Samples)
 				st.shadowSamples.WithLabelValues(reasonBudget).Add(float64(len(s.Samples)))
-				st.offenders.record(reasonBudget, s.Name(), len(s.Samples), false)
+				tally.add(reasonBudget, s.Name(), len(s.Samples), false)
 			}
 		}
 		return nil
@@ -177,7 +189,7 @@ func (g *Gateway) applyBudgets(ctx context.Context, cluster string, b *batch.Bat
 			continue
 		}
 		dropped[reasonBudget] += len(s.Samples)
-		st.offenders.record(reasonBudget, s.Name(), len(s.Samples), true)
+		tally.add(reasonBudget, s.Name(), len(s.Samples), true)
 	}
 	clear(b.Series[len(kept):])
 	b.Series = kept
@@ -253,28 +265,32 @@ func newOffenders(max int) *offenders {
 	return &offenders{max: max, entries: map[offenderKey]int64{}, since: time.Now()}
 }
 
-func (o *offenders) record(reason, name string, samples int, enforced bool) {
-	if samples <= 0 {
-		samples = 1
-	}
-	if len(name) > 200 {
-		name = name[:200]
-	}
-	k := offenderKey{reason, name, enforced}
+// record adds rows to the table. Metric names are copied on insertion:
+// the caller's alias its request's pooled buffer.
+func (o *offenders) record(rows []offenderRow) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if _, ok := o.entries[k]; !ok && len(o.entries) >= o.max {
-		var minK offenderKey
-		minV := int64(-1)
-		for ek, v := range o.entries {
-			if minV < 0 || v < minV {
-				minK, minV = ek, v
+	for _, r := range rows {
+		k := r.key
+		if len(k.name) > 200 {
+			k.name = k.name[:200]
+		}
+		if _, ok := o.entries[k]; !ok {
+			k.name = strings.Clone(k.name)
+			if len(o.entries) >= o.max {
+				var minK offenderKey
+				minV := int64(-1)
+				for ek, v := range o.entries {
+					if minV < 0 || v < minV {
+						minK, minV = ek, v
+					}
+				}
+				delete(o.entries, minK)
+				o.entries[k] = minV
 			}
 		}
-		delete(o.entries, minK)
-		o.entries[k] = minV
+		o.entries[k] += int64(max(r.samples, 1))
 	}
-	o.entries[k] += int64(samples)
 }
 
 // Offender is one row of /debug/limits.

@@ -215,3 +215,25 @@ func TestBudgetsFailClosed(t *testing.T) {
 		t.Fatalf("bad token with Redis down: %d", status)
 	}
 }
+
+// The offenders table keeps its own copy of each metric name: the names in
+// a request alias its pooled, decoded buffer, which the next request
+// overwrites.
+func TestOffenderNamesOutliveTheRequest(t *testing.T) {
+	f := newFixture(t, withBudgets(limits.Budget{}, false))
+	ms := f.now.UnixMilli()
+	tok := harness.CompositeToken("dev", "c1")
+	for _, name := range []string{"secret_aaaa", "other_bbbb", "third_cccc"} {
+		if status, body, _ := f.write(t, tok, ts(1, ms, "__name__", name, "job", "j")); status != 204 {
+			t.Fatalf("%s: %d %s", name, status, body)
+		}
+	}
+	var got []string
+	for _, r := range debugJSON(t, f.gw, "").Dropped["allowlist"] {
+		got = append(got, fmt.Sprintf("%s=%d", r.Metric, r.Samples))
+	}
+	slices.Sort(got)
+	if want := []string{"other_bbbb=1", "secret_aaaa=1", "third_cccc=1"}; !slices.Equal(got, want) {
+		t.Fatalf("allowlist offenders %q, want %q", got, want)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -136,9 +137,12 @@ func TestOffendersBounded(t *testing.T) {
 	o := newOffenders(10)
 	// Space-saving: an entry's count is over by at most total/capacity
 	// (1500 here), so a heavy hitter of 5000 always stays on top.
-	o.record("budget", "heavy", 5000, true)
+	row := func(name string, samples int) []offenderRow {
+		return []offenderRow{{key: offenderKey{"budget", name, true}, samples: samples}}
+	}
+	o.record(row("heavy", 5000))
 	for i := 0; i < 10000; i++ {
-		o.record("budget", strings.Repeat("x", i%150), 1, true)
+		o.record(row(strings.Repeat("x", i%150), 1))
 	}
 	if len(o.entries) > 10 {
 		t.Fatalf("%d entries", len(o.entries))
@@ -244,4 +248,32 @@ func newFixtureF(f *testing.F) *fixture {
 	fx.srv = httptest.NewServer(fx.gw.Handler())
 	f.Cleanup(fx.srv.Close)
 	return fx
+}
+
+// The per-request tally sums runs of one name, flushes when its rows are
+// full and loses nothing across flushes.
+func TestOffenderTallyFlushesEverything(t *testing.T) {
+	o := newOffenders(1000)
+	tally := offenderTally{o: o}
+	for i := 0; i < 40; i++ {
+		name := fmt.Sprintf("m%02d", i%20)
+		tally.add("allowlist", name, 2, true)
+		tally.add("allowlist", name, 1, true) // same run: summed
+		tally.add("allowlist", name, 0, false)
+	}
+	tally.flush()
+	enf, shadow, _ := o.top(100)
+	if len(enf["allowlist"]) != 20 || len(shadow["allowlist"]) != 20 {
+		t.Fatalf("rows: %d enforced, %d shadow", len(enf["allowlist"]), len(shadow["allowlist"]))
+	}
+	for _, r := range enf["allowlist"] {
+		if r.Samples != 6 {
+			t.Fatalf("enforced %s: %d samples, want 6", r.Metric, r.Samples)
+		}
+	}
+	for _, r := range shadow["allowlist"] {
+		if r.Samples != 2 {
+			t.Fatalf("shadow %s: %d samples, want 2 (0 counts as 1)", r.Metric, r.Samples)
+		}
+	}
 }
