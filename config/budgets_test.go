@@ -47,11 +47,31 @@ limits:
 		"limits:\n  redis: {timeout: 0s}\n":                                   "limits.redis.timeout",
 		"limits:\n  max_concurrent_requests: -1\n":                            "max_concurrent_requests",
 		"limits:\n  failed_auth: {per_minute: 5, burst: 0}\n":                 "limits.failed_auth",
+		"limits:\n  failed_auth: {trusted_proxies: [10.0.0.0/33]}\n":          "limits.failed_auth.trusted_proxies",
+		"limits:\n  failed_auth: {trusted_proxies: [router.local]}\n":         "router.local",
 		"limits:\n  budgets:\n    active_series: {maxx: 1}\n":                 "maxx",
 	} {
 		_, err := Parse([]byte(budgetsMinimal+bad), "t.yaml", osFS{}, t.TempDir())
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", bad, err, want)
 		}
+	}
+}
+
+func TestTrustedProxyPrefixes(t *testing.T) {
+	c, err := Parse([]byte(budgetsMinimal+"limits:\n  failed_auth:\n    trusted_proxies: [10.128.0.0/14, 192.168.1.7, '::ffff:172.16.0.1', 'fd00::/8', 10.1.2.3/8]\n"), "t.yaml", osFS{}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Limits.FailedAuth.TrustedProxyPrefixes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s []string
+	for _, p := range got {
+		s = append(s, p.String())
+	}
+	if want := "10.128.0.0/14 192.168.1.7/32 172.16.0.1/32 fd00::/8 10.0.0.0/8"; strings.Join(s, " ") != want {
+		t.Fatalf("got %q, want %q", strings.Join(s, " "), want)
 	}
 }

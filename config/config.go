@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -138,6 +139,30 @@ type FailedAuth struct {
 	PerMinute  float64 `yaml:"per_minute"`
 	Burst      int     `yaml:"burst"`
 	MaxSources int     `yaml:"max_sources"`
+	// TrustedProxies (addresses or CIDRs) are the load balancers and
+	// routers in front of the gateway: requests from them are charged to
+	// the client address they put in X-Forwarded-For. Behind a proxy, leave
+	// it empty and every client behind it is one source.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// TrustedProxyPrefixes parses TrustedProxies; an address is its own /32
+// or /128. Validate reports the entries that do not parse.
+func (f FailedAuth) TrustedProxyPrefixes() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(f.TrustedProxies))
+	for _, s := range f.TrustedProxies {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither an IP address nor a CIDR", s)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // Budgets are the per-cluster defaults; OverridesFile changes them per
@@ -640,6 +665,9 @@ func (c *Config) validateBudgets(add func(key, format string, args ...any)) {
 	}
 	if l.FailedAuth.PerMinute > 0 && (l.FailedAuth.Burst <= 0 || l.FailedAuth.MaxSources <= 0) {
 		add("limits.failed_auth", "burst and max_sources must be positive when per_minute is set")
+	}
+	if _, err := l.FailedAuth.TrustedProxyPrefixes(); err != nil {
+		add("limits.failed_auth.trusted_proxies", "%v", err)
 	}
 	b := l.Budgets
 	if b.ActiveSeries.Max < 0 {

@@ -8,11 +8,13 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-kit/log"
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
 
@@ -115,21 +117,103 @@ func TestFailedAuthRateLimit(t *testing.T) {
 }
 
 func TestSourceOfGroupsIPv6(t *testing.T) {
+	p := &protection{}
 	a, _ := http.NewRequest(http.MethodGet, "/", nil)
 	b, _ := http.NewRequest(http.MethodGet, "/", nil)
 	a.RemoteAddr, b.RemoteAddr = "[2001:db8:1:2::1]:1", "[2001:db8:1:2:ffff::9]:2"
-	pa, _ := sourceOf(a)
-	pb, _ := sourceOf(b)
+	pa, _ := p.sourceOf(a)
+	pb, _ := p.sourceOf(b)
 	if pa != pb {
 		t.Fatalf("same /64 differs: %v %v", pa, pb)
 	}
 	a.RemoteAddr = "[::ffff:10.0.0.1]:5"
-	if p, _ := sourceOf(a); p.String() != "10.0.0.1/32" {
+	if p, _ := p.sourceOf(a); p.String() != "10.0.0.1/32" {
 		t.Fatalf("v4-mapped: %v", p)
 	}
 	a.RemoteAddr = "garbage"
-	if _, ok := sourceOf(a); ok {
+	if _, ok := p.sourceOf(a); ok {
 		t.Fatal("garbage address accepted")
+	}
+}
+
+// Behind a trusted proxy the source is the rightmost X-Forwarded-For hop
+// that is not itself a trusted proxy; what the client wrote to the left of
+// it, and X-Forwarded-For from an untrusted peer, are ignored.
+func TestSourceOfBehindTrustedProxies(t *testing.T) {
+	p := &protection{auth: FailedAuthLimit{TrustedProxies: []netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8"),
+	}}, logger: log.NewNopLogger()}
+	for _, c := range []struct {
+		peer string
+		xff  []string
+		want string // "" = not limited
+	}{
+		{"10.1.2.3:40000", []string{"203.0.113.7"}, "203.0.113.7/32"},
+		{"10.1.2.3:40000", []string{"198.51.100.1, 203.0.113.7, 10.9.9.9"}, "203.0.113.7/32"},  // spoofed left hop ignored
+		{"10.1.2.3:40000", []string{"198.51.100.1", "203.0.113.7,10.9.9.9"}, "203.0.113.7/32"}, // several headers
+		{"10.1.2.3:40000", []string{"2001:db8:1:2::5"}, "2001:db8:1:2::/64"},
+		{"10.1.2.3:40000", []string{"[2001:db8:1:2::5]:443"}, "2001:db8:1:2::/64"},
+		{"10.1.2.3:40000", []string{"203.0.113.7:5555"}, "203.0.113.7/32"},
+		{"10.1.2.3:40000", []string{"10.7.7.7, 10.9.9.9"}, "10.7.7.7/32"}, // all hops trusted: the first
+		{"[fd00::1]:40000", []string{"203.0.113.8"}, "203.0.113.8/32"},
+		{"10.1.2.3:40000", nil, ""},                                      // proxy sent no header: unknown client
+		{"10.1.2.3:40000", []string{"203.0.113.7, junk"}, ""},            // unparsable hop
+		{"203.0.113.9:1234", []string{"198.51.100.1"}, "203.0.113.9/32"}, // untrusted peer: header ignored
+	} {
+		r, _ := http.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = c.peer
+		for _, v := range c.xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		src, ok := p.sourceOf(r)
+		got := ""
+		if ok {
+			got = src.String()
+		}
+		if got != c.want {
+			t.Errorf("peer %s X-Forwarded-For %q: source %q, want %q", c.peer, c.xff, got, c.want)
+		}
+	}
+}
+
+// The outage the trusted proxies prevent: clusters reach the gateway
+// through one router. A cluster failing authentication is limited by its
+// own address; the others behind the same router keep working.
+func TestFailedAuthLimitBehindRouter(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.FailedAuth = FailedAuthLimit{PerMinute: 6, Burst: 3, MaxSources: 10,
+			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}
+	})
+	ms := f.now.UnixMilli()
+	send := func(tok, client string) int {
+		t.Helper()
+		raw, err := (&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{ts(1, ms, "__name__", "cluster_version")}}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := snappy.Encode(nil, raw)
+		req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/api/v1/receive", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Encoding", "snappy")
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("X-Forwarded-For", client)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := 0; i < 3; i++ {
+		if code := send(harness.CompositeToken("revoked", "c9"), "203.0.113.9"); code != 401 {
+			t.Fatalf("bad cluster, attempt %d: %d", i, code)
+		}
+	}
+	if code := send(harness.CompositeToken("dev", "c9"), "203.0.113.9"); code != 429 {
+		t.Fatalf("bad cluster after its burst: %d, want 429", code)
+	}
+	if code := send(harness.CompositeToken("dev", "c1"), "198.51.100.1"); code != 204 {
+		t.Fatalf("another cluster behind the same router: %d, want 204", code)
 	}
 }
 
@@ -275,5 +359,23 @@ func TestOffenderTallyFlushesEverything(t *testing.T) {
 		if r.Samples != 2 {
 			t.Fatalf("shadow %s: %d samples, want 2 (0 counts as 1)", r.Metric, r.Samples)
 		}
+	}
+}
+
+// Without trusted proxies, requests carrying X-Forwarded-For make the
+// gateway warn once that everyone behind that proxy is one source.
+func TestWarnsOnceAboutUntrustedProxy(t *testing.T) {
+	var buf bytes.Buffer
+	p := &protection{logger: log.NewLogfmtLogger(&buf)}
+	for i := 0; i < 3; i++ {
+		r, _ := http.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = "10.1.2.3:40000"
+		r.Header.Set("X-Forwarded-For", "203.0.113.7")
+		if src, ok := p.sourceOf(r); !ok || src.String() != "10.1.2.3/32" {
+			t.Fatalf("source %v %v, want the peer", src, ok)
+		}
+	}
+	if n := strings.Count(buf.String(), "trusted_proxies is empty"); n != 1 {
+		t.Fatalf("%d warnings, want 1:\n%s", n, buf.String())
 	}
 }

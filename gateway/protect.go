@@ -6,8 +6,11 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -20,6 +23,13 @@ type FailedAuthLimit struct {
 	PerMinute  float64
 	Burst      int
 	MaxSources int
+	// TrustedProxies are the load balancers and routers in front of the
+	// gateway. A request whose TCP peer is one of them is charged to the
+	// client address they appended to X-Forwarded-For (the rightmost one
+	// that is not itself a trusted proxy), so one failing cluster behind a
+	// router does not lock out every cluster behind it. Such a request
+	// without a usable X-Forwarded-For is not limited.
+	TrustedProxies []netip.Prefix
 }
 
 // protection holds the concurrency limit and the failed-auth guard.
@@ -34,6 +44,10 @@ type protection struct {
 	lastSweep   time.Time
 	authBlocked prometheus.Counter
 	now         func() time.Time
+	// warnedXFF is set once the gateway has logged that requests carry
+	// X-Forwarded-For from a peer that is not a trusted proxy.
+	warnedXFF atomic.Bool
+	logger    log.Logger
 }
 
 type authBucket struct {
@@ -59,6 +73,10 @@ func newProtection(o Options, reg prometheus.Registerer) *protection {
 		auth:    o.FailedAuth,
 		sources: map[netip.Prefix]*authBucket{},
 		now:     o.Now,
+		logger:  o.Logger,
+	}
+	if p.logger == nil {
+		p.logger = log.NewNopLogger()
 	}
 	if o.MaxConcurrentRequests > 0 {
 		p.sem = make(chan struct{}, o.MaxConcurrentRequests)
@@ -97,24 +115,82 @@ func (g *Gateway) limitConcurrency(next http.Handler) http.Handler {
 	})
 }
 
-// sourceOf is the rate-limit key of a request: its remote IP, IPv6
-// grouped by /64 (one host usually owns a whole /64).
-func sourceOf(r *http.Request) (netip.Prefix, bool) {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	addr, err := netip.ParseAddr(host)
-	if err != nil {
+// sourceOf is the rate-limit key of a request: its client's IP, IPv6
+// grouped by /64 (one host usually owns a whole /64). The client is the TCP
+// peer, or behind a trusted proxy the address that proxy saw (see
+// FailedAuthLimit.TrustedProxies). ok is false when the client is unknown.
+func (p *protection) sourceOf(r *http.Request) (src netip.Prefix, ok bool) {
+	addr, ok := parseAddr(r.RemoteAddr)
+	if !ok {
 		return netip.Prefix{}, false
 	}
-	addr = addr.Unmap()
+	if p.trusted(addr) {
+		if addr, ok = p.forwardedClient(r.Header.Values("X-Forwarded-For")); !ok {
+			return netip.Prefix{}, false
+		}
+	} else if len(p.auth.TrustedProxies) == 0 && !p.warnedXFF.Load() && r.Header.Get("X-Forwarded-For") != "" && p.warnedXFF.CompareAndSwap(false, true) {
+		level.Warn(p.logger).Log("msg", "requests arrive through a proxy (they carry X-Forwarded-For) but limits.failed_auth.trusted_proxies is empty: the failed-auth limit counts every client behind the proxy as one source", "peer", addr)
+	}
 	bits := 32
 	if addr.Is6() {
 		bits = 64
 	}
-	p, err := addr.Prefix(bits)
-	return p, err == nil
+	src, err := addr.Prefix(bits)
+	return src, err == nil
+}
+
+// forwardedClient returns the client address of X-Forwarded-For values
+// (each a comma-separated list, oldest hop first): the rightmost address
+// that is not a trusted proxy, or the leftmost when every hop is trusted.
+// Addresses left of the first untrusted one were written by the client and
+// prove nothing. ok is false for a missing or unparsable header.
+func (p *protection) forwardedClient(values []string) (netip.Addr, bool) {
+	var last netip.Addr
+	for i := len(values) - 1; i >= 0; i-- {
+		v := values[i]
+		for v != "" {
+			hop := v
+			if j := strings.LastIndexByte(v, ','); j >= 0 {
+				hop, v = v[j+1:], v[:j]
+			} else {
+				v = ""
+			}
+			a, ok := parseAddr(strings.TrimSpace(hop))
+			if !ok {
+				return netip.Addr{}, false
+			}
+			if !p.trusted(a) {
+				return a, true
+			}
+			last = a
+		}
+	}
+	return last, last.IsValid()
+}
+
+// trusted reports whether a is one of the trusted proxies.
+func (p *protection) trusted(a netip.Addr) bool {
+	for _, t := range p.auth.TrustedProxies {
+		if t.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseAddr parses "ip", "ip:port", "[ipv6]" or "[ipv6]:port", unmapping
+// IPv4-mapped IPv6 addresses.
+func parseAddr(s string) (netip.Addr, bool) {
+	if host, _, err := net.SplitHostPort(s); err == nil {
+		s = host
+	} else if len(s) > 1 && s[0] == '[' && s[len(s)-1] == ']' {
+		s = s[1 : len(s)-1]
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
 }
 
 // authLimited returns the 429 to answer when r's source has used up its
@@ -124,7 +200,7 @@ func (g *Gateway) authLimited(r *http.Request) *httpError {
 	if p.auth.PerMinute <= 0 {
 		return nil
 	}
-	src, ok := sourceOf(r)
+	src, ok := p.sourceOf(r)
 	if !ok {
 		return nil
 	}
@@ -148,7 +224,7 @@ func (g *Gateway) authFailed(r *http.Request) {
 	if p.auth.PerMinute <= 0 {
 		return
 	}
-	src, ok := sourceOf(r)
+	src, ok := p.sourceOf(r)
 	if !ok {
 		return
 	}

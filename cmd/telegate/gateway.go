@@ -252,6 +252,10 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 	} else if forwarder, spool, err = openSpool(c, comp.sender, logger, reg); err != nil {
 		return err
 	}
+	trustedProxies, err := c.Limits.FailedAuth.TrustedProxyPrefixes()
+	if err != nil { // config.Validate refused it already
+		return fmt.Errorf("limits.failed_auth.trusted_proxies: %w", err)
+	}
 	gw := gateway.New(gateway.Options{
 		Logger:        logger,
 		Registerer:    reg,
@@ -276,9 +280,10 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 		MaxConcurrentRequests: c.Limits.MaxConcurrentRequests,
 		ClientCertificates:    comp.certs,
 		FailedAuth: gateway.FailedAuthLimit{
-			PerMinute:  c.Limits.FailedAuth.PerMinute,
-			Burst:      c.Limits.FailedAuth.Burst,
-			MaxSources: c.Limits.FailedAuth.MaxSources,
+			PerMinute:      c.Limits.FailedAuth.PerMinute,
+			Burst:          c.Limits.FailedAuth.Burst,
+			MaxSources:     c.Limits.FailedAuth.MaxSources,
+			TrustedProxies: trustedProxies,
 		},
 	})
 
