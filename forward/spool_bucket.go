@@ -173,15 +173,24 @@ func (b *FSBucket) Upload(ctx context.Context, name string, r io.Reader, _ ...ob
 		return err
 	}
 	dir := filepath.Dir(dst)
-	if err := b.mkdirAll(dir); err != nil {
-		return err
-	}
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	tmp := filepath.Join(dir, tmpPrefix+filepath.Base(dst)+"-"+hex.EncodeToString(rnd[:]))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
-	if err != nil {
-		return fmt.Errorf("bucket: %w", err)
+	var f *os.File
+	for attempt := 1; ; attempt++ {
+		if err = b.mkdirAll(dir); err == nil {
+			if f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640); err == nil {
+				break
+			}
+			err = fmt.Errorf("bucket: %w", err)
+		}
+		// A concurrent Delete removes the directories it leaves empty, up
+		// to the root: one of ours may vanish between its creation and the
+		// file's. Once the file exists its directory is not empty, so a few
+		// tries always suffice unless something else is wrong.
+		if !errors.Is(err, fs.ErrNotExist) || attempt == maxUploadTries {
+			return err
+		}
 	}
 	defer func() {
 		if err != nil {
@@ -203,6 +212,10 @@ func (b *FSBucket) Upload(ctx context.Context, name string, r io.Reader, _ ...ob
 	}
 	return syncDir(dir)
 }
+
+// maxUploadTries bounds Upload's retries when a concurrent Delete removes
+// the directory it just created.
+const maxUploadTries = 10
 
 // mkdirAll creates dir and fsyncs each directory whose entry it added, so
 // a new object's directory survives a crash too.
