@@ -265,8 +265,9 @@ func newOffenders(max int) *offenders {
 	return &offenders{max: max, entries: map[offenderKey]int64{}, since: time.Now()}
 }
 
-// record adds rows to the table. Metric names are copied on insertion:
-// the caller's alias its request's pooled buffer.
+// record adds rows (each at least one sample, see offenderTally.add) to the
+// table. Metric names are copied on insertion: the caller's alias its
+// request's pooled buffer.
 func (o *offenders) record(rows []offenderRow) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -289,7 +290,7 @@ func (o *offenders) record(rows []offenderRow) {
 				o.entries[k] = minV
 			}
 		}
-		o.entries[k] += int64(max(r.samples, 1))
+		o.entries[k] += int64(r.samples)
 	}
 }
 

@@ -201,16 +201,17 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) int
 func (g *Gateway) instrument(name, method string, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		src := g.protect.authSource(r)
 		var code int
 		if r.Method != method {
 			w.Header().Set("Allow", method)
 			code = g.writeError(w, r, newError(http.StatusMethodNotAllowed, "method_not_allowed", "use "+method))
-		} else if he := g.authLimited(r); he != nil {
+		} else if he := g.authLimited(src); he != nil {
 			code = g.writeError(w, r, he)
 		} else {
 			code = h(w, r)
 			if code == http.StatusUnauthorized || code == http.StatusForbidden {
-				g.authFailed(r)
+				g.authFailed(src)
 			}
 		}
 		g.metrics.requests.WithLabelValues(name, strconv.Itoa(code)).Inc()

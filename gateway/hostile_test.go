@@ -107,7 +107,7 @@ func TestFailedAuthRateLimit(t *testing.T) {
 	// Another source (IPv6 /64 differs) is unaffected.
 	r, _ := http.NewRequest(http.MethodPost, "/", nil)
 	r.RemoteAddr = "[2001:db8::1]:1234"
-	if f.gw.authLimited(r) != nil {
+	if f.gw.authLimited(f.gw.protect.authSource(r)) != nil {
 		t.Fatal("unrelated source limited")
 	}
 	f.now = f.now.Add(10 * time.Second)

@@ -75,9 +75,6 @@ func newProtection(o Options, reg prometheus.Registerer) *protection {
 		now:     o.Now,
 		logger:  o.Logger,
 	}
-	if p.logger == nil {
-		p.logger = log.NewNopLogger()
-	}
 	if o.MaxConcurrentRequests > 0 {
 		p.sem = make(chan struct{}, o.MaxConcurrentRequests)
 	}
@@ -193,15 +190,22 @@ func parseAddr(s string) (netip.Addr, bool) {
 	return a.Unmap(), true
 }
 
-// authLimited returns the 429 to answer when r's source has used up its
-// failed authentications, or nil.
-func (g *Gateway) authLimited(r *http.Request) *httpError {
-	p := g.protect
+// authSource is r's key for the failed-auth limit, computed once per
+// request: the zero (invalid) Prefix when the limit is off or r's client is
+// unknown, which authLimited and authFailed then ignore.
+func (p *protection) authSource(r *http.Request) netip.Prefix {
 	if p.auth.PerMinute <= 0 {
-		return nil
+		return netip.Prefix{}
 	}
-	src, ok := p.sourceOf(r)
-	if !ok {
+	src, _ := p.sourceOf(r)
+	return src
+}
+
+// authLimited returns the 429 to answer when src has used up its failed
+// authentications, or nil.
+func (g *Gateway) authLimited(src netip.Prefix) *httpError {
+	p := g.protect
+	if !src.IsValid() {
 		return nil
 	}
 	now := p.now()
@@ -218,14 +222,10 @@ func (g *Gateway) authLimited(r *http.Request) *httpError {
 	return e
 }
 
-// authFailed charges one failed authentication to r's source.
-func (g *Gateway) authFailed(r *http.Request) {
+// authFailed charges one failed authentication to src.
+func (g *Gateway) authFailed(src netip.Prefix) {
 	p := g.protect
-	if p.auth.PerMinute <= 0 {
-		return
-	}
-	src, ok := p.sourceOf(r)
-	if !ok {
+	if !src.IsValid() {
 		return
 	}
 	now := p.now()
