@@ -127,10 +127,36 @@ type Limits struct {
 	MaxLabelValueLength int            `yaml:"max_label_value_length"`
 	// MaxConcurrentRequests bounds in-flight public API requests; more are
 	// answered 503 at once. 0 = unbounded.
-	MaxConcurrentRequests int        `yaml:"max_concurrent_requests"`
-	FailedAuth            FailedAuth `yaml:"failed_auth"`
-	Budgets               Budgets    `yaml:"budgets"`
-	Redis                 Redis      `yaml:"redis"`
+	MaxConcurrentRequests int `yaml:"max_concurrent_requests"`
+	// MaxConcurrentRequestsPerInstallation bounds one installation's
+	// requests in flight; more get 429 at once. 0 = unbounded.
+	MaxConcurrentRequestsPerInstallation int `yaml:"max_concurrent_requests_per_installation"`
+	// MaxInflightBytes bounds the memory of all requests in flight
+	// (bodies and decoded series, reserved before they are allocated);
+	// MaxInflightBytesPerInstallation is one installation's share of it.
+	MaxInflightBytes                Bytes `yaml:"max_inflight_bytes"`
+	MaxInflightBytesPerInstallation Bytes `yaml:"max_inflight_bytes_per_installation"`
+	// BodyMinRate is the slowest average rate (bytes per second) a request
+	// body may arrive at once BodyGrace has passed; slower bodies get 408.
+	// 0 = only web.read_timeout.
+	BodyMinRate Bytes          `yaml:"body_min_rate"`
+	BodyGrace   model.Duration `yaml:"body_grace"`
+	FailedAuth  FailedAuth     `yaml:"failed_auth"`
+	Budgets     Budgets        `yaml:"budgets"`
+	Redis       Redis          `yaml:"redis"`
+}
+
+// InstallationShare is one installation's share of MaxInflightBytes:
+// MaxInflightBytesPerInstallation, or all of it when that is 0; 0 when
+// MaxInflightBytes is 0 (unbounded).
+func (l Limits) InstallationShare() Bytes {
+	if l.MaxInflightBytes <= 0 {
+		return 0
+	}
+	if l.MaxInflightBytesPerInstallation <= 0 || l.MaxInflightBytesPerInstallation > l.MaxInflightBytes {
+		return l.MaxInflightBytes
+	}
+	return l.MaxInflightBytesPerInstallation
 }
 
 // FailedAuth rate-limits failed authentications per source address, so
@@ -363,15 +389,20 @@ func Default() *Config {
 			MaxFutureSkew:    model.Duration(10 * time.Minute),
 		},
 		Limits: Limits{
-			UploadInterval:        model.Duration(4*time.Minute + 30*time.Second),
-			MaxRequestBytes:       4 << 20,
-			MaxDecodedBytes:       32 << 20,
-			MaxSeriesPerRequest:   10000,
-			MaxLabelsPerSeries:    64,
-			MaxLabelNameLength:    256,
-			MaxLabelValueLength:   4096,
-			MaxConcurrentRequests: 128,
-			FailedAuth:            FailedAuth{PerMinute: 30, Burst: 20, MaxSources: 100000},
+			UploadInterval:                       model.Duration(4*time.Minute + 30*time.Second),
+			MaxRequestBytes:                      4 << 20,
+			MaxDecodedBytes:                      8 << 20,
+			MaxSeriesPerRequest:                  10000,
+			MaxLabelsPerSeries:                   64,
+			MaxLabelNameLength:                   256,
+			MaxLabelValueLength:                  4096,
+			MaxConcurrentRequests:                128,
+			MaxConcurrentRequestsPerInstallation: 16,
+			MaxInflightBytes:                     128 << 20,
+			MaxInflightBytesPerInstallation:      32 << 20,
+			BodyMinRate:                          10000,
+			BodyGrace:                            model.Duration(5 * time.Second),
+			FailedAuth:                           FailedAuth{PerMinute: 30, Burst: 20, MaxSources: 100000},
 			Budgets: Budgets{
 				ActiveSeries:            ActiveSeriesBudget{Enforce: true},
 				SamplesRate:             SamplesRateBudget{Enforce: true},
@@ -659,6 +690,18 @@ func (c *Config) validateBudgets(add func(key, format string, args ...any)) {
 	l := c.Limits
 	if l.MaxConcurrentRequests < 0 {
 		add("limits.max_concurrent_requests", "must not be negative (0 = unbounded)")
+	}
+	if l.MaxConcurrentRequestsPerInstallation < 0 {
+		add("limits.max_concurrent_requests_per_installation", "must not be negative (0 = unbounded)")
+	}
+	if l.MaxInflightBytesPerInstallation > l.MaxInflightBytes && l.MaxInflightBytes > 0 {
+		add("limits.max_inflight_bytes_per_installation", "must be at most limits.max_inflight_bytes (%s)", l.MaxInflightBytes)
+	}
+	if share := l.InstallationShare(); share > 0 && share < l.MaxRequestBytes+l.MaxDecodedBytes {
+		add("limits.max_inflight_bytes_per_installation", "%s leaves no room for one request of max_request_bytes + max_decoded_bytes (%s); raise it (or max_inflight_bytes) or lower those", share, l.MaxRequestBytes+l.MaxDecodedBytes)
+	}
+	if l.BodyGrace < 0 {
+		add("limits.body_grace", "must not be negative")
 	}
 	if l.FailedAuth.PerMinute < 0 || l.FailedAuth.Burst < 0 || l.FailedAuth.MaxSources < 0 {
 		add("limits.failed_auth", "per_minute, burst and max_sources must not be negative")

@@ -206,32 +206,28 @@ func (g *Gateway) budgetsUnavailable(err error) error {
 	return e
 }
 
-// reserveUpload claims the cluster's /upload slot. It returns the release
-// func to call with the upload's outcome, or the 429 to answer. In shadow
-// mode a second upload inside the interval is counted and let through.
-func (g *Gateway) reserveUpload(ctx context.Context, cluster string, now time.Time, samples int) (func(bool), error) {
-	tooSoon := func(wait time.Duration) error {
-		g.budgets.refused.WithLabelValues(reasonUploadInterval).Inc()
-		e := newError(http.StatusTooManyRequests, reasonUploadInterval, "this cluster already uploaded within limits.upload_interval ("+g.opts.Limits.UploadInterval.String()+")")
-		e.retryAfter = wait
-		e.limit = 1
-		return e
-	}
+// reserveUpload claims the cluster's /upload slot, before its body is
+// read. It returns the release func to call with the upload's outcome and
+// whether the slot was taken in shadow mode (the caller counts the
+// upload's samples as shadow-dropped), or the 429 to answer.
+func (g *Gateway) reserveUpload(ctx context.Context, cluster string, now time.Time) (release func(bool), shadow bool, err error) {
 	d, err := g.opts.Budgets.ReserveUpload(ctx, cluster, now)
 	if err != nil {
-		return nil, g.budgetsUnavailable(err)
+		return nil, false, g.budgetsUnavailable(err)
 	}
 	if !d.OK {
 		if d.Enforce {
-			return nil, tooSoon(d.Wait)
+			g.budgets.refused.WithLabelValues(reasonUploadInterval).Inc()
+			e := newError(http.StatusTooManyRequests, reasonUploadInterval, "this cluster already uploaded within limits.upload_interval ("+g.opts.Limits.UploadInterval.String()+")")
+			e.retryAfter = d.Wait
+			e.limit = 1
+			return nil, false, e
 		}
-		g.budgets.shadowSamples.WithLabelValues(reasonUploadInterval).Add(float64(samples))
+		shadow = true
 	}
-	return d.Release, nil
+	return d.Release, shadow, nil
 }
 
-// setShadowHeaders tells the client what shadow-mode rules would have
-// dropped: X-Telegate-Shadow-Dropped-Samples: allowlist=3, budget=10.
 func setShadowHeaders(h http.Header, shadow map[string]int) {
 	if len(shadow) == 0 {
 		return

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -94,6 +95,9 @@ type Options struct {
 	MaxConcurrentRequests int
 	// FailedAuth rate-limits failed authentications per source.
 	FailedAuth FailedAuthLimit
+	// Fairness bounds one installation's share of requests in flight and
+	// of their memory, and the slowest body a request may send.
+	Fairness Fairness
 	// ExplainCacheBytes bounds the memory kept for GET /explain (each
 	// cluster's last decoded /upload); 0 disables the endpoint.
 	ExplainCacheBytes int64
@@ -118,6 +122,7 @@ type Gateway struct {
 	metrics   *metrics
 	budgets   *budgetState
 	protect   *protection
+	admission *admission
 	// lastUploads feeds GET /explain; nil when disabled.
 	lastUploads *lastUploads
 }
@@ -149,6 +154,7 @@ func New(o Options) *Gateway {
 		budgets: newBudgetState(o.Registerer),
 		protect: newProtection(o, o.Registerer),
 	}
+	g.admission = newAdmission(o.Fairness, o.Registerer)
 	g.metrics.dropped.WithLabelValues(reasonBudget)
 	if o.ExplainCacheBytes > 0 {
 		g.lastUploads = newLastUploads(o.ExplainCacheBytes)
@@ -313,6 +319,7 @@ func (g *Gateway) handleAllowlist(w http.ResponseWriter, r *http.Request) int {
 }
 
 func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
+	start := time.Now()
 	id, err := g.verifyJWT(r)
 	if err != nil {
 		return g.writeError(w, r, err)
@@ -320,36 +327,78 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 	if err := decode.CheckUploadContentType(r.Header.Get("Content-Type")); err != nil {
 		return g.writeError(w, r, err)
 	}
-	body, err := g.limitBody(w, r)
+	t, err := g.admission.admit(id.ClusterID)
 	if err != nil {
 		return g.writeError(w, r, err)
+	}
+	defer t.done()
+	// The interval slot is taken before the body is read: a second upload
+	// inside the interval costs no decoding. A body the client got wrong
+	// (4xx) keeps the slot, so a broken or hostile client cannot loop.
+	now := g.opts.Now()
+	release, shadowSlot, err := g.reserveUpload(r.Context(), id.ClusterID, now)
+	if err != nil {
+		return g.writeError(w, r, err)
+	}
+	succeeded := false
+	defer func() { release(succeeded) }()
+	body, err := g.limitBody(w, r)
+	if err != nil {
+		succeeded = true
+		return g.writeError(w, r, err)
+	}
+	sb := g.rateLimitBody(w, body, start)
+	if sb != nil {
+		body = sb
 	}
 	b := batch.Get()
 	defer batch.Put(b)
-	b.Buf, err = decode.UploadBody(b.Buf[:0], body, r.Header.Get("Content-Encoding"), g.opts.Limits.MaxDecodedBytes)
-	if err != nil {
+	if err := t.add(cap(b.Buf)); err != nil {
 		return g.writeError(w, r, err)
 	}
-	now := g.opts.Now()
-	al := g.allowlist.Load() // one version for decoding and filtering, as in handleReceive
-	if _, err := decode.UnmarshalMetricFamiliesFiltered(b.Buf, b, now.UnixMilli(), !g.opts.ClientTimestamps, g.opts.Limits.MaxSeriesPerRequest, g.nameFilter(al)); err != nil {
+	held := cap(b.Buf)
+	b.Buf, err = decode.UploadBody(b.Buf[:0], body, r.Header.Get("Content-Encoding"), g.opts.Limits.MaxDecodedBytes, func(newCap int) error {
+		err := t.add(newCap - held)
+		held = max(held, newCap)
+		return err
+	})
+	if err != nil {
+		if e := sb.tooSlow(); e != nil {
+			w.Header().Set("Connection", "close")
+			err = e
+		}
+		succeeded = clientError(err)
 		return g.writeError(w, r, err)
+	}
+	al := g.allowlist.Load() // one version for decoding and filtering, as in handleReceive
+	lim := g.decodeLimits(decode.UploadBudget(len(b.Buf)), t)
+	if _, err := decode.UnmarshalMetricFamiliesFiltered(b.Buf, b, now.UnixMilli(), !g.opts.ClientTimestamps, lim, g.nameFilter(al)); err != nil {
+		succeeded = clientError(err)
+		return g.writeError(w, r, err)
+	}
+	if shadowSlot {
+		g.budgets.shadowSamples.WithLabelValues(reasonUploadInterval).Add(float64(b.Samples()))
 	}
 	g.lastUploads.put(id.ClusterID, b.Buf, now)
-	release, err := g.reserveUpload(r.Context(), id.ClusterID, now, b.Samples())
+	code, err := g.ingest(w, r, "upload", id, al, b, now, -1, t)
 	if err != nil {
+		succeeded = clientError(err)
 		return g.writeError(w, r, err)
 	}
-	code, err := g.ingest(w, r, "upload", id, al, b, now, -1)
-	release(err == nil)
-	if err != nil {
-		return g.writeError(w, r, err)
-	}
+	succeeded = true
 	w.WriteHeader(code)
 	return code
 }
 
+// clientError reports whether err is an answer the client must not retry
+// as is (a 4xx other than 408 and 429): such an upload keeps its slot.
+func clientError(err error) bool {
+	s := toHTTP(err).status
+	return s >= 400 && s < 500 && s != http.StatusRequestTimeout && s != http.StatusTooManyRequests
+}
+
 func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
+	start := time.Now()
 	id, err := g.receiveIdentity(r)
 	if err != nil {
 		return g.writeError(w, r, err)
@@ -357,9 +406,18 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	if err := decode.CheckRemoteWriteHeaders(r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding")); err != nil {
 		return g.writeError(w, r, err)
 	}
+	t, err := g.admission.admit(id.ClusterID)
+	if err != nil {
+		return g.writeError(w, r, err)
+	}
+	defer t.done()
 	body, err := g.limitBody(w, r)
 	if err != nil {
 		return g.writeError(w, r, err)
+	}
+	sb := g.rateLimitBody(w, body, start)
+	if sb != nil {
+		body = sb
 	}
 	b := batch.Get()
 	defer batch.Put(b)
@@ -367,14 +425,36 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	// capacity is not possible (decode writes there), so use a pooled one.
 	cb := getBuf()
 	defer putBuf(cb)
+	if err := t.add(cap(cb.b) + cap(b.Buf)); err != nil {
+		return g.writeError(w, r, err)
+	}
+	held := cap(cb.b)
 	// body is capped at max_request_bytes (http.MaxBytesReader): a 413
 	// from the read is that cap, whatever decode calls it.
-	cb.b, err = decode.ReadAllCapped(cb.b[:0], body, int(g.opts.Limits.MaxRequestBytes))
+	cb.b, err = decode.ReadAllCapped(cb.b[:0], body, int(g.opts.Limits.MaxRequestBytes), func(newCap int) error {
+		err := t.add(newCap - held)
+		held = max(held, newCap)
+		return err
+	})
 	if err != nil {
-		if decode.StatusOf(err) == http.StatusRequestEntityTooLarge {
+		if e := sb.tooSlow(); e != nil {
+			w.Header().Set("Connection", "close")
+			err = e
+		} else if decode.StatusOf(err) == http.StatusRequestEntityTooLarge && !isHTTPError(err) {
 			err = tooLarge("max_request_bytes", g.opts.Limits.MaxRequestBytes, 0)
 		}
 		return g.writeError(w, r, err)
+	}
+	// The snappy header says how large the decoded body is: refuse or
+	// reserve it before it is allocated.
+	n, err := decode.DecodedLen(cb.b)
+	if err != nil {
+		return g.writeError(w, r, err)
+	}
+	if n <= g.opts.Limits.MaxDecodedBytes || g.opts.Limits.MaxDecodedBytes <= 0 {
+		if err := t.add(n - cap(b.Buf)); err != nil {
+			return g.writeError(w, r, err)
+		}
 	}
 	b.Buf, err = decode.DecodeBlock(b.Buf[:0], cb.b, g.opts.Limits.MaxDecodedBytes)
 	if err != nil {
@@ -383,17 +463,39 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	// One allowlist for decoding and filtering: a reload in between must
 	// not judge a series the decoder skimmed by a list that keeps it.
 	al := g.allowlist.Load()
-	st, err := decode.UnmarshalWriteRequestFiltered(b.Buf, b, g.opts.Limits.MaxSeriesPerRequest, g.nameFilter(al))
+	st, err := decode.UnmarshalWriteRequestFiltered(b.Buf, b, g.decodeLimits(decode.RemoteWriteBudget(len(b.Buf)), t), g.nameFilter(al))
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
 	// Native histograms are not forwarded yet: count them as dropped.
-	code, err := g.ingest(w, r, "receive", id, al, b, g.opts.Now(), st.Histograms)
+	code, err := g.ingest(w, r, "receive", id, al, b, g.opts.Now(), st.Histograms, t)
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
 	w.WriteHeader(code)
 	return code
+}
+
+// isHTTPError reports whether err is an answer the gateway decided on
+// (e.g. a memory reservation refused while reading).
+func isHTTPError(err error) bool {
+	var he *httpError
+	return errors.As(err, &he)
+}
+
+// decodeLimits are the decoders' limits for a request allowed maxBatchBytes
+// of batch (decode.RemoteWriteBudget or decode.UploadBudget of its decoded
+// size), reserving what the batch holds from t as it grows.
+func (g *Gateway) decodeLimits(maxBatchBytes int, t *ticket) decode.Limits {
+	l := decode.Limits{
+		MaxSeries:          g.opts.Limits.MaxSeriesPerRequest,
+		MaxLabelsPerSeries: g.decodeLabels,
+		MaxBatchBytes:      maxBatchBytes,
+	}
+	if t != nil {
+		l.Reserve = t.add
+	}
+	return l
 }
 
 // receiveIdentity authenticates a remote write: by the composite bearer
@@ -434,7 +536,7 @@ func (g *Gateway) receiveIdentity(r *http.Request) (authn.Identity, error) {
 // the number of native histogram samples the remote-write decoder skipped,
 // or -1 for /upload (whose timestamps come from the server clock and are
 // not bounds-checked).
-func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string, id authn.Identity, al *allowlist.Allowlist, b *batch.Batch, now time.Time, unsupported int) (int, error) {
+func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string, id authn.Identity, al *allowlist.Allowlist, b *batch.Batch, now time.Time, unsupported int, t *ticket) (int, error) {
 	remoteWrite := unsupported >= 0
 	received := b.Samples() + max(unsupported, 0)
 	g.metrics.received.WithLabelValues(protocol).Add(float64(received))
@@ -463,6 +565,10 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	tally.flush()
 	clear(b.Series[len(kept):])
 	b.Series = kept
+	// Stamping copies each kept series' labels (plus the cluster ID).
+	if err := t.add(pipelineBytes(b.Series)); err != nil {
+		return 0, err
+	}
 	sc := g.scratch.Get().(*relabel.Scratch)
 	st, err := g.opts.Pipeline.Process(b, id.ClusterID, now, remoteWrite, sc)
 	g.scratch.Put(sc)
@@ -491,6 +597,11 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 		g.metrics.dropped.WithLabelValues(reason).Add(float64(n))
 	}
 	if len(b.Series) > 0 {
+		if _, ok := g.opts.Forwarder.(BatchForwarder); !ok {
+			if err := t.add(forwardReserve(g.opts.MaxForwardBytes, len(b.Buf), len(b.Series))); err != nil {
+				return 0, err
+			}
+		}
 		if err := g.forward(r.Context(), id.ClusterID, b.Series); err != nil {
 			return 0, err
 		}

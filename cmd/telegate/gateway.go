@@ -256,7 +256,7 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 	if err != nil { // config.Validate refused it already
 		return fmt.Errorf("limits.failed_auth.trusted_proxies: %w", err)
 	}
-	gw := gateway.New(gateway.Options{
+	opts := gateway.Options{
 		Logger:        logger,
 		Registerer:    reg,
 		Authenticator: comp.authenticator,
@@ -270,6 +270,7 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 			MaxRequestBytes:     int64(c.Limits.MaxRequestBytes),
 			MaxDecodedBytes:     int(c.Limits.MaxDecodedBytes),
 			MaxSeriesPerRequest: c.Limits.MaxSeriesPerRequest,
+			MaxLabelsPerSeries:  c.Limits.MaxLabelsPerSeries,
 			UploadInterval:      time.Duration(c.Limits.UploadInterval),
 		},
 		ClientTimestamps:      c.Relabel.UploadTimestamps == "client",
@@ -285,7 +286,18 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 			MaxSources:     c.Limits.FailedAuth.MaxSources,
 			TrustedProxies: trustedProxies,
 		},
-	})
+		Fairness: gateway.Fairness{
+			MaxConcurrentPerInstallation:    c.Limits.MaxConcurrentRequestsPerInstallation,
+			MaxInflightBytes:                int64(c.Limits.MaxInflightBytes),
+			MaxInflightBytesPerInstallation: int64(c.Limits.InstallationShare()),
+			MinBodyRate:                     float64(c.Limits.BodyMinRate),
+			BodyGrace:                       time.Duration(c.Limits.BodyGrace),
+			MaxBodyTime:                     time.Duration(c.Web.ReadTimeout),
+		},
+	}
+	limit, limitFrom := setMemoryLimit(logger, cgroupMemoryFiles)
+	checkMemoryBound(logger, opts.MemoryBound(), limit, limitFrom)
+	gw := gateway.New(opts)
 
 	internal := http.NewServeMux()
 	internal.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))

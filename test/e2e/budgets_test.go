@@ -29,6 +29,9 @@ type budgetGatewayOpts struct {
 	files map[string]string
 	// authn is extra YAML under authn:.
 	authn string
+	// shippedLimits keeps the default request caps instead of the small
+	// ones the other tests use.
+	shippedLimits bool
 }
 
 // startBudgetGateway runs the real binary with the e2e allowlist, the
@@ -43,6 +46,10 @@ func startBudgetGateway(t *testing.T, o budgetGatewayOpts) *gatewayProc {
 	for name, content := range o.files {
 		must(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600))
 	}
+	caps := "  max_request_bytes: 64KiB\n  max_decoded_bytes: 256KiB\n  max_series_per_request: 1000"
+	if o.shippedLimits {
+		caps = ""
+	}
 	cfg := fmt.Sprintf(`web:
   listen_address: %s
   internal_listen_address: %s
@@ -55,15 +62,13 @@ allowlist:
 relabel:
   max_future_skew: 1h
 limits:
-  max_request_bytes: 64KiB
-  max_decoded_bytes: 256KiB
-  max_series_per_request: 1000
+%s
 %s
 forward:
   url: %s
   timeout: 5s
   max_retry_time: 10s
-`, pub, internal, o.web, o.authn, o.limits, o.downstream)
+`, pub, internal, o.web, o.authn, caps, o.limits, o.downstream)
 	must(t, os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(cfg), 0o600))
 	p := harness.StartProcess(t, harness.ProcessOptions{
 		Name:   "telegate-" + strings.ReplaceAll(pub, ":", "-"),
