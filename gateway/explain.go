@@ -135,7 +135,9 @@ func (g *Gateway) handleExplain(w http.ResponseWriter, r *http.Request) int {
 	}
 	b := batch.Get()
 	defer batch.Put(b)
-	if _, err := decode.UnmarshalMetricFamilies(last.data, b, last.at.UnixMilli(), true, 0); err != nil {
+	// The stored upload was accepted under these limits, but they may
+	// have been lowered since (a reload): decode it under the same bounds.
+	if _, err := decode.UnmarshalMetricFamilies(last.data, b, last.at.UnixMilli(), true, g.decodeLimits(decode.UploadBudget(len(last.data)))); err != nil {
 		return g.writeError(w, r, err)
 	}
 	series := make([][]batch.Label, len(b.Series))

@@ -61,6 +61,11 @@ type Limits struct {
 	MaxRequestBytes     int64
 	MaxDecodedBytes     int
 	MaxSeriesPerRequest int
+	// MaxLabelsPerSeries is limits.max_labels_per_series (0 = off). The
+	// decoders refuse a series with more labels than this plus the labels
+	// the pipeline strips and the cluster-ID label (relabel applies the
+	// exact rule), so one series cannot carry millions of labels.
+	MaxLabelsPerSeries int
 	// UploadInterval allows one /upload per cluster per interval.
 	UploadInterval time.Duration
 }
@@ -120,6 +125,9 @@ type Gateway struct {
 	protect   *protection
 	// lastUploads feeds GET /explain; nil when disabled.
 	lastUploads *lastUploads
+	// decodeLabels is decode.Limits.MaxLabelsPerSeries (see
+	// Limits.MaxLabelsPerSeries).
+	decodeLabels int
 }
 
 // New returns a Gateway.
@@ -148,6 +156,9 @@ func New(o Options) *Gateway {
 		metrics: newMetrics(o.Registerer),
 		budgets: newBudgetState(o.Registerer),
 		protect: newProtection(o, o.Registerer),
+	}
+	if m := o.Limits.MaxLabelsPerSeries; m > 0 {
+		g.decodeLabels = m + len(o.Pipeline.DropLabels()) + 1
 	}
 	g.metrics.dropped.WithLabelValues(reasonBudget)
 	if o.ExplainCacheBytes > 0 {
@@ -326,13 +337,13 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 	}
 	b := batch.Get()
 	defer batch.Put(b)
-	b.Buf, err = decode.UploadBody(b.Buf[:0], body, r.Header.Get("Content-Encoding"), g.opts.Limits.MaxDecodedBytes)
+	b.Buf, err = decode.UploadBody(b.Buf[:0], body, r.Header.Get("Content-Encoding"), g.opts.Limits.MaxDecodedBytes, nil)
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
 	now := g.opts.Now()
 	al := g.allowlist.Load() // one version for decoding and filtering, as in handleReceive
-	if _, err := decode.UnmarshalMetricFamiliesFiltered(b.Buf, b, now.UnixMilli(), !g.opts.ClientTimestamps, g.opts.Limits.MaxSeriesPerRequest, g.nameFilter(al)); err != nil {
+	if _, err := decode.UnmarshalMetricFamiliesFiltered(b.Buf, b, now.UnixMilli(), !g.opts.ClientTimestamps, g.decodeLimits(decode.UploadBudget(len(b.Buf))), g.nameFilter(al)); err != nil {
 		return g.writeError(w, r, err)
 	}
 	g.lastUploads.put(id.ClusterID, b.Buf, now)
@@ -369,7 +380,7 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	defer putBuf(cb)
 	// body is capped at max_request_bytes (http.MaxBytesReader): a 413
 	// from the read is that cap, whatever decode calls it.
-	cb.b, err = decode.ReadAllCapped(cb.b[:0], body, int(g.opts.Limits.MaxRequestBytes))
+	cb.b, err = decode.ReadAllCapped(cb.b[:0], body, int(g.opts.Limits.MaxRequestBytes), nil)
 	if err != nil {
 		if decode.StatusOf(err) == http.StatusRequestEntityTooLarge {
 			err = tooLarge("max_request_bytes", g.opts.Limits.MaxRequestBytes, 0)
@@ -383,7 +394,7 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	// One allowlist for decoding and filtering: a reload in between must
 	// not judge a series the decoder skimmed by a list that keeps it.
 	al := g.allowlist.Load()
-	st, err := decode.UnmarshalWriteRequestFiltered(b.Buf, b, g.opts.Limits.MaxSeriesPerRequest, g.nameFilter(al))
+	st, err := decode.UnmarshalWriteRequestFiltered(b.Buf, b, g.decodeLimits(decode.RemoteWriteBudget(len(b.Buf))), g.nameFilter(al))
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
@@ -394,6 +405,17 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	}
 	w.WriteHeader(code)
 	return code
+}
+
+// decodeLimits are the decoders' limits for a request allowed maxBatchBytes
+// of batch (decode.RemoteWriteBudget or decode.UploadBudget of its decoded
+// size).
+func (g *Gateway) decodeLimits(maxBatchBytes int) decode.Limits {
+	return decode.Limits{
+		MaxSeries:          g.opts.Limits.MaxSeriesPerRequest,
+		MaxLabelsPerSeries: g.decodeLabels,
+		MaxBatchBytes:      maxBatchBytes,
+	}
 }
 
 // receiveIdentity authenticates a remote write: by the composite bearer

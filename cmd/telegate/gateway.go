@@ -270,6 +270,7 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 			MaxRequestBytes:     int64(c.Limits.MaxRequestBytes),
 			MaxDecodedBytes:     int(c.Limits.MaxDecodedBytes),
 			MaxSeriesPerRequest: c.Limits.MaxSeriesPerRequest,
+			MaxLabelsPerSeries:  c.Limits.MaxLabelsPerSeries,
 			UploadInterval:      time.Duration(c.Limits.UploadInterval),
 		},
 		ClientTimestamps:      c.Relabel.UploadTimestamps == "client",
