@@ -120,6 +120,8 @@ type mfDecoder struct {
 	tmpl, tmplN int
 	pairs       int
 
+	strBytes int // allocated by formatFloat, not yet charged
+
 	floats [64]floatStr // le/quantile strings, direct-mapped by bits
 }
 
@@ -183,6 +185,61 @@ func (d *mfDecoder) next(f *field, i, end int, msg string) (next int, err error)
 
 // value consumes the value of f starting at i.
 func (d *mfDecoder) value(f *field, i, end, depth int) (int, error) {
+	if f.wt != wtStart {
+		return d.scalarValue(f, i, end)
+	}
+	if depth < 0 {
+		return 0, BadRequest("protobuf: groups nested too deeply at offset %d", i)
+	}
+	f.s = i
+	e, n, err := d.group(f.num, i, end, depth)
+	if err != nil {
+		return 0, err
+	}
+	f.e = e
+	return n, nil
+}
+
+// group walks the fields of a group of field num whose first field is at
+// i, up to its end-group tag, and returns the tag's offset and the offset
+// after it. It recurses without pointers, so its fields stay on the stack
+// (a *field passed down a recursion escapes: 48 bytes of garbage per field
+// of a deeply nested group).
+func (d *mfDecoder) group(num, i, end, depth int) (endTag, next int, err error) {
+	for {
+		t, n := pvarint(d.buf, i, end)
+		if n < 0 {
+			return 0, 0, varintErr(n, i, "group tag")
+		}
+		inum := t >> 3
+		if inum < 1 || inum > math.MaxInt32 {
+			return 0, 0, BadRequest("protobuf: illegal field number %d at offset %d", inum, i)
+		}
+		switch wt := int(t & 7); wt {
+		case wtEnd:
+			if int(inum) != num {
+				return 0, 0, BadRequest("protobuf: mismatched end group at offset %d", i)
+			}
+			return i, n, nil
+		case wtStart:
+			if depth-1 < 0 {
+				return 0, 0, BadRequest("protobuf: groups nested too deeply at offset %d", n)
+			}
+			if _, i, err = d.group(int(inum), n, end, depth-1); err != nil {
+				return 0, 0, err
+			}
+		default:
+			inner := field{num: int(inum), wt: wt}
+			if i, err = d.scalarValue(&inner, n, end); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+}
+
+// scalarValue consumes the value of f, of any wire type but a group start,
+// starting at i.
+func (d *mfDecoder) scalarValue(f *field, i, end int) (int, error) {
 	switch f.wt {
 	case wtVarint:
 		v, n := pvarint(d.buf, i, end)
@@ -213,33 +270,6 @@ func (d *mfDecoder) value(f *field, i, end, depth int) (int, error) {
 		}
 		f.s, f.e = n, n+int(l)
 		return f.e, nil
-	case wtStart:
-		if depth < 0 {
-			return 0, BadRequest("protobuf: groups nested too deeply at offset %d", i)
-		}
-		f.s = i
-		for {
-			t, n := pvarint(d.buf, i, end)
-			if n < 0 {
-				return 0, varintErr(n, i, "group tag")
-			}
-			num := t >> 3
-			if num < 1 || num > math.MaxInt32 {
-				return 0, BadRequest("protobuf: illegal field number %d at offset %d", num, i)
-			}
-			if int(t&7) == wtEnd {
-				if int(num) != f.num {
-					return 0, BadRequest("protobuf: mismatched end group at offset %d", i)
-				}
-				f.e = i
-				return n, nil
-			}
-			inner := field{num: int(num), wt: int(t & 7)}
-			var err error
-			if i, err = d.value(&inner, n, end, depth-1); err != nil {
-				return 0, err
-			}
-		}
 	case wtEnd:
 		return 0, BadRequest("protobuf: unexpected end group at offset %d", i)
 	default:
@@ -358,7 +388,7 @@ func (d *mfDecoder) metric(typ, s, e int) error {
 	// The label pairs are pushed (and charged) while walking; the first
 	// series of the metric takes them (and its __name__ is set once the
 	// type is known).
-	if d.bud.left -= labelBytes; d.bud.left < 0 {
+	if !d.bud.take(labelBytes) {
 		return d.bud.errOver("upload")
 	}
 	d.b.PushLabel(batch.MetricName, d.name)
@@ -380,7 +410,7 @@ func (d *mfDecoder) metric(typ, s, e int) error {
 			if d.pairs++; 1+d.pairs > d.maxLabels {
 				return errLabels(fmt.Sprintf("metric of family %q at offset %d", d.name, f.s), d.maxLabels)
 			}
-			if d.bud.left -= labelBytes; d.bud.left < 0 {
+			if !d.bud.take(labelBytes) {
 				return d.bud.errOver("upload")
 			}
 			if !d.skim || ln == d.filter.KeepLabel {
@@ -482,7 +512,7 @@ func (d *mfDecoder) derivedNames() {
 func (d *mfDecoder) chargeNames() error {
 	if !d.namesCharged {
 		d.namesCharged = true
-		if d.bud.left -= 3*len(d.name) + len("_sum_count_bucket"); d.bud.left < 0 {
+		if !d.bud.take(3*len(d.name) + len("_sum_count_bucket")) {
 			return d.bud.errOver("upload")
 		}
 	}
@@ -724,7 +754,8 @@ func (d *mfDecoder) emit(name, extraName, extraValue string, ts int64, v float64
 	}
 	// Charged as without a filter: the first series' __name__ and pairs
 	// were charged while walking the metric.
-	n, charge := 0, seriesBytes+sampleBytes
+	n, charge := 0, seriesBytes+sampleBytes+d.strBytes
+	d.strBytes = 0
 	if extraName != "" {
 		if n = 1; 2+d.pairs > d.maxLabels {
 			return errLabels(fmt.Sprintf("series of family %q", d.name), d.maxLabels)
@@ -733,7 +764,7 @@ func (d *mfDecoder) emit(name, extraName, extraValue string, ts int64, v float64
 	if d.tmpl >= 0 {
 		n += 1 + d.pairs
 	}
-	if d.bud.left -= charge + n*labelBytes; d.bud.left < 0 {
+	if !d.bud.take(charge + n*labelBytes) {
 		return d.bud.errOver("upload")
 	}
 	if d.tmpl < 0 {
@@ -778,7 +809,7 @@ func (d *mfDecoder) formatFloat(f float64) string {
 		s = "NaN"
 	default:
 		s = strconv.FormatFloat(f, 'g', -1, 64)
-		d.bud.left -= len(s) // checked by the emit that uses it
+		d.strBytes += len(s) // charged by the emit that uses it
 	}
 	*slot = floatStr{bits: bits, s: s}
 	return s

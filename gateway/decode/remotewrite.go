@@ -246,7 +246,7 @@ func (d *rwDecoder) writeRequest(maxSeries int) error {
 			if maxSeries > 0 && d.st.Series >= maxSeries {
 				return TooLarge(CapSeries, maxSeries, fmt.Sprintf("request with more than %d series", maxSeries))
 			}
-			if d.bud.left -= seriesBytes; d.bud.left < 0 {
+			if !d.bud.take(seriesBytes) {
 				return d.bud.errOver("remote write")
 			}
 			if err := d.timeSeries(s, e); err != nil {
@@ -311,7 +311,7 @@ func (d *rwDecoder) timeSeries(i, end int) error {
 			if labels++; labels > d.maxLabels {
 				return errLabels(fmt.Sprintf("TimeSeries at offset %d", i), d.maxLabels)
 			}
-			if d.bud.left -= labelBytes; d.bud.left < 0 {
+			if !d.bud.take(labelBytes) {
 				return d.bud.errOver("remote write")
 			}
 			switch {
@@ -332,7 +332,7 @@ func (d *rwDecoder) timeSeries(i, end int) error {
 			if err != nil {
 				return err
 			}
-			if d.bud.left -= sampleBytes; d.bud.left < 0 {
+			if !d.bud.take(sampleBytes) {
 				return d.bud.errOver("remote write")
 			}
 			if err := d.sample(s, e); err != nil {
