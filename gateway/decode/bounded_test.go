@@ -66,6 +66,9 @@ type advCase struct {
 	limits Limits // MaxBatchBytes is set from the budget of len(data)
 	status int    // 0: accepted
 	msg    string
+	// maxAlloc, when set, is a tighter bound on what the decode allocates
+	// (shapes that should allocate next to nothing).
+	maxAlloc int64
 }
 
 func advCases() []advCase {
@@ -91,7 +94,7 @@ func advCases() []advCase {
 	add(advCase{name: "rw: unknown field padding", data: lenField(nil, 9, make([]byte, advSize-8)),
 		limits: def})
 	nested := append(bytes.Repeat([]byte{5<<3 | wtStart}, advSize/2), bytes.Repeat([]byte{5<<3 | wtEnd}, advSize/2)...)
-	add(advCase{name: "rw: deeply nested groups", data: nested, limits: def})
+	add(advCase{name: "rw: deeply nested groups", data: nested, limits: def, maxAlloc: 1 << 20})
 	add(advCase{name: "rw: empty exemplars and histograms", data: lenField(nil, 1, repeatTo([]byte{0x1a, 0x00, 0x22, 0x00}, advSize-8)),
 		limits: def})
 
@@ -139,7 +142,7 @@ func advCases() []advCase {
 		limits: def})
 	groups := append(bytes.Repeat([]byte{15<<3 | wtStart}, 9000), bytes.Repeat([]byte{15<<3 | wtEnd}, 9000)...)
 	add(advCase{name: "upload: deeply nested groups", upload: true, data: repeatTo(family("g", typeGauge, append(groups, 0x12, 0x00)), advSize),
-		limits: def})
+		limits: def, maxAlloc: 1 << 20})
 	return cs
 }
 
@@ -204,6 +207,9 @@ func TestAdversarialShapesBounded(t *testing.T) {
 			}
 			if allocated > int64(allocFactor*l.MaxBatchBytes)+slack {
 				t.Errorf("decoding allocated %d bytes, over %d x the budget %d", allocated, allocFactor, l.MaxBatchBytes)
+			}
+			if c.maxAlloc > 0 && allocated > c.maxAlloc {
+				t.Errorf("decoding allocated %d bytes, want at most %d", allocated, c.maxAlloc)
 			}
 		})
 	}
