@@ -1,6 +1,11 @@
 package batch
 
-import "testing"
+import (
+	"runtime"
+	"strconv"
+	"testing"
+	"unsafe"
+)
 
 func TestEndSeriesClipsCapacity(t *testing.T) {
 	var b Batch
@@ -77,4 +82,74 @@ func TestSortLabelsDoesNotAllocate(t *testing.T) {
 			t.Fatalf("order %v", s.Labels)
 		}
 	}
+}
+
+// inArena reports whether the non-empty slice s points into arena's array.
+func inArena[T any](s, arena []T) bool {
+	if len(s) == 0 {
+		return true
+	}
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(s)))
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(arena[:1])))
+	return p >= base && p < base+uintptr(cap(arena))*unsafe.Sizeof(arena[0])
+}
+
+func TestGrowthRepointsSeries(t *testing.T) {
+	var b Batch
+	// Series of uneven sizes, including empty ones, across many growths.
+	for i := 0; i < 5000; i++ {
+		for j := 0; j < i%7; j++ {
+			b.PushLabel("l", strconv.Itoa(i))
+		}
+		for j := 0; j < i%3; j++ {
+			b.PushSample(int64(i), float64(j))
+		}
+		b.EndSeries()
+	}
+	for i := range b.Series {
+		s := &b.Series[i]
+		if !inArena(s.Labels, b.labels) || !inArena(s.Samples, b.samples) {
+			t.Fatalf("series %d points into an old arena", i)
+		}
+		if len(s.Labels) != i%7 || len(s.Samples) != i%3 || cap(s.Labels) != len(s.Labels) || cap(s.Samples) != len(s.Samples) {
+			t.Fatalf("series %d: %d labels (cap %d), %d samples (cap %d)", i, len(s.Labels), cap(s.Labels), len(s.Samples), cap(s.Samples))
+		}
+		for _, l := range s.Labels {
+			if l.Value != strconv.Itoa(i) {
+				t.Fatalf("series %d: label %q", i, l.Value)
+			}
+		}
+		for _, x := range s.Samples {
+			if x.Timestamp != int64(i) {
+				t.Fatalf("series %d: sample %v", i, x)
+			}
+		}
+	}
+}
+
+// TestNoArenaRetention: the heap a batch keeps is its current arenas, not
+// every generation they went through.
+func TestNoArenaRetention(t *testing.T) {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	before := ms.HeapAlloc
+	b := new(Batch)
+	for i := 0; i < 100000; i++ {
+		b.PushLabel("", "")
+		b.PushLabel("", "")
+		b.PushSample(0, 0)
+		b.EndSeries()
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	held := int64(ms.HeapAlloc) - int64(before)
+	if held > int64(b.Bytes())+1<<20 {
+		t.Fatalf("batch of %d bytes keeps %d bytes of heap alive", b.Bytes(), held)
+	}
+	want := cap(b.labels)*32 + cap(b.samples)*16 + cap(b.Series)*48
+	if b.Bytes() != want || b.Bytes() < 100000*(2*32+16+48) {
+		t.Fatalf("Bytes() = %d, want %d", b.Bytes(), want)
+	}
+	runtime.KeepAlive(b)
 }

@@ -25,7 +25,7 @@ func TestDefaults(t *testing.T) {
 	if c.Authn.ClusterIDLabel != "_id" || c.Authn.TokensFile != "tokens.yaml" || time.Duration(c.Authn.Authorizer.CacheTTL) != 10*time.Minute || time.Duration(c.Authn.JWT.Expiry) != 24*time.Hour {
 		t.Errorf("authn defaults: %+v", c.Authn)
 	}
-	if time.Duration(c.Limits.UploadInterval) != 4*time.Minute+30*time.Second || c.Limits.MaxRequestBytes != 4<<20 || c.Limits.MaxDecodedBytes != 32<<20 || c.Limits.MaxSeriesPerRequest != 10000 {
+	if time.Duration(c.Limits.UploadInterval) != 4*time.Minute+30*time.Second || c.Limits.MaxRequestBytes != 4<<20 || c.Limits.MaxDecodedBytes != 8<<20 || c.Limits.MaxInflightBytes != 128<<20 || c.Limits.MaxConcurrentRequestsPerInstallation != 16 || c.Limits.MaxSeriesPerRequest != 10000 {
 		t.Errorf("limits defaults: %+v", c.Limits)
 	}
 	if strings.Join(c.Relabel.DropLabels, ",") != "instance,pod,prometheus_replica" {

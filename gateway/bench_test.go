@@ -494,7 +494,7 @@ func BenchmarkStages(b *testing.B) {
 				if level < 1 {
 					return
 				}
-				if _, err := decode.UnmarshalWriteRequest(bt.Buf, bt, 10000); err != nil {
+				if _, err := decode.UnmarshalWriteRequest(bt.Buf, bt, decode.Limits{MaxSeries: 10000, MaxBatchBytes: decode.RemoteWriteBudget(len(bt.Buf))}); err != nil {
 					b.Fatal(err)
 				}
 				if level < 2 {

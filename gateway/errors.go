@@ -102,6 +102,12 @@ func (g *Gateway) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		level.Debug(g.logger).Log("msg", "request refused", "path", r.URL.Path, "code", he.status, "err", err)
 	}
 	h := w.Header()
+	if r.ContentLength != 0 {
+		// The body may be unread: without this, Go's server would read
+		// what is left of it (from a client that may send it slowly)
+		// before answering, to keep the connection alive.
+		h.Set("Connection", "close")
+	}
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	body := errorBody{Error: he.msg, Reason: he.reason, Limit: he.limit}

@@ -133,9 +133,17 @@ func (g *Gateway) handleExplain(w http.ResponseWriter, r *http.Request) int {
 	if !ok {
 		return g.writeError(w, r, newError(http.StatusNotFound, "no_upload", "no upload recorded for this cluster yet: the gateway now keeps its next uploads for an hour; ask again after the next /upload"))
 	}
+	// Decoding the stored upload takes memory like an upload does.
+	t, err := g.admission.admit(id.ClusterID)
+	if err != nil {
+		return g.writeError(w, r, err)
+	}
+	defer t.done()
 	b := batch.Get()
 	defer batch.Put(b)
-	if _, err := decode.UnmarshalMetricFamilies(last.data, b, last.at.UnixMilli(), true, 0); err != nil {
+	// The stored upload was accepted under these limits, but they may
+	// have been lowered since (a reload): decode it under the same bounds.
+	if _, err := decode.UnmarshalMetricFamilies(last.data, b, last.at.UnixMilli(), true, g.decodeLimits(decode.UploadBudget(len(last.data)), t)); err != nil {
 		return g.writeError(w, r, err)
 	}
 	series := make([][]batch.Label, len(b.Series))

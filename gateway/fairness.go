@@ -179,6 +179,16 @@ func (t *ticket) add(n int) error {
 	return t.reserve(t.bytes + int64(n))
 }
 
+// requests returns the requests of inst in flight (tests).
+func (a *admission) requests(inst string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if u := a.byInst[inst]; u != nil {
+		return u.requests
+	}
+	return 0
+}
+
 // done releases everything the ticket holds.
 func (t *ticket) done() {
 	if t == nil {

@@ -116,6 +116,7 @@ func TestSlowBodiesOfOneInstallationDoNotStarveAnother(t *testing.T) {
 		_, read := holdSlowBody(t, addr, bad)
 		if i < 3 {
 			held = append(held, read)
+			waitFor(t, func() bool { return f.gw.admission.requests("greedy") == i+1 })
 			continue
 		}
 		if code, body := read(); code != 429 || !strings.Contains(body, reasonInstallationConcurrency) {
@@ -153,5 +154,15 @@ func TestMinBodyRateCutsSlowBody(t *testing.T) {
 	// 1 byte at 1000 B/s extends the grace by 1ms.
 	if el := time.Since(start); el < 250*time.Millisecond || el > 5*time.Second {
 		t.Fatalf("cut after %v", el)
+	}
+}
+
+// waitFor polls cond for up to 5s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
 	}
 }

@@ -62,6 +62,11 @@ type Limits struct {
 	MaxRequestBytes     int64
 	MaxDecodedBytes     int
 	MaxSeriesPerRequest int
+	// MaxLabelsPerSeries is limits.max_labels_per_series (0 = off). The
+	// decoders refuse a series with more labels than this plus the labels
+	// the pipeline strips and the cluster-ID label (relabel applies the
+	// exact rule), so one series cannot carry millions of labels.
+	MaxLabelsPerSeries int
 	// UploadInterval allows one /upload per cluster per interval.
 	UploadInterval time.Duration
 }
@@ -125,6 +130,9 @@ type Gateway struct {
 	admission *admission
 	// lastUploads feeds GET /explain; nil when disabled.
 	lastUploads *lastUploads
+	// decodeLabels is decode.Limits.MaxLabelsPerSeries (see
+	// Limits.MaxLabelsPerSeries).
+	decodeLabels int
 }
 
 // New returns a Gateway.
@@ -155,6 +163,9 @@ func New(o Options) *Gateway {
 		protect: newProtection(o, o.Registerer),
 	}
 	g.admission = newAdmission(o.Fairness, o.Registerer)
+	if m := o.Limits.MaxLabelsPerSeries; m > 0 {
+		g.decodeLabels = m + len(o.Pipeline.DropLabels()) + 1
+	}
 	g.metrics.dropped.WithLabelValues(reasonBudget)
 	if o.ExplainCacheBytes > 0 {
 		g.lastUploads = newLastUploads(o.ExplainCacheBytes)
@@ -333,8 +344,8 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 	}
 	defer t.done()
 	// The interval slot is taken before the body is read: a second upload
-	// inside the interval costs no decoding. A body the client got wrong
-	// (4xx) keeps the slot, so a broken or hostile client cannot loop.
+	// inside the interval, or one while the first is still in flight,
+	// costs no decoding. A refused upload gives the slot back, as before.
 	now := g.opts.Now()
 	release, shadowSlot, err := g.reserveUpload(r.Context(), id.ClusterID, now)
 	if err != nil {
@@ -344,7 +355,6 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 	defer func() { release(succeeded) }()
 	body, err := g.limitBody(w, r)
 	if err != nil {
-		succeeded = true
 		return g.writeError(w, r, err)
 	}
 	sb := g.rateLimitBody(w, body, start)
@@ -367,13 +377,11 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 			w.Header().Set("Connection", "close")
 			err = e
 		}
-		succeeded = clientError(err)
 		return g.writeError(w, r, err)
 	}
 	al := g.allowlist.Load() // one version for decoding and filtering, as in handleReceive
 	lim := g.decodeLimits(decode.UploadBudget(len(b.Buf)), t)
 	if _, err := decode.UnmarshalMetricFamiliesFiltered(b.Buf, b, now.UnixMilli(), !g.opts.ClientTimestamps, lim, g.nameFilter(al)); err != nil {
-		succeeded = clientError(err)
 		return g.writeError(w, r, err)
 	}
 	if shadowSlot {
@@ -382,19 +390,11 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 	g.lastUploads.put(id.ClusterID, b.Buf, now)
 	code, err := g.ingest(w, r, "upload", id, al, b, now, -1, t)
 	if err != nil {
-		succeeded = clientError(err)
 		return g.writeError(w, r, err)
 	}
 	succeeded = true
 	w.WriteHeader(code)
 	return code
-}
-
-// clientError reports whether err is an answer the client must not retry
-// as is (a 4xx other than 408 and 429): such an upload keeps its slot.
-func clientError(err error) bool {
-	s := toHTTP(err).status
-	return s >= 400 && s < 500 && s != http.StatusRequestTimeout && s != http.StatusTooManyRequests
 }
 
 func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {

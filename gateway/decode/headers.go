@@ -30,14 +30,14 @@ func CheckUploadContentType(contentType string) error {
 
 // UploadBody reads a /upload body according to its Content-Encoding:
 // "snappy" is the snappy framing format, "" or "identity" is read as is;
-// anything else is a 415 *Error. The decoded size is capped as in
-// DecodeFramed.
-func UploadBody(dst []byte, r io.Reader, contentEncoding string, maxDecoded int) ([]byte, error) {
+// anything else is a 415 *Error. The decoded size is capped, and reserve
+// called, as in DecodeFramed.
+func UploadBody(dst []byte, r io.Reader, contentEncoding string, maxDecoded int, reserve Reserve) ([]byte, error) {
 	switch strings.ToLower(strings.TrimSpace(contentEncoding)) {
 	case "snappy":
-		return DecodeFramed(dst, r, maxDecoded)
+		return DecodeFramed(dst, r, maxDecoded, reserve)
 	case "", "identity":
-		return ReadAllCapped(dst, r, maxDecoded)
+		return ReadAllCapped(dst, r, maxDecoded, reserve)
 	}
 	return dst[:0], Unsupported("unsupported Content-Encoding %q for /upload, want snappy or none", contentEncoding)
 }

@@ -19,18 +19,18 @@ func TestCheckUploadContentType(t *testing.T) {
 func TestUploadBody(t *testing.T) {
 	data := payload(5000)
 	for _, enc := range []string{"snappy", "Snappy"} {
-		if out, err := UploadBody(nil, bytes.NewReader(framed(t, data)), enc, 1<<20); err != nil || !bytes.Equal(out, data) {
+		if out, err := UploadBody(nil, bytes.NewReader(framed(t, data)), enc, 1<<20, nil); err != nil || !bytes.Equal(out, data) {
 			t.Fatalf("%s: %v", enc, err)
 		}
 	}
 	for _, enc := range []string{"", "identity"} {
-		if out, err := UploadBody(nil, bytes.NewReader(data), enc, 1<<20); err != nil || !bytes.Equal(out, data) {
+		if out, err := UploadBody(nil, bytes.NewReader(data), enc, 1<<20, nil); err != nil || !bytes.Equal(out, data) {
 			t.Fatalf("%q: %v", enc, err)
 		}
 	}
-	_, err := UploadBody(nil, bytes.NewReader(data), "", 100)
+	_, err := UploadBody(nil, bytes.NewReader(data), "", 100, nil)
 	wantError(t, err, 413, "max_decoded_bytes (100)")
-	_, err = UploadBody(nil, bytes.NewReader(data), "gzip", 1<<20)
+	_, err = UploadBody(nil, bytes.NewReader(data), "gzip", 1<<20, nil)
 	wantError(t, err, 415, `unsupported Content-Encoding "gzip"`)
 }
 

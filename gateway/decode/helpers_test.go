@@ -125,8 +125,8 @@ var testFilter = &NameFilter{Wanted: func(n string) bool { return n < "m" }, Kee
 // its labels up to its first __name__ plus its _id labels.
 func checkFilteredAgrees(t testing.TB, data []byte) {
 	full, filtered := &batch.Batch{}, &batch.Batch{}
-	stFull, errFull := UnmarshalWriteRequest(data, full, 0)
-	stFiltered, err := UnmarshalWriteRequestFiltered(data, filtered, 0, testFilter)
+	stFull, errFull := UnmarshalWriteRequest(data, full, Limits{})
+	stFiltered, err := UnmarshalWriteRequestFiltered(data, filtered, Limits{}, testFilter)
 	if (errFull == nil) != (err == nil) || stFull != stFiltered {
 		t.Fatalf("filter changes the outcome on %x: %v %+v vs %v %+v", data, errFull, stFull, err, stFiltered)
 	}
@@ -159,7 +159,7 @@ func checkWriteRequestAgrees(t testing.TB, data []byte) {
 	var ref prompb.WriteRequest
 	refErr := ref.Unmarshal(data)
 	b := &batch.Batch{}
-	st, err := UnmarshalWriteRequest(data, b, 0)
+	st, err := UnmarshalWriteRequest(data, b, Limits{})
 	if (refErr == nil) != (err == nil) {
 		t.Fatalf("disagreement on %x: reference err=%v, ours err=%v", data, refErr, err)
 	}
@@ -173,7 +173,7 @@ func checkWriteRequestAgrees(t testing.TB, data []byte) {
 	if len(b.Series) != len(ref.Timeseries) || st.Series != len(ref.Timeseries) {
 		t.Fatalf("series: got %d (stats %d), want %d", len(b.Series), st.Series, len(ref.Timeseries))
 	}
-	var samples, exemplars, histograms int
+	var samples, exemplars, histograms, labels int
 	for i, ts := range ref.Timeseries {
 		got := b.Series[i]
 		if len(got.Labels) != len(ts.Labels) || len(got.Samples) != len(ts.Samples) {
@@ -190,10 +190,12 @@ func checkWriteRequestAgrees(t testing.TB, data []byte) {
 			}
 		}
 		samples += len(ts.Samples)
+		labels += len(ts.Labels)
 		exemplars += len(ts.Exemplars)
 		histograms += len(ts.Histograms)
 	}
-	want := Stats{Series: len(ref.Timeseries), Samples: samples, Exemplars: exemplars, Histograms: histograms, Metadata: len(ref.Metadata)}
+	want := Stats{Series: len(ref.Timeseries), Samples: samples, Exemplars: exemplars, Histograms: histograms, Metadata: len(ref.Metadata),
+		BatchBytes: len(ref.Timeseries)*seriesBytes + labels*labelBytes + samples*sampleBytes}
 	if st != want {
 		t.Fatalf("stats: got %+v, want %+v", st, want)
 	}
@@ -468,7 +470,7 @@ func sortedLabels(ls []batch.Label) []batch.Label {
 // __name__ and every _id label.
 func checkFamiliesFiltered(t testing.TB, data []byte, now int64, serverTime bool, full *batch.Batch, stFull Stats) {
 	b := &batch.Batch{}
-	st, err := UnmarshalMetricFamiliesFiltered(data, b, now, serverTime, 0, testFilter)
+	st, err := UnmarshalMetricFamiliesFiltered(data, b, now, serverTime, Limits{}, testFilter)
 	if err != nil || st != stFull || len(b.Series) != len(full.Series) {
 		t.Fatalf("filter changes the outcome on %x: %v %+v, want %+v", data, err, st, stFull)
 	}
@@ -505,7 +507,7 @@ func checkMetricFamiliesAgree(t testing.TB, data []byte) {
 	for _, serverTime := range []bool{false, true} {
 		ref, refErr := refMetricFamilies(data, now, serverTime)
 		b := &batch.Batch{}
-		st, err := UnmarshalMetricFamilies(data, b, now, serverTime, 0)
+		st, err := UnmarshalMetricFamilies(data, b, now, serverTime, Limits{})
 		if (refErr == nil) != (err == nil) {
 			t.Fatalf("disagreement on %x: reference err=%v, ours err=%v", data, refErr, err)
 		}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/http"
 	"strconv"
 
 	dto "github.com/prometheus/client_model/go"
@@ -25,15 +24,6 @@ const (
 )
 
 var typeNames = [...]string{"COUNTER", "GAUGE", "SUMMARY", "UNTYPED", "HISTOGRAM", "GAUGE_HISTOGRAM"}
-
-// A body may expand to at most labelsPerByte*len(body)+minLabelBudget
-// labels. Derived series (buckets, quantiles) repeat their metric's labels;
-// real uploads stay well below one label per byte, while a crafted one could
-// otherwise turn a few megabytes into gigabytes of batch.
-const (
-	labelsPerByte  = 2
-	minLabelBudget = 1 << 16
-)
 
 // maxGroupDepth is how deeply unknown groups may nest, as in
 // google.golang.org/protobuf's protowire.DefaultRecursionLimit.
@@ -59,28 +49,38 @@ const maxGroupDepth = 10000
 // repeated optional messages merge). On top of that a family without a
 // name, with an unknown type, or with a metric lacking the value its type
 // needs ("type COUNTER but no counter value") is a 400. A family without
-// metrics contributes nothing. More than maxSeries derived series is a 413
-// naming max_series_per_request; maxSeries <= 0 disables the cap.
+// metrics contributes nothing.
+//
+// The Limits are enforced while walking: more than MaxSeries derived series
+// is a 413 naming max_series_per_request; a series with more than
+// MaxLabelsPerSeries labels (__name__, the metric's label pairs, le or
+// quantile) a 400 naming max_labels_per_series; more than MaxBatchBytes of
+// labels, samples, series and allocated strings a 413 (see UploadBudget).
 //
 // Family names and labels alias buf (see UnmarshalWriteRequest); derived
 // names (_sum, _count, _bucket) and le/quantile values are allocated. On
 // error, b holds a partial request and should be Reset.
-func UnmarshalMetricFamilies(buf []byte, b *batch.Batch, nowMs int64, useServerTime bool, maxSeries int) (Stats, error) {
-	return UnmarshalMetricFamiliesFiltered(buf, b, nowMs, useServerTime, maxSeries, nil)
+func UnmarshalMetricFamilies(buf []byte, b *batch.Batch, nowMs int64, useServerTime bool, l Limits) (Stats, error) {
+	return UnmarshalMetricFamiliesFiltered(buf, b, nowMs, useServerTime, l, nil)
 }
 
 // UnmarshalMetricFamiliesFiltered is UnmarshalMetricFamilies with a
 // NameFilter: when the filter refuses every name a family's series can
 // have (name; or name_sum, name_count and name or name_bucket), each of
 // its series carries only __name__, the KeepLabel labels and its
-// le/quantile. Everything is still decoded and checked.
-func UnmarshalMetricFamiliesFiltered(buf []byte, b *batch.Batch, nowMs int64, useServerTime bool, maxSeries int, f *NameFilter) (Stats, error) {
-	d := mfDecoder{buf: buf, b: b, now: nowMs, serverTime: useServerTime, maxSeries: maxSeries,
-		labelBudget: labelsPerByte*len(buf) + minLabelBudget, filter: f}
+// le/quantile. Everything is still decoded and checked, and the Limits
+// count what would be pushed without a filter.
+func UnmarshalMetricFamiliesFiltered(buf []byte, b *batch.Batch, nowMs int64, useServerTime bool, l Limits, f *NameFilter) (Stats, error) {
+	d := mfDecoder{buf: buf, b: b, now: nowMs, serverTime: useServerTime, maxSeries: l.MaxSeries,
+		maxLabels: l.MaxLabelsPerSeries, bud: newBudget(l, len(buf)), filter: f}
+	if d.maxLabels <= 0 {
+		d.maxLabels = int(^uint(0) >> 1)
+	}
 	err := d.families()
 	if err != nil {
 		b.DiscardSeries()
 	}
+	d.st.BatchBytes = d.bud.used()
 	return d.st, err
 }
 
@@ -102,22 +102,25 @@ type mfDecoder struct {
 	now        int64
 	serverTime bool
 	maxSeries  int
+	maxLabels  int
+	bud        budget
 
 	// Per family.
 	name                        string
 	sumName, countName, bktName string
+	namesCharged                bool // the derived names are charged to bud
 	skim                        bool // the filter refuses all the family's names
 
 	filter *NameFilter
 
 	// Per metric: the first series emitted for it, whose label pairs the
 	// metric's other derived series copy instead of walking the metric again
-	// (which would make a metric with many buckets quadratic).
+	// (which would make a metric with many buckets quadratic). pairs is the
+	// metric's label pair count on the wire (skimmed ones included).
 	tmpl, tmplN int
+	pairs       int
 
-	// labelBudget is how many more labels the batch may receive; derived
-	// series repeat their metric's labels, so the amplification is bounded.
-	labelBudget int
+	strBytes int // allocated by formatFloat, not yet charged
 
 	floats [64]floatStr // le/quantile strings, direct-mapped by bits
 }
@@ -182,6 +185,61 @@ func (d *mfDecoder) next(f *field, i, end int, msg string) (next int, err error)
 
 // value consumes the value of f starting at i.
 func (d *mfDecoder) value(f *field, i, end, depth int) (int, error) {
+	if f.wt != wtStart {
+		return d.scalarValue(f, i, end)
+	}
+	if depth < 0 {
+		return 0, BadRequest("protobuf: groups nested too deeply at offset %d", i)
+	}
+	f.s = i
+	e, n, err := d.group(f.num, i, end, depth)
+	if err != nil {
+		return 0, err
+	}
+	f.e = e
+	return n, nil
+}
+
+// group walks the fields of a group of field num whose first field is at
+// i, up to its end-group tag, and returns the tag's offset and the offset
+// after it. It recurses without pointers, so its fields stay on the stack
+// (a *field passed down a recursion escapes: 48 bytes of garbage per field
+// of a deeply nested group).
+func (d *mfDecoder) group(num, i, end, depth int) (endTag, next int, err error) {
+	for {
+		t, n := pvarint(d.buf, i, end)
+		if n < 0 {
+			return 0, 0, varintErr(n, i, "group tag")
+		}
+		inum := t >> 3
+		if inum < 1 || inum > math.MaxInt32 {
+			return 0, 0, BadRequest("protobuf: illegal field number %d at offset %d", inum, i)
+		}
+		switch wt := int(t & 7); wt {
+		case wtEnd:
+			if int(inum) != num {
+				return 0, 0, BadRequest("protobuf: mismatched end group at offset %d", i)
+			}
+			return i, n, nil
+		case wtStart:
+			if depth-1 < 0 {
+				return 0, 0, BadRequest("protobuf: groups nested too deeply at offset %d", n)
+			}
+			if _, i, err = d.group(int(inum), n, end, depth-1); err != nil {
+				return 0, 0, err
+			}
+		default:
+			inner := field{num: int(inum), wt: wt}
+			if i, err = d.scalarValue(&inner, n, end); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+}
+
+// scalarValue consumes the value of f, of any wire type but a group start,
+// starting at i.
+func (d *mfDecoder) scalarValue(f *field, i, end int) (int, error) {
 	switch f.wt {
 	case wtVarint:
 		v, n := pvarint(d.buf, i, end)
@@ -212,33 +270,6 @@ func (d *mfDecoder) value(f *field, i, end, depth int) (int, error) {
 		}
 		f.s, f.e = n, n+int(l)
 		return f.e, nil
-	case wtStart:
-		if depth < 0 {
-			return 0, BadRequest("protobuf: groups nested too deeply at offset %d", i)
-		}
-		f.s = i
-		for {
-			t, n := pvarint(d.buf, i, end)
-			if n < 0 {
-				return 0, varintErr(n, i, "group tag")
-			}
-			num := t >> 3
-			if num < 1 || num > math.MaxInt32 {
-				return 0, BadRequest("protobuf: illegal field number %d at offset %d", num, i)
-			}
-			if int(t&7) == wtEnd {
-				if int(num) != f.num {
-					return 0, BadRequest("protobuf: mismatched end group at offset %d", i)
-				}
-				f.e = i
-				return n, nil
-			}
-			inner := field{num: int(num), wt: int(t & 7)}
-			var err error
-			if i, err = d.value(&inner, n, end, depth-1); err != nil {
-				return 0, err
-			}
-		}
 	case wtEnd:
 		return 0, BadRequest("protobuf: unexpected end group at offset %d", i)
 	default:
@@ -300,6 +331,7 @@ func (d *mfDecoder) families() error {
 func (d *mfDecoder) family(s, e int) error {
 	d.st.Metadata++
 	d.name, d.sumName, d.countName, d.bktName = "", "", "", ""
+	d.namesCharged = false
 	var typ int32
 	for i := s; i < e; {
 		var f field
@@ -352,9 +384,13 @@ type metricVals struct {
 
 func (d *mfDecoder) metric(typ, s, e int) error {
 	var m metricVals
-	d.tmpl = -1
-	// The label pairs are pushed while walking; the first series of the
-	// metric takes them (and its __name__ is set once the type is known).
+	d.tmpl, d.pairs = -1, 0
+	// The label pairs are pushed (and charged) while walking; the first
+	// series of the metric takes them (and its __name__ is set once the
+	// type is known).
+	if !d.bud.take(labelBytes) {
+		return d.bud.errOver("upload")
+	}
 	d.b.PushLabel(batch.MetricName, d.name)
 	for i := s; i < e; {
 		var f field
@@ -368,7 +404,16 @@ func (d *mfDecoder) metric(typ, s, e int) error {
 			m.ts, m.hasTS = int64(f.v), true
 		case f.num == 1 && f.wt == wtBytes:
 			var ln, lv string
-			if ln, lv, err = d.labelPair(f); err == nil && (!d.skim || ln == d.filter.KeepLabel) {
+			if ln, lv, err = d.labelPair(f); err != nil {
+				return err
+			}
+			if d.pairs++; 1+d.pairs > d.maxLabels {
+				return errLabels(fmt.Sprintf("metric of family %q at offset %d", d.name, f.s), d.maxLabels)
+			}
+			if !d.bud.take(labelBytes) {
+				return d.bud.errOver("upload")
+			}
+			if !d.skim || ln == d.filter.KeepLabel {
 				d.b.PushLabel(ln, lv)
 			}
 		case (f.num == 2 || f.num == 5) && f.wt == wtBytes: // gauge, untyped
@@ -406,12 +451,18 @@ func (d *mfDecoder) metric(typ, s, e int) error {
 			return err
 		}
 		d.derivedNames()
+		if err := d.chargeNames(); err != nil {
+			return err
+		}
 		if err := d.emit(d.sumName, "", "", ts, m.sum); err != nil {
 			return err
 		}
 		return d.emit(d.countName, "", "", ts, float64(m.count))
 	default: // histograms
 		d.derivedNames()
+		if err := d.chargeNames(); err != nil {
+			return err
+		}
 		if err := d.buckets(s, e, ts); err != nil {
 			return err
 		}
@@ -453,6 +504,19 @@ func (d *mfDecoder) derivedNames() {
 	if d.sumName == "" {
 		d.sumName, d.countName, d.bktName = d.name+"_sum", d.name+"_count", d.name+"_bucket"
 	}
+}
+
+// chargeNames charges the derived names once per family, when its first
+// series uses them (the filter may derive them earlier; unused, they are
+// garbage, not held by the batch).
+func (d *mfDecoder) chargeNames() error {
+	if !d.namesCharged {
+		d.namesCharged = true
+		if !d.bud.take(3*len(d.name) + len("_sum_count_bucket")) {
+			return d.bud.errOver("upload")
+		}
+	}
+	return nil
 }
 
 // simpleValue reads a Gauge or Untyped: {1 value double}.
@@ -688,6 +752,21 @@ func (d *mfDecoder) emit(name, extraName, extraValue string, ts int64, v float64
 	if d.maxSeries > 0 && d.st.Series >= d.maxSeries {
 		return TooLarge(CapSeries, d.maxSeries, fmt.Sprintf("upload with more than %d series", d.maxSeries))
 	}
+	// Charged as without a filter: the first series' __name__ and pairs
+	// were charged while walking the metric.
+	n, charge := 0, seriesBytes+sampleBytes+d.strBytes
+	d.strBytes = 0
+	if extraName != "" {
+		if n = 1; 2+d.pairs > d.maxLabels {
+			return errLabels(fmt.Sprintf("series of family %q", d.name), d.maxLabels)
+		}
+	}
+	if d.tmpl >= 0 {
+		n += 1 + d.pairs
+	}
+	if !d.bud.take(charge + n*labelBytes) {
+		return d.bud.errOver("upload")
+	}
 	if d.tmpl < 0 {
 		// First series of the metric: its labels are pending already.
 		d.tmpl, d.tmplN = len(d.b.Series), len(d.b.PendingLabels())-1
@@ -700,11 +779,6 @@ func (d *mfDecoder) emit(name, extraName, extraValue string, ts int64, v float64
 	}
 	if extraName != "" {
 		d.b.PushLabel(extraName, extraValue)
-	}
-	if d.labelBudget -= len(d.b.PendingLabels()); d.labelBudget < 0 {
-		return &Error{Status: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf(
-			"upload expands to more than %d labels (%d per decoded byte): too many labels repeated across buckets or quantiles",
-			labelsPerByte*len(d.buf)+minLabelBudget, labelsPerByte)}
 	}
 	d.b.PushSample(ts, v)
 	d.b.EndSeries()
@@ -735,6 +809,7 @@ func (d *mfDecoder) formatFloat(f float64) string {
 		s = "NaN"
 	default:
 		s = strconv.FormatFloat(f, 'g', -1, 64)
+		d.strBytes += len(s) // charged by the emit that uses it
 	}
 	*slot = floatStr{bits: bits, s: s}
 	return s

@@ -46,7 +46,7 @@ func decodeFamilies(t *testing.T, mfs []*dto.MetricFamily, serverTime bool) ([]f
 	t.Helper()
 	data := encodeFamilies(t, mfs)
 	b := &batch.Batch{}
-	st, err := UnmarshalMetricFamilies(data, b, testNow, serverTime, 0)
+	st, err := UnmarshalMetricFamilies(data, b, testNow, serverTime, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,10 @@ func TestUnmarshalMetricFamiliesTypes(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("got\n%v\nwant\n%v", got, want)
 	}
-	if want := (Stats{Series: 16, Samples: 16, Metadata: 7}); st != want {
+	// Charged: 28 labels, 16 series and samples, the derived names of s, h
+	// and gh (3*len(name)+len("_sum_count_bucket")), "0.5", "0.99", "1e+06".
+	batchBytes := 28*labelBytes + 16*(seriesBytes+sampleBytes) + (20 + 20 + 23) + (3 + 4 + 5)
+	if want := (Stats{Series: 16, Samples: 16, Metadata: 7, BatchBytes: batchBytes}); st != want {
 		t.Fatalf("stats %+v, want %+v", st, want)
 	}
 
@@ -131,7 +134,7 @@ func TestUnmarshalMetricFamiliesMatchesTextFormat(t *testing.T) {
 			}
 		}
 		b := &batch.Batch{}
-		if _, err := UnmarshalMetricFamilies(encodeFamilies(t, mfs), b, testNow, false, 0); err != nil {
+		if _, err := UnmarshalMetricFamilies(encodeFamilies(t, mfs), b, testNow, false, Limits{}); err != nil {
 			t.Fatal(err)
 		}
 		if len(b.Series) != lines {
@@ -159,7 +162,7 @@ func TestUnmarshalMetricFamiliesErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := encodeFamilies(t, tc.mfs)
-			_, err := UnmarshalMetricFamilies(data, &batch.Batch{}, testNow, false, 0)
+			_, err := UnmarshalMetricFamilies(data, &batch.Batch{}, testNow, false, Limits{})
 			wantError(t, err, tc.status, tc.substr)
 			checkMetricFamiliesAgree(t, data)
 		})
@@ -178,7 +181,7 @@ func TestUnmarshalMetricFamiliesErrors(t *testing.T) {
 		{"bad packed doubles", []byte{0x0d, 0x0a, 0x01, 'a', 0x18, 0x04, 0x22, 0x06, 0x3a, 0x04, 0x5a, 0x02, 0, 0}, "not a multiple of 8"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := UnmarshalMetricFamilies(tc.data, &batch.Batch{}, testNow, false, 0)
+			_, err := UnmarshalMetricFamilies(tc.data, &batch.Batch{}, testNow, false, Limits{})
 			wantError(t, err, 400, tc.substr)
 			checkMetricFamiliesAgree(t, tc.data)
 		})
@@ -190,10 +193,10 @@ func TestUnmarshalMetricFamiliesMaxSeries(t *testing.T) {
 		Quantile: []*dto.Quantile{{Quantile: ptr(0.5)}},
 	}}}}} // 3 series
 	data := encodeFamilies(t, mfs)
-	if _, err := UnmarshalMetricFamilies(data, &batch.Batch{}, testNow, false, 3); err != nil {
+	if _, err := UnmarshalMetricFamilies(data, &batch.Batch{}, testNow, false, Limits{MaxSeries: 3}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := UnmarshalMetricFamilies(data, &batch.Batch{}, testNow, false, 2)
+	_, err := UnmarshalMetricFamilies(data, &batch.Batch{}, testNow, false, Limits{MaxSeries: 2})
 	wantError(t, err, 413, "max_series_per_request (2)")
 }
 
@@ -225,7 +228,7 @@ func TestUnmarshalMetricFamiliesWireSemantics(t *testing.T) {
 	data := protowire.AppendBytes(nil, mf)
 
 	b := &batch.Batch{}
-	if _, err := UnmarshalMetricFamilies(data, b, testNow, false, 0); err != nil {
+	if _, err := UnmarshalMetricFamilies(data, b, testNow, false, Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	want := []flatSeries{{"__name__=g,k=v", testNow, 4}}
@@ -250,12 +253,12 @@ func TestUnmarshalMetricFamiliesDifferential(t *testing.T) {
 func TestUnmarshalMetricFamiliesZeroAllocs(t *testing.T) {
 	data := encodeFamilies(t, benchFamilies())
 	b := &batch.Batch{}
-	if _, err := UnmarshalMetricFamilies(data, b, testNow, false, 0); err != nil {
+	if _, err := UnmarshalMetricFamilies(data, b, testNow, false, Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	allocs := testing.AllocsPerRun(20, func() {
 		b.Reset()
-		if _, err := UnmarshalMetricFamilies(data, b, testNow, false, 0); err != nil {
+		if _, err := UnmarshalMetricFamilies(data, b, testNow, false, Limits{}); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -296,7 +299,7 @@ func BenchmarkUnmarshalMetricFamilies(bm *testing.B) {
 	bm.SetBytes(int64(len(data)))
 	for bm.Loop() {
 		b.Reset()
-		if _, err := UnmarshalMetricFamilies(data, b, testNow, false, 0); err != nil {
+		if _, err := UnmarshalMetricFamilies(data, b, testNow, false, Limits{}); err != nil {
 			bm.Fatal(err)
 		}
 	}
@@ -322,7 +325,7 @@ func BenchmarkReferenceMetricFamilies(bm *testing.B) {
 }
 
 // Derived series copy their metric's labels: many buckets decode in linear
-// time, and the total label count is bounded by the body size.
+// time, and the batch they make is bounded by UploadBudget.
 func TestUnmarshalMetricFamiliesLabelAmplification(t *testing.T) {
 	mk := func(labels, buckets int) []byte {
 		m := &dto.Metric{Histogram: &dto.Histogram{}}
@@ -335,15 +338,17 @@ func TestUnmarshalMetricFamiliesLabelAmplification(t *testing.T) {
 		return encodeFamilies(t, []*dto.MetricFamily{{Name: ptr("h"), Type: dto.MetricType_HISTOGRAM.Enum(), Metric: []*dto.Metric{m}}})
 	}
 	b := &batch.Batch{}
-	if _, err := UnmarshalMetricFamilies(mk(3, 20000), b, testNow, false, 0); err != nil {
+	data := mk(3, 20000)
+	if _, err := UnmarshalMetricFamilies(data, b, testNow, false, Limits{MaxBatchBytes: UploadBudget(len(data))}); err != nil {
 		t.Fatal(err)
 	}
 	last := b.Series[len(b.Series)-1]
 	if len(b.Series) != 20003 || len(last.Labels) != 4 || last.Labels[3] != (batch.Label{Name: "l2", Value: "v"}) {
 		t.Fatalf("%d series, last %v", len(b.Series), last)
 	}
-	_, err := UnmarshalMetricFamilies(mk(200, 2000), &batch.Batch{}, testNow, false, 0)
-	wantError(t, err, 413, "too many labels repeated")
+	data = mk(200, 2000)
+	_, err := UnmarshalMetricFamilies(data, &batch.Batch{}, testNow, false, Limits{MaxBatchBytes: UploadBudget(len(data))})
+	wantError(t, err, 413, "upload expands to more than")
 }
 
 // A family is skimmed only when the filter refuses every name its series
@@ -365,7 +370,7 @@ func TestUnmarshalMetricFamiliesFiltered(t *testing.T) {
 	})
 	f := &NameFilter{Wanted: func(n string) bool { return n == "kept_sum" }, KeepLabel: "_id"}
 	b := &batch.Batch{}
-	if _, err := UnmarshalMetricFamiliesFiltered(data, b, testNow, true, 0, f); err != nil {
+	if _, err := UnmarshalMetricFamiliesFiltered(data, b, testNow, true, Limits{}, f); err != nil {
 		t.Fatal(err)
 	}
 	var got []string

@@ -21,8 +21,11 @@ import (
 // buckets and histograms; Histograms counts histograms carrying native
 // histogram fields (skipped; the classic buckets are kept); Metadata counts
 // the metric families, whose help, type and unit are not forwarded.
+//
+// BatchBytes is the heap charged to Limits.MaxBatchBytes (see Limits).
 type Stats struct {
 	Series, Samples, Exemplars, Histograms, Metadata int
+	BatchBytes                                       int
 }
 
 // Protobuf wire types.
@@ -43,10 +46,15 @@ const (
 //
 // Label strings alias buf: buf must not be modified while b is in use; keep
 // it in b.Buf (or make it otherwise outlive b). On error, b holds a partial
-// request and should be Reset. More than maxSeries TimeSeries is a 413
-// naming max_series_per_request; maxSeries <= 0 disables the cap.
-func UnmarshalWriteRequest(buf []byte, b *batch.Batch, maxSeries int) (Stats, error) {
-	return UnmarshalWriteRequestFiltered(buf, b, maxSeries, nil)
+// request and should be Reset.
+//
+// The Limits are enforced while walking: more than MaxSeries TimeSeries is
+// a 413 naming max_series_per_request, a TimeSeries with more than
+// MaxLabelsPerSeries labels a 400 naming max_labels_per_series, and more
+// than MaxBatchBytes of labels, samples and series (32, 16 and 48 bytes
+// each) a 413; see RemoteWriteBudget.
+func UnmarshalWriteRequest(buf []byte, b *batch.Batch, l Limits) (Stats, error) {
+	return UnmarshalWriteRequestFiltered(buf, b, l, nil)
 }
 
 // NameFilter lets a decoder skip work for series the caller will drop by
@@ -62,20 +70,26 @@ type NameFilter struct {
 }
 
 // UnmarshalWriteRequestFiltered is UnmarshalWriteRequest with a NameFilter.
-func UnmarshalWriteRequestFiltered(buf []byte, b *batch.Batch, maxSeries int, f *NameFilter) (Stats, error) {
-	d := rwDecoder{buf: buf, b: b, filter: f}
-	err := d.writeRequest(maxSeries)
+func UnmarshalWriteRequestFiltered(buf []byte, b *batch.Batch, l Limits, f *NameFilter) (Stats, error) {
+	d := rwDecoder{buf: buf, b: b, filter: f, bud: newBudget(l, len(buf)), maxLabels: l.MaxLabelsPerSeries}
+	if d.maxLabels <= 0 {
+		d.maxLabels = int(^uint(0) >> 1)
+	}
+	err := d.writeRequest(l.MaxSeries)
 	if err != nil {
 		b.DiscardSeries()
 	}
+	d.st.BatchBytes = d.bud.used()
 	return d.st, err
 }
 
 type rwDecoder struct {
-	buf    []byte
-	b      *batch.Batch
-	st     Stats
-	filter *NameFilter
+	buf       []byte
+	b         *batch.Batch
+	st        Stats
+	filter    *NameFilter
+	bud       budget
+	maxLabels int
 }
 
 // varint reads a varint at i (bounded by end) the way gogo does: at most 10
@@ -232,6 +246,9 @@ func (d *rwDecoder) writeRequest(maxSeries int) error {
 			if maxSeries > 0 && d.st.Series >= maxSeries {
 				return TooLarge(CapSeries, maxSeries, fmt.Sprintf("request with more than %d series", maxSeries))
 			}
+			if !d.bud.take(seriesBytes) {
+				return d.bud.errOver("remote write")
+			}
 			if err := d.timeSeries(s, e); err != nil {
 				return err
 			}
@@ -262,6 +279,7 @@ func (d *rwDecoder) writeRequest(maxSeries int) error {
 
 func (d *rwDecoder) timeSeries(i, end int) error {
 	named, skim := false, false // __name__ seen; the filter refused it
+	labels := 0
 	for i < end {
 		// A one-byte tag (every field of a TimeSeries) needs no varint
 		// decoding; tag() applies the same checks to the rest.
@@ -288,6 +306,14 @@ func (d *rwDecoder) timeSeries(i, end int) error {
 			if err != nil {
 				return err
 			}
+			// Every label on the wire counts, skimmed or not, so a filter
+			// does not change what is accepted.
+			if labels++; labels > d.maxLabels {
+				return errLabels(fmt.Sprintf("TimeSeries at offset %d", i), d.maxLabels)
+			}
+			if !d.bud.take(labelBytes) {
+				return d.bud.errOver("remote write")
+			}
 			switch {
 			case !skim:
 				d.b.PushLabel(name, value)
@@ -305,6 +331,9 @@ func (d *rwDecoder) timeSeries(i, end int) error {
 			s, e, err := d.lenDelim(next, end, "sample")
 			if err != nil {
 				return err
+			}
+			if !d.bud.take(sampleBytes) {
+				return d.bud.errOver("remote write")
 			}
 			if err := d.sample(s, e); err != nil {
 				return err

@@ -49,11 +49,12 @@ func TestUnmarshalWriteRequest(t *testing.T) {
 	}
 	data := mustMarshal(t, wr)
 	b := &batch.Batch{}
-	st, err := UnmarshalWriteRequest(data, b, 0)
+	st, err := UnmarshalWriteRequest(data, b, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (Stats{Series: 2, Samples: 2, Exemplars: 1, Histograms: 2, Metadata: 1}); st != want {
+	if want := (Stats{Series: 2, Samples: 2, Exemplars: 1, Histograms: 2, Metadata: 1,
+		BatchBytes: 2*seriesBytes + 3*labelBytes + 2*sampleBytes}); st != want {
 		t.Fatalf("stats %+v, want %+v", st, want)
 	}
 	if len(b.Series) != 2 || b.Series[0].Name() != "up" || len(b.Series[1].Samples) != 0 {
@@ -77,10 +78,10 @@ func TestUnmarshalWriteRequestMaxSeries(t *testing.T) {
 		wr.Timeseries = append(wr.Timeseries, prompb.TimeSeries{Labels: []prompb.Label{{Name: "a", Value: "b"}}})
 	}
 	data := mustMarshal(t, wr)
-	if _, err := UnmarshalWriteRequest(data, &batch.Batch{}, 3); err != nil {
+	if _, err := UnmarshalWriteRequest(data, &batch.Batch{}, Limits{MaxSeries: 3}); err != nil {
 		t.Fatalf("3 series at cap 3: %v", err)
 	}
-	_, err := UnmarshalWriteRequest(data, &batch.Batch{}, 2)
+	_, err := UnmarshalWriteRequest(data, &batch.Batch{}, Limits{MaxSeries: 2})
 	wantError(t, err, 413, "max_series_per_request (2)")
 }
 
@@ -105,7 +106,7 @@ func TestUnmarshalWriteRequestMalformed(t *testing.T) {
 		{"bad packed histogram", []byte{0x0a, 0x05, 0x22, 0x03, 0x52, 0x01, 0x00}, "truncated packed buckets"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := UnmarshalWriteRequest(tc.data, &batch.Batch{}, 0)
+			_, err := UnmarshalWriteRequest(tc.data, &batch.Batch{}, Limits{})
 			wantError(t, err, 400, tc.wantS)
 			checkWriteRequestAgrees(t, tc.data)
 		})
@@ -126,7 +127,7 @@ func TestUnmarshalWriteRequestUnknownFields(t *testing.T) {
 		0x12, 0x07, 0x10, 0x07, 0x25, 0, 0, 0, 0,
 	}
 	b := &batch.Batch{}
-	st, err := UnmarshalWriteRequest(data, b, 0)
+	st, err := UnmarshalWriteRequest(data, b, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +143,7 @@ func TestUnmarshalWriteRequestPackedQuirk(t *testing.T) {
 	h := []byte{0x52, 0x03, 0, 0, 0, 0, 0, 0, 0, 0} // field 10 packed, length 3, 8 bytes of double
 	ts := append([]byte{0x22, byte(len(h))}, h...)
 	data := append([]byte{0x0a, byte(len(ts))}, ts...)
-	if _, err := UnmarshalWriteRequest(data, &batch.Batch{}, 0); err != nil {
+	if _, err := UnmarshalWriteRequest(data, &batch.Batch{}, Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	checkWriteRequestAgrees(t, data)
@@ -163,12 +164,12 @@ func TestUnmarshalWriteRequestDifferential(t *testing.T) {
 func TestUnmarshalWriteRequestZeroAllocs(t *testing.T) {
 	data := benchWriteRequest()
 	b := &batch.Batch{}
-	if _, err := UnmarshalWriteRequest(data, b, 0); err != nil {
+	if _, err := UnmarshalWriteRequest(data, b, Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	allocs := testing.AllocsPerRun(20, func() {
 		b.Reset()
-		if _, err := UnmarshalWriteRequest(data, b, 0); err != nil {
+		if _, err := UnmarshalWriteRequest(data, b, Limits{}); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -195,7 +196,7 @@ func BenchmarkUnmarshalWriteRequest(bm *testing.B) {
 	bm.SetBytes(int64(len(data)))
 	for bm.Loop() {
 		b.Reset()
-		if _, err := UnmarshalWriteRequest(data, b, 0); err != nil {
+		if _, err := UnmarshalWriteRequest(data, b, Limits{}); err != nil {
 			bm.Fatal(err)
 		}
 	}
@@ -223,7 +224,7 @@ func TestUnmarshalWriteRequestFiltered(t *testing.T) {
 			Samples: []prompb.Sample{{Value: 3, Timestamp: 3}}},
 	}}
 	b := &batch.Batch{}
-	st, err := UnmarshalWriteRequestFiltered(mustMarshal(t, wr), b, 0, testFilter)
+	st, err := UnmarshalWriteRequestFiltered(mustMarshal(t, wr), b, Limits{}, testFilter)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,9 +22,9 @@ const minRead = 64 << 10
 // The decoder is klauspost/compress/s2, which reads snappy blocks about a
 // third faster than golang/snappy (and also accepts S2's extensions).
 func DecodeBlock(dst, src []byte, maxDecoded int) ([]byte, error) {
-	n, err := s2.DecodedLen(src)
+	n, err := DecodedLen(src)
 	if err != nil {
-		return dst[:0], BadRequest("%s", snappyMsg(err))
+		return dst[:0], err
 	}
 	if maxDecoded > 0 && n > maxDecoded {
 		return dst[:0], TooLarge(CapDecodedBytes, maxDecoded, fmt.Sprintf("decoded body of %d bytes", n))
@@ -39,6 +39,29 @@ func DecodeBlock(dst, src []byte, maxDecoded int) ([]byte, error) {
 	return out, nil
 }
 
+// DecodedLen returns the decoded length a snappy block announces, so a
+// caller can reserve memory before DecodeBlock allocates it. A bad header
+// is a 400 *Error.
+func DecodedLen(src []byte) (int, error) {
+	n, err := s2.DecodedLen(src)
+	if err != nil {
+		return 0, BadRequest("%s", snappyMsg(err))
+	}
+	return n, nil
+}
+
+// Reserve, when not nil, is called by the streaming readers before their
+// buffer grows, with the capacity it is about to grow to (while the bytes
+// are copied, the old buffer is live too). An error stops the read and is
+// returned as is: the caller decides what it means (for example a 503
+// when a global memory budget is exhausted).
+type Reserve func(newCap int) error
+
+// reserveError carries a Reserve error through the readers' error mapping.
+type reserveError struct{ err error }
+
+func (e reserveError) Error() string { return e.err.Error() }
+
 var framedReaders = sync.Pool{New: func() any { return s2.NewReader(nil, s2.ReaderMaxBlockSize(maxSnappyBlock)) }}
 
 // maxSnappyBlock is the largest chunk the snappy framing format allows.
@@ -48,13 +71,16 @@ const maxSnappyBlock = 64 << 10
 // /upload) read from r into dst's capacity. It stops as soon as the decoded
 // size passes maxDecoded (413) and never grows dst beyond maxDecoded+1
 // bytes; the pooled snappy reader holds at most one more chunk. maxDecoded
-// <= 0 disables the cap.
-func DecodeFramed(dst []byte, r io.Reader, maxDecoded int) ([]byte, error) {
+// <= 0 disables the cap. reserve, if not nil, is called before dst grows.
+func DecodeFramed(dst []byte, r io.Reader, maxDecoded int, reserve Reserve) ([]byte, error) {
 	sr := framedReaders.Get().(*s2.Reader)
 	sr.Reset(r)
-	dst, err := readCapped(dst, sr, maxDecoded)
+	dst, err := readCapped(dst, sr, maxDecoded, reserve)
 	sr.Reset(nil)
 	framedReaders.Put(sr)
+	if re, ok := err.(reserveError); ok {
+		return dst[:0], re.err
+	}
 	if err != nil {
 		if errors.Is(err, s2.ErrCorrupt) || errors.Is(err, s2.ErrUnsupported) || errors.Is(err, s2.ErrTooLarge) {
 			return dst[:0], BadRequest("%s", snappyMsg(err))
@@ -65,9 +91,12 @@ func DecodeFramed(dst []byte, r io.Reader, maxDecoded int) ([]byte, error) {
 }
 
 // ReadAllCapped reads r (an identity-encoded body) to EOF into dst's capacity
-// with the same cap and guarantees as DecodeFramed.
-func ReadAllCapped(dst []byte, r io.Reader, maxDecoded int) ([]byte, error) {
-	dst, err := readCapped(dst, r, maxDecoded)
+// with the same cap, guarantees and reserve hook as DecodeFramed.
+func ReadAllCapped(dst []byte, r io.Reader, maxDecoded int, reserve Reserve) ([]byte, error) {
+	dst, err := readCapped(dst, r, maxDecoded, reserve)
+	if re, ok := err.(reserveError); ok {
+		return dst[:0], re.err
+	}
 	if err != nil {
 		return dst[:0], readError(err)
 	}
@@ -76,7 +105,9 @@ func ReadAllCapped(dst []byte, r io.Reader, maxDecoded int) ([]byte, error) {
 
 // readCapped reads r to EOF into dst, failing with a 413 *Error once more
 // than maxDecoded bytes arrived. dst never grows past maxDecoded+1 bytes.
-func readCapped(dst []byte, r io.Reader, maxDecoded int) ([]byte, error) {
+// reserve, if not nil, approves each growth first; its error comes back
+// as a reserveError.
+func readCapped(dst []byte, r io.Reader, maxDecoded int, reserve Reserve) ([]byte, error) {
 	dst = dst[:0]
 	limit := maxDecoded + 1 // one byte past the cap proves the overflow
 	if maxDecoded <= 0 {
@@ -90,6 +121,11 @@ func readCapped(dst []byte, r io.Reader, maxDecoded int) ([]byte, error) {
 			newCap := max(2*cap(dst), minRead)
 			if newCap > limit || newCap < 0 {
 				newCap = limit
+			}
+			if reserve != nil {
+				if err := reserve(newCap); err != nil {
+					return dst, reserveError{err}
+				}
 			}
 			grown := make([]byte, len(dst), newCap)
 			copy(grown, dst)

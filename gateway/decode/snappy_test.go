@@ -72,7 +72,7 @@ func TestDecodeFramed(t *testing.T) {
 	data := payload(300000)
 	body := framed(t, data)
 	dst := make([]byte, 0, 400000)
-	out, err := DecodeFramed(dst, bytes.NewReader(body), len(data))
+	out, err := DecodeFramed(dst, bytes.NewReader(body), len(data), nil)
 	if err != nil || !bytes.Equal(out, data) {
 		t.Fatalf("decode: %v", err)
 	}
@@ -80,11 +80,11 @@ func TestDecodeFramed(t *testing.T) {
 		t.Fatal("dst capacity was not reused")
 	}
 	// Small reads, no cap.
-	if out, err = DecodeFramed(nil, iotest.OneByteReader(bytes.NewReader(body)), 0); err != nil || !bytes.Equal(out, data) {
+	if out, err = DecodeFramed(nil, iotest.OneByteReader(bytes.NewReader(body)), 0, nil); err != nil || !bytes.Equal(out, data) {
 		t.Fatalf("one-byte reads: %v", err)
 	}
 	// Empty body.
-	if out, err = DecodeFramed(nil, bytes.NewReader(nil), 10); err != nil || len(out) != 0 {
+	if out, err = DecodeFramed(nil, bytes.NewReader(nil), 10, nil); err != nil || len(out) != 0 {
 		t.Fatalf("empty: %q %v", out, err)
 	}
 }
@@ -93,12 +93,12 @@ func TestDecodeFramedCap(t *testing.T) {
 	data := payload(1 << 20)
 	body := framed(t, data)
 	const limit = 100000
-	out, err := DecodeFramed(nil, bytes.NewReader(body), limit)
+	out, err := DecodeFramed(nil, bytes.NewReader(body), limit, nil)
 	wantError(t, err, 413, "decoded body exceeds max_decoded_bytes (100000)")
 	if cap(out) > limit+1 {
 		t.Fatalf("grew to %d bytes, cap %d", cap(out), limit)
 	}
-	if _, err := DecodeFramed(nil, bytes.NewReader(framed(t, data[:limit])), limit); err != nil {
+	if _, err := DecodeFramed(nil, bytes.NewReader(framed(t, data[:limit])), limit, nil); err != nil {
 		t.Fatalf("exactly at the cap: %v", err)
 	}
 }
@@ -113,33 +113,33 @@ func TestDecodeFramedMalformed(t *testing.T) {
 		{"truncated", body[:len(body)-3]},
 		{"bad checksum", append(bytes.Clone(body[:len(body)-1]), body[len(body)-1]^0xff)},
 	} {
-		_, err := DecodeFramed(nil, bytes.NewReader(tc.body), 1<<20)
+		_, err := DecodeFramed(nil, bytes.NewReader(tc.body), 1<<20, nil)
 		wantError(t, err, 400, "snappy: corrupt input")
 	}
-	_, err := DecodeFramed(nil, io.MultiReader(bytes.NewReader(body[:20]), iotest.ErrReader(errors.New("connection reset"))), 1<<20)
+	_, err := DecodeFramed(nil, io.MultiReader(bytes.NewReader(body[:20]), iotest.ErrReader(errors.New("connection reset"))), 1<<20, nil)
 	wantError(t, err, 400, "reading body: connection reset")
 }
 
 func TestReadAllCapped(t *testing.T) {
 	data := payload(200000)
 	dst := make([]byte, 0, 300000)
-	out, err := ReadAllCapped(dst, iotest.HalfReader(bytes.NewReader(data)), len(data))
+	out, err := ReadAllCapped(dst, iotest.HalfReader(bytes.NewReader(data)), len(data), nil)
 	if err != nil || !bytes.Equal(out, data) || &out[0] != &dst[:1][0] {
 		t.Fatalf("read: %v", err)
 	}
-	out, err = ReadAllCapped(nil, bytes.NewReader(data), len(data)-1)
+	out, err = ReadAllCapped(nil, bytes.NewReader(data), len(data)-1, nil)
 	wantError(t, err, 413, "max_decoded_bytes (199999)")
 	if cap(out) > len(data) {
 		t.Fatalf("grew to %d", cap(out))
 	}
 	// A reused buffer larger than the cap still enforces it.
-	_, err = ReadAllCapped(make([]byte, 0, 1<<20), bytes.NewReader(data), 1000)
+	_, err = ReadAllCapped(make([]byte, 0, 1<<20), bytes.NewReader(data), 1000, nil)
 	wantError(t, err, 413, "max_decoded_bytes (1000)")
 
 	// The server's body limit maps to 413 naming max_request_bytes.
 	rec := httptest.NewRecorder()
 	body := http.MaxBytesReader(rec, io.NopCloser(bytes.NewReader(data)), 100)
-	_, err = ReadAllCapped(nil, body, 1<<20)
+	_, err = ReadAllCapped(nil, body, 1<<20, nil)
 	wantError(t, err, 413, "request body exceeds max_request_bytes (100)")
 	if StatusOf(err) != 413 {
 		t.Fatal("StatusOf")

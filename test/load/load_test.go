@@ -232,7 +232,7 @@ type prompbCollector struct{ series []string }
 // collect decodes an /upload body with the gateway's decoder.
 func (c *prompbCollector) collect(raw []byte, now int64) error {
 	b := &batchT{}
-	if _, err := decode.UnmarshalMetricFamilies(raw, &b.Batch, now, false, 0); err != nil {
+	if _, err := decode.UnmarshalMetricFamilies(raw, &b.Batch, now, false, decode.Limits{}); err != nil {
 		return err
 	}
 	for _, s := range b.Series {

@@ -39,9 +39,9 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer sinkPool.Put(sb)
 	sb.b.Reset()
 	var err error
-	if sb.body, err = decode.ReadAllCapped(sb.body[:0], r.Body, 64<<20); err == nil {
+	if sb.body, err = decode.ReadAllCapped(sb.body[:0], r.Body, 64<<20, nil); err == nil {
 		if sb.b.Buf, err = decode.DecodeBlock(sb.b.Buf[:0], sb.body, 256<<20); err == nil {
-			_, err = decode.UnmarshalWriteRequest(sb.b.Buf, &sb.b, 0)
+			_, err = decode.UnmarshalWriteRequest(sb.b.Buf, &sb.b, decode.Limits{})
 		}
 	}
 	if err != nil {
