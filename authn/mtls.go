@@ -34,8 +34,13 @@ type CertOptions struct {
 	// URIPrefix (uri_san only): only URI SANs starting with it count, and
 	// the rest of the URI is the cluster ID. Empty: the whole URI.
 	URIPrefix string
-	// DNSSuffix (dns_san only): only DNS SANs ending with it count, and
-	// the part before it is the cluster ID. Empty: the whole name.
+	// DNSSuffix (dns_san only): only DNS SANs of the form <ID>.<suffix>
+	// count, and <ID> is the cluster ID: a single DNS label, non-empty,
+	// without a dot, not the wildcard "*". The suffix always matches on a
+	// label boundary: a leading dot is implied ("clusters.example.com" and
+	// ".clusters.example.com" are the same suffix, and neither matches
+	// "evilclusters.example.com"). It must be a syntactically valid DNS
+	// suffix (see CheckDNSSuffix). Empty: the whole name.
 	DNSSuffix string
 	// AccountID is reported as the identity's account (optional).
 	AccountID string
@@ -68,7 +73,48 @@ func NewCertAuthenticator(o CertOptions) (*CertAuthenticator, error) {
 	if o.DNSSuffix != "" && o.Field != CertDNSSAN {
 		return nil, fmt.Errorf("client certificate identity: dns_suffix applies only to %s", CertDNSSAN)
 	}
+	if o.DNSSuffix != "" {
+		if err := CheckDNSSuffix(o.DNSSuffix); err != nil {
+			return nil, fmt.Errorf("client certificate identity: %w", err)
+		}
+		if o.DNSSuffix[0] != '.' {
+			o.DNSSuffix = "." + o.DNSSuffix
+		}
+	}
 	return &CertAuthenticator{opts: o}, nil
+}
+
+// CheckDNSSuffix returns an error unless s is a syntactically valid DNS
+// suffix: an optional leading dot, then dot-separated labels of 1 to 63
+// letters, digits and hyphens that neither start nor end with a hyphen,
+// at most 253 bytes in all, no trailing dot.
+func CheckDNSSuffix(s string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("dns_suffix %q is not a DNS suffix (%s); want dot-separated labels of letters, digits and '-', e.g. .clusters.example.com", s, why)
+	}
+	name := strings.TrimPrefix(s, ".")
+	switch {
+	case name == "":
+		return bad("no labels")
+	case len(name) > 253:
+		return bad("longer than 253 bytes")
+	}
+	for _, label := range strings.Split(name, ".") {
+		switch {
+		case label == "":
+			return bad("empty label")
+		case len(label) > 63:
+			return bad("a label longer than 63 bytes")
+		case label[0] == '-' || label[len(label)-1] == '-':
+			return bad("a label starts or ends with '-'")
+		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; !(c == '-' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+				return bad(fmt.Sprintf("character %q", c))
+			}
+		}
+	}
+	return nil
 }
 
 // Identify returns the identity carried by the connection's verified
@@ -123,8 +169,14 @@ func (a *CertAuthenticator) clusterIDs(cert *x509.Certificate) []string {
 		}
 	case CertDNSSAN:
 		for _, n := range cert.DNSNames {
-			if len(n) > len(a.opts.DNSSuffix) && strings.HasSuffix(n, a.opts.DNSSuffix) {
-				add(strings.TrimSuffix(n, a.opts.DNSSuffix))
+			if a.opts.DNSSuffix == "" {
+				add(n)
+				continue
+			}
+			// The suffix starts with a dot (NewCertAuthenticator), so it
+			// matches on a label boundary; the rest must be one label.
+			if id, ok := strings.CutSuffix(n, a.opts.DNSSuffix); ok && id != "*" && !strings.Contains(id, ".") {
+				add(id)
 			}
 		}
 	}

@@ -131,6 +131,28 @@ func TestCertAuthenticatorFields(t *testing.T) {
 		"dns suffix alone is no id": {CertOptions{Field: CertDNSSAN, DNSSuffix: ".clusters.example.com"}, func(c *x509.Certificate) {
 			c.DNSNames = []string{".clusters.example.com"}
 		}, "", ""},
+		// The suffix matches on a label boundary even when configured
+		// without its leading dot: "evilclusters.example.com" is not a
+		// name under "clusters.example.com".
+		"dns suffix without dot, look-alike name": {CertOptions{Field: CertDNSSAN, DNSSuffix: "clusters.example.com"}, func(c *x509.Certificate) {
+			c.DNSNames = []string{"evilclusters.example.com"}
+		}, "", ""},
+		"dns suffix without dot": {CertOptions{Field: CertDNSSAN, DNSSuffix: "clusters.example.com"}, func(c *x509.Certificate) {
+			c.DNSNames = []string{"evilclusters.example.com", "cluster-e.clusters.example.com"}
+		}, "cluster-e", ""},
+		"dns suffix with dot, look-alike name": {CertOptions{Field: CertDNSSAN, DNSSuffix: ".clusters.example.com"}, func(c *x509.Certificate) {
+			c.DNSNames = []string{"evilclusters.example.com", "clusters.example.com"}
+		}, "", ""},
+		// The ID is one label: deeper names and wildcards name no cluster.
+		"dns nested name is no id": {CertOptions{Field: CertDNSSAN, DNSSuffix: ".clusters.example.com"}, func(c *x509.Certificate) {
+			c.DNSNames = []string{"api.cluster-f.clusters.example.com"}
+		}, "", ""},
+		"dns wildcard is no id": {CertOptions{Field: CertDNSSAN, DNSSuffix: ".clusters.example.com"}, func(c *x509.Certificate) {
+			c.DNSNames = []string{"*.clusters.example.com"}
+		}, "", ""},
+		"dns nested name next to an id": {CertOptions{Field: CertDNSSAN, DNSSuffix: "clusters.example.com"}, func(c *x509.Certificate) {
+			c.DNSNames = []string{"api.cluster-f.clusters.example.com", "cluster-g.clusters.example.com"}
+		}, "cluster-g", ""},
 		"dns whole name": {CertOptions{Field: CertDNSSAN}, func(c *x509.Certificate) { c.DNSNames = []string{"cluster-d"} }, "cluster-d", ""},
 		"id too long": {CertOptions{Field: CertURISAN, URIPrefix: "urn:cluster:"}, func(c *x509.Certificate) {
 			c.URIs = []*url.URL{mustURL("urn:cluster:" + strings.Repeat("x", 300))}
@@ -207,9 +229,25 @@ func TestNewCertAuthenticatorValidates(t *testing.T) {
 		{Field: "subject"},
 		{Field: CertCommonName, URIPrefix: "spiffe://x/"},
 		{Field: CertURISAN, DNSSuffix: ".x"},
+		{Field: CertDNSSAN, DNSSuffix: "."},
+		{Field: CertDNSSAN, DNSSuffix: "clusters..example.com"},
+		{Field: CertDNSSAN, DNSSuffix: "..example.com"},
+		{Field: CertDNSSAN, DNSSuffix: "clusters.example.com."},
+		{Field: CertDNSSAN, DNSSuffix: "-clusters.example.com"},
+		{Field: CertDNSSAN, DNSSuffix: "clusters-.example.com"},
+		{Field: CertDNSSAN, DNSSuffix: "clus_ters.example.com"},
+		{Field: CertDNSSAN, DNSSuffix: "*.example.com"},
+		{Field: CertDNSSAN, DNSSuffix: "clusters example.com"},
+		{Field: CertDNSSAN, DNSSuffix: strings.Repeat("a", 64) + ".example.com"},
+		{Field: CertDNSSAN, DNSSuffix: strings.Repeat("abcdefg.", 32) + "com"},
 	} {
 		if _, err := NewCertAuthenticator(o); err == nil {
 			t.Errorf("%+v accepted", o)
+		}
+	}
+	for _, s := range []string{"clusters.example.com", ".clusters.example.com", "com", "c-1.Example.COM", strings.Repeat("a", 63) + ".example.com"} {
+		if _, err := NewCertAuthenticator(CertOptions{Field: CertDNSSAN, DNSSuffix: s}); err != nil {
+			t.Errorf("dns_suffix %q refused: %v", s, err)
 		}
 	}
 }

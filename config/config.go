@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/prometheus/model/relabel"
 	"go.yaml.in/yaml/v2"
 
+	"github.com/telegate/telegate/authn"
 	"github.com/telegate/telegate/forward"
 )
 
@@ -67,7 +68,9 @@ type ClientCertificate struct {
 	// ClusterIDFrom is common_name, uri_san or dns_san; "" = off.
 	ClusterIDFrom string `yaml:"cluster_id_from"`
 	URIPrefix     string `yaml:"uri_prefix"`
-	DNSSuffix     string `yaml:"dns_suffix"`
+	// DNSSuffix (dns_san): the ID is the single label before it; it
+	// matches on a label boundary (a leading dot is implied).
+	DNSSuffix string `yaml:"dns_suffix"`
 }
 
 // Authorizer is the upstream authorizer (tollbooth protocol).
@@ -525,6 +528,10 @@ func (c *Config) Validate() error {
 		}
 		if cc.DNSSuffix != "" && cc.ClusterIDFrom != "dns_san" {
 			add("authn.client_certificate.dns_suffix", "applies only to cluster_id_from: dns_san")
+		} else if cc.DNSSuffix != "" {
+			if err := authn.CheckDNSSuffix(cc.DNSSuffix); err != nil {
+				add("authn.client_certificate.dns_suffix", "%v", err)
+			}
 		}
 	default:
 		add("authn.client_certificate.cluster_id_from", "%q: want common_name, uri_san, dns_san or empty (off)", cc.ClusterIDFrom)

@@ -244,11 +244,15 @@ func setShadowHeaders(h http.Header, shadow map[string]int) {
 // offenders keeps the metric names that lost (or, in shadow mode, would
 // have lost) the most samples, per reason. It is bounded: when full, the
 // smallest entry is replaced and the newcomer inherits its count (the
-// space-saving algorithm), so heavy hitters are never missed.
+// space-saving algorithm), so heavy hitters are never missed. The entries
+// form a min-heap by count, so finding the smallest is O(1) and every
+// insertion or increment O(log max): a request with thousands of denied
+// names no longer scans the whole table once per name under the lock.
 type offenders struct {
 	mu      sync.Mutex
 	max     int
-	entries map[offenderKey]int64
+	entries map[offenderKey]*offenderEntry
+	heap    []*offenderEntry // min-heap by count; heap[i].at == i
 	since   time.Time
 }
 
@@ -257,14 +261,23 @@ type offenderKey struct {
 	enforced     bool
 }
 
+type offenderEntry struct {
+	key   offenderKey
+	count int64
+	at    int // index in offenders.heap
+}
+
 func newOffenders(max int) *offenders {
-	return &offenders{max: max, entries: map[offenderKey]int64{}, since: time.Now()}
+	return &offenders{max: max, entries: map[offenderKey]*offenderEntry{}, since: time.Now()}
 }
 
 // record adds rows (each at least one sample, see offenderTally.add) to the
 // table. Metric names are copied on insertion: the caller's alias its
 // request's pooled buffer.
 func (o *offenders) record(rows []offenderRow) {
+	if o.max <= 0 {
+		return
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, r := range rows {
@@ -272,21 +285,63 @@ func (o *offenders) record(rows []offenderRow) {
 		if len(k.name) > 200 {
 			k.name = k.name[:200]
 		}
-		if _, ok := o.entries[k]; !ok {
+		e, ok := o.entries[k]
+		switch {
+		case ok:
+		case len(o.heap) < o.max:
+			// A new leaf: it moves up past the bigger entries above it.
 			k.name = strings.Clone(k.name)
-			if len(o.entries) >= o.max {
-				var minK offenderKey
-				minV := int64(-1)
-				for ek, v := range o.entries {
-					if minV < 0 || v < minV {
-						minK, minV = ek, v
-					}
-				}
-				delete(o.entries, minK)
-				o.entries[k] = minV
-			}
+			e = &offenderEntry{key: k, count: int64(r.samples), at: len(o.heap)}
+			o.entries[k] = e
+			o.heap = append(o.heap, e)
+			o.up(e.at)
+			continue
+		default:
+			// Full: the smallest entry (the heap's root) gives its place
+			// and its count to the newcomer.
+			k.name = strings.Clone(k.name)
+			e = o.heap[0]
+			delete(o.entries, e.key)
+			e.key = k
+			o.entries[k] = e
 		}
-		o.entries[k] += int64(r.samples)
+		// Counts only grow: the entry can only move down the heap.
+		e.count += int64(r.samples)
+		o.down(e.at)
+	}
+}
+
+// up restores the heap order above index i after heap[i] was appended.
+func (o *offenders) up(i int) {
+	h := o.heap
+	for i > 0 {
+		p := (i - 1) / 2
+		if h[p].count <= h[i].count {
+			return
+		}
+		h[i], h[p] = h[p], h[i]
+		h[i].at, h[p].at = i, p
+		i = p
+	}
+}
+
+// down restores the heap order below index i after heap[i]'s count grew.
+func (o *offenders) down(i int) {
+	h := o.heap
+	for {
+		c := 2*i + 1
+		if c >= len(h) {
+			return
+		}
+		if r := c + 1; r < len(h) && h[r].count < h[c].count {
+			c = r
+		}
+		if h[i].count <= h[c].count {
+			return
+		}
+		h[i], h[c] = h[c], h[i]
+		h[i].at, h[c].at = i, c
+		i = c
 	}
 }
 
@@ -301,12 +356,12 @@ func (o *offenders) top(n int) (enforced, shadow map[string][]Offender, since ti
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	enforced, shadow = map[string][]Offender{}, map[string][]Offender{}
-	for k, v := range o.entries {
+	for k, e := range o.entries {
 		m := enforced
 		if !k.enforced {
 			m = shadow
 		}
-		m[k.reason] = append(m[k.reason], Offender{Metric: k.name, Samples: v})
+		m[k.reason] = append(m[k.reason], Offender{Metric: k.name, Samples: e.count})
 	}
 	for _, m := range []map[string][]Offender{enforced, shadow} {
 		for r, rows := range m {

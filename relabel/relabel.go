@@ -76,6 +76,10 @@ type Pipeline struct {
 	// seed starts every series hash, so which label sets collide differs
 	// per process and cannot be aimed at.
 	seed uint64
+	// lookalikeStart holds the first bytes a look-alike of the cluster ID
+	// label can start with (see lookalike): most label names start with
+	// none of them and cost one table lookup.
+	lookalikeStart [256]bool
 }
 
 // maxDropList is the most DropLabels scanned linearly rather than hashed.
@@ -94,6 +98,10 @@ func New(opts Options) *Pipeline {
 	}
 	if p.opts.ClusterIDLabel == "" {
 		p.opts.ClusterIDLabel = "_id"
+	}
+	for _, c := range []byte{p.opts.ClusterIDLabel[0], exportedPrefix[0]} {
+		p.lookalikeStart[lower(c)] = true
+		p.lookalikeStart[upper(c)] = true
 	}
 	return p
 }
@@ -124,7 +132,8 @@ func (p *Pipeline) CheckIdentity(s *batch.Series, clusterID string) error {
 	return nil
 }
 
-// Process rewrites every series of b in place: strip, relabel, stamp,
+// Process rewrites every series of b in place: strip (drop_labels and
+// look-alikes of the cluster ID label, see lookalike), relabel, stamp,
 // validate, sort, apply the timestamp bounds (when checkTimestamps) and
 // drop collisions. Series that end up dropped are removed from b.Series.
 // It returns an *InvalidError if any surviving series is invalid.
@@ -209,8 +218,9 @@ func (p *Pipeline) seenBefore(seen map[uint64]int, h uint64, kept []batch.Series
 	}
 }
 
-// strip removes the configured labels and empty-valued ones (an empty
-// value means "no such label" in Prometheus), in place.
+// strip removes the configured labels, look-alikes of the cluster ID
+// label and empty-valued labels (an empty value means "no such label" in
+// Prometheus), in place.
 func (p *Pipeline) strip(ls []batch.Label) []batch.Label {
 	out := ls[:0]
 	for _, l := range ls {
@@ -220,9 +230,64 @@ func (p *Pipeline) strip(ls []batch.Label) []batch.Label {
 		if p.dropped(l.Name) {
 			continue
 		}
+		if l.Name != "" && p.lookalikeStart[l.Name[0]] && p.lookalike(l.Name) {
+			continue
+		}
 		out = append(out, l)
 	}
 	return out
+}
+
+// exportedPrefix is what Prometheus prepends to a scraped label that
+// clashes with a target label (honor_labels: false), once per clash.
+const exportedPrefix = "exported_"
+
+// lookalike reports whether name could pass for the cluster ID label
+// without being it: the label's name in another case (_ID, _Id), or
+// "exported_" (in any case, repeated any number of times) followed by the
+// label's name in any case (exported__id, exported_exported__ID). Stored
+// next to the real label they would mislead queries; the real label
+// itself is not a look-alike (CheckIdentity and stamp handle it).
+func (p *Pipeline) lookalike(name string) bool {
+	id := p.opts.ClusterIDLabel
+	for exported := false; ; exported = true {
+		if len(name) == len(id) && equalFoldASCII(name, id) {
+			return exported || name != id
+		}
+		if len(name) < len(exportedPrefix)+len(id) || !equalFoldASCII(name[:len(exportedPrefix)], exportedPrefix) {
+			return false
+		}
+		name = name[len(exportedPrefix):]
+	}
+}
+
+// equalFoldASCII is strings.EqualFold for ASCII only: label names are
+// ASCII, and a non-ASCII name (which Unicode folding could equate with an
+// ASCII one) must reach validation and be refused, not be stripped.
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if a[i] != b[i] && lower(a[i]) != lower(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+func upper(c byte) byte {
+	if c >= 'a' && c <= 'z' {
+		return c - ('a' - 'A')
+	}
+	return c
 }
 
 // dropped reports whether name is one of DropLabels.
