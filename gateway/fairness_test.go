@@ -2,15 +2,19 @@ package gateway
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/telegate/telegate/test/e2e/harness"
 )
@@ -164,5 +168,60 @@ func waitFor(t *testing.T, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatal("condition not met within 5s")
 		}
+	}
+}
+
+// TestUploadSlotTakenBeforeBody: while a cluster's upload is still
+// sending its body, its second upload is refused (429) without being read.
+func TestUploadSlotTakenBeforeBody(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	jwt, _, _, err := harness.Authorize(ctx, f.srv.URL, "dev", "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: %s\r\nContent-Encoding: snappy\r\nContent-Length: 1000\r\n\r\nx", jwt, harness.UploadContentType)
+	waitFor(t, func() bool { return f.gw.admission.requests("c1") == 1 })
+	status, body, _, err := harness.Upload(ctx, f.srv.URL, jwt, []*dto.MetricFamily{gauge("cluster_version", 1)})
+	if err != nil || status != http.StatusTooManyRequests || !strings.Contains(body, reasonUploadInterval) {
+		t.Fatalf("second upload while the first is in flight: %d %q %v", status, body, err)
+	}
+}
+
+// TestRequestMemoryReserved: a remote write whose decoded body and series
+// need more than an installation's share of max_inflight_bytes is 413
+// (request_memory); within the share it is accepted, and everything it
+// reserved is released.
+func TestRequestMemoryReserved(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.Limits.MaxDecodedBytes = 8 << 20
+		o.Limits.MaxRequestBytes = 4 << 20
+		o.Limits.MaxSeriesPerRequest = 100000
+		o.Fairness = Fairness{MaxInflightBytes: 8 << 20, MaxInflightBytesPerInstallation: 2 << 20}
+	})
+	ms := f.now.UnixMilli()
+	series := func(n int) []prompb.TimeSeries {
+		var out []prompb.TimeSeries
+		for i := 0; i < n; i++ {
+			out = append(out, ts(1, ms, "__name__", "cluster_version", "version", strconv.Itoa(i)))
+		}
+		return out
+	}
+	// 30,000 series: about 1.8MB decoded, whose labels alone charge 1.9MB
+	// (reserved twice).
+	status, body, _ := f.write(t, harness.CompositeToken("dev", "c1"), series(30000)...)
+	if status != http.StatusRequestEntityTooLarge || !strings.Contains(body, reasonRequestMemory) {
+		t.Fatalf("request over the share: %d %s", status, body)
+	}
+	if status, body, _ := f.write(t, harness.CompositeToken("dev", "c1"), series(100)...); status != http.StatusNoContent {
+		t.Fatalf("small request: %d %s", status, body)
+	}
+	if got := testutil.ToFloat64(f.gw.admission.bytes); got != 0 {
+		t.Fatalf("reserved after the requests: %v", got)
 	}
 }

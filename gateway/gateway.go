@@ -485,7 +485,8 @@ func isHTTPError(err error) bool {
 
 // decodeLimits are the decoders' limits for a request allowed maxBatchBytes
 // of batch (decode.RemoteWriteBudget or decode.UploadBudget of its decoded
-// size), reserving what the batch holds from t as it grows.
+// size), reserving what the batch holds from t as it grows (t nil: no
+// reservation).
 func (g *Gateway) decodeLimits(maxBatchBytes int, t *ticket) decode.Limits {
 	l := decode.Limits{
 		MaxSeries:          g.opts.Limits.MaxSeriesPerRequest,
@@ -493,7 +494,9 @@ func (g *Gateway) decodeLimits(maxBatchBytes int, t *ticket) decode.Limits {
 		MaxBatchBytes:      maxBatchBytes,
 	}
 	if t != nil {
-		l.Reserve = t.add
+		// Twice the decoder's charge: while an arena grows, its old and
+		// new arrays are both alive.
+		l.Reserve = func(n int) error { return t.add(2 * n) }
 	}
 	return l
 }

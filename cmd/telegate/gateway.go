@@ -295,7 +295,7 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 			MaxBodyTime:                     time.Duration(c.Web.ReadTimeout),
 		},
 	}
-	limit, limitFrom := setMemoryLimit(logger, cgroupMemoryFiles)
+	limit, limitFrom := setMemoryLimit(logger, cgroupMemoryFiles, opts.MemoryBound())
 	checkMemoryBound(logger, opts.MemoryBound(), limit, limitFrom)
 	gw := gateway.New(opts)
 

@@ -42,24 +42,34 @@ func containerMemoryLimit(files []string) int64 {
 	return 0
 }
 
-// setMemoryLimit gives the Go runtime a soft memory limit of 90% of the
-// container's when GOMEMLIMIT is not set, so the garbage collector works
-// harder before the kernel's OOM killer would: without it the heap may
-// grow to twice the live memory between collections. It returns the
-// limit requests must fit under (GOMEMLIMIT or the container's), and where
-// it came from; 0 when there is none.
-func setMemoryLimit(logger log.Logger, files []string) (limit int64, source string) {
-	if v := os.Getenv("GOMEMLIMIT"); v != "" && v != "off" {
-		return debug.SetMemoryLimit(-1), "GOMEMLIMIT"
-	}
-	limit = containerMemoryLimit(files)
-	if limit == 0 {
+// setMemoryLimit gives the Go runtime a soft memory limit when GOMEMLIMIT
+// is not set, so the garbage collector works harder before memory runs
+// out: without one the heap may grow to twice the live memory between
+// collections. In a container it is 90% of the container's limit;
+// elsewhere one and a half times the worst case of the requests in flight
+// (bound, see gateway.Options.MemoryBound) plus the baseline, so a burst of
+// hostile requests does not double into garbage. GOMEMLIMIT (including
+// "off") is always respected. It returns the limit the worst case must fit
+// under and where it came from; 0 when there is none.
+func setMemoryLimit(logger log.Logger, files []string, bound int64) (limit int64, source string) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
+			return l, "GOMEMLIMIT"
+		}
 		return 0, ""
 	}
-	soft := limit / 10 * 9
-	debug.SetMemoryLimit(soft)
-	level.Info(logger).Log("msg", "set the Go soft memory limit to 90% of the container's memory limit (set GOMEMLIMIT to choose another)", "container_limit_bytes", limit, "soft_limit_bytes", soft)
-	return limit, "container memory limit"
+	if limit = containerMemoryLimit(files); limit > 0 {
+		soft := limit / 10 * 9
+		debug.SetMemoryLimit(soft)
+		level.Info(logger).Log("msg", "set the Go soft memory limit to 90% of the container's memory limit (set GOMEMLIMIT to choose another)", "container_limit_bytes", limit, "soft_limit_bytes", soft)
+		return limit, "container memory limit"
+	}
+	if bound > 0 {
+		soft := (bound + baselineMemory) / 2 * 3
+		debug.SetMemoryLimit(soft)
+		level.Info(logger).Log("msg", "set the Go soft memory limit to 1.5x the worst case of the requests in flight plus the baseline (set GOMEMLIMIT to choose another, or GOMEMLIMIT=off for none)", "soft_limit_bytes", soft)
+	}
+	return 0, ""
 }
 
 // checkMemoryBound warns when the worst case of the requests in flight

@@ -343,3 +343,29 @@ func FuzzMetricFamiliesBounded(f *testing.F) {
 		checkBounded(t, data, true)
 	})
 }
+
+// Labels a NameFilter skims still count against MaxLabelsPerSeries, so the
+// filter does not change what is accepted.
+func TestMaxLabelsCountsSkimmedLabels(t *testing.T) {
+	pair := func(n, v string) []byte { return lenField(lenField(nil, 1, []byte(n)), 2, []byte(v)) }
+	var ts, metric []byte
+	ts = lenField(ts, 1, pair("__name__", "zzz")) // refused by testFilter
+	for i := range 6 {
+		ts = lenField(ts, 1, pair("l"+string(rune('a'+i)), "v"))
+		metric = lenField(metric, 1, pair("l"+string(rune('a'+i)), "v"))
+	}
+	rw := lenField(nil, 1, ts)
+	up := family("zzz", typeGauge, lenField(metric, 2, nil))
+	for _, f := range []*NameFilter{nil, testFilter} {
+		_, err := UnmarshalWriteRequestFiltered(rw, &batch.Batch{}, Limits{MaxLabelsPerSeries: 6}, f)
+		wantError(t, err, 400, "max_labels_per_series")
+		if _, err := UnmarshalWriteRequestFiltered(rw, &batch.Batch{}, Limits{MaxLabelsPerSeries: 7}, f); err != nil {
+			t.Fatal(err)
+		}
+		_, err = UnmarshalMetricFamiliesFiltered(up, &batch.Batch{}, 0, true, Limits{MaxLabelsPerSeries: 6}, f)
+		wantError(t, err, 400, "max_labels_per_series")
+		if _, err := UnmarshalMetricFamiliesFiltered(up, &batch.Batch{}, 0, true, Limits{MaxLabelsPerSeries: 7}, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -24,4 +24,15 @@
 // walkers skim what the gateway will drop by name: such series carry only
 // __name__ and the cluster-ID label, but are decoded and checked in full,
 // so a filter never changes which bodies are accepted.
+//
+// Memory is bounded while decoding, not after: per request a decoder makes
+// the batch hold at most Limits.MaxBatchBytes (RemoteWriteBudget or
+// UploadBudget of the decoded size: 4 or 32 bytes per decoded byte plus
+// 1 MiB, chosen from measured honest payloads, see the constants), refuses
+// a series with more than Limits.MaxLabelsPerSeries labels and a request
+// with more than Limits.MaxSeries series. The batch's arenas add up to a
+// quarter more while growing, and only the current generation stays live
+// (see batch.Batch). The streaming readers call a Reserve hook before each
+// buffer growth, and DecodedLen gives a block's size before DecodeBlock
+// allocates it, so a caller can take the memory from a global budget first.
 package decode

@@ -168,3 +168,42 @@ func TestStatusOf(t *testing.T) {
 		t.Fatal(e.Msg)
 	}
 }
+
+// Reserve is asked before every growth of the streaming readers' buffer,
+// with the new capacity, and its error comes back as is.
+func TestReserveHook(t *testing.T) {
+	data := bytes.Repeat([]byte("telemetry "), 30000) // 300 kB: several growths
+	for name, read := range map[string]func(Reserve) ([]byte, error){
+		"identity": func(r Reserve) ([]byte, error) { return ReadAllCapped(nil, bytes.NewReader(data), 1<<20, r) },
+		"framed":   func(r Reserve) ([]byte, error) { return DecodeFramed(nil, bytes.NewReader(framed(t, data)), 1<<20, r) },
+	} {
+		var caps []int
+		out, err := read(func(newCap int) error { caps = append(caps, newCap); return nil })
+		if err != nil || !bytes.Equal(out, data) {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if len(caps) < 2 || caps[len(caps)-1] < len(data) || caps[0] != minRead {
+			t.Fatalf("%s: reserved %v for %d bytes", name, caps, len(data))
+		}
+		full := errors.New("memory budget exhausted")
+		calls := 0
+		_, err = read(func(newCap int) error {
+			if calls++; newCap > 2*minRead {
+				return full
+			}
+			return nil
+		})
+		if err != full || calls != 3 {
+			t.Fatalf("%s: got %v after %d calls, want the hook's error as is after 3", name, err, calls)
+		}
+	}
+}
+
+func TestDecodedLen(t *testing.T) {
+	data := bytes.Repeat([]byte("x"), 5000)
+	if n, err := DecodedLen(snappy.Encode(nil, data)); err != nil || n != len(data) {
+		t.Fatalf("DecodedLen = %d, %v", n, err)
+	}
+	_, err := DecodedLen([]byte{0xff})
+	wantError(t, err, 400, "snappy")
+}
