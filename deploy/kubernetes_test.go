@@ -98,7 +98,8 @@ func parseObjects(name string, data []byte) ([]object, error) {
 
 // kustomization reads dir's kustomization.yaml, checks every file it
 // names exists and is valid, and returns the objects of its resources
-// (recursively) and the names its generators create.
+// (recursively, with the patches applied) and the names its generators
+// create.
 func kustomization(t *testing.T, dir string) (objs []object, generated map[string]bool) {
 	t.Helper()
 	data, err := fs.ReadFile(FS, path.Join(dir, "kustomization.yaml"))
@@ -115,11 +116,7 @@ func kustomization(t *testing.T, dir string) (objs []object, generated map[strin
 		GeneratorOptions   map[string]any `yaml:"generatorOptions"`
 		ConfigMapGenerator []generator    `yaml:"configMapGenerator"`
 		SecretGenerator    []generator    `yaml:"secretGenerator"`
-		Patches            []struct {
-			Path   string         `yaml:"path"`
-			Patch  string         `yaml:"patch"`
-			Target map[string]any `yaml:"target"`
-		} `yaml:"patches"`
+		Patches            []patchSpec    `yaml:"patches"`
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -170,7 +167,7 @@ func kustomization(t *testing.T, dir string) (objs []object, generated map[strin
 			}
 		}
 	}
-	return objs, generated
+	return applyPatches(t, dir, k.Patches, objs), generated
 }
 
 type generator struct {
@@ -397,6 +394,8 @@ func TestKustomizationsStatic(t *testing.T) {
 				t.Fatal("no objects")
 			}
 			checkObjects(t, b, objs, gen, false)
+			checkGatewayExposure(t, b, objs)
+			checkScrapeTargets(t, b, objs)
 		})
 	}
 	// Every YAML file under kubernetes/ is used by some kustomization.
@@ -455,6 +454,8 @@ func TestKustomizationsRender(t *testing.T) {
 			}
 			_, gen := kustomization(t, path.Join(k8sDir, b))
 			checkObjects(t, b, objs, gen, true)
+			checkGatewayExposure(t, b, objs)
+			checkScrapeTargets(t, b, objs)
 			var kinds []string
 			for _, o := range objs {
 				kinds = append(kinds, o.kind())
@@ -462,9 +463,9 @@ func TestKustomizationsRender(t *testing.T) {
 			sort.Strings(kinds)
 			all := strings.Join(kinds, ",")
 			for _, want := range map[string][]string{
-				"gateway":             {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "ServiceAccount"},
+				"gateway":             {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount"},
 				"client":              {"ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Service", "ServiceAccount"},
-				"overlays/production": {"HorizontalPodAutoscaler", "PodDisruptionBudget"},
+				"overlays/production": {"HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget"},
 				"overlays/dev":        {"Namespace", "Secret", "Deployment"},
 			}[b] {
 				if !strings.Contains(all, want) {

@@ -3,7 +3,9 @@
 #   - telegate gateway on its built-in config (= examples/gateway.yaml):
 #     public API on :9003; /metrics, health and the Prometheus query API
 #     (/api/v1/query, ...) on :9004. forward.url is empty, so it stores
-#     what it accepts in its embedded TSDB (data/tsdb).
+#     what it accepts in its embedded TSDB (data/tsdb). Loopback only, so
+#     POST /-/reload (--web.enable-lifecycle) and /debug/pprof
+#     (--web.enable-pprof) are on; production leaves both off.
 #   - a Prometheus on :9091 playing a cluster: it scrapes itself and
 #     remote-writes through the gateway as cluster "my-cluster".
 #   - a telegate client federating that Prometheus and uploading (the
@@ -21,7 +23,7 @@ trap cleanup EXIT INT TERM
 wait_ready() { for _ in $(seq 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.2; done; echo "timed out waiting for $1" >&2; return 1; }
 
 mkdir -p "$here/data"
-"$here/$bin" gateway --storage.path="$here/data/tsdb" &
+"$here/$bin" gateway --storage.path="$here/data/tsdb" --web.enable-lifecycle --web.enable-pprof &
 pids+=($!)
 wait_ready http://127.0.0.1:9004/-/ready
 
@@ -57,7 +59,8 @@ cat <<MSG
   telegate is up (single-binary mode: no other server).
     gateway public API   http://127.0.0.1:9003  (/authorize, /upload, /api/v1/receive)
     gateway internal     http://127.0.0.1:9004  (/metrics, health, and the Prometheus query API:
-                                                 point Grafana's Prometheus data source here)
+                                                 point Grafana's Prometheus data source here;
+                                                 POST /-/reload, /debug/pprof, /debug/limits)
     storage              data/tsdb (embedded Prometheus TSDB, 15d retention)
     demo cluster         http://127.0.0.1:9091  (Prometheus remote-writing as "my-cluster")
     telegate client      http://127.0.0.1:9002  (uploading as "my-client-cluster"; log in data/client.log)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"strings"
 	"time"
@@ -46,6 +45,9 @@ type gatewayCmd struct {
 	internalWebConfigFile string // --web.internal-config.file
 	internalWebConfigSet  bool
 
+	enableLifecycle bool // --web.enable-lifecycle: POST /-/reload
+	enablePprof     bool // --web.enable-pprof: /debug/pprof/*
+
 	storage storageFlags // --storage.*: single-binary mode
 }
 
@@ -58,13 +60,15 @@ func init() {
 
 func registerGateway(app *kingpin.Application) *gatewayCmd {
 	g := &gatewayCmd{}
-	g.cmd = app.Command("gateway", "Run the gateway: /authorize, /upload and /api/v1/receive on the public listener; /metrics, /debug/pprof and health on the internal one.")
+	g.cmd = app.Command("gateway", "Run the gateway: /authorize, /upload and /api/v1/receive on the public listener; /metrics, health, /debug/limits (and, when enabled, /-/reload and /debug/pprof) on the internal one.")
 	g.cmd.Flag("config.file", "Gateway configuration file (YAML). Empty: the built-in development config (examples/gateway.yaml).").StringVar(&g.configFile)
 	g.cmd.Flag("web.listen-address", "Public listen address; overrides web.listen_address.").StringVar(&g.listen)
-	g.cmd.Flag("web.internal-listen-address", "Internal listen address (/metrics, /debug/pprof, health); overrides web.internal_listen_address.").StringVar(&g.internalListen)
+	g.cmd.Flag("web.internal-listen-address", "Internal listen address (/metrics, health, /debug/limits, /-/reload, /debug/pprof); overrides web.internal_listen_address.").StringVar(&g.internalListen)
 	g.cmd.Flag("config.check", "Load and validate the configuration and every file it references, then exit.").BoolVar(&g.printConfigOnly)
 	g.cmd.Flag("web.config.file", "Exporter-toolkit web configuration of the public listener: TLS certificate and key, client CA and client_auth_type (mTLS), min_version, cipher_suites; re-read on every TLS handshake, so rotated certificates apply without a restart. Empty: plain HTTP.").StringVar(&g.webConfigFile)
 	g.cmd.Flag("web.internal-config.file", "Web configuration of the internal listener (/metrics, pprof, health, reload). Default: the same as --web.config.file; set it to \"\" for plain HTTP there.").IsSetByUser(&g.internalWebConfigSet).StringVar(&g.internalWebConfigFile)
+	g.cmd.Flag("web.enable-lifecycle", "Enable POST /-/reload on the internal listener (403 without). SIGHUP reloads either way.").BoolVar(&g.enableLifecycle)
+	g.cmd.Flag("web.enable-pprof", "Serve the Go profiler at /debug/pprof/ on the internal listener (404 without).").BoolVar(&g.enablePprof)
 	g.storage.register(g.cmd)
 	return g
 }
@@ -299,20 +303,17 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 	checkMemoryBound(logger, opts.MemoryBound(), limit, limitFrom)
 	gw := gateway.New(opts)
 
-	internal := http.NewServeMux()
-	internal.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	internal.HandleFunc("/debug/pprof/", pprof.Index)
-	internal.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	internal.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	internal.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	internal.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	gw.RegisterHealth(internal)
-	gw.RegisterDebug(internal)
 	reloader := newAllowlistReloader(c, gw, comp.allowlistRaw, comp.allowlist, logger, reg)
 	if comp.overrides != nil {
 		reloader.alsoReload(comp.overrides.Reload)
 	}
-	internal.Handle("/-/reload", reloader)
+	internal := newInternalMux(internalOptions{
+		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Reload:          reloader,
+		Register:        []func(*http.ServeMux){gw.RegisterHealth, gw.RegisterDebug},
+		EnableLifecycle: g.enableLifecycle,
+		EnablePprof:     g.enablePprof,
+	})
 	listeners := []struct {
 		name, addr string
 		handler    http.Handler

@@ -103,8 +103,9 @@ forward:
 	p := harness.StartProcess(t, harness.ProcessOptions{
 		Name:   "telegate",
 		Binary: bin,
-		Args:   []string{"gateway", "--config.file=" + filepath.Join(dir, "gateway.yaml"), "--log.level=debug"},
-		Dir:    dir,
+		// --web.enable-lifecycle: the reload tests POST /-/reload.
+		Args: []string{"gateway", "--config.file=" + filepath.Join(dir, "gateway.yaml"), "--log.level=debug", "--web.enable-lifecycle"},
+		Dir:  dir,
 	})
 	p.WaitHTTP("http://"+internal+"/-/ready", 30*time.Second)
 	return &gatewayProc{Process: p, url: "http://" + pub, internal: "http://" + internal}

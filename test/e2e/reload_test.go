@@ -138,3 +138,40 @@ func hashOf(content string) string {
 	sum := sha256.Sum256([]byte(content))
 	return hex.EncodeToString(sum[:])[:16]
 }
+
+// TestInternalEndpointsNeedFlags: like Prometheus, the gateway binary
+// refuses POST /-/reload (403) without --web.enable-lifecycle and serves
+// no /debug/pprof (404) without --web.enable-pprof; health, /metrics and
+// /debug/limits are always on. With the flags both work.
+func TestInternalEndpointsNeedFlags(t *testing.T) {
+	status := func(method, url string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, url, nil)
+		must(t, err)
+		resp, err := http.DefaultClient.Do(req)
+		must(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(b))
+	}
+	off := startEmbeddedGateway(t, "")
+	if code, body := status("POST", off.internal+"/-/reload"); code != http.StatusForbidden || body != "Lifecycle API is not enabled." {
+		t.Errorf("POST /-/reload without --web.enable-lifecycle: %d %q", code, body)
+	}
+	if code, _ := status("GET", off.internal+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("GET /debug/pprof/ without --web.enable-pprof: %d, want 404", code)
+	}
+	for _, p := range []string{"/metrics", "/-/healthy", "/debug/limits"} {
+		if code, body := status("GET", off.internal+p); code != 200 {
+			t.Errorf("GET %s: %d %q", p, code, body)
+		}
+	}
+
+	on := startEmbeddedGateway(t, "", "--web.enable-lifecycle", "--web.enable-pprof")
+	if code, body := status("POST", on.internal+"/-/reload"); code != 200 {
+		t.Errorf("POST /-/reload with --web.enable-lifecycle: %d %q", code, body)
+	}
+	if code, body := status("GET", on.internal+"/debug/pprof/goroutine?debug=1"); code != 200 || !strings.Contains(body, "goroutine profile") {
+		t.Errorf("GET /debug/pprof/goroutine with --web.enable-pprof: %d %.80q", code, body)
+	}
+}
