@@ -29,8 +29,14 @@ import (
 // calls and inflight count what reached it.
 type fakeTollbooth struct {
 	release         chan struct{}
+	stopOnce        sync.Once
 	calls, inflight atomic.Int32
 }
+
+// stop lets every held call through. Tests register it once the gateway
+// fixture exists, so it runs before the gateway server's Close waits for
+// requests held at the authorizer.
+func (f *fakeTollbooth) stop() { f.stopOnce.Do(func() { close(f.release) }) }
 
 func newFakeTollbooth(t *testing.T) (*fakeTollbooth, *httptest.Server) {
 	t.Helper()
@@ -64,7 +70,7 @@ func newFakeTollbooth(t *testing.T) (*fakeTollbooth, *httptest.Server) {
 	}))
 	t.Cleanup(srv.Close)
 	// Runs before srv.Close, which waits for the held calls.
-	t.Cleanup(func() { close(f.release) })
+	t.Cleanup(f.stop)
 	return f, srv
 }
 
@@ -149,8 +155,9 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func TestFailedAuthChargesAbandonedAttempts(t *testing.T) {
 	fake, srv := newFakeTollbooth(t)
 	const burst = 3
-	f := newFixture(t, withTollbooth(t, srv, authn.UpstreamOptions{Timeout: time.Minute},
+	f := newFixture(t, withTollbooth(t, srv, authn.UpstreamOptions{Timeout: 10 * time.Second},
 		FailedAuthLimit{PerMinute: 1, Burst: burst, MaxSources: 10}))
+	t.Cleanup(fake.stop)
 	for i := 0; i < burst; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		_, _, _, err := f.authorizeFrom(ctx, t, "slow-guess-"+string(rune('a'+i)), "")
@@ -291,9 +298,10 @@ func TestFailedAuthChargesOnlyCheckedCredentials(t *testing.T) {
 // Answers from the cache take no slot, and other sources are not held up.
 func TestAuthorizerCallsBoundedPerSource(t *testing.T) {
 	fake, srv := newFakeTollbooth(t)
-	f := newFixture(t, withTollbooth(t, srv, authn.UpstreamOptions{Timeout: time.Minute},
+	f := newFixture(t, withTollbooth(t, srv, authn.UpstreamOptions{Timeout: 10 * time.Second},
 		FailedAuthLimit{PerMinute: 1, Burst: 1, MaxSources: 10, MaxConcurrentPerSource: 2,
 			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}))
+	t.Cleanup(fake.stop)
 	const a, b = "203.0.113.1", "198.51.100.1"
 	if code, _, _, _ := f.authorizeFrom(context.Background(), t, "ok-cached", a); code != 200 {
 		t.Fatalf("priming the cache: %d", code)
@@ -347,9 +355,10 @@ func TestAuthorizerCallsBoundedPerSource(t *testing.T) {
 // does not charge the source (the gateway is busy, not the client).
 func TestAuthorizerCallsBoundedInTotal(t *testing.T) {
 	fake, srv := newFakeTollbooth(t)
-	f := newFixture(t, withTollbooth(t, srv, authn.UpstreamOptions{Timeout: time.Minute, MaxConcurrent: 2},
+	f := newFixture(t, withTollbooth(t, srv, authn.UpstreamOptions{Timeout: 10 * time.Second, MaxConcurrent: 2},
 		FailedAuthLimit{PerMinute: 1, Burst: 1, MaxSources: 10,
 			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}))
+	t.Cleanup(fake.stop)
 	var wg sync.WaitGroup
 	for _, tok := range []string{"slow-1", "slow-2"} {
 		wg.Add(1)
