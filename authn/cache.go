@@ -126,7 +126,10 @@ func (c *CachingAuthenticator) Authenticate(ctx context.Context, token, clusterI
 
 	// The shared call must not be cut short when the caller that started it
 	// goes away, so it runs detached from cancellation; every caller still
-	// stops waiting when its own context ends.
+	// stops waiting when its own context ends. The call keeps the context's
+	// values (the caller's CallGate) and its deadline comes from next: an
+	// Upstream holds its concurrency slots until the call ends, at most its
+	// timeout later, so detached calls are bounded like the others.
 	ch := c.group.DoChan(key, func() (any, error) {
 		// A flight that finished between our lookup and this call may have
 		// just filled the cache.
@@ -173,8 +176,13 @@ func (c *CachingAuthenticator) lookup(key string) (*cacheEntry, bool) {
 }
 
 // record counts the answer of the wrapped Authenticator (err is always an
-// *Error) and caches it when it is an allow or a cacheable denial.
+// *Error) and caches it when it is an allow or a cacheable denial. A call
+// refused for concurrency (ErrBusy) never reached the authorizer: it is
+// neither an answer nor counted.
 func (c *CachingAuthenticator) record(key string, id Identity, err error) {
+	if errors.Is(err, ErrBusy) {
+		return
+	}
 	var ttl time.Duration
 	switch {
 	case err == nil:

@@ -354,3 +354,48 @@ func TestNewCachingAuthenticatorValidationAndReregistration(t *testing.T) {
 		t.Fatal("conflicting registration accepted")
 	}
 }
+
+// A call the cache detaches from an abandoning caller still holds its
+// Upstream slot until it ends, and ends by the Upstream timeout: it does
+// not run unbounded. Refusals for concurrency are neither cached nor
+// counted as authorizer answers.
+func TestCacheDetachedCallHoldsItsSlot(t *testing.T) {
+	fake, srv := newSlowAuthorizer(t)
+	u := newTestUpstream(t, srv.URL, UpstreamOptions{MaxConcurrent: 1, Timeout: 300 * time.Millisecond})
+	c, _, _ := newTestCache(t, u, time.Hour, time.Minute, 10)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.Authenticate(ctx, "slow", "c"); KindOf(err) != Unavailable {
+		t.Fatalf("abandoned caller: %v", err)
+	}
+	// The detached call is still at the authorizer and holds the only slot.
+	if n := fake.inflight.Load(); n != 1 {
+		t.Fatalf("calls in flight at the authorizer: %d, want 1", n)
+	}
+	if _, err := c.Authenticate(context.Background(), testSecret, "c"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("while the detached call runs: %v, want ErrBusy", err)
+	}
+	if got := fake.calls.Load(); got != 1 {
+		t.Fatalf("authorizer calls: %d, want 1", got)
+	}
+	// The timeout ends the detached call and frees the slot.
+	waitFor(t, "the detached call to time out", func() bool { return fake.inflight.Load() == 0 && cacheCount(c, "error") == 1 })
+	start := time.Now()
+	for {
+		_, err := c.Authenticate(context.Background(), testSecret, "c")
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrBusy) || time.Since(start) > 2*time.Second {
+			t.Fatalf("after the timeout: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := cacheCount(c, "error"); got != 1 {
+		t.Fatalf("upstream errors counted: %v, want 1 (the timeout; refusals are not answers)", got)
+	}
+	if c.Len() != 1 {
+		t.Fatalf("%d cached answers, want 1 (the allow)", c.Len())
+	}
+}

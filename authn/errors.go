@@ -26,6 +26,10 @@ const (
 	// Passthrough: the upstream authorizer answered with a 4xx status that
 	// is relayed as is (401, 403, 404, 409 or 429 with Retry-After).
 	Passthrough
+	// Limited: the authorizer was not called because the request's source
+	// has too many calls to it in flight (429 with Retry-After; see
+	// CallGate).
+	Limited
 )
 
 // String returns the lower-case name of the kind.
@@ -39,6 +43,8 @@ func (k Kind) String() string {
 		return "unavailable"
 	case Passthrough:
 		return "passthrough"
+	case Limited:
+		return "limited"
 	default:
 		return "unknown"
 	}
@@ -50,7 +56,7 @@ func (k Kind) String() string {
 type Error struct {
 	Kind Kind
 	Msg  string
-	// RetryAfter is set for Unavailable errors and upstream 429s.
+	// RetryAfter is set for Unavailable and Limited errors and upstream 429s.
 	RetryAfter time.Duration
 	// Status is the upstream HTTP status for Passthrough errors.
 	Status int
@@ -116,6 +122,8 @@ func StatusOf(err error) (code int, retryAfter time.Duration) {
 		return http.StatusUnauthorized, 0
 	case Forbidden:
 		return http.StatusForbidden, 0
+	case Limited:
+		return http.StatusTooManyRequests, positiveOr(e.RetryAfter, DefaultRetryAfter)
 	case Passthrough:
 		if e.Status == http.StatusTooManyRequests {
 			return e.Status, positiveOr(e.RetryAfter, DefaultRetryAfter)

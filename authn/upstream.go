@@ -19,7 +19,37 @@ const (
 	maxUpstreamResponse = 64 << 10
 	// DefaultUpstreamTimeout bounds one authorizer call when none is set.
 	DefaultUpstreamTimeout = 10 * time.Second
+	// busyRetryAfter is advertised with calls refused because too many
+	// are in flight: slots free up within a timeout at most.
+	busyRetryAfter = time.Second
 )
+
+var (
+	// ErrBusy is the cause of the errors of authorizer calls refused
+	// before they were made because too many were in flight
+	// (UpstreamOptions.MaxConcurrent, or the request's CallGate). They are
+	// not answers of the authorizer: CachingAuthenticator neither caches
+	// nor counts them.
+	ErrBusy = errors.New("too many authorizer calls in flight")
+	// ErrSourceBusy is the cause of a refusal by the request's CallGate
+	// (a Limited error). It wraps ErrBusy.
+	ErrSourceBusy = fmt.Errorf("%w for this source", ErrBusy)
+)
+
+// CallGate admits one call to the authorizer on behalf of the request whose
+// context carries it (WithCallGate): ok false refuses the call, otherwise
+// release is called once the call has ended. It is consulted only for
+// calls that are actually made, so answers from a cache and callers that
+// share another caller's call take no slot; a call that outlives its
+// caller (CachingAuthenticator detaches it) keeps its slot until it ends.
+type CallGate func() (release func(), ok bool)
+
+type callGateKey struct{}
+
+// WithCallGate returns ctx carrying g for the Upstream calls made with it.
+func WithCallGate(ctx context.Context, g CallGate) context.Context {
+	return context.WithValue(ctx, callGateKey{}, g)
+}
 
 // UpstreamOptions tune an Upstream authenticator. Zero values pick defaults.
 type UpstreamOptions struct {
@@ -29,18 +59,25 @@ type UpstreamOptions struct {
 	// RetryAfter is advertised with Unavailable errors and with 429s that
 	// carry no Retry-After (default DefaultRetryAfter).
 	RetryAfter time.Duration
+	// MaxConcurrent bounds the calls to the authorizer in flight; a call
+	// over it fails at once with an Unavailable error caused by ErrBusy,
+	// without reaching the authorizer. 0 = unbounded.
+	MaxConcurrent int
 }
 
 // Upstream authenticates against an authorizer speaking the tollbooth
 // protocol: it POSTs {"authorization_token":T,"cluster_id":ID} as JSON; a
 // 2xx answer with a JSON object (e.g. {"account_id":"..."}) allows; 401,
 // 403, 404, 409 and 429 are relayed as Passthrough errors; anything else,
-// including network errors and timeouts, is Unavailable.
+// including network errors and timeouts, is Unavailable. A call holds its
+// slot of MaxConcurrent, and of the caller's CallGate, until it ends, which
+// is at most Timeout later.
 type Upstream struct {
 	url        string
 	client     *http.Client
 	timeout    time.Duration
 	retryAfter time.Duration
+	sem        chan struct{} // nil: unbounded
 }
 
 // NewUpstream returns an Upstream posting to rawURL with client, which the
@@ -56,15 +93,46 @@ func NewUpstream(rawURL string, client *http.Client, opts UpstreamOptions) (*Ups
 	if client == nil {
 		return nil, errors.New("authorizer: nil HTTP client")
 	}
-	if opts.Timeout < 0 || opts.RetryAfter < 0 {
-		return nil, errors.New("authorizer: timeout and retry-after must not be negative")
+	if opts.Timeout < 0 || opts.RetryAfter < 0 || opts.MaxConcurrent < 0 {
+		return nil, errors.New("authorizer: timeout, retry-after and max concurrent calls must not be negative")
 	}
-	return &Upstream{
+	up := &Upstream{
 		url:        rawURL,
 		client:     client,
 		timeout:    positiveOr(opts.Timeout, DefaultUpstreamTimeout),
 		retryAfter: positiveOr(opts.RetryAfter, DefaultRetryAfter),
-	}, nil
+	}
+	if opts.MaxConcurrent > 0 {
+		up.sem = make(chan struct{}, opts.MaxConcurrent)
+	}
+	return up, nil
+}
+
+// admit takes a slot of the caller's CallGate and of MaxConcurrent for one
+// call, or refuses it. release gives both back.
+func (u *Upstream) admit(ctx context.Context) (release func(), err error) {
+	release = func() {}
+	if g, _ := ctx.Value(callGateKey{}).(CallGate); g != nil {
+		rel, ok := g()
+		if !ok {
+			return nil, &Error{Kind: Limited, Msg: "too many authorizer calls in flight for this source", RetryAfter: busyRetryAfter, Cause: ErrSourceBusy}
+		}
+		release = rel
+	}
+	if u.sem != nil {
+		select {
+		case u.sem <- struct{}{}:
+		default:
+			release()
+			return nil, NewUnavailable("too many authorizer calls in flight", busyRetryAfter, ErrBusy)
+		}
+		gateRelease := release
+		release = func() {
+			<-u.sem
+			gateRelease()
+		}
+	}
+	return release, nil
 }
 
 type tollboothRequest struct {
@@ -81,6 +149,11 @@ func (u *Upstream) Authenticate(ctx context.Context, token, clusterID string) (I
 	if err := checkRequest(token, clusterID); err != nil {
 		return Identity{}, err
 	}
+	release, err := u.admit(ctx)
+	if err != nil {
+		return Identity{}, err
+	}
+	defer release()
 	body, err := json.Marshal(tollboothRequest{AuthorizationToken: token, ClusterID: clusterID})
 	if err != nil {
 		return Identity{}, u.unavailable("authorizer request could not be encoded", err)

@@ -3,6 +3,7 @@ package authn
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -241,5 +242,127 @@ func TestParseRetryAfter(t *testing.T) {
 		if got := parseRetryAfter(in, now); got != want {
 			t.Errorf("parseRetryAfter(%q) = %v, want %v", in, got, want)
 		}
+	}
+}
+
+// slowAuthorizer answers allowed at once, except for token "slow", which it
+// holds until release is closed or the request is abandoned. inflight and
+// calls count what reached it.
+type slowAuthorizer struct {
+	release         chan struct{}
+	inflight, calls atomic.Int32
+}
+
+func newSlowAuthorizer(t *testing.T) (*slowAuthorizer, *httptest.Server) {
+	s := &slowAuthorizer{release: make(chan struct{})}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.calls.Add(1)
+		s.inflight.Add(1)
+		defer s.inflight.Add(-1)
+		var req tollboothRequest
+		json.NewDecoder(r.Body).Decode(&req)
+		if req.AuthorizationToken == "slow" {
+			select {
+			case <-s.release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		io.WriteString(w, `{"account_id":"a"}`)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(s.release) })
+	return s, srv
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Over MaxConcurrent calls in flight, a call fails at once with 503 and
+// Retry-After, without reaching the authorizer.
+func TestUpstreamMaxConcurrent(t *testing.T) {
+	fake, srv := newSlowAuthorizer(t)
+	u := newTestUpstream(t, srv.URL, UpstreamOptions{MaxConcurrent: 2})
+	done := make(chan error, 2)
+	for i := 0; i < 2; i++ {
+		go func() { _, err := u.Authenticate(context.Background(), "slow", "c"); done <- err }()
+	}
+	waitFor(t, "two calls at the authorizer", func() bool { return fake.inflight.Load() == 2 })
+	start := time.Now()
+	_, err := u.Authenticate(context.Background(), testSecret, "c")
+	code, ra := StatusOf(err)
+	if !errors.Is(err, ErrBusy) || errors.Is(err, ErrSourceBusy) || code != 503 || ra != time.Second {
+		t.Fatalf("third call: %v (%d, %v)", err, code, ra)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("refusal took %v", el)
+	}
+	if n := fake.calls.Load(); n != 2 {
+		t.Fatalf("authorizer saw %d calls, want 2", n)
+	}
+	fake.release <- struct{}{} // one slow call ends
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Authenticate(context.Background(), testSecret, "c"); err != nil {
+		t.Fatalf("after a slot freed up: %v", err)
+	}
+}
+
+// The request's CallGate bounds its calls (429, ErrSourceBusy); a gate
+// admitted but then refused by MaxConcurrent gets its slot back.
+func TestUpstreamCallGate(t *testing.T) {
+	fake, srv := newSlowAuthorizer(t)
+	u := newTestUpstream(t, srv.URL, UpstreamOptions{MaxConcurrent: 2})
+	var held atomic.Int32
+	gate := func(max int32) CallGate {
+		return func() (func(), bool) {
+			if held.Add(1) > max {
+				held.Add(-1)
+				return nil, false
+			}
+			return func() { held.Add(-1) }, true
+		}
+	}
+	ctx := WithCallGate(context.Background(), gate(1))
+	done := make(chan error, 1)
+	go func() { _, err := u.Authenticate(ctx, "slow", "c"); done <- err }()
+	waitFor(t, "the gated call at the authorizer", func() bool { return fake.inflight.Load() == 1 })
+	_, err := u.Authenticate(ctx, testSecret, "c")
+	code, ra := StatusOf(err)
+	if !errors.Is(err, ErrSourceBusy) || !errors.Is(err, ErrBusy) || KindOf(err) != Limited || code != 429 || ra != time.Second {
+		t.Fatalf("second call through the gate: %v (%d, %v)", err, code, ra)
+	}
+	if n := fake.calls.Load(); n != 1 {
+		t.Fatalf("authorizer saw %d calls, want 1", n)
+	}
+	// Without the gate the call goes through.
+	if _, err := u.Authenticate(context.Background(), testSecret, "c"); err != nil {
+		t.Fatal(err)
+	}
+	// Fill MaxConcurrent: a gate that admits is given its slot back when
+	// the total bound refuses.
+	go func() { _, err := u.Authenticate(context.Background(), "slow", "c"); done <- err }()
+	waitFor(t, "two calls at the authorizer", func() bool { return fake.inflight.Load() == 2 })
+	if _, err := u.Authenticate(WithCallGate(context.Background(), gate(5)), testSecret, "c"); !errors.Is(err, ErrBusy) || errors.Is(err, ErrSourceBusy) {
+		t.Fatalf("over MaxConcurrent: %v", err)
+	}
+	if n := held.Load(); n != 1 {
+		t.Fatalf("gate slots held: %d, want 1 (the slow call's)", n)
+	}
+	fake.release <- struct{}{}
+	fake.release <- struct{}{}
+	<-done
+	<-done
+	if n := held.Load(); n != 0 {
+		t.Fatalf("gate slots held after the calls ended: %d", n)
 	}
 }

@@ -80,6 +80,9 @@ type Authorizer struct {
 	NegativeCacheTTL model.Duration `yaml:"negative_cache_ttl"`
 	CacheSize        int            `yaml:"cache_size"`
 	Timeout          model.Duration `yaml:"timeout"`
+	// MaxConcurrent bounds the calls to the authorizer in flight (cache
+	// misses); more get 503 at once without calling it. 0 = unbounded.
+	MaxConcurrent int `yaml:"max_concurrent"`
 	// HTTPClientConfig holds the Prometheus HTTP client settings for
 	// reaching the authorizer (tls_config, authorization, proxy_url, ...).
 	HTTPClientConfig config_util.HTTPClientConfig `yaml:",inline"`
@@ -162,17 +165,22 @@ func (l Limits) InstallationShare() Bytes {
 	return l.MaxInflightBytesPerInstallation
 }
 
-// FailedAuth rate-limits failed authentications per source address, so
-// token guessing gets 429s. PerMinute 0 disables it.
+// FailedAuth rate-limits failed authentication attempts per source
+// address, so token guessing gets 429s. PerMinute 0 disables it.
 type FailedAuth struct {
 	PerMinute  float64 `yaml:"per_minute"`
 	Burst      int     `yaml:"burst"`
 	MaxSources int     `yaml:"max_sources"`
 	// TrustedProxies (addresses or CIDRs) are the load balancers and
 	// routers in front of the gateway: requests from them are charged to
-	// the client address they put in X-Forwarded-For. Behind a proxy, leave
-	// it empty and every client behind it is one source.
+	// the client address they put in X-Forwarded-For, or to the proxy
+	// itself when they put none. Behind a proxy, leave it empty and every
+	// client behind it is one source.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// MaxConcurrentPerSource bounds one source's calls to the upstream
+	// authorizer in flight; more get 429 at once, charged as failed
+	// attempts. 0 = unbounded.
+	MaxConcurrentPerSource int `yaml:"max_concurrent_per_source"`
 }
 
 // TrustedProxyPrefixes parses TrustedProxies; an address is its own /32
@@ -380,6 +388,7 @@ func Default() *Config {
 				NegativeCacheTTL: model.Duration(30 * time.Second),
 				CacheSize:        100000,
 				Timeout:          model.Duration(5 * time.Second),
+				MaxConcurrent:    64,
 				HTTPClientConfig: config_util.DefaultHTTPClientConfig,
 			},
 			JWT: JWT{Expiry: model.Duration(24 * time.Hour)},
@@ -405,7 +414,7 @@ func Default() *Config {
 			MaxInflightBytesPerInstallation:      32 << 20,
 			BodyMinRate:                          10000,
 			BodyGrace:                            model.Duration(5 * time.Second),
-			FailedAuth:                           FailedAuth{PerMinute: 30, Burst: 20, MaxSources: 100000},
+			FailedAuth:                           FailedAuth{PerMinute: 30, Burst: 20, MaxSources: 100000, MaxConcurrentPerSource: 4},
 			Budgets: Budgets{
 				ActiveSeries:            ActiveSeriesBudget{Enforce: true},
 				SamplesRate:             SamplesRateBudget{Enforce: true},
@@ -549,6 +558,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Authn.Authorizer.CacheSize <= 0 {
 		add("authn.authorizer.cache_size", "must be positive")
+	}
+	if c.Authn.Authorizer.MaxConcurrent < 0 {
+		add("authn.authorizer.max_concurrent", "must not be negative (0 = unbounded)")
 	}
 	if c.Authn.JWT.Expiry <= 0 {
 		add("authn.jwt.expiry", "must be positive")
@@ -712,6 +724,9 @@ func (c *Config) validateBudgets(add func(key, format string, args ...any)) {
 	}
 	if l.FailedAuth.PerMinute < 0 || l.FailedAuth.Burst < 0 || l.FailedAuth.MaxSources < 0 {
 		add("limits.failed_auth", "per_minute, burst and max_sources must not be negative")
+	}
+	if l.FailedAuth.MaxConcurrentPerSource < 0 {
+		add("limits.failed_auth.max_concurrent_per_source", "must not be negative (0 = unbounded)")
 	}
 	if l.FailedAuth.PerMinute > 0 && (l.FailedAuth.Burst <= 0 || l.FailedAuth.MaxSources <= 0) {
 		add("limits.failed_auth", "burst and max_sources must be positive when per_minute is set")

@@ -25,6 +25,9 @@ func TestDefaults(t *testing.T) {
 	if c.Authn.ClusterIDLabel != "_id" || c.Authn.TokensFile != "tokens.yaml" || time.Duration(c.Authn.Authorizer.CacheTTL) != 10*time.Minute || time.Duration(c.Authn.JWT.Expiry) != 24*time.Hour {
 		t.Errorf("authn defaults: %+v", c.Authn)
 	}
+	if c.Authn.Authorizer.MaxConcurrent != 64 || c.Limits.FailedAuth.MaxConcurrentPerSource != 4 {
+		t.Errorf("authorizer call bounds: %d total, %d per source", c.Authn.Authorizer.MaxConcurrent, c.Limits.FailedAuth.MaxConcurrentPerSource)
+	}
 	if time.Duration(c.Limits.UploadInterval) != 4*time.Minute+30*time.Second || c.Limits.MaxRequestBytes != 4<<20 || c.Limits.MaxDecodedBytes != 8<<20 || c.Limits.MaxInflightBytes != 128<<20 || c.Limits.MaxConcurrentRequestsPerInstallation != 16 || c.Limits.MaxSeriesPerRequest != 10000 {
 		t.Errorf("limits defaults: %+v", c.Limits)
 	}
@@ -70,18 +73,20 @@ forward:
 
 func TestErrorsNameKeyAndLine(t *testing.T) {
 	for name, tc := range map[string]struct{ doc, want string }{
-		"unknown key":      {"web:\n  listen_adress: x\n" + minimal, "line 2: field listen_adress is not a known key"},
-		"unknown section":  {minimal + "bogus: 1\n", "line 4: field bogus is not a known key"},
-		"bad size":         {"limits:\n  max_request_bytes: 4 lots\n" + minimal, "invalid size"},
-		"decoded < body":   {"limits:\n  max_request_bytes: 8MiB\n  max_decoded_bytes: 1MiB\n" + minimal, "limits.max_decoded_bytes"},
-		"bad label":        {"authn:\n  cluster_id_label: 1x\n" + minimal, "authn.cluster_id_label"},
-		"drop id":          {"relabel:\n  drop_labels: [_id]\n" + minimal, "relabel.drop_labels"},
-		"bad timestamps":   {"relabel:\n  upload_timestamps: cluster\n" + minimal, "relabel.upload_timestamps"},
-		"bad relabel":      {"relabel:\n  relabel_configs:\n  - action: replace\n    target_label: 1bad\n" + minimal, "relabel_configs"},
-		"reserved header":  {"forward:\n  url: http://x/api\n  headers: {Content-Type: x}\n", "Content-Type"},
-		"no auth":          {"authn:\n  tokens_file: ''\n" + minimal, "never runs without authentication"},
-		"bad authorizer":   {"authn:\n  authorizer: {url: 'ftp://x'}\n" + minimal, "authn.authorizer.url"},
-		"negative timeout": {"relabel:\n  max_sample_age: -1h\n" + minimal, ""},
+		"unknown key":               {"web:\n  listen_adress: x\n" + minimal, "line 2: field listen_adress is not a known key"},
+		"unknown section":           {minimal + "bogus: 1\n", "line 4: field bogus is not a known key"},
+		"bad size":                  {"limits:\n  max_request_bytes: 4 lots\n" + minimal, "invalid size"},
+		"decoded < body":            {"limits:\n  max_request_bytes: 8MiB\n  max_decoded_bytes: 1MiB\n" + minimal, "limits.max_decoded_bytes"},
+		"bad label":                 {"authn:\n  cluster_id_label: 1x\n" + minimal, "authn.cluster_id_label"},
+		"drop id":                   {"relabel:\n  drop_labels: [_id]\n" + minimal, "relabel.drop_labels"},
+		"bad timestamps":            {"relabel:\n  upload_timestamps: cluster\n" + minimal, "relabel.upload_timestamps"},
+		"bad relabel":               {"relabel:\n  relabel_configs:\n  - action: replace\n    target_label: 1bad\n" + minimal, "relabel_configs"},
+		"reserved header":           {"forward:\n  url: http://x/api\n  headers: {Content-Type: x}\n", "Content-Type"},
+		"no auth":                   {"authn:\n  tokens_file: ''\n" + minimal, "never runs without authentication"},
+		"bad authorizer":            {"authn:\n  authorizer: {url: 'ftp://x'}\n" + minimal, "authn.authorizer.url"},
+		"negative timeout":          {"relabel:\n  max_sample_age: -1h\n" + minimal, ""},
+		"negative authorizer bound": {"authn:\n  authorizer: {max_concurrent: -1}\n" + minimal, "authn.authorizer.max_concurrent"},
+		"negative per-source bound": {"limits:\n  failed_auth: {max_concurrent_per_source: -1}\n" + minimal, "limits.failed_auth.max_concurrent_per_source"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.doc), "gw.yaml", fstest.MapFS{}, "")

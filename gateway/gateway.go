@@ -218,17 +218,20 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) int
 func (g *Gateway) instrument(name, method string, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		src := g.protect.authSource(r)
+		att := &authAttempt{src: g.protect.authSource(r)}
 		var code int
 		if r.Method != method {
 			w.Header().Set("Allow", method)
 			code = g.writeError(w, r, newError(http.StatusMethodNotAllowed, "method_not_allowed", "use "+method))
-		} else if he := g.authLimited(src); he != nil {
+		} else if he := g.authLimited(att.src); he != nil {
 			code = g.writeError(w, r, he)
 		} else {
-			code = h(w, r)
-			if code == http.StatusUnauthorized || code == http.StatusForbidden {
-				g.authFailed(src)
+			// The handler's authentication step marks att (settleAuth);
+			// a failed attempt is charged whatever it was answered, a
+			// client that hung up included.
+			code = h(w, r.WithContext(withAttempt(r.Context(), att)))
+			if att.charged(code) {
+				g.authFailed(att.src)
 			}
 		}
 		g.metrics.requests.WithLabelValues(name, strconv.Itoa(code)).Inc()
@@ -248,13 +251,13 @@ type authorizeResponse struct {
 func (g *Gateway) handleAuthorize(w http.ResponseWriter, r *http.Request) int {
 	token, ok := authn.BearerToken(r)
 	if !ok {
-		return g.writeError(w, r, newError(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer header"))
+		return g.writeError(w, r, g.settleAuth(r, newError(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer header")))
 	}
 	clusterID := r.URL.Query().Get("id")
 	if err := checkClusterID(clusterID); err != nil {
 		return g.writeError(w, r, err)
 	}
-	id, err := g.opts.Authenticator.Authenticate(r.Context(), token, clusterID)
+	id, err := g.authenticate(r, token, clusterID)
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
@@ -307,9 +310,53 @@ type allowlistResponse struct {
 func (g *Gateway) verifyJWT(r *http.Request) (authn.Identity, error) {
 	token, ok := authn.BearerToken(r)
 	if !ok {
-		return authn.Identity{}, newError(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer header; call /authorize first")
+		return authn.Identity{}, g.settleAuth(r, newError(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer header; call /authorize first"))
 	}
-	return g.opts.Issuer.Verify(token)
+	id, err := g.opts.Issuer.Verify(token)
+	return id, g.settleAuth(r, err)
+}
+
+// authenticate checks token for clusterID on behalf of r's source and
+// settles r's attempt (settleAuth). The source's calls to the upstream
+// authorizer count against FailedAuthLimit.MaxConcurrentPerSource.
+func (g *Gateway) authenticate(r *http.Request, token, clusterID string) (authn.Identity, error) {
+	ctx := r.Context()
+	if a := attemptOf(ctx); a != nil {
+		if gate := g.protect.callGate(a.src); gate != nil {
+			ctx = authn.WithCallGate(ctx, gate)
+		}
+	}
+	id, err := g.opts.Authenticator.Authenticate(ctx, token, clusterID)
+	return id, g.settleAuth(r, err)
+}
+
+// settleAuth records the outcome of r's authentication for instrument,
+// which charges a failure to r's source whatever its status (401, 403,
+// the authorizer's 404/409/429, 503 for a timeout or a client that hung
+// up), and returns err as the gateway answers it. A refusal for the
+// authorizer's total bound is the gateway's load, not the source's
+// doing: it is not charged.
+func (g *Gateway) settleAuth(r *http.Request, err error) error {
+	a := attemptOf(r.Context())
+	switch {
+	case err == nil:
+		a.mark(authPassed)
+		return nil
+	case errors.Is(err, authn.ErrSourceBusy):
+		a.mark(authRejected)
+		g.protect.upstreamRefused.WithLabelValues(refusedPerSource).Inc()
+		e := newError(http.StatusTooManyRequests, "auth_concurrency_limited", "too many authentications in flight from this address; retry shortly")
+		e.retryAfter = time.Second
+		e.limit = int64(g.protect.auth.MaxConcurrentPerSource)
+		return e
+	case errors.Is(err, authn.ErrBusy):
+		g.protect.upstreamRefused.WithLabelValues(refusedTotal).Inc()
+		e := newError(http.StatusServiceUnavailable, "authorizer_overloaded", "too many authorizer calls in flight; retry shortly")
+		e.retryAfter = time.Second
+		return e
+	}
+	a.mark(authRejected)
+	return err
 }
 
 // handleAllowlist serves the active allowlist to authenticated clients
@@ -505,31 +552,34 @@ func (g *Gateway) decodeLimits(maxBatchBytes int, t *ticket) decode.Limits {
 // token, or by the verified client certificate (ClientCertificates) when
 // the request carries no Authorization header. When both are present they
 // must name the same cluster.
+//
+// Every outcome settles the request's failed-auth attempt except a
+// malformed cluster ID (400), which is refused before any check.
 func (g *Gateway) receiveIdentity(r *http.Request) (authn.Identity, error) {
 	certID, fromCert, err := g.opts.ClientCertificates.Identify(r.TLS)
 	if err != nil {
-		return authn.Identity{}, err
+		return authn.Identity{}, g.settleAuth(r, err)
 	}
 	bearer, ok := authn.BearerToken(r)
 	if !ok {
 		if fromCert && r.Header.Get("Authorization") == "" {
-			return certID, nil
+			return certID, g.settleAuth(r, nil)
 		}
-		return authn.Identity{}, newError(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer header (base64 of {\"authorization_token\":...,\"cluster_id\":...})")
+		return authn.Identity{}, g.settleAuth(r, newError(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer header (base64 of {\"authorization_token\":...,\"cluster_id\":...})"))
 	}
 	token, clusterID, err := authn.ParseCompositeToken(bearer)
 	if err != nil {
-		return authn.Identity{}, err
+		return authn.Identity{}, g.settleAuth(r, err)
 	}
 	if err := checkClusterID(clusterID); err != nil {
 		return authn.Identity{}, err
 	}
-	id, err := g.opts.Authenticator.Authenticate(r.Context(), token, clusterID)
+	id, err := g.authenticate(r, token, clusterID)
 	if err != nil {
 		return authn.Identity{}, err
 	}
 	if fromCert && certID.ClusterID != id.ClusterID {
-		return authn.Identity{}, authn.NewForbidden("the bearer token is for another cluster than the client certificate")
+		return authn.Identity{}, g.settleAuth(r, authn.NewForbidden("the bearer token is for another cluster than the client certificate"))
 	}
 	return id, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-kit/log"
 	"github.com/golang/snappy"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/telegate/telegate/allowlist"
@@ -138,11 +139,13 @@ func TestSourceOfGroupsIPv6(t *testing.T) {
 
 // Behind a trusted proxy the source is the rightmost X-Forwarded-For hop
 // that is not itself a trusted proxy; what the client wrote to the left of
-// it, and X-Forwarded-For from an untrusted peer, are ignored.
+// it, and X-Forwarded-For from an untrusted peer, are ignored. A trusted
+// proxy that sends no usable header is the source itself (it used to be
+// "not limited", which let an L4 balancer's traffic guess freely).
 func TestSourceOfBehindTrustedProxies(t *testing.T) {
-	p := &protection{auth: FailedAuthLimit{TrustedProxies: []netip.Prefix{
+	p := newProtection(Options{Logger: log.NewNopLogger(), FailedAuth: FailedAuthLimit{TrustedProxies: []netip.Prefix{
 		netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8"),
-	}}, logger: log.NewNopLogger()}
+	}}}, prometheus.NewRegistry())
 	for _, c := range []struct {
 		peer string
 		xff  []string
@@ -156,8 +159,9 @@ func TestSourceOfBehindTrustedProxies(t *testing.T) {
 		{"10.1.2.3:40000", []string{"203.0.113.7:5555"}, "203.0.113.7/32"},
 		{"10.1.2.3:40000", []string{"10.7.7.7, 10.9.9.9"}, "10.7.7.7/32"}, // all hops trusted: the first
 		{"[fd00::1]:40000", []string{"203.0.113.8"}, "203.0.113.8/32"},
-		{"10.1.2.3:40000", nil, ""},                                      // proxy sent no header: unknown client
-		{"10.1.2.3:40000", []string{"203.0.113.7, junk"}, ""},            // unparsable hop
+		{"10.1.2.3:40000", nil, "10.1.2.3/32"},                           // proxy sent no header: the proxy is the source
+		{"10.1.2.3:40000", []string{"203.0.113.7, junk"}, "10.1.2.3/32"}, // unparsable hop: likewise
+		{"[fd00::1]:40000", nil, "fd00::/64"},
 		{"203.0.113.9:1234", []string{"198.51.100.1"}, "203.0.113.9/32"}, // untrusted peer: header ignored
 	} {
 		r, _ := http.NewRequest(http.MethodGet, "/", nil)
@@ -366,7 +370,7 @@ func TestOffenderTallyFlushesEverything(t *testing.T) {
 // gateway warn once that everyone behind that proxy is one source.
 func TestWarnsOnceAboutUntrustedProxy(t *testing.T) {
 	var buf bytes.Buffer
-	p := &protection{logger: log.NewLogfmtLogger(&buf)}
+	p := newProtection(Options{Logger: log.NewLogfmtLogger(&buf)}, prometheus.NewRegistry())
 	for i := 0; i < 3; i++ {
 		r, _ := http.NewRequest(http.MethodGet, "/", nil)
 		r.RemoteAddr = "10.1.2.3:40000"

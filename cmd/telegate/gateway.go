@@ -117,7 +117,7 @@ func build(c *config.Config, logger log.Logger, reg prometheus.Registerer) (*com
 		if err != nil {
 			return nil, fmt.Errorf("authn.authorizer: %w", err)
 		}
-		up, err := authn.NewUpstream(a.URL, client, authn.UpstreamOptions{Timeout: time.Duration(a.Timeout)})
+		up, err := authn.NewUpstream(a.URL, client, authn.UpstreamOptions{Timeout: time.Duration(a.Timeout), MaxConcurrent: a.MaxConcurrent})
 		if err != nil {
 			return nil, fmt.Errorf("authn.authorizer: %w", err)
 		}
@@ -289,6 +289,9 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 			Burst:          c.Limits.FailedAuth.Burst,
 			MaxSources:     c.Limits.FailedAuth.MaxSources,
 			TrustedProxies: trustedProxies,
+			// Bounds the authorizer calls of one source; the total bound
+			// (authn.authorizer.max_concurrent) is in authn.Upstream.
+			MaxConcurrentPerSource: c.Limits.FailedAuth.MaxConcurrentPerSource,
 		},
 		Fairness: gateway.Fairness{
 			MaxConcurrentPerInstallation:    c.Limits.MaxConcurrentRequestsPerInstallation,

@@ -2,15 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/telegate/telegate/authn"
 	"github.com/telegate/telegate/config"
 )
 
@@ -55,5 +59,48 @@ func TestAuthorizerHTTPClientConfig(t *testing.T) {
 				t.Fatal("authorizer accepted a request without its credentials")
 			}
 		})
+	}
+}
+
+// authn.authorizer.max_concurrent reaches the authorizer client: with one
+// call held at the authorizer, the next is refused without reaching it.
+func TestAuthorizerMaxConcurrentWired(t *testing.T) {
+	release := make(chan struct{})
+	var calls atomic.Int32
+	authz := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		<-release
+		w.Write([]byte(`{"account_id":"acct"}`))
+	}))
+	defer authz.Close()
+	defer close(release)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "allowlist.yaml"), []byte("matches: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := "authn:\n  tokens_file: ''\n  authorizer:\n    url: " + authz.URL + "\n    max_concurrent: 1\n" +
+		"allowlist: {file: allowlist.yaml}\nforward:\n  url: http://127.0.0.1:1/api/v1/write\n  spool: {enabled: false}\n"
+	if err := os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.LoadFile(filepath.Join(dir, "gateway.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	comp, err := build(c, log.NewNopLogger(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	go comp.authenticator.Authenticate(context.Background(), "held", "c1")
+	for deadline := time.Now().Add(5 * time.Second); calls.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first call never reached the authorizer")
+		}
+	}
+	if _, err := comp.authenticator.Authenticate(context.Background(), "second", "c1"); !errors.Is(err, authn.ErrBusy) {
+		t.Fatalf("second call: %v, want authn.ErrBusy", err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("authorizer calls: %d, want 1", n)
 	}
 }
