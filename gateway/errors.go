@@ -60,6 +60,9 @@ func toHTTP(err error) *httpError {
 		case http.StatusUnsupportedMediaType:
 			reason = "unsupported_media_type"
 		}
+		if de.Reason != "" {
+			reason = de.Reason
+		}
 		return &httpError{status: de.Status, reason: reason, msg: de.Error()}
 	case errors.As(err, &ie):
 		return &httpError{status: http.StatusBadRequest, reason: "invalid_series", msg: ie.Error()}

@@ -19,6 +19,9 @@ const (
 type Error struct {
 	Status int
 	Msg    string
+	// Reason, when set, is the machine-readable reason the gateway
+	// answers with instead of the one it derives from Status.
+	Reason string
 }
 
 func (e *Error) Error() string { return e.Msg }

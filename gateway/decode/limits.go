@@ -153,5 +153,7 @@ func (b *budget) errOver(what string) error {
 
 // errLabels is the 400 for a series with more than max labels.
 func errLabels(what string, max int) error {
-	return BadRequest("%s has more than %d labels, over max_labels_per_series", what, max)
+	e := BadRequest("%s has more than %d labels, over max_labels_per_series", what, max)
+	e.Reason = "invalid_series" // the rule relabel applies after decoding
+	return e
 }
