@@ -99,48 +99,38 @@ func (b *Batch) PushSample(ts int64, v float64) {
 // final arena with append's 1.25x growth). It is O(series) per growth; the
 // old array is left intact for callers still reading from it.
 func (b *Batch) growLabels() {
-	old := b.labels
-	b.labels = slices.Grow(old, 1)
-	if cap(old) == 0 {
-		return
-	}
-	base := uintptr(unsafe.Pointer(unsafe.SliceData(old[:1])))
-	end := base + uintptr(cap(old))*unsafe.Sizeof(Label{})
-	for i := range b.Series {
-		ls := b.Series[i].Labels
-		if len(ls) == 0 {
-			// A zero-capacity slice need not point into the arena; it
-			// must not keep it alive either.
-			b.Series[i].Labels = b.labels[:0:0]
-			continue
-		}
-		if p := uintptr(unsafe.Pointer(unsafe.SliceData(ls))); p >= base && p < end {
-			off := int((p - base) / unsafe.Sizeof(Label{}))
-			b.Series[i].Labels = b.labels[off : off+len(ls) : off+len(ls)]
-		}
-	}
+	b.labels = grow(b.labels, b.Series, func(s *Series) *[]Label { return &s.Labels })
 }
 
 // growSamples is growLabels for the samples arena.
 func (b *Batch) growSamples() {
-	old := b.samples
-	b.samples = slices.Grow(old, 1)
-	if cap(old) == 0 {
-		return
+	b.samples = grow(b.samples, b.Series, func(s *Series) *[]Sample { return &s.Samples })
+}
+
+// grow returns arena grown by at least one element, every series' slice
+// (slot) into the old array re-pointed into the new one.
+func grow[T any](arena []T, series []Series, slot func(*Series) *[]T) []T {
+	grown := slices.Grow(arena, 1)
+	if cap(arena) == 0 {
+		return grown
 	}
-	base := uintptr(unsafe.Pointer(unsafe.SliceData(old[:1])))
-	end := base + uintptr(cap(old))*unsafe.Sizeof(Sample{})
-	for i := range b.Series {
-		ss := b.Series[i].Samples
-		if len(ss) == 0 {
-			b.Series[i].Samples = b.samples[:0:0]
+	size := unsafe.Sizeof(*new(T))
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(arena[:1])))
+	end := base + uintptr(cap(arena))*size
+	for i := range series {
+		s := slot(&series[i])
+		if len(*s) == 0 {
+			// A zero-capacity slice need not point into the arena; it
+			// must not keep it alive either.
+			*s = grown[:0:0]
 			continue
 		}
-		if p := uintptr(unsafe.Pointer(unsafe.SliceData(ss))); p >= base && p < end {
-			off := int((p - base) / unsafe.Sizeof(Sample{}))
-			b.Series[i].Samples = b.samples[off : off+len(ss) : off+len(ss)]
+		if p := uintptr(unsafe.Pointer(unsafe.SliceData(*s))); p >= base && p < end {
+			off := int((p - base) / size)
+			*s = grown[off : off+len(*s) : off+len(*s)]
 		}
 	}
+	return grown
 }
 
 // Bytes returns about how much heap the batch holds: its arenas and series

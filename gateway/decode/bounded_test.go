@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
@@ -301,22 +302,10 @@ func checkBounded(t *testing.T, data []byte, upload bool) {
 	}
 	for i := range full.Series {
 		fs, ls := full.Series[i], b.Series[i]
-		if !equalLabels(fs.Labels, ls.Labels) || len(fs.Samples) != len(ls.Samples) {
+		if !slices.Equal(fs.Labels, ls.Labels) || len(fs.Samples) != len(ls.Samples) {
 			t.Fatalf("series %d: %v without limits, %v with", i, fs, ls)
 		}
 	}
-}
-
-func equalLabels(a, b []batch.Label) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func FuzzWriteRequestBounded(f *testing.F) {
