@@ -70,12 +70,15 @@ $(THANOS_STAMP): test/tools/go.mod test/tools/go.sum
 ## only when the pin changes.
 PROMETHEUS3_VERSION := $(shell awk '$$1=="require" && $$2=="github.com/prometheus/prometheus" {print $$3} $$1=="github.com/prometheus/prometheus" {print $$2}' test/tools/prometheus3/go.mod)
 PROMETHEUS3_STAMP   := bin/.prometheus3-$(PROMETHEUS3_VERSION)
+# v0.316.0 -> 3.16.0, stamped like the release build does (prometheus_build_info).
+PROMETHEUS3_RELEASE := $(shell echo $(PROMETHEUS3_VERSION) | awk -F. '{printf "%d.%d.%s", $$2/100, $$2%100, $$3}')
 
 prometheus3: $(PROMETHEUS3_STAMP)
 
 $(PROMETHEUS3_STAMP): test/tools/prometheus3/go.mod test/tools/prometheus3/go.sum
 	@mkdir -p bin
 	cd test/tools/prometheus3 && GOTOOLCHAIN=auto CGO_ENABLED=0 $(GO) build -trimpath \
+	  -ldflags '-X github.com/prometheus/common/version.Version=$(PROMETHEUS3_RELEASE) -X github.com/prometheus/common/version.Revision=$(PROMETHEUS3_VERSION)' \
 	  -o ../../../bin/prometheus3 github.com/prometheus/prometheus/cmd/prometheus
 	@rm -f bin/.prometheus3-*
 	touch $@
