@@ -107,6 +107,7 @@ func startPrometheus3Path(t *testing.T) (down *harness.Prometheus, gw *gatewayPr
 	gw = startBudgetGateway(t, budgetGatewayOpts{
 		downstream:    down.RemoteWriteURL(),
 		shippedLimits: true, // a Prometheus 3 batch of native histograms is larger than the small test caps
+		limits:        "  upload_interval: 4m30s",
 		files:         map[string]string{"allowlist.yaml": prometheus3AllowlistYAML},
 	})
 	return down, gw, newRWRecorder(t, gw.url)
