@@ -10,7 +10,7 @@ FUZZTIME  ?= 10s
 # Keeps a new input's minimization (60s by default) inside FUZZTIME.
 FUZZMINIMIZETIME ?= 1s
 
-.PHONY: all build run test test-deps unit e2e fuzz bench vet fmt lint clean thanos rules vmagent compare
+.PHONY: all build run test test-deps unit e2e fuzz bench vet fmt lint clean thanos prometheus3 rules vmagent compare
 
 all: build
 
@@ -44,7 +44,7 @@ rules: test-deps
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/e2e)
 
-e2e: test-deps thanos
+e2e: test-deps thanos prometheus3
 	$(GO) test -count=1 -timeout 20m ./test/e2e/...
 
 ## thanos: bin/thanos (Receive and Query for the e2e tests), built from the
@@ -61,6 +61,28 @@ $(THANOS_STAMP): test/tools/go.mod test/tools/go.sum
 	cd test/tools && GOTOOLCHAIN=auto CGO_ENABLED=0 $(GO) build -trimpath -tags netgo,slicelabels \
 	  -o ../../bin/thanos github.com/thanos-io/thanos/cmd/thanos
 	@rm -f bin/.thanos-*
+	touch $@
+
+## prometheus3: bin/prometheus3 (a stock Prometheus 3, the sender of the
+## native-histogram and remote write 2.0 e2e tests; Debian's 2.42 knows
+## neither), built from the module proxy at the version
+## test/tools/prometheus3/go.mod pins (module v0.316.0 = Prometheus 3.16.0;
+## its own module, so Thanos' pins in test/tools do not move). Without the
+## builtinassets tag the React UI is not embedded; the API works. Rebuilt
+## only when the pin changes.
+PROMETHEUS3_VERSION := $(shell awk '$$1=="require" && $$2=="github.com/prometheus/prometheus" {print $$3} $$1=="github.com/prometheus/prometheus" {print $$2}' test/tools/prometheus3/go.mod)
+PROMETHEUS3_STAMP   := bin/.prometheus3-$(PROMETHEUS3_VERSION)
+# v0.316.0 -> 3.16.0, stamped like the release build does (prometheus_build_info).
+PROMETHEUS3_RELEASE := $(shell echo $(PROMETHEUS3_VERSION) | awk -F. '{printf "%d.%d.%s", $$2/100, $$2%100, $$3}')
+
+prometheus3: $(PROMETHEUS3_STAMP)
+
+$(PROMETHEUS3_STAMP): test/tools/prometheus3/go.mod test/tools/prometheus3/go.sum
+	@mkdir -p bin
+	cd test/tools/prometheus3 && GOTOOLCHAIN=auto CGO_ENABLED=0 $(GO) build -trimpath \
+	  -ldflags '-X github.com/prometheus/common/version.Version=$(PROMETHEUS3_RELEASE) -X github.com/prometheus/common/version.Revision=$(PROMETHEUS3_VERSION)' \
+	  -o ../../../bin/prometheus3 github.com/prometheus/prometheus/cmd/prometheus
+	@rm -f bin/.prometheus3-*
 	touch $@
 
 ## vmagent: bin/vmagent (VictoriaMetrics' vmagent, the reference of `make

@@ -3,6 +3,7 @@ package harness
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -59,6 +60,24 @@ func RequireBinary(t testing.TB, env, hint string, candidates ...string) string 
 func PrometheusBinary(t testing.TB) string {
 	t.Helper()
 	return RequireBinary(t, PrometheusEnv, "run `make test`, which installs the prometheus package", DefaultPrometheusBinary)
+}
+
+// Prometheus3Env overrides the path of the Prometheus 3 binary.
+const Prometheus3Env = "TELEGATE_E2E_PROMETHEUS3"
+
+// Prometheus3Binary returns a stock Prometheus 3 executable:
+// $TELEGATE_E2E_PROMETHEUS3, else bin/prometheus3 under the module root
+// (built by `make prometheus3` at the version test/tools/prometheus3/go.mod
+// pins). It fails the test if it is missing. Pass it as
+// PrometheusOptions.Binary for what Debian's Prometheus 2.42 cannot do:
+// scrape_native_histograms, remote write 2.0.
+func Prometheus3Binary(t testing.TB) string {
+	t.Helper()
+	var candidates []string
+	if root, err := ModuleRoot(); err == nil {
+		candidates = append(candidates, filepath.Join(root, "bin", "prometheus3"))
+	}
+	return RequireBinary(t, Prometheus3Env, "run `make prometheus3` (builds bin/prometheus3 from the module proxy)", candidates...)
 }
 
 func isExecutable(p string) bool {

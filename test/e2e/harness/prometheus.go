@@ -18,12 +18,22 @@ type PrometheusOptions struct {
 	// Name labels the process in logs (default "prometheus"); useful when a
 	// test runs several.
 	Name string
+	// Binary is the prometheus executable; default PrometheusBinary (the
+	// Debian package's 2.42). Prometheus3Binary for Prometheus 3 features.
+	Binary string
 	// ListenAddress is host:port to serve on; default FreeAddr. Set it when
 	// a config elsewhere must know the address before start.
 	ListenAddress string
 	// EnableRemoteWriteReceiver adds --web.enable-remote-write-receiver, so
-	// the server accepts remote write 1.0 at RemoteWriteURL().
+	// the server accepts remote write at RemoteWriteURL() (1.0; Prometheus 3
+	// also accepts 2.0).
 	EnableRemoteWriteReceiver bool
+	// ScrapeNativeHistograms sets global scrape_native_histograms: true, so
+	// every scrape job negotiates the protobuf exposition format and
+	// ingests native histograms (targets exposing both keep only the
+	// native one). Prometheus 3 only: 2.42 refuses the key (its
+	// equivalent was --enable-feature=native-histograms).
+	ScrapeNativeHistograms bool
 	// ScrapeInterval and EvaluationInterval are the global intervals;
 	// default 1s each.
 	ScrapeInterval     time.Duration
@@ -80,7 +90,19 @@ type RemoteWriteTarget struct {
 	DisableMetadata bool
 	// WriteRelabelConfigs is raw YAML: a sequence of relabel_config entries.
 	WriteRelabelConfigs string
+	// ProtobufMessage is protobuf_message: RemoteWrite1 (the default when
+	// empty) or RemoteWrite2. Prometheus 3 only.
+	ProtobufMessage string
+	// SendNativeHistograms sets send_native_histograms: true (otherwise
+	// Prometheus leaves native histogram samples out of remote write).
+	SendNativeHistograms bool
 }
+
+// Values of RemoteWriteTarget.ProtobufMessage.
+const (
+	RemoteWrite1 = "prometheus.WriteRequest"
+	RemoteWrite2 = "io.prometheus.write.v2.Request"
+)
 
 // Prometheus is a running Prometheus server. Its query methods come from
 // the embedded PromAPI.
@@ -103,7 +125,10 @@ type Prometheus struct {
 // for that in timeouts (20s is comfortable).
 func StartPrometheus(t testing.TB, opts PrometheusOptions) *Prometheus {
 	t.Helper()
-	bin := PrometheusBinary(t)
+	bin := opts.Binary
+	if bin == "" {
+		bin = PrometheusBinary(t)
+	}
 	if opts.Name == "" {
 		opts.Name = "prometheus"
 	}
@@ -186,9 +211,10 @@ type promConfig struct {
 }
 
 type promGlobal struct {
-	ScrapeInterval     string            `yaml:"scrape_interval"`
-	EvaluationInterval string            `yaml:"evaluation_interval"`
-	ExternalLabels     map[string]string `yaml:"external_labels,omitempty"`
+	ScrapeInterval         string            `yaml:"scrape_interval"`
+	EvaluationInterval     string            `yaml:"evaluation_interval"`
+	ExternalLabels         map[string]string `yaml:"external_labels,omitempty"`
+	ScrapeNativeHistograms bool              `yaml:"scrape_native_histograms,omitempty"`
 }
 
 func durationOr(d, def time.Duration) string {
@@ -215,6 +241,8 @@ func renderPrometheusConfig(opts PrometheusOptions, ruleFiles []string) ([]byte,
 			ScrapeInterval:     durationOr(opts.ScrapeInterval, time.Second),
 			EvaluationInterval: durationOr(opts.EvaluationInterval, time.Second),
 			ExternalLabels:     opts.ExternalLabels,
+			// Only written when set: Prometheus 2.42 refuses the key.
+			ScrapeNativeHistograms: opts.ScrapeNativeHistograms,
 		},
 		RuleFiles: ruleFiles,
 	}
@@ -272,6 +300,16 @@ func remoteWriteEntry(rw RemoteWriteTarget) (map[string]any, error) {
 	}
 	if len(rw.Headers) > 0 {
 		e["headers"] = rw.Headers
+	}
+	switch rw.ProtobufMessage {
+	case "":
+	case RemoteWrite1, RemoteWrite2:
+		e["protobuf_message"] = rw.ProtobufMessage
+	default:
+		return nil, fmt.Errorf("ProtobufMessage %q: want %q or %q", rw.ProtobufMessage, RemoteWrite1, RemoteWrite2)
+	}
+	if rw.SendNativeHistograms {
+		e["send_native_histograms"] = true
 	}
 	if rw.DisableMetadata {
 		e["metadata_config"] = map[string]any{"send": false}

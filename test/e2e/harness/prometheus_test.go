@@ -137,6 +137,39 @@ func TestRenderPrometheusConfigRemoteWrite(t *testing.T) {
 	}
 }
 
+// TestRenderPrometheus3Options: the Prometheus 3 keys are written when
+// asked for and absent otherwise (Prometheus 2.42 refuses them).
+func TestRenderPrometheus3Options(t *testing.T) {
+	m := renderMap(t, PrometheusOptions{ScrapeNativeHistograms: true, RemoteWrite: []RemoteWriteTarget{
+		{URL: "http://a/w", ProtobufMessage: RemoteWrite2, SendNativeHistograms: true},
+		{URL: "http://b/w", ProtobufMessage: RemoteWrite1},
+		{URL: "http://c/w"},
+	}}, nil)
+	if g := m["global"].(map[string]any); g["scrape_native_histograms"] != true {
+		t.Fatalf("global = %v", g)
+	}
+	rw := m["remote_write"].([]any)
+	a, b, c := rw[0].(map[string]any), rw[1].(map[string]any), rw[2].(map[string]any)
+	if a["protobuf_message"] != "io.prometheus.write.v2.Request" || a["send_native_histograms"] != true {
+		t.Fatalf("a = %v", a)
+	}
+	if b["protobuf_message"] != "prometheus.WriteRequest" {
+		t.Fatalf("b = %v", b)
+	}
+	for _, k := range []string{"protobuf_message", "send_native_histograms"} {
+		if _, ok := c[k]; ok {
+			t.Errorf("c has %s: %v", k, c)
+		}
+	}
+	if g := renderMap(t, PrometheusOptions{}, nil)["global"].(map[string]any); g["scrape_native_histograms"] != nil {
+		t.Fatalf("scrape_native_histograms written by default: %v", g)
+	}
+	_, err := renderPrometheusConfig(PrometheusOptions{RemoteWrite: []RemoteWriteTarget{{URL: "http://x", ProtobufMessage: "v2"}}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "ProtobufMessage") {
+		t.Fatalf("bad ProtobufMessage: err = %v", err)
+	}
+}
+
 // TestRenderedConfigPassesPromtool checks a config using every option with
 // the real promtool of the installed Prometheus.
 func TestRenderedConfigPassesPromtool(t *testing.T) {
