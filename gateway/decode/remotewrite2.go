@@ -37,8 +37,8 @@ var symbolsPool = sync.Pool{New: func() any { return new([]string) }}
 //
 // The Limits are enforced while walking, as for 1.0, charging the same
 // bytes per series, label and sample plus symbolBytes per symbol. The
-// symbols table is read in a first pass (the protobuf encoding lets it
-// follow the series that use it); it is a pooled []string.
+// symbols table is read first (the protobuf encoding lets it follow the
+// series that use it), into a pooled []string.
 func UnmarshalWriteRequestV2(buf []byte, b *batch.Batch, l Limits, f *NameFilter) (Stats, error) {
 	d := v2Decoder{rwDecoder: rwDecoder{buf: buf, b: b, filter: f, bud: newBudget(l, len(buf)), maxLabels: l.MaxLabelsPerSeries, v2: true}}
 	if d.maxLabels <= 0 {
@@ -120,48 +120,73 @@ func (d *v2Decoder) request(maxSeries int) error {
 	return nil
 }
 
-// readSymbols collects Request.symbols (field 4) and checks the wire
-// structure of the top level.
+// readSymbols checks the wire structure of the top level while counting
+// Request.symbols (field 4), charges and allocates the table at once, then
+// collects the symbols (a second walk), so a table of millions of empty
+// symbols is refused, or allocated, in one step rather than grown.
 func (d *v2Decoder) readSymbols() error {
+	n, err := d.walkSymbols(false)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	if n > d.bud.left/symbolBytes || !d.bud.take(n*symbolBytes) {
+		return d.bud.errOver("remote write")
+	}
+	if cap(d.symbols) < n {
+		d.symbols = make([]string, 0, n)
+	}
+	if _, err := d.walkSymbols(true); err != nil {
+		return err
+	}
+	if d.symbols[0] != "" {
+		return BadRequest("remote write 2.0: symbols[0] is %s, must be the empty string", quote(d.symbols[0]))
+	}
+	return nil
+}
+
+// walkSymbols walks the top level, counting the symbols or (collect)
+// appending them to d.symbols.
+func (d *v2Decoder) walkSymbols(collect bool) (int, error) {
+	n := 0
 	i, end := 0, len(d.buf)
 	for i < end {
 		num, wt, next, err := d.tag(i, end, "Request")
 		if err != nil {
-			return err
+			return 0, err
 		}
 		switch num {
 		case 4:
 			if err := wantWire(wt, wtBytes, "Request.symbols", i); err != nil {
-				return err
+				return 0, err
 			}
 			s, e, err := d.lenDelim(next, end, "symbol")
 			if err != nil {
-				return err
+				return 0, err
 			}
-			if !d.bud.take(symbolBytes) {
-				return d.bud.errOver("remote write")
+			if collect {
+				d.symbols = append(d.symbols, str(d.buf, s, e))
 			}
-			d.symbols = append(d.symbols, str(d.buf, s, e))
+			n++
 			i = e
 		case 5:
 			if err := wantWire(wt, wtBytes, "Request.timeseries", i); err != nil {
-				return err
+				return 0, err
 			}
 			_, e, err := d.lenDelim(next, end, "timeseries")
 			if err != nil {
-				return err
+				return 0, err
 			}
 			i = e
 		default:
 			if i, err = d.skip(i, end); err != nil {
-				return err
+				return 0, err
 			}
 		}
 	}
-	if len(d.symbols) > 0 && d.symbols[0] != "" {
-		return BadRequest("remote write 2.0: symbols[0] is %s, must be the empty string", quote(d.symbols[0]))
-	}
-	return nil
+	return n, nil
 }
 
 // quote quotes s for an error message, shortened to 64 bytes.
