@@ -77,11 +77,13 @@ type v2Decoder struct {
 }
 
 func (d *v2Decoder) request(maxSeries int) error {
-	if err := d.readSymbols(); err != nil {
+	i, err := d.readSymbols()
+	if err != nil {
 		return err
 	}
-	// The structure of the top level was checked by readSymbols.
-	i, end := 0, len(d.buf)
+	// The structure of the top level was checked by readSymbols; i is
+	// its first series.
+	end := len(d.buf)
 	for i < end {
 		num, _, next, err := d.tag(i, end, "Request")
 		if err != nil {
@@ -124,69 +126,73 @@ func (d *v2Decoder) request(maxSeries int) error {
 // Request.symbols (field 4), charges and allocates the table at once, then
 // collects the symbols (a second walk), so a table of millions of empty
 // symbols is refused, or allocated, in one step rather than grown.
-func (d *v2Decoder) readSymbols() error {
-	n, err := d.walkSymbols(false)
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return nil
+func (d *v2Decoder) readSymbols() (firstSeries int, err error) {
+	n, from, to, firstSeries, err := d.walkSymbols(0, len(d.buf), false)
+	if err != nil || n == 0 {
+		return firstSeries, err
 	}
 	if n > d.bud.left/symbolBytes || !d.bud.take(n*symbolBytes) {
-		return d.bud.errOver("remote write")
+		return 0, d.bud.errOver("remote write")
 	}
 	if cap(d.symbols) < n {
 		d.symbols = make([]string, 0, n)
 	}
-	if _, err := d.walkSymbols(true); err != nil {
-		return err
+	// Collect from the first symbol to the end of the last one only
+	// (senders put the table first).
+	if _, _, _, _, err := d.walkSymbols(from, to, true); err != nil {
+		return 0, err
 	}
 	if d.symbols[0] != "" {
-		return BadRequest("remote write 2.0: symbols[0] is %s, must be the empty string", quote(d.symbols[0]))
+		return 0, BadRequest("remote write 2.0: symbols[0] is %s, must be the empty string", quote(d.symbols[0]))
 	}
-	return nil
+	return firstSeries, nil
 }
 
-// walkSymbols walks the top level, counting the symbols or (collect)
-// appending them to d.symbols.
-func (d *v2Decoder) walkSymbols(collect bool) (int, error) {
-	n := 0
-	i, end := 0, len(d.buf)
+// walkSymbols walks the top level in buf[i:end], counting the symbols or
+// (collect) appending them to d.symbols. It returns their count, where the
+// first starts and the last ends, and where the first series starts (end
+// without series).
+func (d *v2Decoder) walkSymbols(i, end int, collect bool) (n, from, to, firstSeries int, err error) {
+	from, firstSeries = -1, end
 	for i < end {
 		num, wt, next, err := d.tag(i, end, "Request")
 		if err != nil {
-			return 0, err
+			return 0, 0, 0, 0, err
 		}
 		switch num {
 		case 4:
 			if err := wantWire(wt, wtBytes, "Request.symbols", i); err != nil {
-				return 0, err
+				return 0, 0, 0, 0, err
 			}
 			s, e, err := d.lenDelim(next, end, "symbol")
 			if err != nil {
-				return 0, err
+				return 0, 0, 0, 0, err
 			}
 			if collect {
 				d.symbols = append(d.symbols, str(d.buf, s, e))
 			}
+			if from < 0 {
+				from = i
+			}
 			n++
-			i = e
+			i, to = e, e
 		case 5:
 			if err := wantWire(wt, wtBytes, "Request.timeseries", i); err != nil {
-				return 0, err
+				return 0, 0, 0, 0, err
 			}
 			_, e, err := d.lenDelim(next, end, "timeseries")
 			if err != nil {
-				return 0, err
+				return 0, 0, 0, 0, err
 			}
+			firstSeries = min(firstSeries, i)
 			i = e
 		default:
 			if i, err = d.skip(i, end); err != nil {
-				return 0, err
+				return 0, 0, 0, 0, err
 			}
 		}
 	}
-	return n, nil
+	return n, from, to, firstSeries, nil
 }
 
 // quote quotes s for an error message, shortened to 64 bytes.
@@ -321,8 +327,22 @@ func (d *v2Decoder) labelRefs(tagAt, next, end int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	buf := d.buf
+	buf, syms := d.buf, d.symbols
 	for s < e {
+		// Fast path: a whole label of one-byte references, a name in
+		// range, not empty and after the previous one; anything else
+		// (and every error) takes labelRef.
+		if !d.pending && e-s >= 2 {
+			if n, v := buf[s], buf[s+1]; n < 0x80 && v < 0x80 && int(n) < len(syms) && int(v) < len(syms) {
+				if name := syms[n]; name != "" && (!d.hasPrev || name > d.prev) {
+					if err := d.pushLabel(name, syms[v]); err != nil {
+						return 0, err
+					}
+					s += 2
+					continue
+				}
+			}
+		}
 		var v uint64
 		at := s
 		if c := buf[s]; c < 0x80 {
@@ -359,8 +379,14 @@ func (d *v2Decoder) labelRef(ref uint32, off int) error {
 		d.name, d.pending = name, true
 		return nil
 	}
-	name, value := d.name, d.symbols[ref]
-	d.pending, d.prev, d.hasPrev = false, name, true
+	d.pending = false
+	return d.pushLabel(d.name, d.symbols[ref])
+}
+
+// pushLabel counts, charges and pushes a complete label (or skims it,
+// see NameFilter).
+func (d *v2Decoder) pushLabel(name, value string) error {
+	d.prev, d.hasPrev = name, true
 	// Every label on the wire counts, skimmed or not, so a filter does
 	// not change what is accepted.
 	if d.labels++; d.labels > d.maxLabels {
