@@ -20,7 +20,9 @@ package gateway
 //	               neighbour or a CPU frequency change weighs on both sides
 //	               of the ratio alike
 //
-// `make bench` prints the x-naive lines at the end.
+// `make bench` prints the x-naive lines at the end. BenchmarkReceiveV2
+// (remote write 2.0) also reports x-v1, its samples/cpu-s over the 1.0
+// request's measured in the same run.
 
 import (
 	"bytes"
@@ -28,6 +30,8 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,6 +40,7 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 
 	"github.com/telegate/telegate/allowlist"
 	"github.com/telegate/telegate/authn"
@@ -414,6 +419,119 @@ func BenchmarkReceive(b *testing.B) {
 			benchHandler(b, bg, receiveRequest(benchPayload()), http.StatusNoContent)
 		})
 	}
+}
+
+// benchPayloadV2 is the remote write body of benchPayload as a 2.0
+// request (labels sorted, symbolized as Prometheus does), built once.
+var benchPayloadV2 = sync.OnceValue(func() []byte {
+	var wr prompb.WriteRequest
+	raw, err := snappy.Decode(nil, benchPayload().rw)
+	if err != nil {
+		panic(err)
+	}
+	if err := wr.Unmarshal(raw); err != nil {
+		panic(err)
+	}
+	st := writev2.NewSymbolTable()
+	req := &writev2.Request{}
+	for _, ts := range wr.Timeseries {
+		ls := slices.Clone(ts.Labels)
+		slices.SortFunc(ls, func(a, b prompb.Label) int { return strings.Compare(a.Name, b.Name) })
+		out := writev2.TimeSeries{}
+		for _, l := range ls {
+			out.LabelsRefs = append(out.LabelsRefs, st.Symbolize(l.Name), st.Symbolize(l.Value))
+		}
+		for _, x := range ts.Samples {
+			out.Samples = append(out.Samples, writev2.Sample{Value: x.Value, Timestamp: x.Timestamp})
+		}
+		req.Timeseries = append(req.Timeseries, out)
+	}
+	req.Symbols = st.Symbols()
+	data, err := req.Marshal()
+	if err != nil {
+		panic(err)
+	}
+	return snappy.Encode(nil, data)
+})
+
+// BenchmarkReceiveV2 is POST /api/v1/receive with the same 1000 series as
+// BenchmarkReceive sent as remote write 2.0, end to end (static auth).
+// Blocks of the 1.0 request, and of the naive floor, are interleaved with
+// it and timed on their own: besides samples/cpu-s (2.0), allocs/series
+// and x-naive it reports v1-samples/cpu-s and x-v1, the 2.0 request's
+// samples per CPU-second over the 1.0 request's in the same run.
+func BenchmarkReceiveV2(b *testing.B) {
+	bg := newBenchGateway(b, staticAuth(b), time.Now)
+	p := benchPayload()
+	series := p.spec.Series()
+	wantDropped := "allowlist=" + itoa(series/2)
+	v2 := newRequest("/api/v1/receive", harness.CompositeToken("bench-token", "bench-cluster"), decode.RemoteWriteV2ContentType, "snappy", benchPayloadV2())
+	v1 := receiveRequest(p)
+	w := &discardWriter{h: http.Header{}}
+	for range 10 { // warm the pools
+		serveOnce(b, bg.h, w, v2.rewind(), http.StatusNoContent, wantDropped)
+		serveOnce(b, bg.h, w, v1.rewind(), http.StatusNoContent, wantDropped)
+	}
+	if got := w.h.Get(writtenSamplesHeader); got != "" {
+		b.Fatalf("1.0 answer with %s: %q", writtenSamplesHeader, got)
+	}
+	serveOnce(b, bg.h, w, v2.rewind(), http.StatusNoContent, wantDropped)
+	if got := w.h.Get(writtenSamplesHeader); got != itoa(series/2) {
+		b.Fatalf("%s %q, want %d", writtenSamplesHeader, got, series/2)
+	}
+	floor := newFloorMeter()
+	var v1cpu time.Duration
+	var v1n int
+	var v1mallocs uint64
+	v1block := func() {
+		b.StopTimer()
+		m0, start := mallocs(), cpuTime()
+		for range floorEvery {
+			w.reset()
+			bg.h.ServeHTTP(w, v1.rewind())
+			if w.code != http.StatusNoContent {
+				b.Fatalf("1.0: status %d", w.code)
+			}
+		}
+		v1cpu += cpuTime() - start
+		v1mallocs += mallocs() - m0
+		v1n += floorEvery
+		b.StartTimer()
+	}
+	b.SetBytes(int64(len(v2.raw)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	var cpu time.Duration
+	n := 0
+	m0, start := mallocs(), cpuTime()
+	for b.Loop() {
+		w.reset()
+		bg.h.ServeHTTP(w, v2.rewind())
+		if w.code != http.StatusNoContent {
+			b.Fatalf("status %d", w.code)
+		}
+		if n++; n%floorEvery == 0 {
+			cpu += cpuTime() - start
+			v1block()
+			floor.block(b, floorBlock)
+			start = cpuTime()
+		}
+	}
+	cpu += cpuTime() - start
+	if n < floorEvery { // too short to have interleaved: one block of each now
+		v1block()
+		floor.block(b, floorBlock)
+	}
+	reportRatio(b, n, series, cpu, mallocs()-m0-v1mallocs, floor)
+	if v1cpu <= 0 {
+		v1cpu = time.Microsecond
+	}
+	if cpu <= 0 {
+		cpu = time.Microsecond
+	}
+	v1rate := float64(v1n*series) / v1cpu.Seconds()
+	b.ReportMetric(v1rate, "v1-samples/cpu-s")
+	b.ReportMetric(float64(n*series)/cpu.Seconds()/v1rate, "x-v1")
 }
 
 // advancingClock moves a full upload interval per call, so one cluster may

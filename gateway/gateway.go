@@ -444,14 +444,45 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 	return code
 }
 
+// Headers of every answer to a remote write 2.0 request: what was
+// written (forwarded or durably spooled), by kind.
+const (
+	writtenSamplesHeader    = "X-Prometheus-Remote-Write-Samples-Written"
+	writtenHistogramsHeader = "X-Prometheus-Remote-Write-Histograms-Written"
+	writtenExemplarsHeader  = "X-Prometheus-Remote-Write-Exemplars-Written"
+)
+
+// setWritten sets the written headers of a 2.0 answer. Native histograms
+// and exemplars are not forwarded yet: none is ever written.
+func setWritten(h http.Header, samples int) {
+	// The keys are canonical; "0" is shared (a slice of capacity 1: an
+	// Add copies it), so a 2.0 answer costs one allocation more than 1.0.
+	if samples == 0 {
+		h[writtenSamplesHeader] = headerZero
+	} else {
+		h[writtenSamplesHeader] = []string{strconv.Itoa(samples)}
+	}
+	h[writtenHistogramsHeader] = headerZero
+	h[writtenExemplarsHeader] = headerZero
+}
+
+var headerZero = []string{"0"}
+
 func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	start := time.Now()
+	// The message type is known from the headers alone: a 2.0 request is
+	// answered with the written headers whatever the outcome (0 until its
+	// series are forwarded).
+	msg, headerErr := decode.CheckRemoteWriteHeaders(r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"))
+	if msg == decode.WriteV2 {
+		setWritten(w.Header(), 0)
+	}
 	id, err := g.receiveIdentity(r)
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
-	if err := decode.CheckRemoteWriteHeaders(r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding")); err != nil {
-		return g.writeError(w, r, err)
+	if headerErr != nil {
+		return g.writeError(w, r, headerErr)
 	}
 	t, err := g.admission.admit(id.ClusterID)
 	if err != nil {
@@ -510,14 +541,26 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	// One allowlist for decoding and filtering: a reload in between must
 	// not judge a series the decoder skimmed by a list that keeps it.
 	al := g.allowlist.Load()
-	st, err := decode.UnmarshalWriteRequestFiltered(b.Buf, b, g.decodeLimits(decode.RemoteWriteBudget(len(b.Buf)), t), g.nameFilter(al))
+	var st decode.Stats
+	if msg == decode.WriteV2 {
+		st, err = decode.UnmarshalWriteRequestV2(b.Buf, b, g.decodeLimits(decode.RemoteWriteV2Budget(len(b.Buf)), t), g.nameFilter(al))
+	} else {
+		st, err = decode.UnmarshalWriteRequestFiltered(b.Buf, b, g.decodeLimits(decode.RemoteWriteBudget(len(b.Buf)), t), g.nameFilter(al))
+	}
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
 	// Native histograms are not forwarded yet: count them as dropped.
 	code, err := g.ingest(w, r, "receive", id, al, b, g.opts.Now(), st.Histograms, t)
 	if err != nil {
+		// A forward that failed part way may have written some parts:
+		// the answer (5xx, or 4xx for what downstream refused) reports
+		// none, so a sender never counts a sample that may be lost.
 		return g.writeError(w, r, err)
+	}
+	if msg == decode.WriteV2 {
+		// What ingest kept of b is what was forwarded.
+		setWritten(w.Header(), b.Samples())
 	}
 	w.WriteHeader(code)
 	return code

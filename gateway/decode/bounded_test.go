@@ -63,6 +63,7 @@ var emptyPair = []byte{0x0a, 0x00} // an empty label (pair): field 1, length 0
 type advCase struct {
 	name   string
 	upload bool
+	v2     bool // remote write 2.0
 	data   []byte
 	limits Limits // MaxBatchBytes is set from the budget of len(data)
 	status int    // 0: accepted
@@ -98,6 +99,9 @@ func advCases() []advCase {
 	add(advCase{name: "rw: deeply nested groups", data: nested, limits: def, maxAlloc: 1 << 20})
 	add(advCase{name: "rw: empty exemplars and histograms", data: lenField(nil, 1, repeatTo([]byte{0x1a, 0x00, 0x22, 0x00}, advSize-8)),
 		limits: def})
+
+	// Remote write 2.0.
+	cs = append(cs, advCasesV2(def)...)
 
 	// Uploads.
 	histo := func(pairs, buckets int) []byte {
@@ -157,6 +161,8 @@ func decodeMeasured(c advCase, l Limits) (st Stats, err error, allocated, retain
 	b := &batch.Batch{}
 	if c.upload {
 		st, err = UnmarshalMetricFamilies(c.data, b, 1700000000000, false, l)
+	} else if c.v2 {
+		st, err = UnmarshalWriteRequestV2(c.data, b, l, nil)
 	} else {
 		st, err = UnmarshalWriteRequest(c.data, b, l)
 	}
@@ -187,6 +193,8 @@ func TestAdversarialShapesBounded(t *testing.T) {
 			l := c.limits
 			if c.upload {
 				l.MaxBatchBytes = UploadBudget(len(c.data))
+			} else if c.v2 {
+				l.MaxBatchBytes = RemoteWriteV2Budget(len(c.data))
 			} else {
 				l.MaxBatchBytes = RemoteWriteBudget(len(c.data))
 			}
@@ -251,19 +259,32 @@ func heldBytes(b *batch.Batch, buf []byte) int {
 // refusal) stay within the budget and the label cap; its arenas within
 // twice the budget; a filter changes neither the outcome nor the charge;
 // and an accepted body decodes to the same series without limits.
-func checkBounded(t *testing.T, data []byte, upload bool) {
+// Kinds of body checkBounded decodes.
+const (
+	kindRW = iota
+	kindUpload
+	kindRW2
+)
+
+func checkBounded(t *testing.T, data []byte, kind int) {
 	per := remoteWritePerByte
-	if upload {
+	switch kind {
+	case kindUpload:
 		per = uploadPerByte
+	case kindRW2:
+		per = remoteWriteV2PerByte
 	}
 	l := Limits{MaxSeries: 50, MaxLabelsPerSeries: 8, MaxBatchBytes: per*len(data) + 512}
 	decode := func(l Limits, f *NameFilter) (*batch.Batch, Stats, error) {
 		b := &batch.Batch{}
 		var st Stats
 		var err error
-		if upload {
+		switch kind {
+		case kindUpload:
 			st, err = UnmarshalMetricFamiliesFiltered(data, b, 1700000000000, false, l, f)
-		} else {
+		case kindRW2:
+			st, err = UnmarshalWriteRequestV2(data, b, l, f)
+		default:
 			st, err = UnmarshalWriteRequestFiltered(data, b, l, f)
 		}
 		return b, st, err
@@ -317,7 +338,7 @@ func FuzzWriteRequestBounded(f *testing.F) {
 	f.Add(bytes.Repeat([]byte{0x0a, 0x00}, 100))
 	f.Add(lenField(nil, 1, bytes.Repeat([]byte{0x12, 0x00}, 100)))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		checkBounded(t, data, false)
+		checkBounded(t, data, kindRW)
 	})
 }
 
@@ -329,7 +350,7 @@ func FuzzMetricFamiliesBounded(f *testing.F) {
 	f.Add(family("h", typeHistogram, lenField(bytes.Repeat(emptyPair, 6), 7, bytes.Repeat([]byte{0x1a, 0x00}, 60))))
 	f.Add(family("s", typeSummary, lenField(nil, 4, bytes.Repeat([]byte{0x1a, 0x09, 0x09, 1, 2, 3, 4, 5, 6, 7, 8}, 20))))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		checkBounded(t, data, true)
+		checkBounded(t, data, kindUpload)
 	})
 }
 

@@ -1,7 +1,9 @@
 // Package decode owns the request-body decoders of the gateway: snappy
 // (block format for remote write, framed format for /upload, identity) with
-// hard caps on the decoded size, a hand-written protobuf walk of Prometheus
-// remote write 1.0 (prometheus.WriteRequest) and of telemeter uploads
+// hard caps on the decoded size, hand-written protobuf walks of Prometheus
+// remote write 1.0 (prometheus.WriteRequest) and 2.0
+// (io.prometheus.write.v2.Request, labels through its symbols table) and of
+// telemeter uploads
 // (length-delimited io.prometheus.client.MetricFamily messages), both
 // filling a *batch.Batch without allocating in steady state, and the
 // Content-Type / Content-Encoding checks of both endpoints.
@@ -16,7 +18,7 @@
 //
 // The protobuf walkers accept exactly what the reference decoders accept:
 // remote write follows the gogo-generated prompb code Prometheus and Thanos
-// use, telemeter uploads follow google.golang.org/protobuf (proto2
+// use (2.0: writev2, plus the spec's rules on symbols and label order), telemeter uploads follow google.golang.org/protobuf (proto2
 // semantics, merging of repeated optional messages). Differential tests and
 // fuzz targets hold them to that.
 //

@@ -42,23 +42,77 @@ func UploadBody(dst []byte, r io.Reader, contentEncoding string, maxDecoded int,
 	return dst[:0], Unsupported("unsupported Content-Encoding %q for /upload, want snappy or none", contentEncoding)
 }
 
-// CheckRemoteWriteHeaders accepts remote write 1.0 requests: Content-Encoding
-// snappy and Content-Type application/x-protobuf (proto parameter absent or
-// prometheus.WriteRequest; a missing Content-Type is tolerated). Anything
-// else, including remote write 2.0, is a 415 *Error.
-func CheckRemoteWriteHeaders(contentType, contentEncoding string) error {
-	if !strings.EqualFold(strings.TrimSpace(contentEncoding), "snappy") {
-		return Unsupported("unsupported Content-Encoding %q for remote write, want snappy", contentEncoding)
+// MessageType is the remote write protobuf message a request carries,
+// negotiated by the proto parameter of its Content-Type.
+type MessageType int
+
+const (
+	// WriteV1 is remote write 1.0, prometheus.WriteRequest.
+	WriteV1 MessageType = 1
+	// WriteV2 is remote write 2.0, io.prometheus.write.v2.Request.
+	WriteV2 MessageType = 2
+)
+
+// Fully qualified names of the remote write messages, as the proto
+// parameter of Content-Type names them.
+const (
+	WriteV1Message = "prometheus.WriteRequest"
+	WriteV2Message = "io.prometheus.write.v2.Request"
+	// RemoteWriteV2ContentType is the Content-Type Prometheus sends with
+	// remote write 2.0.
+	RemoteWriteV2ContentType = RemoteWriteContentType + ";proto=" + WriteV2Message
+)
+
+// String returns the message's fully qualified name.
+func (m MessageType) String() string {
+	switch m {
+	case WriteV1:
+		return WriteV1Message
+	case WriteV2:
+		return WriteV2Message
 	}
-	if contentType == "" || contentType == RemoteWriteContentType { // what Prometheus sends: no parsing
-		return nil
+	return "unknown"
+}
+
+// CheckRemoteWriteHeaders negotiates a remote write request by its headers,
+// with the rules of Prometheus' receiver (client_golang exp/api/remote
+// ParseProtoMsg): Content-Type application/x-protobuf with the proto
+// parameter absent or prometheus.WriteRequest is remote write 1.0 (a
+// missing Content-Type too), proto=io.prometheus.write.v2.Request is 2.0,
+// any other proto or media type is a 415 *Error naming the accepted
+// messages. Unlike Prometheus, parameters are parsed per RFC 9110
+// (mime.ParseMediaType: spaces around ";" and the parameter name's case
+// do not matter). Content-Encoding must be snappy (a 415 *Error
+// otherwise), checked first.
+//
+// The message type is returned whenever the Content-Type names one, also
+// with an error about Content-Encoding, so the gateway can answer a 2.0
+// request the 2.0 way whatever is refused.
+func CheckRemoteWriteHeaders(contentType, contentEncoding string) (MessageType, error) {
+	mt, ctErr := remoteWriteMessage(contentType)
+	if !strings.EqualFold(strings.TrimSpace(contentEncoding), "snappy") {
+		return mt, Unsupported("unsupported Content-Encoding %q for remote write, want snappy", contentEncoding)
+	}
+	return mt, ctErr
+}
+
+func remoteWriteMessage(contentType string) (MessageType, error) {
+	switch contentType {
+	case "", RemoteWriteContentType: // what Prometheus sends for 1.0: no parsing
+		return WriteV1, nil
+	case RemoteWriteV2ContentType: // and for 2.0
+		return WriteV2, nil
 	}
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil || mt != RemoteWriteContentType {
-		return Unsupported("unsupported Content-Type %q, want %q", contentType, RemoteWriteContentType)
+		return 0, Unsupported("unsupported Content-Type %q, want %q (remote write 1.0) or %q (2.0)", contentType, RemoteWriteContentType, RemoteWriteV2ContentType)
 	}
-	if p := params["proto"]; p != "" && p != "prometheus.WriteRequest" {
-		return Unsupported("unsupported remote write message %q, want prometheus.WriteRequest (remote write 1.0)", p)
+	switch p := params["proto"]; p {
+	case "", WriteV1Message:
+		return WriteV1, nil
+	case WriteV2Message:
+		return WriteV2, nil
+	default:
+		return 0, Unsupported("unsupported remote write message %q; accepted: %s, %s", p, WriteV1Message, WriteV2Message)
 	}
-	return nil
 }

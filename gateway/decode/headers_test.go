@@ -35,13 +35,33 @@ func TestUploadBody(t *testing.T) {
 }
 
 func TestCheckRemoteWriteHeaders(t *testing.T) {
-	for _, ct := range []string{"", "application/x-protobuf", "application/x-protobuf;proto=prometheus.WriteRequest"} {
-		if err := CheckRemoteWriteHeaders(ct, "snappy"); err != nil {
-			t.Errorf("%q: %v", ct, err)
+	for ct, want := range map[string]MessageType{
+		"":                       WriteV1,
+		"application/x-protobuf": WriteV1,
+		"application/x-protobuf;proto=prometheus.WriteRequest":         WriteV1,
+		"application/x-protobuf; proto=prometheus.WriteRequest":        WriteV1,
+		"application/x-protobuf;proto=io.prometheus.write.v2.Request":  WriteV2,
+		"application/x-protobuf; proto=io.prometheus.write.v2.Request": WriteV2,
+		"Application/X-Protobuf;Proto=io.prometheus.write.v2.Request":  WriteV2,
+	} {
+		got, err := CheckRemoteWriteHeaders(ct, "snappy")
+		if err != nil || got != want {
+			t.Errorf("%q: %v %v, want %v", ct, got, err, want)
 		}
 	}
-	wantError(t, CheckRemoteWriteHeaders("application/x-protobuf", ""), 415, "Content-Encoding")
-	wantError(t, CheckRemoteWriteHeaders("application/x-protobuf", "zstd"), 415, "Content-Encoding")
-	wantError(t, CheckRemoteWriteHeaders("application/json", "snappy"), 415, "Content-Type")
-	wantError(t, CheckRemoteWriteHeaders("application/x-protobuf;proto=io.prometheus.write.v2.Request", "snappy"), 415, "remote write 1.0")
+	check := func(ct, ce string, want MessageType, substr string) {
+		t.Helper()
+		got, err := CheckRemoteWriteHeaders(ct, ce)
+		wantError(t, err, 415, substr)
+		if got != want {
+			t.Errorf("%q %q: message %v, want %v", ct, ce, got, want)
+		}
+	}
+	check("application/x-protobuf", "", WriteV1, "Content-Encoding")
+	check("application/x-protobuf", "zstd", WriteV1, "Content-Encoding")
+	check(RemoteWriteV2ContentType, "zstd", WriteV2, "Content-Encoding")
+	check("application/json", "snappy", 0, "Content-Type")
+	check("application/x-protobuf;proto=io.prometheus.write.v3.Request", "snappy", 0,
+		`unsupported remote write message "io.prometheus.write.v3.Request"; accepted: prometheus.WriteRequest, io.prometheus.write.v2.Request`)
+	check("application/x-protobuf;proto=x", "snappy", 0, `unsupported remote write message "x"`)
 }

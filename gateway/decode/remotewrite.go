@@ -90,6 +90,9 @@ type rwDecoder struct {
 	filter    *NameFilter
 	bud       budget
 	maxLabels int
+	// v2 is set by the remote write 2.0 decoder, whose Histogram has a
+	// start_timestamp (field 17).
+	v2 bool
 }
 
 // varint reads a varint at i (bounded by end) the way gogo does: at most 10
@@ -592,6 +595,12 @@ func (d *rwDecoder) histogram(i, end int) error {
 			i, err = d.repeated(wt, wtVarint, i, next, end)
 		case 10, 13, 16: // negative_counts, positive_counts, custom_values: double
 			i, err = d.repeated(wt, wtFixed64, i, next, end)
+		case 17: // start_timestamp, 2.0 only
+			if d.v2 {
+				i, err = d.scalar(wt, wtVarint, i, next, end, "Histogram.start_timestamp")
+			} else {
+				i, err = d.skip(i, end)
+			}
 		default:
 			i, err = d.skip(i, end)
 		}

@@ -1,0 +1,582 @@
+package decode
+
+import (
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/telegate/telegate/batch"
+)
+
+// symbolBytes is what one entry of a remote write 2.0 symbols table
+// charges to Limits.MaxBatchBytes (a string header).
+const symbolBytes = 16
+
+// maxPooledSymbols is the largest symbols table kept for reuse (1 MiB of
+// string headers); larger ones are left to the garbage collector.
+const maxPooledSymbols = 64 << 10
+
+var symbolsPool = sync.Pool{New: func() any { return new([]string) }}
+
+// UnmarshalWriteRequestV2 walks a remote write 2.0 io.prometheus.write.v2.
+// Request in buf and pushes every TimeSeries into b, like
+// UnmarshalWriteRequestFiltered does for 1.0: labels resolved through the
+// symbols table (strings aliasing buf, in wire order, which 2.0 requires
+// sorted by name), float samples. Native histograms, exemplars and
+// metadata are validated, counted in Stats (Metadata: the series carrying
+// a metadata message with a type, help or unit) and dropped. f may be nil (see NameFilter).
+//
+// It accepts the inputs the gogo-generated writev2.Request.Unmarshal
+// accepts, minus those that break the 2.0 spec's rules, which are a 400
+// naming the series: a non-empty symbols[0], an odd number of labels_refs
+// (of a series or an exemplar), a reference outside the symbols table
+// (labels, exemplar labels, a metadata help_ref or unit_ref other than 0,
+// which means none), a label name
+// that is the empty string, and label names that are not sorted or
+// repeat.
+//
+// The Limits are enforced while walking, as for 1.0, charging the same
+// bytes per series, label and sample plus symbolBytes per symbol. The
+// symbols table is read first (the protobuf encoding lets it follow the
+// series that use it), into a pooled []string.
+func UnmarshalWriteRequestV2(buf []byte, b *batch.Batch, l Limits, f *NameFilter) (Stats, error) {
+	d := v2Decoder{rwDecoder: rwDecoder{buf: buf, b: b, filter: f, bud: newBudget(l, len(buf)), maxLabels: l.MaxLabelsPerSeries, v2: true}}
+	if d.maxLabels <= 0 {
+		d.maxLabels = int(^uint(0) >> 1)
+	}
+	sp := symbolsPool.Get().(*[]string)
+	d.symbols = (*sp)[:0]
+	err := d.request(l.MaxSeries)
+	clear(d.symbols) // the pool must not keep buf alive
+	if cap(d.symbols) <= maxPooledSymbols {
+		*sp = d.symbols[:0]
+		symbolsPool.Put(sp)
+	}
+	if err != nil {
+		b.DiscardSeries()
+	}
+	d.st.BatchBytes = d.bud.used()
+	return d.st, err
+}
+
+type v2Decoder struct {
+	rwDecoder
+	symbols []string
+
+	// The series being decoded.
+	series       int    // its index, for error messages
+	labels       int    // labels seen on the wire
+	name         string // the name of a label whose value ref is pending
+	pending      bool
+	prev         string // the last label name, to check they are sorted
+	hasPrev      bool
+	named, skim  bool // __name__ seen; the filter refused it
+	typ          uint32
+	help, unit   uint32
+	exemplarRefs int
+}
+
+func (d *v2Decoder) request(maxSeries int) error {
+	i, err := d.readSymbols()
+	if err != nil {
+		return err
+	}
+	// The structure of the top level was checked by readSymbols; i is
+	// its first series.
+	end := len(d.buf)
+	for i < end {
+		num, _, next, err := d.tag(i, end, "Request")
+		if err != nil {
+			return err
+		}
+		switch num {
+		case 4:
+			_, e, err := d.lenDelim(next, end, "symbol")
+			if err != nil {
+				return err
+			}
+			i = e
+		case 5:
+			s, e, err := d.lenDelim(next, end, "timeseries")
+			if err != nil {
+				return err
+			}
+			if maxSeries > 0 && d.st.Series >= maxSeries {
+				return TooLarge(CapSeries, maxSeries, fmt.Sprintf("request with more than %d series", maxSeries))
+			}
+			if !d.bud.take(seriesBytes) {
+				return d.bud.errOver("remote write")
+			}
+			if err := d.timeSeries(s, e); err != nil {
+				return err
+			}
+			d.b.EndSeries()
+			d.st.Series++
+			i = e
+		default:
+			if i, err = d.skip(i, end); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// readSymbols checks the wire structure of the top level while counting
+// Request.symbols (field 4), charges and allocates the table at once, then
+// collects the symbols (a second walk), so a table of millions of empty
+// symbols is refused, or allocated, in one step rather than grown.
+func (d *v2Decoder) readSymbols() (firstSeries int, err error) {
+	n, from, to, firstSeries, err := d.walkSymbols(0, len(d.buf), false)
+	if err != nil || n == 0 {
+		return firstSeries, err
+	}
+	if n > d.bud.left/symbolBytes || !d.bud.take(n*symbolBytes) {
+		return 0, d.bud.errOver("remote write")
+	}
+	if cap(d.symbols) < n {
+		d.symbols = make([]string, 0, n)
+	}
+	// Collect from the first symbol to the end of the last one only
+	// (senders put the table first).
+	if _, _, _, _, err := d.walkSymbols(from, to, true); err != nil {
+		return 0, err
+	}
+	if d.symbols[0] != "" {
+		return 0, BadRequest("remote write 2.0: symbols[0] is %s, must be the empty string", quote(d.symbols[0]))
+	}
+	return firstSeries, nil
+}
+
+// walkSymbols walks the top level in buf[i:end], counting the symbols or
+// (collect) appending them to d.symbols. It returns their count, where the
+// first starts and the last ends, and where the first series starts (end
+// without series).
+func (d *v2Decoder) walkSymbols(i, end int, collect bool) (n, from, to, firstSeries int, err error) {
+	from, firstSeries = -1, end
+	for i < end {
+		num, wt, next, err := d.tag(i, end, "Request")
+		if err != nil {
+			return 0, 0, 0, 0, err
+		}
+		switch num {
+		case 4:
+			if err := wantWire(wt, wtBytes, "Request.symbols", i); err != nil {
+				return 0, 0, 0, 0, err
+			}
+			s, e, err := d.lenDelim(next, end, "symbol")
+			if err != nil {
+				return 0, 0, 0, 0, err
+			}
+			if collect {
+				d.symbols = append(d.symbols, str(d.buf, s, e))
+			}
+			if from < 0 {
+				from = i
+			}
+			n++
+			i, to = e, e
+		case 5:
+			if err := wantWire(wt, wtBytes, "Request.timeseries", i); err != nil {
+				return 0, 0, 0, 0, err
+			}
+			_, e, err := d.lenDelim(next, end, "timeseries")
+			if err != nil {
+				return 0, 0, 0, 0, err
+			}
+			firstSeries = min(firstSeries, i)
+			i = e
+		default:
+			if i, err = d.skip(i, end); err != nil {
+				return 0, 0, 0, 0, err
+			}
+		}
+	}
+	return n, from, to, firstSeries, nil
+}
+
+// quote quotes s for an error message, shortened to 64 bytes.
+func quote(s string) string {
+	if len(s) > 64 {
+		return fmt.Sprintf("%q...", s[:64])
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// errSeries is a 400 about the current series.
+func (d *v2Decoder) errSeries(format string, args ...any) error {
+	return BadRequest("remote write 2.0: timeseries[%d]: %s", d.series, fmt.Sprintf(format, args...))
+}
+
+func (d *v2Decoder) timeSeries(i, end int) error {
+	d.series = d.st.Series
+	d.labels, d.pending, d.hasPrev, d.named, d.skim = 0, false, false, false, false
+	d.typ, d.help, d.unit = 0, 0, 0
+	for i < end {
+		// A one-byte tag (every field of a TimeSeries) needs no varint
+		// decoding; tag() applies the same checks to the rest.
+		var num int32
+		var wt, next int
+		if c := d.buf[i]; c < 0x80 && c>>3 != 0 && c&7 != wtEnd {
+			num, wt, next = int32(c>>3), int(c&7), i+1
+		} else {
+			var err error
+			if num, wt, next, err = d.tag(i, end, "TimeSeries"); err != nil {
+				return err
+			}
+		}
+		var err error
+		switch num {
+		case 1: // labels_refs, packed or not
+			switch wt {
+			case wtBytes:
+				i, err = d.labelRefs(i, next, end)
+			case wtVarint:
+				v, e := varint(d.buf, next, end)
+				if e < 0 {
+					return varintErr(e, next, "labels_refs")
+				}
+				err = d.labelRef(uint32(v), next)
+				i = e
+			default:
+				return BadRequest("protobuf: wrong wire type %d for TimeSeries.labels_refs at offset %d", wt, i)
+			}
+		case 2:
+			if err := wantWire(wt, wtBytes, "TimeSeries.samples", i); err != nil {
+				return err
+			}
+			s, e, err := d.lenDelim(next, end, "sample")
+			if err != nil {
+				return err
+			}
+			if !d.bud.take(sampleBytes) {
+				return d.bud.errOver("remote write")
+			}
+			if err := d.sampleV2(s, e); err != nil {
+				return err
+			}
+			d.st.Samples++
+			i = e
+		case 3:
+			if err := wantWire(wt, wtBytes, "TimeSeries.histograms", i); err != nil {
+				return err
+			}
+			s, e, err := d.lenDelim(next, end, "histogram")
+			if err != nil {
+				return err
+			}
+			if err := d.histogram(s, e); err != nil {
+				return err
+			}
+			d.st.Histograms++
+			i = e
+		case 4:
+			if err := wantWire(wt, wtBytes, "TimeSeries.exemplars", i); err != nil {
+				return err
+			}
+			s, e, err := d.lenDelim(next, end, "exemplar")
+			if err != nil {
+				return err
+			}
+			if err := d.exemplarV2(s, e); err != nil {
+				return err
+			}
+			d.st.Exemplars++
+			i = e
+		case 5:
+			if err := wantWire(wt, wtBytes, "TimeSeries.metadata", i); err != nil {
+				return err
+			}
+			s, e, err := d.lenDelim(next, end, "metadata")
+			if err != nil {
+				return err
+			}
+			if err := d.metadataV2(s, e); err != nil {
+				return err
+			}
+			i = e
+		default:
+			i, err = d.skip(i, end)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if d.pending {
+		return d.errSeries("odd number of labels_refs (%d), want name and value pairs", 2*d.labels+1)
+	}
+	// Metadata is always on the wire (gogo encodes the empty message);
+	// a reference of 0 is the empty string, "no help" or "no unit".
+	if d.typ != 0 || d.help != 0 || d.unit != 0 {
+		d.st.Metadata++
+		if d.help != 0 && int(d.help) >= len(d.symbols) {
+			return d.errSeries("metadata help_ref %d outside the symbols table (%d symbols)", d.help, len(d.symbols))
+		}
+		if d.unit != 0 && int(d.unit) >= len(d.symbols) {
+			return d.errSeries("metadata unit_ref %d outside the symbols table (%d symbols)", d.unit, len(d.symbols))
+		}
+	}
+	return nil
+}
+
+// labelRefs reads a packed run of labels_refs whose tag is at tagAt and
+// length at next. Like the reference, elements are read while the cursor is
+// before the run's end, each bounded only by the series.
+func (d *v2Decoder) labelRefs(tagAt, next, end int) (int, error) {
+	s, e, err := d.lenDelim(next, end, "labels_refs")
+	if err != nil {
+		return 0, err
+	}
+	buf, syms := d.buf, d.symbols
+	for s < e {
+		// Fast path: a whole label of one-byte references, a name in
+		// range, not empty and after the previous one; anything else
+		// (and every error) takes labelRef.
+		if !d.pending && e-s >= 2 {
+			if n, v := buf[s], buf[s+1]; n < 0x80 && v < 0x80 && int(n) < len(syms) && int(v) < len(syms) {
+				if name := syms[n]; name != "" && (!d.hasPrev || name > d.prev) {
+					if err := d.pushLabel(name, syms[v]); err != nil {
+						return 0, err
+					}
+					s += 2
+					continue
+				}
+			}
+		}
+		var v uint64
+		at := s
+		if c := buf[s]; c < 0x80 {
+			v, s = uint64(c), s+1
+		} else if v, s = varint(buf, s, end); s < 0 {
+			return 0, varintErr(s, at, "labels_refs")
+		}
+		if err := d.labelRef(uint32(v), at); err != nil {
+			return 0, err
+		}
+	}
+	return s, nil
+}
+
+// labelRef takes the next reference of labels_refs (at offset off): a
+// name, or the value that completes a label, which is then checked,
+// charged and pushed like a 1.0 label.
+func (d *v2Decoder) labelRef(ref uint32, off int) error {
+	if int(ref) >= len(d.symbols) {
+		return d.errSeries("labels_refs[%d] = %d at offset %d is outside the symbols table (%d symbols)",
+			2*d.labels+btoi(d.pending), ref, off, len(d.symbols))
+	}
+	if !d.pending {
+		name := d.symbols[ref]
+		if name == "" {
+			return d.errSeries("label name (labels_refs[%d] = %d at offset %d) is the empty string", 2*d.labels, ref, off)
+		}
+		if d.hasPrev && name <= d.prev {
+			if name == d.prev {
+				return d.errSeries("duplicate label name %s", quote(name))
+			}
+			return d.errSeries("label names not sorted: %s after %s", quote(name), quote(d.prev))
+		}
+		d.name, d.pending = name, true
+		return nil
+	}
+	d.pending = false
+	return d.pushLabel(d.name, d.symbols[ref])
+}
+
+// pushLabel counts, charges and pushes a complete label (or skims it,
+// see NameFilter).
+func (d *v2Decoder) pushLabel(name, value string) error {
+	d.prev, d.hasPrev = name, true
+	// Every label on the wire counts, skimmed or not, so a filter does
+	// not change what is accepted.
+	if d.labels++; d.labels > d.maxLabels {
+		return errLabels(fmt.Sprintf("remote write 2.0 timeseries[%d]", d.series), d.maxLabels)
+	}
+	if !d.bud.take(labelBytes) {
+		return d.bud.errOver("remote write")
+	}
+	switch {
+	case !d.skim:
+		d.b.PushLabel(name, value)
+		if d.filter != nil && !d.named && name == batch.MetricName {
+			d.named, d.skim = true, !d.filter.Wanted(value)
+		}
+	case name == d.filter.KeepLabel:
+		d.b.PushLabel(name, value)
+	}
+	return nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// sampleV2 reads a 2.0 Sample: value (1), timestamp (2), start_timestamp
+// (3, validated and dropped).
+func (d *v2Decoder) sampleV2(i, end int) error {
+	buf := d.buf
+	// Fast path for what Prometheus sends: value, then a timestamp
+	// ending the message.
+	if end-i >= 11 && buf[i] == 1<<3|wtFixed64 && buf[i+9] == 2<<3|wtVarint {
+		ts, e := varint(buf, i+10, end)
+		if e == end {
+			d.b.PushSample(int64(ts), math.Float64frombits(leUint64(buf[i+1:])))
+			return nil
+		}
+	}
+	var ts int64
+	var v float64
+	for i < end {
+		num, wt, next, err := d.tag(i, end, "Sample")
+		if err != nil {
+			return err
+		}
+		switch num {
+		case 1:
+			if err := wantWire(wt, wtFixed64, "Sample.value", i); err != nil {
+				return err
+			}
+			bits, e, err := d.fixed64(next, end, "sample value")
+			if err != nil {
+				return err
+			}
+			v = math.Float64frombits(bits)
+			i = e
+		case 2:
+			if err := wantWire(wt, wtVarint, "Sample.timestamp", i); err != nil {
+				return err
+			}
+			u, e := varint(buf, next, end)
+			if e < 0 {
+				return varintErr(e, next, "sample timestamp")
+			}
+			ts = int64(u)
+			i = e
+		case 3:
+			i, err = d.scalar(wt, wtVarint, i, next, end, "Sample.start_timestamp")
+		default:
+			i, err = d.skip(i, end)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	d.b.PushSample(ts, v)
+	return nil
+}
+
+func leUint64(b []byte) uint64 {
+	_ = b[7]
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+// exemplarV2 validates a 2.0 Exemplar: labels_refs (pairs into the
+// symbols table), value, timestamp.
+func (d *v2Decoder) exemplarV2(i, end int) error {
+	refs := 0
+	ref := func(v uint64, off int) error {
+		refs++
+		if int(uint32(v)) >= len(d.symbols) {
+			return d.errSeries("exemplar labels_refs[%d] = %d at offset %d is outside the symbols table (%d symbols)", refs-1, uint32(v), off, len(d.symbols))
+		}
+		return nil
+	}
+	for i < end {
+		num, wt, next, err := d.tag(i, end, "Exemplar")
+		if err != nil {
+			return err
+		}
+		switch num {
+		case 1:
+			switch wt {
+			case wtVarint:
+				v, e := varint(d.buf, next, end)
+				if e < 0 {
+					return varintErr(e, next, "exemplar labels_refs")
+				}
+				if err := ref(v, next); err != nil {
+					return err
+				}
+				i = e
+			case wtBytes:
+				s, e, err := d.lenDelim(next, end, "exemplar labels_refs")
+				if err != nil {
+					return err
+				}
+				for s < e { // bounded by the message, like the reference
+					v, n := varint(d.buf, s, end)
+					if n < 0 {
+						return varintErr(n, s, "exemplar labels_refs")
+					}
+					if err := ref(v, s); err != nil {
+						return err
+					}
+					s = n
+				}
+				i = s
+			default:
+				return BadRequest("protobuf: wrong wire type %d for Exemplar.labels_refs at offset %d", wt, i)
+			}
+		case 2:
+			i, err = d.scalar(wt, wtFixed64, i, next, end, "Exemplar.value")
+		case 3:
+			i, err = d.scalar(wt, wtVarint, i, next, end, "Exemplar.timestamp")
+		default:
+			i, err = d.skip(i, end)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if refs%2 != 0 {
+		return d.errSeries("exemplar with an odd number of labels_refs (%d)", refs)
+	}
+	return nil
+}
+
+// metadataV2 validates a 2.0 Metadata: type (1), help_ref (3), unit_ref
+// (4). Several messages merge, the last value of each field wins; the
+// references are checked at the end of the series.
+func (d *v2Decoder) metadataV2(i, end int) error {
+	for i < end {
+		num, wt, next, err := d.tag(i, end, "Metadata")
+		if err != nil {
+			return err
+		}
+		switch num {
+		case 1:
+			if err := wantWire(wt, wtVarint, "Metadata.type", i); err != nil {
+				return err
+			}
+			v, e := varint(d.buf, next, end)
+			if e < 0 {
+				return varintErr(e, next, "Metadata.type")
+			}
+			d.typ, i = uint32(v), e // an int32 enum: the reference keeps the low 32 bits
+		case 3, 4:
+			if err := wantWire(wt, wtVarint, "Metadata ref", i); err != nil {
+				return err
+			}
+			v, e := varint(d.buf, next, end)
+			if e < 0 {
+				return varintErr(e, next, "Metadata ref")
+			}
+			if num == 3 {
+				d.help = uint32(v)
+			} else {
+				d.unit = uint32(v)
+			}
+			i = e
+		default:
+			i, err = d.skip(i, end)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
