@@ -122,7 +122,7 @@ func peakRSS(t *testing.T, pid int) int64 {
 }
 
 // TestAmplificationBoundedE2E sends every amplification shape, 4 at once
-// from each of 3 installations (together they may hold three quarters of
+// (8 times each) from each of 3 installations (together they may hold three quarters of
 // limits.max_inflight_bytes, each its share), to the binary with the shipped default
 // limits, while another installation writes every 50ms. Every hostile
 // request gets a 4xx (or a 429/503 while the memory budget is in use),
@@ -170,10 +170,14 @@ func TestAmplificationBoundedE2E(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					code, _, b := post(t, url, headers, body)
-					mu.Lock()
-					results = append(results, sent{name, code, b})
-					mu.Unlock()
+					// Each sender keeps at it, so the attack lasts
+					// while the polite installation writes.
+					for round := 0; round < 8; round++ {
+						code, _, b := post(t, url, headers, body)
+						mu.Lock()
+						results = append(results, sent{name, code, b})
+						mu.Unlock()
+					}
 				}()
 			}
 		}
