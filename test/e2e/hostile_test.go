@@ -213,11 +213,13 @@ func heapInuse(t *testing.T, internal string) float64 {
 // TestHeapBoundUnderBombs: 100 concurrent compression bombs and oversized
 // bodies (4 rounds) keep the gateway's heap under 64MiB: each request
 // holds at most max_request_bytes (64KiB) + max_decoded_bytes (256KiB),
-// about 32MiB for 100, plus the baseline. Every one gets its 413.
+// about 32MiB for 100, plus the baseline. Every one gets its 413 (the
+// per-installation shares are off: all 100 come from one installation, and
+// this test is about the decode caps, not fairness).
 func TestHeapBoundUnderBombs(t *testing.T) {
 	const bound = 64 << 20
 	down := harness.StartPrometheus(t, harness.PrometheusOptions{Name: "downstream", EnableRemoteWriteReceiver: true})
-	gw := startBudgetGateway(t, budgetGatewayOpts{downstream: down.RemoteWriteURL(), limits: "  upload_interval: 0s\n  max_concurrent_requests: 200"})
+	gw := startBudgetGateway(t, budgetGatewayOpts{downstream: down.RemoteWriteURL(), limits: "  upload_interval: 0s\n  max_concurrent_requests: 200\n  max_concurrent_requests_per_installation: 0\n  max_inflight_bytes_per_installation: 0"})
 	rw := gw.url + "/api/v1/receive"
 	good := harness.CompositeToken("fleet-token", "cluster-a")
 	upJWT, _, status, err := harness.Authorize(context.Background(), gw.url, "fleet-token", "cluster-a")
