@@ -189,6 +189,16 @@ func (a *admission) requests(inst string) int {
 	return 0
 }
 
+// growth is the decode.Reserve of a buffer whose capacity, held bytes,
+// the ticket holds already: each growth reserves what it adds.
+func (t *ticket) growth(held int) decode.Reserve {
+	return func(newCap int) error {
+		err := t.add(newCap - held)
+		held = max(held, newCap)
+		return err
+	}
+}
+
 // done releases everything the ticket holds.
 func (t *ticket) done() {
 	if t == nil {

@@ -413,16 +413,10 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 	if err := t.add(cap(b.Buf)); err != nil {
 		return g.writeError(w, r, err)
 	}
-	held := cap(b.Buf)
-	b.Buf, err = decode.UploadBody(b.Buf[:0], body, r.Header.Get("Content-Encoding"), g.opts.Limits.MaxDecodedBytes, func(newCap int) error {
-		err := t.add(newCap - held)
-		held = max(held, newCap)
-		return err
-	})
+	b.Buf, err = decode.UploadBody(b.Buf[:0], body, r.Header.Get("Content-Encoding"), g.opts.Limits.MaxDecodedBytes, t.growth(cap(b.Buf)))
 	if err != nil {
 		if e := sb.tooSlow(); e != nil {
-			w.Header().Set("Connection", "close")
-			err = e
+			err = e // writeError closes the connection
 		}
 		return g.writeError(w, r, err)
 	}
@@ -506,18 +500,12 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	if err := t.add(cap(cb.b) + cap(b.Buf)); err != nil {
 		return g.writeError(w, r, err)
 	}
-	held := cap(cb.b)
 	// body is capped at max_request_bytes (http.MaxBytesReader): a 413
 	// from the read is that cap, whatever decode calls it.
-	cb.b, err = decode.ReadAllCapped(cb.b[:0], body, int(g.opts.Limits.MaxRequestBytes), func(newCap int) error {
-		err := t.add(newCap - held)
-		held = max(held, newCap)
-		return err
-	})
+	cb.b, err = decode.ReadAllCapped(cb.b[:0], body, int(g.opts.Limits.MaxRequestBytes), t.growth(cap(cb.b)))
 	if err != nil {
 		if e := sb.tooSlow(); e != nil {
-			w.Header().Set("Connection", "close")
-			err = e
+			err = e // writeError closes the connection
 		} else if decode.StatusOf(err) == http.StatusRequestEntityTooLarge && !isHTTPError(err) {
 			err = tooLarge("max_request_bytes", g.opts.Limits.MaxRequestBytes, 0)
 		}

@@ -2,7 +2,6 @@ package decode
 
 import (
 	"fmt"
-	"math"
 	"sync"
 
 	"github.com/telegate/telegate/batch"
@@ -252,7 +251,7 @@ func (d *v2Decoder) timeSeries(i, end int) error {
 			if !d.bud.take(sampleBytes) {
 				return d.bud.errOver("remote write")
 			}
-			if err := d.sampleV2(s, e); err != nil {
+			if err := d.sample(s, e); err != nil {
 				return err
 			}
 			d.st.Samples++
@@ -412,66 +411,6 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
-}
-
-// sampleV2 reads a 2.0 Sample: value (1), timestamp (2), start_timestamp
-// (3, validated and dropped).
-func (d *v2Decoder) sampleV2(i, end int) error {
-	buf := d.buf
-	// Fast path for what Prometheus sends: value, then a timestamp
-	// ending the message.
-	if end-i >= 11 && buf[i] == 1<<3|wtFixed64 && buf[i+9] == 2<<3|wtVarint {
-		ts, e := varint(buf, i+10, end)
-		if e == end {
-			d.b.PushSample(int64(ts), math.Float64frombits(leUint64(buf[i+1:])))
-			return nil
-		}
-	}
-	var ts int64
-	var v float64
-	for i < end {
-		num, wt, next, err := d.tag(i, end, "Sample")
-		if err != nil {
-			return err
-		}
-		switch num {
-		case 1:
-			if err := wantWire(wt, wtFixed64, "Sample.value", i); err != nil {
-				return err
-			}
-			bits, e, err := d.fixed64(next, end, "sample value")
-			if err != nil {
-				return err
-			}
-			v = math.Float64frombits(bits)
-			i = e
-		case 2:
-			if err := wantWire(wt, wtVarint, "Sample.timestamp", i); err != nil {
-				return err
-			}
-			u, e := varint(buf, next, end)
-			if e < 0 {
-				return varintErr(e, next, "sample timestamp")
-			}
-			ts = int64(u)
-			i = e
-		case 3:
-			i, err = d.scalar(wt, wtVarint, i, next, end, "Sample.start_timestamp")
-		default:
-			i, err = d.skip(i, end)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	d.b.PushSample(ts, v)
-	return nil
-}
-
-func leUint64(b []byte) uint64 {
-	_ = b[7]
-	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
 }
 
 // exemplarV2 validates a 2.0 Exemplar: labels_refs (pairs into the
