@@ -147,9 +147,72 @@ func TestNoArenaRetention(t *testing.T) {
 	if held > int64(b.Bytes())+1<<20 {
 		t.Fatalf("batch of %d bytes keeps %d bytes of heap alive", b.Bytes(), held)
 	}
-	want := cap(b.labels)*32 + cap(b.samples)*16 + cap(b.Series)*48
-	if b.Bytes() != want || b.Bytes() < 100000*(2*32+16+48) {
+	want := cap(b.labels)*32 + cap(b.samples)*16 + cap(b.Series)*int(unsafe.Sizeof(Series{}))
+	if b.Bytes() != want || b.Bytes() < 100000*(2*32+16+int(unsafe.Sizeof(Series{}))) {
 		t.Fatalf("Bytes() = %d, want %d", b.Bytes(), want)
 	}
 	runtime.KeepAlive(b)
+}
+
+func TestHistogramsAndExemplarsFollowTheirSeries(t *testing.T) {
+	var b Batch
+	for i := 0; i < 3000; i++ {
+		v := strconv.Itoa(i)
+		b.PushLabel("__name__", v)
+		for j := 0; j < i%3; j++ {
+			b.PushHistogram(int64(i), []byte(v))
+		}
+		for j := 0; j < i%4; j++ {
+			for k := 0; k < j; k++ {
+				b.PushExemplarLabel("trace_id", v)
+			}
+			b.PushExemplar(int64(i), float64(j))
+		}
+		if i%5 == 4 {
+			b.DiscardSeries()
+			continue
+		}
+		b.EndSeries()
+	}
+	if len(b.Series) != 3000-600 {
+		t.Fatalf("%d series", len(b.Series))
+	}
+	hs, ex := 0, 0
+	for _, s := range b.Series {
+		name := s.Name()
+		i, _ := strconv.Atoi(name)
+		if len(s.Histograms) != i%3 || len(s.Exemplars) != i%4 || cap(s.Histograms) != len(s.Histograms) || cap(s.Exemplars) != len(s.Exemplars) {
+			t.Fatalf("series %s: %d histograms, %d exemplars", name, len(s.Histograms), len(s.Exemplars))
+		}
+		if !inArena(s.Histograms, b.histograms) || !inArena(s.Exemplars, b.exemplars) {
+			t.Fatalf("series %s points into an old arena", name)
+		}
+		for _, h := range s.Histograms {
+			if h.Timestamp != int64(i) || string(h.Raw) != name {
+				t.Fatalf("series %s: histogram %v", name, h)
+			}
+		}
+		for j, e := range s.Exemplars {
+			if len(e.Labels) != j || e.Value != float64(j) || !inArena(e.Labels, b.exLabels) {
+				t.Fatalf("series %s: exemplar %d %+v", name, j, e)
+			}
+			for _, l := range e.Labels {
+				if l.Value != name {
+					t.Fatalf("series %s: exemplar label %v", name, l)
+				}
+			}
+		}
+		hs += len(s.Histograms)
+		ex += len(s.Exemplars)
+		if s.Points() != len(s.Samples)+len(s.Histograms) {
+			t.Fatal("Points")
+		}
+	}
+	if b.Histograms() != hs || b.Exemplars() != ex || b.Points() != hs {
+		t.Fatalf("counts %d %d %d", b.Histograms(), b.Exemplars(), b.Points())
+	}
+	b.Reset()
+	if b.Histograms() != 0 || len(b.histograms) != 0 || len(b.exLabels) != 0 {
+		t.Fatal("reset")
+	}
 }
