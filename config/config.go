@@ -260,6 +260,12 @@ type Forward struct {
 	// Spool is the durable spool a request falls back to when the
 	// downstream cannot take it.
 	Spool Spool `yaml:"spool"`
+	// SendExemplars passes the exemplars senders attach to their series
+	// on (to the downstream or the embedded storage); false drops them.
+	SendExemplars bool `yaml:"send_exemplars"`
+	// SendMetadata passes metric metadata (type, help, unit) on; false
+	// drops it.
+	SendMetadata bool `yaml:"send_metadata"`
 }
 
 // Storage is the embedded TSDB used when forward.url is empty
@@ -428,6 +434,8 @@ func Default() *Config {
 			MaxRetryTime:    model.Duration(30 * time.Second),
 			Spool:           defaultSpool(),
 			MaxRequestBytes: forward.DefaultMaxRequestBytes,
+			SendExemplars:   true,
+			SendMetadata:    true,
 		},
 		Storage: Storage{
 			Path:          "./data",

@@ -73,11 +73,11 @@ func newBudgetState(reg prometheus.Registerer) *budgetState {
 // mode, where the series is counted and kept.
 func (g *Gateway) allowlistDenies(s *batch.Series, shadow map[string]int, tally *offenderTally) bool {
 	if !g.opts.AllowlistShadow {
-		tally.add(reasonAllowlist, s.Name(), len(s.Samples), true)
+		tally.add(reasonAllowlist, s.Name(), s.Points(), true)
 		return true
 	}
-	shadow[reasonAllowlist] += len(s.Samples)
-	tally.add(reasonAllowlist, s.Name(), len(s.Samples), false)
+	shadow[reasonAllowlist] += s.Points()
+	tally.add(reasonAllowlist, s.Name(), s.Points(), false)
 	return false
 }
 
@@ -128,7 +128,7 @@ func (g *Gateway) applyBudgets(ctx context.Context, cluster string, b *batch.Bat
 		return nil
 	}
 	st := g.budgets
-	n := b.Samples()
+	n := b.Points()
 	rd, err := l.TakeSamples(ctx, cluster, n)
 	if err != nil {
 		return g.budgetsUnavailable(err)
@@ -174,9 +174,9 @@ func (g *Gateway) applyBudgets(ctx context.Context, cluster string, b *batch.Bat
 		for i := range b.Series {
 			if !admitted[i] {
 				s := &b.Series[i]
-				shadow[reasonBudget] += len(s.Samples)
-				st.shadowSamples.WithLabelValues(reasonBudget).Add(float64(len(s.Samples)))
-				tally.add(reasonBudget, s.Name(), len(s.Samples), false)
+				shadow[reasonBudget] += s.Points()
+				st.shadowSamples.WithLabelValues(reasonBudget).Add(float64(s.Points()))
+				tally.add(reasonBudget, s.Name(), s.Points(), false)
 			}
 		}
 		return nil
@@ -188,8 +188,8 @@ func (g *Gateway) applyBudgets(ctx context.Context, cluster string, b *batch.Bat
 			kept = append(kept, s)
 			continue
 		}
-		dropped[reasonBudget] += len(s.Samples)
-		tally.add(reasonBudget, s.Name(), len(s.Samples), true)
+		dropped[reasonBudget] += s.Points()
+		tally.add(reasonBudget, s.Name(), s.Points(), true)
 	}
 	clear(b.Series[len(kept):])
 	b.Series = kept

@@ -92,6 +92,9 @@ type Options struct {
 	// Budgets are the per-cluster budgets (active series, samples rate,
 	// upload interval); nil enforces only the upload interval, in memory.
 	Budgets *limits.Limiter
+	// DropExemplars and DropMetadata keep exemplars and metric metadata
+	// from being forwarded (forward.send_exemplars, send_metadata false).
+	DropExemplars, DropMetadata bool
 	// AllowlistShadow runs the allowlist in shadow mode: what it would
 	// drop is counted and forwarded.
 	AllowlistShadow bool
@@ -446,18 +449,21 @@ const (
 	writtenExemplarsHeader  = "X-Prometheus-Remote-Write-Exemplars-Written"
 )
 
-// setWritten sets the written headers of a 2.0 answer. Native histograms
-// and exemplars are not forwarded yet: none is ever written.
-func setWritten(h http.Header, samples int) {
+// setWritten sets the written headers of a 2.0 answer: float samples,
+// native histogram samples and exemplars forwarded or durably spooled.
+func setWritten(h http.Header, samples, histograms, exemplars int) {
 	// The keys are canonical; "0" is shared (a slice of capacity 1: an
 	// Add copies it), so a 2.0 answer costs one allocation more than 1.0.
-	if samples == 0 {
-		h[writtenSamplesHeader] = headerZero
-	} else {
-		h[writtenSamplesHeader] = []string{strconv.Itoa(samples)}
+	h[writtenSamplesHeader] = count(samples)
+	h[writtenHistogramsHeader] = count(histograms)
+	h[writtenExemplarsHeader] = count(exemplars)
+}
+
+func count(n int) []string {
+	if n == 0 {
+		return headerZero
 	}
-	h[writtenHistogramsHeader] = headerZero
-	h[writtenExemplarsHeader] = headerZero
+	return []string{strconv.Itoa(n)}
 }
 
 var headerZero = []string{"0"}
@@ -469,7 +475,7 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	// series are forwarded).
 	msg, headerErr := decode.CheckRemoteWriteHeaders(r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"))
 	if msg == decode.WriteV2 {
-		setWritten(w.Header(), 0)
+		setWritten(w.Header(), 0, 0, 0)
 	}
 	id, err := g.receiveIdentity(r)
 	if err != nil {
@@ -548,7 +554,7 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	}
 	if msg == decode.WriteV2 {
 		// What ingest kept of b is what was forwarded.
-		setWritten(w.Header(), b.Samples())
+		setWritten(w.Header(), b.Samples(), b.Histograms(), b.Exemplars())
 	}
 	w.WriteHeader(code)
 	return code
@@ -622,7 +628,7 @@ func (g *Gateway) receiveIdentity(r *http.Request) (authn.Identity, error) {
 // not bounds-checked).
 func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string, id authn.Identity, al *allowlist.Allowlist, b *batch.Batch, now time.Time, unsupported int, t *ticket) (int, error) {
 	remoteWrite := unsupported >= 0
-	received := b.Samples() + max(unsupported, 0)
+	received := b.Points() + max(unsupported, 0)
 	g.metrics.received.WithLabelValues(protocol).Add(float64(received))
 	shadow := map[string]int{}
 	var deniedSeries, deniedSamples int
@@ -636,12 +642,12 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 		if name := s.Name(); al == nil || !al.MatchName(name) {
 			if g.allowlistDenies(s, shadow, &tally) {
 				deniedSeries++
-				deniedSamples += len(s.Samples)
+				deniedSamples += s.Points()
 				continue
 			}
 		} else if _, ok := al.Match(s.Labels); !ok && g.allowlistDenies(s, shadow, &tally) {
 			deniedSeries++
-			deniedSamples += len(s.Samples)
+			deniedSamples += s.Points()
 			continue
 		}
 		kept = append(kept, *s)
@@ -680,6 +686,16 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	for reason, n := range dropped {
 		g.metrics.dropped.WithLabelValues(reason).Add(float64(n))
 	}
+	if g.opts.DropExemplars {
+		for i := range b.Series {
+			b.Series[i].Exemplars = nil
+		}
+	}
+	if g.opts.DropMetadata || len(b.Series) == 0 {
+		b.Metadata = b.Metadata[:0]
+	} else if len(b.Metadata) > 0 {
+		b.Metadata = keptMetadata(b.Metadata, b.Series)
+	}
 	if len(b.Series) > 0 {
 		if _, ok := g.opts.Forwarder.(BatchForwarder); !ok {
 			if err := t.add(forwardReserve(g.opts.MaxForwardBytes, len(b.Buf), len(b.Series))); err != nil {
@@ -689,7 +705,7 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 		if err := g.forward(r.Context(), id.ClusterID, b.Series); err != nil {
 			return 0, err
 		}
-		g.metrics.forwarded.Add(float64(b.Samples()))
+		g.metrics.forwarded.Add(float64(b.Points()))
 	}
 	setDroppedHeaders(w.Header(), dropped)
 	setShadowHeaders(w.Header(), shadow)
@@ -700,6 +716,28 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 		return http.StatusNoContent, nil
 	}
 	return http.StatusOK, nil
+}
+
+// keptMetadata keeps the metadata of the families some forwarded series
+// belongs to (its name is the family's, or the family's with a histogram's,
+// summary's or counter's suffix): what the allowlist or a budget dropped
+// leaves no help text behind.
+func keptMetadata(md []batch.Metadata, series []batch.Series) []batch.Metadata {
+	names := make(map[string]struct{}, 16)
+	for i := range series {
+		names[series[i].Name()] = struct{}{}
+	}
+	out := md[:0]
+	for _, m := range md {
+		for _, suffix := range [...]string{"", "_bucket", "_count", "_sum", "_total", "_created", "_info"} {
+			if _, ok := names[m.Family+suffix]; ok {
+				out = append(out, m)
+				break
+			}
+		}
+	}
+	clear(md[len(out):])
+	return out
 }
 
 // nameFilter lets the decoders skim the series al drops by name: their

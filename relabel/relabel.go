@@ -162,7 +162,7 @@ func (p *Pipeline) Process(b *batch.Batch, clusterID string, now time.Time, chec
 			s.Labels, keep = p.relabel(s.Labels, sc)
 			if !keep {
 				st.Series[ReasonRelabel]++
-				st.Samples[ReasonRelabel] += len(s.Samples)
+				st.Samples[ReasonRelabel] += s.Points()
 				continue
 			}
 		}
@@ -184,13 +184,27 @@ func (p *Pipeline) Process(b *batch.Batch, clusterID string, now time.Time, chec
 				}
 			}
 			s.Samples = kept
-			if len(s.Samples) == 0 {
+			if len(s.Histograms) > 0 {
+				keptH := s.Histograms[:0]
+				for _, h := range s.Histograms {
+					switch {
+					case h.Timestamp < minTs:
+						st.Samples[ReasonTooOld]++
+					case h.Timestamp > maxTs:
+						st.Samples[ReasonTooNew]++
+					default:
+						keptH = append(keptH, h)
+					}
+				}
+				s.Histograms = keptH
+			}
+			if s.Points() == 0 {
 				continue
 			}
 		}
 		if p.seenBefore(sc.seen, h, out, &s) {
 			st.Series[ReasonCollision]++
-			st.Samples[ReasonCollision] += len(s.Samples)
+			st.Samples[ReasonCollision] += s.Points()
 			continue
 		}
 		out = append(out, s)

@@ -244,3 +244,43 @@ func TestCheckSortsBeforeValidatingAndHashing(t *testing.T) {
 		t.Fatalf("got %q (stats %+v), want %q and one collision", got, st, want)
 	}
 }
+
+// Native histogram samples obey the same timestamp bounds as float samples,
+// are counted with them, and keep a series that has no float sample.
+func TestTimestampBoundsHistograms(t *testing.T) {
+	o := defaultOpts()
+	o.MaxSampleAge, o.MaxFutureSkew = time.Hour, time.Minute
+	p := New(o)
+	now := time.UnixMilli(10_000_000)
+	b := &batch.Batch{}
+	b.PushLabel("__name__", "latency")
+	b.PushHistogram(now.Add(-2*time.Hour).UnixMilli(), []byte("old"))
+	b.PushHistogram(now.UnixMilli(), []byte("now"))
+	b.PushHistogram(now.Add(2*time.Minute).UnixMilli(), []byte("new"))
+	b.EndSeries()
+	b.PushLabel("__name__", "stale")
+	b.PushHistogram(now.Add(-2*time.Hour).UnixMilli(), []byte("old"))
+	b.EndSeries()
+	st, err := p.Process(b, "c1", now, true, &Scratch{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Series) != 1 || len(b.Series[0].Histograms) != 1 || string(b.Series[0].Histograms[0].Raw) != "now" {
+		t.Fatalf("got %+v", b.Series)
+	}
+	if st.Samples[ReasonTooOld] != 2 || st.Samples[ReasonTooNew] != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	// A collision counts the histograms it drops.
+	b2 := &batch.Batch{}
+	for range 2 {
+		b2.PushLabel("__name__", "latency")
+		b2.PushHistogram(now.UnixMilli(), []byte("h"))
+		b2.PushHistogram(now.UnixMilli()+1, []byte("h"))
+		b2.EndSeries()
+	}
+	st, err = p.Process(b2, "c1", now, true, &Scratch{})
+	if err != nil || len(b2.Series) != 1 || st.Samples[ReasonCollision] != 2 {
+		t.Fatalf("collision: %v %+v %+v", err, st, b2.Series)
+	}
+}

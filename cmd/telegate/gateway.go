@@ -279,6 +279,8 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 		},
 		ClientTimestamps:      c.Relabel.UploadTimestamps == "client",
 		MaxRetryTime:          time.Duration(c.Forward.MaxRetryTime),
+		DropExemplars:         !c.Forward.SendExemplars,
+		DropMetadata:          !c.Forward.SendMetadata,
 		Budgets:               comp.limiter,
 		AllowlistShadow:       !c.Allowlist.Enforce,
 		ExplainCacheBytes:     int64(c.Allowlist.ExplainCacheBytes),
