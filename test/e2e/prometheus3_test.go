@@ -42,6 +42,7 @@ type rwExchange struct {
 	status     int
 	dropped    string // X-Telegate-Dropped-Samples
 	samplesHdr string // X-Prometheus-Remote-Write-Samples-Written
+	histsHdr   string // X-Prometheus-Remote-Write-Histograms-Written
 }
 
 // rwRecorder is a reverse proxy in front of the gateway that records each
@@ -69,6 +70,7 @@ func newRWRecorder(t *testing.T, gatewayURL string) *rwRecorder {
 			status:     resp.StatusCode,
 			dropped:    resp.Header.Get("X-Telegate-Dropped-Samples"),
 			samplesHdr: resp.Header.Get("X-Prometheus-Remote-Write-Samples-Written"),
+			histsHdr:   resp.Header.Get("X-Prometheus-Remote-Write-Histograms-Written"),
 		})
 		r.mu.Unlock()
 		return nil
@@ -132,10 +134,11 @@ func startPrometheus3Sender(t *testing.T, rec *rwRecorder, msg, id string) *harn
 	})
 }
 
-// assertOnlyAllowlistedFloats checks the downstream holds exactly the
-// allowlisted float series of the sender (prometheus_build_info and its
-// up), all stamped with _id, none with instance.
-func assertOnlyAllowlistedFloats(t *testing.T, down *harness.Prometheus, id string) {
+// assertOnlyAllowlisted checks the downstream holds exactly the
+// allowlisted series of the sender (prometheus_build_info, its up and its
+// native histogram, still native: no classic series made of it), all
+// stamped with _id, none with instance.
+func assertOnlyAllowlisted(t *testing.T, down *harness.Prometheus, id string) {
 	t.Helper()
 	v := down.QueryEventually(t, `prometheus_build_info`, harness.NonEmpty, 60*time.Second)
 	if got := string(v[0].Metric["_id"]); got != id {
@@ -145,71 +148,19 @@ func assertOnlyAllowlistedFloats(t *testing.T, down *harness.Prometheus, id stri
 		t.Fatalf("sender is not a Prometheus 3: %v", v[0].Metric)
 	}
 	down.QueryEventually(t, fmt.Sprintf(`up{job="sender",_id=%q}`, id), harness.Len(1), 30*time.Second)
-	if got := names(down.Query(t, `count by (__name__) ({__name__=~".+"})`)); strings.Join(got, ",") != "prometheus_build_info,up" {
-		t.Fatalf("metric names downstream: %v (want only the allowlisted floats)", got)
+	for _, s := range down.QueryEventually(t, nativeHistogram, harness.NonEmpty, 30*time.Second) {
+		if s.Histogram == nil {
+			t.Fatalf("%s arrived downstream, but not as a native histogram: %v", nativeHistogram, s)
+		}
+	}
+	if got := names(down.Query(t, `count by (__name__) ({__name__=~".+"})`)); strings.Join(got, ",") != "prometheus_build_info,"+nativeHistogram+",up" {
+		t.Fatalf("metric names downstream: %v (want only the allowlisted ones)", got)
 	}
 	if v := down.Query(t, fmt.Sprintf(`{__name__=~".+",_id!=%q}`, id)); len(v) != 0 {
 		t.Fatalf("series without the right _id: %v", v)
 	}
 	if v := down.Query(t, `{__name__=~".+",instance!=""}`); len(v) != 0 {
 		t.Fatalf("series with instance: %v", v)
-	}
-}
-
-// TestPrometheus3NativeHistogramsRemoteWrite1: a stock Prometheus 3
-// scraping itself with native histograms sends remote write 1.0 with
-// send_native_histograms through the gateway into a receiving Prometheus
-// 3. The allowlisted float series arrive stamped and nothing else does.
-// Today's behaviour for native histograms, asserted so it cannot change
-// unnoticed: the gateway answers 204 with X-Telegate-Dropped-Samples
-// unsupported=N and the native histogram is absent downstream (issue 14
-// item 3 turns this into "it arrives").
-func TestPrometheus3NativeHistogramsRemoteWrite1(t *testing.T) {
-	down, _, rec := startPrometheus3Path(t)
-	sender := startPrometheus3Sender(t, rec, harness.RemoteWrite1, "cluster-p3-rw1")
-
-	// The sender really holds a native histogram (no classic buckets).
-	for _, s := range sender.QueryEventually(t, nativeHistogram, harness.NonEmpty, 30*time.Second) {
-		if s.Histogram == nil {
-			t.Fatalf("sender's %s is not a native histogram: %v", nativeHistogram, s)
-		}
-	}
-	if v := sender.Query(t, `{__name__=~"`+nativeHistogram+`_(bucket|sum|count)"}`); len(v) != 0 {
-		t.Fatalf("sender scraped classic series too: %d", len(v))
-	}
-
-	assertOnlyAllowlistedFloats(t, down, "cluster-p3-rw1")
-
-	// The requests were 1.0 and carried native histograms; the gateway
-	// said which samples it did not take.
-	var unsupported int
-	waitFor(t, "an answer reporting unsupported native histograms (if the gateway takes them now, update this test: issue 14)", 30*time.Second, func() bool {
-		unsupported = 0
-		for _, x := range rec.exchanges() {
-			if x.proto != "" && x.proto != harness.RemoteWrite1 {
-				t.Fatalf("sender configured for 1.0 sent proto=%q", x.proto)
-			}
-			if n := droppedBy(x.dropped, "unsupported"); n > 0 {
-				if x.status != http.StatusNoContent {
-					t.Fatalf("answer with unsupported=%d has status %d, want 204", n, x.status)
-				}
-				unsupported += n
-			}
-		}
-		return unsupported > 0
-	})
-	for _, x := range rec.exchanges() {
-		if x.status/100 != 2 {
-			t.Fatalf("gateway answered %d to the sender (X-Telegate-Dropped-Samples %q)", x.status, x.dropped)
-		}
-	}
-	t.Logf("%d exchanges; native histogram samples reported unsupported: %d", len(rec.exchanges()), unsupported)
-
-	// ...and they are not downstream: neither as a native histogram nor
-	// converted into classic series. If native histograms are forwarded
-	// now (issue 14), replace this with the histogram_quantile comparison.
-	if v := down.Query(t, `{__name__=~"`+nativeHistogram+`.*"}`); len(v) != 0 {
-		t.Fatalf("%s arrived downstream (%d series): native histograms are forwarded now, update this test (issue 14)", nativeHistogram, len(v))
 	}
 }
 
@@ -240,9 +191,10 @@ func probeRemoteWrite2(t *testing.T, gwURL, token string) (int, http.Header) {
 }
 
 // TestPrometheus3RemoteWrite2: a stock Prometheus 3 sends remote write 2.0
-// (with native histograms) through the gateway; the allowlisted float
-// series arrive stamped, nothing else, and the gateway's answers carry the
-// 2.0 written-counts Prometheus needs (without them it drops the data).
+// (with native histograms) through the gateway into a receiving
+// Prometheus 3; the allowlisted series, floats and native histogram,
+// arrive stamped, nothing else, and the gateway's answers carry the 2.0
+// written-counts Prometheus needs (without them it drops the data).
 // Skipped while the gateway answers 415 to 2.0; it turns on by itself
 // when 2.0 receive lands.
 func TestPrometheus3RemoteWrite2(t *testing.T) {
@@ -260,9 +212,9 @@ func TestPrometheus3RemoteWrite2(t *testing.T) {
 	}
 
 	startPrometheus3Sender(t, rec, harness.RemoteWrite2, id)
-	assertOnlyAllowlistedFloats(t, down, id)
+	assertOnlyAllowlisted(t, down, id)
 
-	var written int
+	var written, hists int
 	for _, x := range rec.exchanges() {
 		if x.proto != harness.RemoteWrite2 || !strings.HasPrefix(x.version, "2.") {
 			t.Fatalf("sender configured for 2.0 sent proto=%q version=%q", x.proto, x.version)
@@ -272,9 +224,14 @@ func TestPrometheus3RemoteWrite2(t *testing.T) {
 		}
 		n, _ := strconv.Atoi(x.samplesHdr)
 		written += n
+		n, _ = strconv.Atoi(x.histsHdr)
+		hists += n
+		if droppedBy(x.dropped, "unsupported") > 0 {
+			t.Fatalf("gateway dropped samples as unsupported: %q", x.dropped)
+		}
 	}
-	if written == 0 {
-		t.Fatalf("no answer to the 2.0 requests reported X-Prometheus-Remote-Write-Samples-Written > 0")
+	if written == 0 || hists == 0 {
+		t.Fatalf("the answers to the 2.0 requests reported %d samples and %d histograms written, want both > 0", written, hists)
 	}
-	t.Logf("%d exchanges; samples written per the 2.0 headers: %d", len(rec.exchanges()), written)
+	t.Logf("%d exchanges; written per the 2.0 headers: %d samples, %d histograms", len(rec.exchanges()), written, hists)
 }

@@ -35,10 +35,17 @@ type embeddedGateway struct {
 // storage). queryListen "" serves the query API on the internal listener.
 func startEmbeddedGateway(t *testing.T, queryListen string, args ...string) *embeddedGateway {
 	t.Helper()
+	return startEmbeddedGatewayWith(t, allowlistYAML, "", queryListen, args...)
+}
+
+// startEmbeddedGatewayWith is startEmbeddedGateway with another allowlist
+// and extra top-level configuration sections (extraYAML).
+func startEmbeddedGatewayWith(t *testing.T, allowlist, extraYAML, queryListen string, args ...string) *embeddedGateway {
+	t.Helper()
 	bin := harness.BuildBinary(t, "./cmd/telegate")
 	dir := t.TempDir()
 	pub, internal := harness.FreeAddr(t), harness.FreeAddr(t)
-	must(t, os.WriteFile(filepath.Join(dir, "allowlist.yaml"), []byte(allowlistYAML), 0o600))
+	must(t, os.WriteFile(filepath.Join(dir, "allowlist.yaml"), []byte(allowlist), 0o600))
 	must(t, os.WriteFile(filepath.Join(dir, "tokens.yaml"), []byte(tokensYAML), 0o600))
 	storage := filepath.Join(dir, "tsdb")
 	cfg := fmt.Sprintf(`web:
@@ -55,7 +62,7 @@ storage:
   query:
     listen_address: %q
     timeout: 30s
-`, pub, internal, storage, queryListen)
+%s`, pub, internal, storage, queryListen, extraYAML)
 	must(t, os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(cfg), 0o600))
 	p := harness.StartProcess(t, harness.ProcessOptions{
 		Name:        "telegate",

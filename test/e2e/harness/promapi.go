@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -77,11 +78,22 @@ func (a *PromAPI) get(ctx context.Context, path string, params url.Values, out a
 // result is returned as is; a scalar becomes a one-sample vector with an
 // empty metric; any other result type is an error.
 func (a *PromAPI) QueryErr(ctx context.Context, promql string) (model.Vector, error) {
+	return a.query(ctx, url.Values{"query": {promql}})
+}
+
+// QueryAtErr runs an instant query evaluated at ts (millisecond precision),
+// with QueryErr's result rules.
+func (a *PromAPI) QueryAtErr(ctx context.Context, promql string, ts time.Time) (model.Vector, error) {
+	return a.query(ctx, url.Values{"query": {promql}, "time": {strconv.FormatFloat(float64(ts.UnixMilli())/1000, 'f', 3, 64)}})
+}
+
+func (a *PromAPI) query(ctx context.Context, params url.Values) (model.Vector, error) {
+	promql := params.Get("query")
 	var data struct {
 		ResultType model.ValueType `json:"resultType"`
 		Result     json.RawMessage `json:"result"`
 	}
-	if err := a.get(ctx, "/api/v1/query", url.Values{"query": {promql}}, &data); err != nil {
+	if err := a.get(ctx, "/api/v1/query", params, &data); err != nil {
 		return nil, err
 	}
 	switch data.ResultType {
