@@ -72,14 +72,14 @@ func TestSeenBeforeSurvivesHashCollision(t *testing.T) {
 	var kept []batch.Series
 	const h = 42 // the same hash for both, as if they collided
 	for _, s := range []batch.Series{a, b} {
-		if p.seenBefore(seen, h, kept, &s) {
+		if _, dup := p.seenBefore(seen, h, kept, &s); dup {
 			t.Fatalf("%v reported as seen", s.Labels)
 		}
 		kept = append(kept, s)
 	}
-	for _, s := range []batch.Series{a, b} {
-		if !p.seenBefore(seen, h, kept, &s) {
-			t.Errorf("duplicate of %v not found after a collision", s.Labels)
+	for i, s := range []batch.Series{a, b} {
+		if j, dup := p.seenBefore(seen, h, kept, &s); !dup || j != i {
+			t.Errorf("duplicate of %v not found after a collision (%d, %v)", s.Labels, j, dup)
 		}
 	}
 }

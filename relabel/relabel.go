@@ -1,6 +1,7 @@
 package relabel
 
 import (
+	"cmp"
 	"fmt"
 	"hash/maphash"
 	"math"
@@ -24,7 +25,7 @@ type Reason int
 // X-Telegate-Dropped-* response headers.
 const (
 	ReasonRelabel   Reason = iota // a relabel_config dropped the series
-	ReasonCollision               // identical to another series after stripping
+	ReasonCollision               // identical to another series after stripping, or a repeated timestamp of one series
 	ReasonTooOld                  // sample older than max_sample_age
 	ReasonTooNew                  // sample further in the future than max_future_skew
 	NumReasons
@@ -115,7 +116,10 @@ func (p *Pipeline) DropLabels() []string { return append([]string(nil), p.opts.D
 // Scratch is reusable per-request state. The zero value is ready.
 type Scratch struct {
 	seen map[uint64]int
-	lb   *labels.Builder
+	// src is, for each kept series, the hash of what stripping and
+	// relabeling changed (see strip).
+	src []uint64
+	lb  *labels.Builder
 }
 
 // CheckIdentity returns an error if a series carries a cluster ID label
@@ -154,10 +158,15 @@ func (p *Pipeline) Process(b *batch.Batch, clusterID string, now time.Time, chec
 		}
 	}
 	out := b.Series[:0]
+	sc.src = sc.src[:0]
 	for i := range b.Series {
 		s := b.Series[i]
-		s.Labels = p.strip(s.Labels)
+		var src uint64
+		s.Labels, src = p.strip(s.Labels)
 		if len(p.opts.RelabelConfigs) > 0 {
+			// Relabeling may make different series equal: the labels it
+			// started from tell the sources apart.
+			src = mix(src, p.labelsHash(s.Labels))
 			var keep bool
 			s.Labels, keep = p.relabel(s.Labels, sc)
 			if !keep {
@@ -202,12 +211,19 @@ func (p *Pipeline) Process(b *batch.Batch, clusterID string, now time.Time, chec
 				continue
 			}
 		}
-		if p.seenBefore(sc.seen, h, out, &s) {
+		if j, dup := p.seenBefore(sc.seen, h, out, &s); dup {
+			if sc.src[j] == src {
+				// The same series again (remote write 1.0 senders send
+				// one TimeSeries per sample): its samples join the first.
+				st.Samples[ReasonCollision] += mergeInto(&out[j], &s)
+				continue
+			}
 			st.Series[ReasonCollision]++
 			st.Samples[ReasonCollision] += s.Points()
 			continue
 		}
 		out = append(out, s)
+		sc.src = append(sc.src, src)
 	}
 	clear(b.Series[len(out):])
 	b.Series = out
@@ -215,41 +231,100 @@ func (p *Pipeline) Process(b *batch.Batch, clusterID string, now time.Time, chec
 }
 
 // seenBefore reports whether kept (the series kept so far) holds a series
-// with s's labels; if not, it records that s, whose labels hash to h, will
-// be kept[len(kept)]. Different label sets with the same hash take the next
-// free slot, so a hash collision never hides a later duplicate.
-func (p *Pipeline) seenBefore(seen map[uint64]int, h uint64, kept []batch.Series, s *batch.Series) bool {
+// with s's labels, and which; if not, it records that s, whose labels hash
+// to h, will be kept[len(kept)]. Different label sets with the same hash
+// take the next free slot, so a hash collision never hides a later
+// duplicate.
+func (p *Pipeline) seenBefore(seen map[uint64]int, h uint64, kept []batch.Series, s *batch.Series) (int, bool) {
 	for {
 		j, ok := seen[h]
 		if !ok {
 			seen[h] = len(kept)
-			return false
+			return 0, false
 		}
 		if equal(kept[j].Labels, s.Labels) {
-			return true
+			return j, true
 		}
 		h++
 	}
 }
 
+// mergeInto adds s's samples, histograms and exemplars to dst, a series
+// with the same labels from the same source, in timestamp order. A
+// timestamp dst already has keeps dst's value; the samples dropped for it
+// are returned. The merged slices are new arrays (the batch's are clipped
+// to each series), so neighbours are never overwritten.
+func mergeInto(dst, s *batch.Series) int {
+	var n, m int
+	dst.Samples, n = merge(dst.Samples, s.Samples, func(x *batch.Sample) int64 { return x.Timestamp })
+	dst.Histograms, m = merge(dst.Histograms, s.Histograms, func(x *batch.Histogram) int64 { return x.Timestamp })
+	if len(s.Exemplars) > 0 {
+		dst.Exemplars = append(dst.Exemplars, s.Exemplars...)
+	}
+	return n + m
+}
+
+// merge appends src to dst and, unless that is already in strictly
+// increasing timestamp order, sorts stably and keeps the first of each
+// timestamp, returning how many it dropped.
+func merge[T any](dst, src []T, ts func(*T) int64) ([]T, int) {
+	if len(src) == 0 {
+		return dst, 0
+	}
+	from := len(dst)
+	dst = append(dst, src...)
+	ordered := true
+	for i := max(from, 1); i < len(dst); i++ {
+		if ts(&dst[i-1]) >= ts(&dst[i]) {
+			ordered = false
+			break
+		}
+	}
+	if ordered {
+		return dst, 0
+	}
+	slices.SortStableFunc(dst, func(a, b T) int { return cmp.Compare(ts(&a), ts(&b)) })
+	out := dst[:1]
+	for i := 1; i < len(dst); i++ {
+		if ts(&dst[i]) == ts(&out[len(out)-1]) {
+			continue
+		}
+		out = append(out, dst[i])
+	}
+	return out, len(dst) - len(out)
+}
+
 // strip removes the configured labels, look-alikes of the cluster ID
 // label and empty-valued labels (an empty value means "no such label" in
-// Prometheus), in place.
-func (p *Pipeline) strip(ls []batch.Label) []batch.Label {
+// Prometheus), in place. It returns a hash of what it removed (0 when
+// nothing but empty values): two series equal after stripping came from
+// the same source series only if they lost the same labels.
+func (p *Pipeline) strip(ls []batch.Label) ([]batch.Label, uint64) {
 	out := ls[:0]
+	var src uint64
 	for _, l := range ls {
 		if l.Value == "" {
 			continue
 		}
-		if p.dropped(l.Name) {
-			continue
-		}
-		if l.Name != "" && p.lookalikeStart[l.Name[0]] && p.lookalike(l.Name) {
+		if p.dropped(l.Name) || l.Name != "" && p.lookalikeStart[l.Name[0]] && p.lookalike(l.Name) {
+			if src == 0 {
+				src = p.seed
+			}
+			src = hashString(hashString(src, l.Name), l.Value)
 			continue
 		}
 		out = append(out, l)
 	}
-	return out
+	return out, src
+}
+
+// labelsHash hashes a label set as it is (order included).
+func (p *Pipeline) labelsHash(ls []batch.Label) uint64 {
+	h := p.seed
+	for i := range ls {
+		h = hashString(hashString(h, ls[i].Name), ls[i].Value)
+	}
+	return h
 }
 
 // exportedPrefix is what Prometheus prepends to a scraped label that

@@ -2,6 +2,7 @@ package relabel
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -240,8 +241,10 @@ func TestCheckSortsBeforeValidatingAndHashing(t *testing.T) {
 		got = append(got, labelsOf(s))
 	}
 	want := []string{"__name__=up,_id=c1,job=x,zone=z", "__name__=up,_id=c1,jo=bx,zone=z", "__name__=up,_id=c1,job=x,zone=zz"}
-	if strings.Join(got, " ") != strings.Join(want, " ") || st.Series[ReasonCollision] != 1 {
-		t.Fatalf("got %q (stats %+v), want %q and one collision", got, st, want)
+	// The first two are one series sent twice: merged, their one
+	// timestamp kept once.
+	if strings.Join(got, " ") != strings.Join(want, " ") || st.Series[ReasonCollision] != 0 || st.Samples[ReasonCollision] != 1 {
+		t.Fatalf("got %q (stats %+v), want %q and one repeated sample", got, st, want)
 	}
 }
 
@@ -282,5 +285,59 @@ func TestTimestampBoundsHistograms(t *testing.T) {
 	st, err = p.Process(b2, "c1", now, true, &Scratch{})
 	if err != nil || len(b2.Series) != 1 || st.Samples[ReasonCollision] != 2 {
 		t.Fatalf("collision: %v %+v %+v", err, st, b2.Series)
+	}
+}
+
+// Remote write 1.0 senders send one TimeSeries per sample: the same series
+// repeated in a request is one series holding all its samples in
+// timestamp order (a repeated timestamp keeps the first value), while
+// series that only became equal by stripping (two instances) still
+// collide and the later one is dropped.
+func TestRepeatedSeriesMerge(t *testing.T) {
+	p := New(defaultOpts())
+	b := &batch.Batch{}
+	push := func(instance string, ts int64, v float64, hist bool) {
+		b.PushLabel("__name__", "up")
+		b.PushLabel("instance", instance)
+		if hist {
+			b.PushHistogram(ts, []byte{byte(v)})
+		} else {
+			b.PushSample(ts, v)
+		}
+		b.PushExemplarLabel("trace_id", instance)
+		b.PushExemplar(ts, v)
+		b.EndSeries()
+	}
+	push("a", 1000, 1, false)
+	push("b", 1000, 9, false) // another instance: a collision
+	push("a", 3000, 3, false)
+	push("a", 2000, 2, false) // out of order
+	push("a", 2000, 7, false) // repeated timestamp: dropped
+	push("a", 1500, 5, true)
+	push("a", 1400, 4, true)
+	push("b", 5000, 9, false) // another instance again
+	st, err := p.Process(b, "c1", time.Now(), false, &Scratch{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Series) != 1 {
+		t.Fatalf("%d series: %+v", len(b.Series), b.Series)
+	}
+	s := b.Series[0]
+	var got []string
+	for _, x := range s.Samples {
+		got = append(got, fmt.Sprintf("%d=%g", x.Timestamp, x.Value))
+	}
+	if strings.Join(got, " ") != "1000=1 2000=2 3000=3" {
+		t.Fatalf("samples %v", got)
+	}
+	if len(s.Histograms) != 2 || s.Histograms[0].Timestamp != 1400 || s.Histograms[1].Timestamp != 1500 {
+		t.Fatalf("histograms %+v", s.Histograms)
+	}
+	if len(s.Exemplars) != 6 {
+		t.Fatalf("exemplars %+v", s.Exemplars)
+	}
+	if st.Series[ReasonCollision] != 2 || st.Samples[ReasonCollision] != 3 {
+		t.Fatalf("stats %+v: want 2 colliding series (2 samples) and 1 repeated timestamp", st)
 	}
 }
