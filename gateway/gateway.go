@@ -549,7 +549,13 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		// A forward that failed part way may have written some parts:
 		// the answer (5xx, or 4xx for what downstream refused) reports
-		// none, so a sender never counts a sample that may be lost.
+		// none, so a sender never counts a sample that may be lost. A
+		// request with invalid series wrote the valid ones: its 400
+		// says how many.
+		var pe *partialError
+		if msg == decode.WriteV2 && errors.As(err, &pe) {
+			setWritten(w.Header(), b.Samples(), b.Histograms(), b.Exemplars())
+		}
 		return g.writeError(w, r, err)
 	}
 	if msg == decode.WriteV2 {
@@ -559,6 +565,13 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	w.WriteHeader(code)
 	return code
 }
+
+// partialError is a request with invalid series whose valid series were
+// written: 400 for the invalid ones.
+type partialError struct{ err error }
+
+func (e *partialError) Error() string { return e.err.Error() }
+func (e *partialError) Unwrap() error { return e.err }
 
 // isHTTPError reports whether err is an answer the gateway decided on
 // (e.g. a memory reservation refused while reading).
@@ -632,12 +645,26 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	g.metrics.received.WithLabelValues(protocol).Add(float64(received))
 	shadow := map[string]int{}
 	var deniedSeries, deniedSamples int
+	// invalid is the first invalid series: the valid ones are still
+	// written, then the request is answered 400 (a partialError).
+	var invalid error
+	var invalidSeries, invalidSamples int
 	tally := offenderTally{o: g.budgets.offenders}
 	kept := b.Series[:0]
 	for i := range b.Series {
 		s := &b.Series[i]
 		if err := g.opts.Pipeline.CheckIdentity(s, id.ClusterID); err != nil {
 			return 0, err
+		}
+		if s.Name() == "" {
+			// Invalid whatever the allowlist says (a series needs a
+			// name); counted by Process with the other invalid series.
+			invalidSeries++
+			invalidSamples += s.Points()
+			if invalid == nil {
+				invalid = &relabel.InvalidError{Msg: "series without a metric name (__name__)"}
+			}
+			continue
 		}
 		if name := s.Name(); al == nil || !al.MatchName(name) {
 			if g.allowlistDenies(s, shadow, &tally) {
@@ -662,9 +689,11 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	sc := g.scratch.Get().(*relabel.Scratch)
 	st, err := g.opts.Pipeline.Process(b, id.ClusterID, now, remoteWrite, sc)
 	g.scratch.Put(sc)
-	if err != nil {
-		return 0, err
+	if invalid == nil {
+		invalid = err
 	}
+	st.Series[relabel.ReasonInvalid] += invalidSeries
+	st.Samples[relabel.ReasonInvalid] += invalidSamples
 	dropped := map[string]int{}
 	if deniedSamples > 0 {
 		dropped["allowlist"] = deniedSamples
@@ -711,6 +740,9 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	setShadowHeaders(w.Header(), shadow)
 	if al != nil {
 		w.Header().Set(allowlistHashHeader, al.Hash())
+	}
+	if invalid != nil {
+		return 0, &partialError{err: invalid}
 	}
 	if remoteWrite {
 		return http.StatusNoContent, nil
@@ -786,7 +818,7 @@ func setDroppedHeaders(h http.Header, dropped map[string]int) {
 		return
 	}
 	parts := make([]string, 0, len(dropped))
-	for _, reason := range []string{"allowlist", "budget", "relabel", "collision", "too_old", "too_new", "unsupported"} {
+	for _, reason := range []string{"allowlist", "budget", "relabel", "collision", "too_old", "too_new", "invalid", "unsupported"} {
 		if n := dropped[reason]; n > 0 {
 			parts = append(parts, reason+"="+strconv.Itoa(n))
 		}

@@ -189,3 +189,44 @@ func TestRemoteWriteV2Errors(t *testing.T) {
 		t.Errorf("good request: %d %q %s", status, body, written(hdr))
 	}
 }
+
+// A request with invalid series writes its valid ones and answers 400 with
+// what was written, as Prometheus' own receiver does: a sender dropping the
+// request on 400 loses only the invalid series.
+func TestRemoteWriteV2PartialWrite(t *testing.T) {
+	f := newFixture(t, nil)
+	ms := f.now.UnixMilli()
+	st := writev2.NewSymbolTable()
+	req := &writev2.Request{Timeseries: []writev2.TimeSeries{
+		v2Series(&st, 1, ms, "__name__", "cluster_version", "type", "current"),
+		v2Series(&st, 2, ms, "job", "nameless"),                                // no __name__: invalid
+		v2Series(&st, 3, ms, "__name__", "cluster_version", "type", "b\xffad"), // invalid UTF-8
+		v2Series(&st, 4, ms, "__name__", "rpc_duration_seconds", "job", "api"),
+	}}
+	req.Symbols = st.Symbols()
+	status, body, hdr := f.writeV2(t, harness.CompositeToken("dev", "c1"), req)
+	if status != http.StatusBadRequest || !strings.Contains(body, "without a metric name") {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	want := []string{"__name__=cluster_version,_id=c1,type=current 1", "__name__=rpc_duration_seconds,_id=c1,job=api 4"}
+	if got := f.fwd.series(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("forwarded\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if w := written(hdr); w != "2/0/0" {
+		t.Errorf("written headers %s, want 2/0/0", w)
+	}
+	if d := hdr.Get("X-Telegate-Dropped-Samples"); d != "invalid=2" {
+		t.Errorf("dropped header %q", d)
+	}
+	// A series claiming another cluster still refuses the whole request.
+	f.fwd.reqs = nil
+	st = writev2.NewSymbolTable()
+	req = &writev2.Request{Timeseries: []writev2.TimeSeries{
+		v2Series(&st, 1, ms, "__name__", "cluster_version", "type", "current"),
+		v2Series(&st, 2, ms, "__name__", "cluster_version", "_id", "c2"),
+	}}
+	req.Symbols = st.Symbols()
+	if status, _, hdr := f.writeV2(t, harness.CompositeToken("dev", "c1"), req); status != http.StatusBadRequest || len(f.fwd.series()) != 0 || written(hdr) != "0/0/0" {
+		t.Fatalf("identity: status %d, forwarded %v, written %s", status, f.fwd.series(), written(hdr))
+	}
+}

@@ -112,6 +112,10 @@ func referenceReceiveFull(raw []byte, clusterID string, now time.Time, al *allow
 		}
 	}
 
+	// A series without a name is invalid whatever the allowlist says;
+	// invalid series are dropped, the valid ones still written, and the
+	// request answered 400.
+	invalid := false
 	// Allowlist.
 	var kept []prompb.TimeSeries
 	for _, ts := range wr.Timeseries {
@@ -121,6 +125,11 @@ func referenceReceiveFull(raw []byte, clusterID string, now time.Time, al *allow
 				name = l.Value
 				break
 			}
+		}
+		if name == "" {
+			invalid = true
+			dropped["invalid"] += len(ts.Samples)
+			continue
 		}
 		bl := make([]batch.Label, len(ts.Labels))
 		for i, l := range ts.Labels {
@@ -135,18 +144,23 @@ func referenceReceiveFull(raw []byte, clusterID string, now time.Time, al *allow
 		dropped["allowlist"] += len(ts.Samples)
 	}
 
-	// Strip, stamp, sort, validate: any invalid kept series refuses the
-	// request.
+	// Strip, stamp, sort, validate: an invalid kept series is dropped
+	// and makes the answer 400. What stripping removed says which source
+	// series it was.
 	drop := map[string]bool{}
 	for _, n := range opts.DropLabels {
 		drop[n] = true
 	}
-	for i, ts := range kept {
-		var ls []prompb.Label
+	valid := kept[:0]
+	var sources []string
+	for _, ts := range kept {
+		var ls, removed []prompb.Label
 		for _, l := range ts.Labels {
 			if l.Value != "" && !drop[l.Name] {
 				// Only the known fields: unknown ones are not forwarded.
 				ls = append(ls, prompb.Label{Name: l.Name, Value: l.Value})
+			} else if l.Value != "" {
+				removed = append(removed, l)
 			}
 		}
 		stamped := false
@@ -162,10 +176,15 @@ func referenceReceiveFull(raw []byte, clusterID string, now time.Time, al *allow
 		}
 		sort.SliceStable(ls, func(a, b int) bool { return ls[a].Name < ls[b].Name })
 		if !refValid(ls, opts) {
-			return refResult{status: http.StatusBadRequest}
+			invalid = true
+			dropped["invalid"] += len(ts.Samples)
+			continue
 		}
-		kept[i].Labels = ls
+		ts.Labels = ls
+		valid = append(valid, ts)
+		sources = append(sources, refLabelsKey(removed))
 	}
+	kept = valid
 
 	// Timestamp bounds (inclusive), then collisions: the first series of
 	// a label set that still has samples wins.
@@ -176,9 +195,15 @@ func referenceReceiveFull(raw []byte, clusterID string, now time.Time, al *allow
 	if opts.MaxFutureSkew > 0 {
 		maxTs = now.UnixMilli() + opts.MaxFutureSkew.Milliseconds()
 	}
-	seen := map[string]bool{}
+	// The same label set again from the same source (remote write 1.0
+	// sends a TimeSeries per sample) joins the first: in timestamp order
+	// (sorted stably unless already strictly increasing from where it
+	// joins), the first value of a repeated timestamp kept. From another
+	// source it collides and is dropped.
+	seen := map[string]int{}
+	var outSrc []string
 	var out []prompb.TimeSeries
-	for _, ts := range kept {
+	for k, ts := range kept {
 		var samples []prompb.Sample
 		for _, s := range ts.Samples {
 			switch {
@@ -194,11 +219,34 @@ func referenceReceiveFull(raw []byte, clusterID string, now time.Time, al *allow
 			continue
 		}
 		key := refLabelsKey(ts.Labels)
-		if seen[key] {
-			dropped["collision"] += len(samples)
+		if j, ok := seen[key]; ok {
+			if outSrc[j] != sources[k] {
+				dropped["collision"] += len(samples)
+				continue
+			}
+			all := append(slices.Clone(out[j].Samples), samples...)
+			from := len(out[j].Samples)
+			ordered := true
+			for i := max(from, 1); i < len(all); i++ {
+				ordered = ordered && all[i-1].Timestamp < all[i].Timestamp
+			}
+			if !ordered {
+				sort.SliceStable(all, func(a, b int) bool { return all[a].Timestamp < all[b].Timestamp })
+				deduped := all[:1]
+				for _, x := range all[1:] {
+					if x.Timestamp == deduped[len(deduped)-1].Timestamp {
+						dropped["collision"]++
+						continue
+					}
+					deduped = append(deduped, x)
+				}
+				all = deduped
+			}
+			out[j].Samples = all
 			continue
 		}
-		seen[key] = true
+		seen[key] = len(out)
+		outSrc = append(outSrc, sources[k])
 		out = append(out, prompb.TimeSeries{Labels: ts.Labels, Samples: samples})
 	}
 	for k, n := range dropped {
@@ -206,7 +254,11 @@ func referenceReceiveFull(raw []byte, clusterID string, now time.Time, al *allow
 			delete(dropped, k)
 		}
 	}
-	return refResult{status: http.StatusNoContent, out: out, dropped: dropped}
+	status := http.StatusNoContent
+	if invalid {
+		status = http.StatusBadRequest
+	}
+	return refResult{status: status, out: out, dropped: dropped}
 }
 
 // refValid validates a stripped, stamped and sorted label set.
@@ -397,7 +449,7 @@ func (rg *refGateway) check(t *testing.T, raw []byte) refResult {
 	if got.status != want.status {
 		fail("status differs")
 	}
-	if want.status != http.StatusNoContent {
+	if len(want.out) == 0 && want.status != http.StatusNoContent {
 		if got.parts != 0 {
 			fail("refused request forwarded something")
 		}
@@ -810,7 +862,7 @@ func TestReceiveMatchesReference(t *testing.T) {
 	if statuses[204] < 500 || statuses[400] < 200 || statuses[413] < 20 || forwarded < 300 {
 		t.Errorf("generator too narrow: statuses %v, forwarding %d", statuses, forwarded)
 	}
-	for _, reason := range []string{"allowlist", "collision", "too_old", "too_new", "unsupported"} {
+	for _, reason := range []string{"allowlist", "collision", "too_old", "too_new", "invalid", "unsupported"} {
 		if drops[reason] < 20 {
 			t.Errorf("generator rarely drops for %s: %v", reason, drops)
 		}

@@ -28,10 +28,11 @@ const (
 	ReasonCollision               // identical to another series after stripping, or a repeated timestamp of one series
 	ReasonTooOld                  // sample older than max_sample_age
 	ReasonTooNew                  // sample further in the future than max_future_skew
+	ReasonInvalid                 // the series is invalid (see Stats.Invalid)
 	NumReasons
 )
 
-var reasonNames = [NumReasons]string{"relabel", "collision", "too_old", "too_new"}
+var reasonNames = [NumReasons]string{"relabel", "collision", "too_old", "too_new", "invalid"}
 
 func (r Reason) String() string { return reasonNames[r] }
 
@@ -140,9 +141,13 @@ func (p *Pipeline) CheckIdentity(s *batch.Series, clusterID string) error {
 // look-alikes of the cluster ID label, see lookalike), relabel, stamp,
 // validate, sort, apply the timestamp bounds (when checkTimestamps) and
 // drop collisions. Series that end up dropped are removed from b.Series.
-// It returns an *InvalidError if any surviving series is invalid.
+// Process does not stop at an invalid series: it drops it (counted as
+// ReasonInvalid), goes on, and returns the first one's *InvalidError with
+// b holding every valid series, so the caller can write those and answer
+// 400, as Prometheus' own receiver does.
 func (p *Pipeline) Process(b *batch.Batch, clusterID string, now time.Time, checkTimestamps bool, sc *Scratch) (Stats, error) {
 	var st Stats
+	var invalid error
 	if sc.seen == nil {
 		sc.seen = make(map[uint64]int, len(b.Series))
 	}
@@ -178,7 +183,12 @@ func (p *Pipeline) Process(b *batch.Batch, clusterID string, now time.Time, chec
 		s.Labels = stamp(s.Labels, p.opts.ClusterIDLabel, clusterID)
 		h, err := p.check(&s)
 		if err != nil {
-			return st, err
+			st.Series[ReasonInvalid]++
+			st.Samples[ReasonInvalid] += s.Points()
+			if invalid == nil {
+				invalid = err
+			}
+			continue
 		}
 		if checkTimestamps {
 			kept := s.Samples[:0]
@@ -227,7 +237,7 @@ func (p *Pipeline) Process(b *batch.Batch, clusterID string, now time.Time, chec
 	}
 	clear(b.Series[len(out):])
 	b.Series = out
-	return st, nil
+	return st, invalid
 }
 
 // seenBefore reports whether kept (the series kept so far) holds a series

@@ -114,10 +114,16 @@ func TestValidation(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			p := New(defaultOpts())
-			_, err := p.Process(mk(s), "c1", time.Now(), false, &Scratch{})
+			// The invalid series is dropped and reported; the valid one
+			// beside it is kept.
+			b := mk(s, []string{"__name__", "ok"})
+			st, err := p.Process(b, "c1", time.Now(), false, &Scratch{})
 			var ie *InvalidError
 			if !errors.As(err, &ie) {
 				t.Fatalf("want InvalidError, got %v", err)
+			}
+			if len(b.Series) != 1 || b.Series[0].Name() != "ok" || st.Series[ReasonInvalid] != 1 || st.Samples[ReasonInvalid] != 1 {
+				t.Fatalf("kept %+v, stats %+v", b.Series, st)
 			}
 		})
 	}
