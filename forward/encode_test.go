@@ -475,12 +475,13 @@ func BenchmarkGogoMarshal(b *testing.B) {
 }
 
 // flatten concatenates groups, merging consecutive pieces of a split series
-// (same labels slice) back together.
+// back together: consecutive series with the same labels merge (so compare
+// with flatten of the input when it may repeat labels back to back).
 func flatten(groups [][]batch.Series) []batch.Series {
 	var out []batch.Series
 	for _, g := range groups {
 		for _, s := range g {
-			if n := len(out); n > 0 && len(s.Labels) > 0 && len(out[n-1].Labels) > 0 && &out[n-1].Labels[0] == &s.Labels[0] {
+			if n := len(out); n > 0 && slices.Equal(out[n-1].Labels, s.Labels) {
 				out[n-1].Samples = append(out[n-1].Samples, s.Samples...)
 				out[n-1].Histograms = append(out[n-1].Histograms, s.Histograms...)
 				out[n-1].Exemplars = append(out[n-1].Exemplars, s.Exemplars...)
@@ -498,7 +499,8 @@ func sameSeries(a, b []batch.Series) bool {
 		return false
 	}
 	for i := range a {
-		if !slices.Equal(a[i].Labels, b[i].Labels) || !slices.Equal(a[i].Samples, b[i].Samples) ||
+		if !slices.Equal(a[i].Labels, b[i].Labels) ||
+			!slices.EqualFunc(a[i].Samples, b[i].Samples, func(x, y batch.Sample) bool { return x.Timestamp == y.Timestamp && math.Float64bits(x.Value) == math.Float64bits(y.Value) }) ||
 			!slices.EqualFunc(a[i].Histograms, b[i].Histograms, func(x, y batch.Histogram) bool { return x.Timestamp == y.Timestamp && bytes.Equal(x.Raw, y.Raw) }) ||
 			!slices.EqualFunc(a[i].Exemplars, b[i].Exemplars, func(x, y batch.Exemplar) bool {
 				return slices.Equal(x.Labels, y.Labels) && math.Float64bits(x.Value) == math.Float64bits(y.Value) && x.Timestamp == y.Timestamp
