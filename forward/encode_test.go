@@ -500,7 +500,9 @@ func sameSeries(a, b []batch.Series) bool {
 	}
 	for i := range a {
 		if !slices.Equal(a[i].Labels, b[i].Labels) ||
-			!slices.EqualFunc(a[i].Samples, b[i].Samples, func(x, y batch.Sample) bool { return x.Timestamp == y.Timestamp && math.Float64bits(x.Value) == math.Float64bits(y.Value) }) ||
+			!slices.EqualFunc(a[i].Samples, b[i].Samples, func(x, y batch.Sample) bool {
+				return x.Timestamp == y.Timestamp && math.Float64bits(x.Value) == math.Float64bits(y.Value)
+			}) ||
 			!slices.EqualFunc(a[i].Histograms, b[i].Histograms, func(x, y batch.Histogram) bool { return x.Timestamp == y.Timestamp && bytes.Equal(x.Raw, y.Raw) }) ||
 			!slices.EqualFunc(a[i].Exemplars, b[i].Exemplars, func(x, y batch.Exemplar) bool {
 				return slices.Equal(x.Labels, y.Labels) && math.Float64bits(x.Value) == math.Float64bits(y.Value) && x.Timestamp == y.Timestamp
