@@ -194,8 +194,14 @@ func (r *rawHistogram) unmarshal(b []byte) error {
 				return protowire.ParseError(n)
 			}
 			r.resetHint, b = int32(v), b[n:]
-		default: // timestamp (15; the batch carries it), start_timestamp (17), unknown fields
-			if num >= 1 && num <= 16 && num != 15 {
+		case num == 15 && typ == protowire.VarintType: // timestamp: the batch carries it
+			n := protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return protowire.ParseError(n)
+			}
+			b = b[n:]
+		default: // start_timestamp (17), unknown fields
+			if num >= 1 && num <= 16 {
 				return fmt.Errorf("wrong wire type %d for field %d", typ, num)
 			}
 			n := protowire.ConsumeFieldValue(num, typ, b)
