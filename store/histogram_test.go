@@ -127,6 +127,14 @@ func TestDecodeHistogramMatchesPrompb(t *testing.T) {
 	if err != nil || h.Schema != 8 || h.Validate() != nil {
 		t.Fatalf("schema 10: %v %v", h, err)
 	}
+	// ... and one whose spans need more buckets than it has is refused
+	// as invalid, not a panic.
+	hi.PositiveBuckets = hi.PositiveBuckets[:1]
+	if _, _, err := decodeHistogram(rawInt(t, 1, hi)); err == nil {
+		t.Fatal("schema 10 with too few buckets decoded")
+	} else if r, ok := refusal(err); !ok || r != "invalid" {
+		t.Fatalf("schema 10 with too few buckets: %v", err)
+	}
 	for name, raw := range map[string][]byte{
 		"truncated":            rawInt(t, 2, ih)[:5],
 		"wrong wire type":      protowire.AppendVarint(protowire.AppendTag(nil, 3, protowire.VarintType), 1),
