@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"strconv"
 	"testing"
 	"unsafe"
 
@@ -403,4 +404,46 @@ func TestSendStoresHistogramsAndExemplars(t *testing.T) {
 	if n := testutil.ToFloat64(s.m.appendedExemplars); n != 1 {
 		t.Fatalf("exemplars appended = %v", n)
 	}
+	// A histogram breaking the rules (count below its buckets) is a 400.
+	bad := intHist(1)
+	bad.Count = 1
+	wr.Timeseries[0].Histograms = []prompb.Histogram{prompb.FromIntHistogram(t0+1000, bad)}
+	wr.Timeseries[0].Exemplars = nil
+	if raw, err = wr.Marshal(); err != nil {
+		t.Fatal(err)
+	}
+	var fe *forward.Error
+	if err := s.Send(context.Background(), "c", snappy.Encode(nil, raw)); !errors.As(err, &fe) || fe.Status != http.StatusBadRequest {
+		t.Fatalf("invalid histogram: %#v", err)
+	}
+}
+
+func BenchmarkAppendHistograms(b *testing.B) {
+	s, err := Open(b.TempDir(), Options{NoWALFsync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const nSeries = 100
+	t0 := now()
+	sr := make([]batch.Series, nSeries)
+	h := &histogram.Histogram{
+		Schema: 3, Count: 100, Sum: 250, ZeroThreshold: 1e-128,
+		PositiveSpans: []histogram.Span{{Offset: 0, Length: 10}, {Offset: 2, Length: 10}}, PositiveBuckets: []int64{5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+	}
+	for i := range sr {
+		sr[i].Labels = []batch.Label{{Name: "__name__", Value: "lat"}, {Name: "i", Value: strconv.Itoa(i)}}
+		sr[i].Histograms = []batch.Histogram{{}}
+	}
+	b.ReportAllocs()
+	for n := 0; b.Loop(); n++ {
+		at := t0 + int64(n)
+		for i := range sr {
+			sr[i].Histograms[0] = batch.Histogram{Timestamp: at, Raw: rawInt(b, at, h)}
+		}
+		if err := s.Append(context.Background(), "c", sr); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*nSeries)/b.Elapsed().Seconds(), "histograms/s")
 }

@@ -238,7 +238,7 @@ func (s *Store) AppendWritten(ctx context.Context, clusterID string, series []ba
 	if err := ctx.Err(); err != nil {
 		return Written{}, err
 	}
-	a := appendState{s: s, app: s.db.Appender(ctx), clusterID: clusterID}
+	a := appendState{s: s, app: s.db.Appender(ctx)}
 	a.getRef, _ = a.app.(storage.GetRef)
 	for i := range series {
 		if err := a.series(&series[i]); err != nil {
@@ -291,12 +291,11 @@ func (s *Store) AppendWritten(ctx context.Context, clusterID string, series []ba
 
 // appendState is one AppendWritten's transaction and tallies.
 type appendState struct {
-	s         *Store
-	app       storage.Appender
-	getRef    storage.GetRef
-	clusterID string
-	sb        labels.ScratchBuilder
-	written   Written
+	s       *Store
+	app     storage.Appender
+	getRef  storage.GetRef
+	sb      labels.ScratchBuilder
+	written Written
 	// refused counts samples and histograms refused for good, by reason;
 	// examples are the first few refusals.
 	refused  map[string]int
