@@ -35,12 +35,21 @@ type Limits struct {
 const ReserveStep = 256 << 10
 
 // Heap the decoders charge to Limits.MaxBatchBytes: every label, sample and
-// series they push (or would push without a NameFilter), plus the strings
-// the /upload decoder allocates (derived names, le and quantile values).
+// series they push (or would push without a NameFilter), every native
+// histogram sample (its message aliases the decoded body), exemplar (its
+// labels charged as labels) and metadata entry (plus its slot in the set
+// that keeps one entry per family), plus the strings the /upload decoder
+// allocates (derived names, le and quantile values).
 const (
-	labelBytes  = int(unsafe.Sizeof(batch.Label{}))
-	sampleBytes = int(unsafe.Sizeof(batch.Sample{}))
-	seriesBytes = int(unsafe.Sizeof(batch.Series{}))
+	labelBytes     = int(unsafe.Sizeof(batch.Label{}))
+	sampleBytes    = int(unsafe.Sizeof(batch.Sample{}))
+	seriesBytes    = int(unsafe.Sizeof(batch.Series{}))
+	histogramBytes = int(unsafe.Sizeof(batch.Histogram{}))
+	exemplarBytes  = int(unsafe.Sizeof(batch.Exemplar{}))
+	metadataBytes  = int(unsafe.Sizeof(batch.Metadata{})) + familySlotBytes
+	// familySlotBytes is about what a map[string]struct{} entry takes,
+	// its table's load factor and doubling included.
+	familySlotBytes = 40
 )
 
 // Budget multiples: bytes of batch per decoded byte, on top of
