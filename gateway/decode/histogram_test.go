@@ -2,6 +2,7 @@ package decode
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -11,6 +12,8 @@ import (
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/prompb"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
+
+	"github.com/telegate/telegate/batch"
 )
 
 // refHistogramError is the reference verdict on a native histogram: what
@@ -432,4 +435,87 @@ func FuzzValidateHistogram(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte, v2 bool) {
 		checkHistogramAgrees(t, raw, v2)
 	})
+}
+
+// nativeWriteRequest is what Prometheus sends for native histograms:
+// series series of labels labels (realistic values, one varying), each
+// with one integer histogram of buckets buckets (schema 3) and an exemplar
+// carrying a trace and span ID, and the families' metadata.
+func nativeWriteRequest(series, labels, buckets int) *prompb.WriteRequest {
+	names := []string{"code", "component", "container", "endpoint", "group", "handler", "instance", "job", "namespace", "node",
+		"pod", "prometheus", "resource", "scope", "service", "subresource", "verb", "version", "zone", "zz"}
+	wr := &prompb.WriteRequest{}
+	for f := range 5 {
+		wr.Metadata = append(wr.Metadata, prompb.MetricMetadata{Type: prompb.MetricMetadata_HISTOGRAM,
+			MetricFamilyName: fmt.Sprintf("apiserver_request_duration_seconds_%d", f), Help: "Response latency distribution in seconds for each verb, resource and subresource.", Unit: "seconds"})
+	}
+	for s := range series {
+		ts := prompb.TimeSeries{Labels: []prompb.Label{{Name: "__name__", Value: fmt.Sprintf("apiserver_request_duration_seconds_%d", s%5)}}}
+		for l := range labels {
+			v := "kube-apiserver-ip-10-0-140-93.ec2.internal"
+			if l == 1 {
+				v = fmt.Sprintf("%s-%d", v, s)
+			}
+			ts.Labels = append(ts.Labels, prompb.Label{Name: names[l%len(names)], Value: v})
+		}
+		h := &histogram.Histogram{Schema: 3, ZeroThreshold: 1e-128, Sum: 1234.5678 + float64(s),
+			PositiveSpans: []histogram.Span{{Offset: -20, Length: uint32(buckets)}}}
+		for b := range buckets {
+			c := uint64(100 + 37*b%90)
+			h.Count += c
+			h.PositiveBuckets = append(h.PositiveBuckets, int64(c))
+		}
+		for b := len(h.PositiveBuckets) - 1; b > 0; b-- {
+			h.PositiveBuckets[b] -= h.PositiveBuckets[b-1]
+		}
+		ts.Histograms = []prompb.Histogram{prompb.FromIntHistogram(1700000000000, h)}
+		ts.Exemplars = []prompb.Exemplar{{Labels: []prompb.Label{{Name: "trace_id", Value: fmt.Sprintf("%032x", s)}, {Name: "span_id", Value: fmt.Sprintf("%016x", s)}},
+			Value: 0.25, Timestamp: 1700000000000}}
+		wr.Timeseries = append(wr.Timeseries, ts)
+	}
+	return wr
+}
+
+// TestHonestAmplificationNative measures the batch bytes charged per
+// decoded byte for native histograms with exemplars and metadata, in both
+// versions, and checks they stay under the multiples alone.
+func TestHonestAmplificationNative(t *testing.T) {
+	for _, c := range []struct{ labels, buckets int }{{3, 0}, {3, 8}, {10, 20}, {20, 40}} {
+		wr := nativeWriteRequest(250, c.labels, c.buckets)
+		v1 := mustMarshal(t, wr)
+		st, err := UnmarshalWriteRequest(v1, &batch.Batch{}, Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("1.0 native histograms %2d labels %2d buckets: %7d decoded bytes, %5.2f per decoded byte", c.labels, c.buckets, len(v1), float64(st.BatchBytes)/float64(len(v1)))
+		if st.BatchBytes > remoteWritePerByte*len(v1) || st.Histograms != 250 || st.Exemplars != 250 || st.Metadata != 5 {
+			t.Errorf("1.0: %+v over the multiple %d for %d bytes", st, remoteWritePerByte, len(v1))
+		}
+		req := toV2(wr)
+		st2 := writev2.NewSymbolTable()
+		for _, s := range req.Symbols {
+			st2.Symbolize(s)
+		}
+		for i, ts := range wr.Timeseries {
+			h := histogramV2(&ts.Histograms[0], 1699999000000)
+			req.Timeseries[i].Histograms = []writev2.Histogram{h}
+			e := ts.Exemplars[0]
+			req.Timeseries[i].Exemplars = []writev2.Exemplar{{LabelsRefs: []uint32{st2.Symbolize(e.Labels[0].Name), st2.Symbolize(e.Labels[0].Value),
+				st2.Symbolize(e.Labels[1].Name), st2.Symbolize(e.Labels[1].Value)}, Value: e.Value, Timestamp: e.Timestamp}}
+			req.Timeseries[i].Metadata = writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_HISTOGRAM,
+				HelpRef: st2.Symbolize(wr.Metadata[0].Help), UnitRef: st2.Symbolize("seconds")}
+		}
+		req.Symbols = st2.Symbols()
+		v2 := marshalV2(t, req)
+		stV2, err := UnmarshalWriteRequestV2(v2, &batch.Batch{}, Limits{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("2.0 native histograms %2d labels %2d buckets: %7d decoded bytes, %5.2f per decoded byte", c.labels, c.buckets, len(v2), float64(stV2.BatchBytes)/float64(len(v2)))
+		if stV2.BatchBytes > remoteWriteV2PerByte*len(v2) || stV2.Histograms != 250 || stV2.Exemplars != 250 || stV2.Metadata != 5 {
+			t.Errorf("2.0: %+v over the multiple %d for %d bytes", stV2, remoteWriteV2PerByte, len(v2))
+		}
+		checkWriteRequestAgrees(t, v1)
+		checkWriteRequestV2Agrees(t, v2)
+	}
 }
