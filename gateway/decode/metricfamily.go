@@ -122,6 +122,8 @@ type mfDecoder struct {
 
 	strBytes int // allocated by formatFloat, not yet charged
 
+	arena []byte // native histogram encodings (see rawBuf)
+
 	floats [64]floatStr // le/quantile strings, direct-mapped by bits
 }
 
@@ -380,6 +382,8 @@ type metricVals struct {
 	countFloat float64
 	sum        float64
 	infSeen    bool
+	buckets    int        // classic buckets
+	nh         nativeHist // native histogram fields
 }
 
 func (d *mfDecoder) metric(typ, s, e int) error {
@@ -459,6 +463,19 @@ func (d *mfDecoder) metric(typ, s, e int) error {
 		}
 		return d.emit(d.countName, "", "", ts, float64(m.count))
 	default: // histograms
+		native := m.nh.native()
+		if native {
+			if err := m.nh.validate(m.count, m.countFloat, m.sum); err != nil {
+				return BadRequest("metric family %q: invalid native histogram: %v", d.name, err)
+			}
+			if err := d.emitNative(&m, s, e, ts, typ == typeGaugeHistogram); err != nil {
+				return err
+			}
+			if m.buckets == 0 {
+				// Native only, as Prometheus scrapes it: no classic series.
+				return nil
+			}
+		}
 		d.derivedNames()
 		if err := d.chargeNames(); err != nil {
 			return err
@@ -493,11 +510,11 @@ func (d *mfDecoder) refused(typ int) bool {
 		return !d.filter.Wanted(d.name)
 	}
 	d.derivedNames()
-	main := d.name // summary quantiles
-	if typ != typeSummary {
-		main = d.bktName
+	if typ != typeSummary && d.filter.Wanted(d.bktName) {
+		return false
 	}
-	return !d.filter.Wanted(main) && !d.filter.Wanted(d.sumName) && !d.filter.Wanted(d.countName)
+	// name: a summary's quantiles, a native histogram.
+	return !d.filter.Wanted(d.name) && !d.filter.Wanted(d.sumName) && !d.filter.Wanted(d.countName)
 }
 
 func (d *mfDecoder) derivedNames() {
@@ -603,10 +620,12 @@ func (d *mfDecoder) summary(m *metricVals, sm field, use bool) error {
 	return nil
 }
 
-// histogram reads a Histogram (classic fields; native ones are validated
-// and counted). Buckets are emitted in a second walk.
+// histogram reads a Histogram: the classic fields when use, and the native
+// ones into m.nh (merged in wire order). Buckets are emitted in a second
+// walk, the native histogram encoded in another.
 func (d *mfDecoder) histogram(m *metricVals, h field, use bool) error {
-	native := false
+	nh := &m.nh
+	nh.bytes += h.e - h.s
 	for i := h.s; i < h.e; {
 		var f field
 		n, err := d.next(&f, i, h.e, "Histogram")
@@ -614,9 +633,6 @@ func (d *mfDecoder) histogram(m *metricVals, h field, use bool) error {
 			return err
 		}
 		i = n
-		if f.num >= 5 && f.num <= 14 {
-			native = true
-		}
 		switch {
 		case f.num == 1 && f.wt == wtVarint && use:
 			m.count = f.v
@@ -629,21 +645,37 @@ func (d *mfDecoder) histogram(m *metricVals, h field, use bool) error {
 			if ub, _, err = d.bucket(f, true); err == nil && math.IsInf(ub, 1) {
 				m.infSeen = true
 			}
-		case (f.num == 9 || f.num == 12 || f.num == 15) && f.wt == wtBytes:
-			err = d.plain(f.s, f.e, "Histogram field")
+			m.buckets++
+		case f.num == 5 && f.wt == wtVarint:
+			nh.schema = int32(zigzag64(f.v & math.MaxUint32))
+		case f.num == 6 && f.wt == wtFixed64:
+			nh.zeroThreshold = math.Float64frombits(f.v)
+		case f.num == 7 && f.wt == wtVarint:
+			nh.zeroCount = f.v
+		case f.num == 8 && f.wt == wtFixed64:
+			nh.zeroCountFloat = math.Float64frombits(f.v)
+		case (f.num == 9 || f.num == 12) && f.wt == wtBytes:
+			var off int32
+			var length uint32
+			if off, length, err = d.span(f); err == nil {
+				nh.side[(f.num-9)/3].addSpan(off, length)
+			}
 		case (f.num == 10 || f.num == 13) && f.wt == wtBytes:
-			err = d.packed(f, wtVarint)
+			err = d.packedDeltas(f, &nh.side[(f.num-10)/3])
+		case (f.num == 10 || f.num == 13) && f.wt == wtVarint:
+			nh.side[(f.num-10)/3].addDelta(f.v)
 		case (f.num == 11 || f.num == 14) && f.wt == wtBytes:
-			err = d.packed(f, wtFixed64)
+			err = d.packedCounts(f, &nh.side[(f.num-11)/3])
+		case (f.num == 11 || f.num == 14) && f.wt == wtFixed64:
+			nh.side[(f.num-11)/3].addCount(math.Float64frombits(f.v))
+		case f.num == 15 && f.wt == wtBytes:
+			err = d.plain(f.s, f.e, "Histogram field")
 		case f.num == 16 && f.wt == wtBytes:
 			err = d.exemplar(f)
 		}
 		if err != nil {
 			return err
 		}
-	}
-	if native {
-		d.st.Histograms++
 	}
 	return nil
 }
@@ -749,12 +781,42 @@ func (d *mfDecoder) eachSub(s, e, outer, sub int, fn func(field) error) error {
 // emit pushes one series of the current metric: __name__=name, the
 // metric's label pairs, the optional extra label, and one sample.
 func (d *mfDecoder) emit(name, extraName, extraValue string, ts int64, v float64) error {
+	if err := d.startSeries(name, extraName, extraValue, sampleBytes); err != nil {
+		return err
+	}
+	d.b.PushSample(ts, v)
+	d.b.EndSeries()
+	d.st.Samples++
+	return nil
+}
+
+// emitNative pushes the native histogram series of the current metric at
+// buf[s:e]: __name__=d.name, the metric's label pairs, and the histogram
+// encoded as a remote write 1.0 prometheus.Histogram.
+func (d *mfDecoder) emitNative(m *metricVals, s, e int, ts int64, gauge bool) error {
+	if err := d.startSeries(d.name, "", "", rawHistogramBytes); err != nil {
+		return err
+	}
+	raw, err := d.encodeNative(m, s, e, ts, gauge)
+	if err != nil {
+		return err
+	}
+	d.b.PushHistogram(ts, raw)
+	d.b.EndSeries()
+	d.st.Histograms++
+	return nil
+}
+
+// startSeries pushes the labels of one series of the current metric
+// (__name__=name, the metric's label pairs, the optional extra label) and
+// charges them, the series and sample bytes for its sample.
+func (d *mfDecoder) startSeries(name, extraName, extraValue string, sample int) error {
 	if d.maxSeries > 0 && d.st.Series >= d.maxSeries {
 		return TooLarge(CapSeries, d.maxSeries, fmt.Sprintf("upload with more than %d series", d.maxSeries))
 	}
 	// Charged as without a filter: the first series' __name__ and pairs
 	// were charged while walking the metric.
-	n, charge := 0, seriesBytes+sampleBytes+d.strBytes
+	n, charge := 0, seriesBytes+sample+d.strBytes
 	d.strBytes = 0
 	if extraName != "" {
 		if n = 1; 2+d.pairs > d.maxLabels {
@@ -780,10 +842,7 @@ func (d *mfDecoder) emit(name, extraName, extraValue string, ts int64, v float64
 	if extraName != "" {
 		d.b.PushLabel(extraName, extraValue)
 	}
-	d.b.PushSample(ts, v)
-	d.b.EndSeries()
 	d.st.Series++
-	d.st.Samples++
 	return nil
 }
 
