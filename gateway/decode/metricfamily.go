@@ -39,6 +39,11 @@ const maxGroupDepth = 10000
 //   - histogram, gauge histogram: name_bucket{le="b"} per bucket (float
 //     counts when set and non-zero), a +Inf bucket (= count) when none is
 //     present, name_sum, name_count
+//   - native histogram (see histenc.go for when a histogram is one): name
+//     with one native histogram sample (batch.Histogram, a remote write 1.0
+//     prometheus.Histogram, reset hint GAUGE for a gauge histogram), plus
+//     the classic series above only when it also has classic buckets, as
+//     Prometheus scraping it with always_scrape_classic_histograms
 //
 // Each series carries __name__ followed by the metric's label pairs (plus
 // quantile or le), unsorted, and one sample stamped nowMs if useServerTime
@@ -47,18 +52,21 @@ const maxGroupDepth = 10000
 // It accepts exactly what google.golang.org/protobuf accepts for these
 // messages (proto2: fields with an unexpected wire type are unknown fields,
 // repeated optional messages merge). On top of that a family without a
-// name, with an unknown type, or with a metric lacking the value its type
-// needs ("type COUNTER but no counter value") is a 400. A family without
-// metrics contributes nothing.
+// name, with an unknown type, with a metric lacking the value its type
+// needs ("type COUNTER but no counter value") or with a native histogram
+// that Prometheus' histogram Validate would refuse ("invalid native
+// histogram: ...") is a 400. A family without metrics contributes nothing.
 //
 // The Limits are enforced while walking: more than MaxSeries derived series
 // is a 413 naming max_series_per_request; a series with more than
 // MaxLabelsPerSeries labels (__name__, the metric's label pairs, le or
 // quantile) a 400 naming max_labels_per_series; more than MaxBatchBytes of
-// labels, samples, series and allocated strings a 413 (see UploadBudget).
+// labels, samples, series, native histogram encodings and allocated
+// strings a 413 (see UploadBudget).
 //
 // Family names and labels alias buf (see UnmarshalWriteRequest); derived
-// names (_sum, _count, _bucket) and le/quantile values are allocated. On
+// names (_sum, _count, _bucket) and le/quantile values are allocated, and
+// native histograms are encoded into chunks only the batch references. On
 // error, b holds a partial request and should be Reset.
 func UnmarshalMetricFamilies(buf []byte, b *batch.Batch, nowMs int64, useServerTime bool, l Limits) (Stats, error) {
 	return UnmarshalMetricFamiliesFiltered(buf, b, nowMs, useServerTime, l, nil)
@@ -66,7 +74,8 @@ func UnmarshalMetricFamilies(buf []byte, b *batch.Batch, nowMs int64, useServerT
 
 // UnmarshalMetricFamiliesFiltered is UnmarshalMetricFamilies with a
 // NameFilter: when the filter refuses every name a family's series can
-// have (name; or name_sum, name_count and name or name_bucket), each of
+// have (name; or name_sum, name_count and name, and name_bucket for a
+// histogram), each of
 // its series carries only __name__, the KeepLabel labels and its
 // le/quantile. Everything is still decoded and checked, and the Limits
 // count what would be pushed without a filter.
