@@ -418,3 +418,25 @@ func TestUnmarshalMetricFamiliesNativeBudget(t *testing.T) {
 func sameSpans(a, b []prompb.BucketSpan) bool {
 	return slices.EqualFunc(a, b, func(x, y prompb.BucketSpan) bool { return x.Offset == y.Offset && x.Length == y.Length })
 }
+
+// A histogram family is skimmed only when its own name is refused too:
+// its native histogram series is named so.
+func TestUnmarshalMetricFamiliesNativeFiltered(t *testing.T) {
+	h := &dto.Histogram{Schema: ptr(int32(0)), ZeroThreshold: ptr(1.0)}
+	mf := nativeFamily(dto.MetricType_HISTOGRAM, h)
+	mf.Metric[0].Label = append(mf.Metric[0].Label, &dto.LabelPair{Name: ptr("_id"), Value: ptr("c")})
+	data := encodeFamilies(t, []*dto.MetricFamily{mf})
+	for _, tc := range []struct {
+		wanted string
+		labels int
+	}{{"h", 3}, {"other", 2}} {
+		f := &NameFilter{Wanted: func(n string) bool { return n == tc.wanted }, KeepLabel: "_id"}
+		b := &batch.Batch{}
+		if _, err := UnmarshalMetricFamiliesFiltered(data, b, testNow, true, Limits{}, f); err != nil {
+			t.Fatal(err)
+		}
+		if len(b.Series) != 1 || len(b.Series[0].Labels) != tc.labels || len(b.Series[0].Histograms) != 1 {
+			t.Fatalf("wanted %q: series %v", tc.wanted, b.Series)
+		}
+	}
+}
