@@ -41,7 +41,6 @@ type nativeHist struct {
 	zeroThreshold  float64
 	zeroCount      uint64
 	zeroCountFloat float64
-	bytes          int         // Histogram message bytes, bounding the encoding
 	side           [2]histSide // negative, positive
 }
 
@@ -49,6 +48,7 @@ type nativeHist struct {
 type histSide struct {
 	spans   spanJoin
 	nSpans  int   // spans
+	outSpan int   // spans once joined
 	spanLen int64 // buckets the spans need
 	total   int64 // sum of offset+length of the spans
 	negOff  bool  // a span after the first has a negative offset
@@ -108,6 +108,7 @@ func (s *histSide) addSpan(off int32, length uint32) {
 }
 
 func (s *histSide) checkJoined(off int64) {
+	s.outSpan++
 	if off < math.MinInt32 || off > math.MaxInt32 {
 		s.bigOff = true
 	}
@@ -269,16 +270,15 @@ func (d *mfDecoder) rawBuf(n int) ([]byte, error) {
 // described by m (validated), as a remote write 1.0 prometheus.Histogram
 // into the arena and returns it, its capacity clipped.
 func (d *mfDecoder) encodeNative(m *metricVals, s, e int, ts int64, gauge bool) ([]byte, error) {
-	n := &m.nh
-	bound := 2*n.bytes + 128 // see appendNative
+	bound := m.nh.maxSize()
 	dst, err := d.rawBuf(bound)
 	if err != nil {
 		return nil, err
 	}
 	raw := d.appendNative(dst, m, s, e, ts, gauge)
 	if len(raw) > bound {
-		// Not written in the arena (cannot happen: the bound is loose);
-		// charge the copy append made.
+		// Not written in the arena (cannot happen); charge the copy
+		// append made.
 		if !d.bud.take(cap(raw)) {
 			return nil, d.bud.errOver("upload")
 		}
@@ -288,10 +288,19 @@ func (d *mfDecoder) encodeNative(m *metricVals, s, e int, ts int64, gauge bool) 
 	return raw[:len(raw):len(raw)], nil
 }
 
-// appendNative appends the encoding. Its size is at most about the input
-// Histogram messages' (deltas and counts are copied, spans only shrink)
-// plus 57 bytes of scalar fields and 11 per packed field header, so
-// 2*n.bytes+128 bounds it.
+// maxSize bounds the size of the encoding of the (validated) histogram:
+// 59 bytes of scalar fields, at most 14 per (joined) span, 11 per packed
+// field header, and the deltas or counts.
+func (n *nativeHist) maxSize() int {
+	size := 59
+	for i := range n.side {
+		s := &n.side[i]
+		size += 14*s.outSpan + 11 + max(s.deltaBytes, 8*s.counts)
+	}
+	return size
+}
+
+// appendNative appends the encoding (at most maxSize bytes).
 func (d *mfDecoder) appendNative(dst []byte, m *metricVals, s, e int, ts int64, gauge bool) []byte {
 	n := &m.nh
 	fl := n.float(m.countFloat)

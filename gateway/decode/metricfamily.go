@@ -634,7 +634,6 @@ func (d *mfDecoder) summary(m *metricVals, sm field, use bool) error {
 // walk, the native histogram encoded in another.
 func (d *mfDecoder) histogram(m *metricVals, h field, use bool) error {
 	nh := &m.nh
-	nh.bytes += h.e - h.s
 	for i := h.s; i < h.e; {
 		var f field
 		n, err := d.next(&f, i, h.e, "Histogram")
