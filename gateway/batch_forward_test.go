@@ -38,11 +38,11 @@ func (f *batchForwarder) Send(context.Context, string, []byte) error {
 	return errors.New("Send called on a BatchForwarder")
 }
 
-func (f *batchForwarder) Append(_ context.Context, clusterID string, series []batch.Series) error {
+func (f *batchForwarder) AppendWritten(_ context.Context, clusterID string, series []batch.Series) (forward.Written, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
-		return f.err
+		return forward.Written{}, f.err
 	}
 	var call []string
 	for _, s := range series {
@@ -54,7 +54,7 @@ func (f *batchForwarder) Append(_ context.Context, clusterID string, series []ba
 	}
 	f.calls = append(f.calls, call)
 	f.clusters = append(f.clusters, clusterID)
-	return nil
+	return forward.WrittenOf(series), nil
 }
 
 // TestBatchForwarderSkipsEncoding: a Forwarder that implements

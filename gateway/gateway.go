@@ -50,11 +50,13 @@ type Forwarder interface {
 // directly, without the remote-write encoding (the embedded store). The
 // gateway prefers it when the Forwarder implements it and hands it the
 // whole request at once: MaxForwardBytes does not split it. The series'
-// strings may alias the request buffer, which is reused once Append
+// strings may alias the request buffer, which is reused once AppendWritten
 // returns: anything kept must be copied. A nil error means the series
 // are durably stored.
+// AppendWritten returns what was stored, for remote write 2.0's written
+// headers.
 type BatchForwarder interface {
-	Append(ctx context.Context, clusterID string, series []batch.Series) error
+	AppendWritten(ctx context.Context, clusterID string, series []batch.Series) (forward.Written, error)
 }
 
 // Limits are the per-request caps.
@@ -432,7 +434,7 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 		g.budgets.shadowSamples.WithLabelValues(reasonUploadInterval).Add(float64(b.Samples()))
 	}
 	g.lastUploads.put(id.ClusterID, b.Buf, now)
-	code, err := g.ingest(w, r, "upload", id, al, b, now, -1, t)
+	code, _, err := g.ingest(w, r, "upload", id, al, b, now, false, t)
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
@@ -451,12 +453,12 @@ const (
 
 // setWritten sets the written headers of a 2.0 answer: float samples,
 // native histogram samples and exemplars forwarded or durably spooled.
-func setWritten(h http.Header, samples, histograms, exemplars int) {
+func setWritten(h http.Header, w forward.Written) {
 	// The keys are canonical; "0" is shared (a slice of capacity 1: an
 	// Add copies it), so a 2.0 answer costs one allocation more than 1.0.
-	h[writtenSamplesHeader] = count(samples)
-	h[writtenHistogramsHeader] = count(histograms)
-	h[writtenExemplarsHeader] = count(exemplars)
+	h[writtenSamplesHeader] = count(w.Samples)
+	h[writtenHistogramsHeader] = count(w.Histograms)
+	h[writtenExemplarsHeader] = count(w.Exemplars)
 }
 
 func count(n int) []string {
@@ -475,7 +477,7 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	// series are forwarded).
 	msg, headerErr := decode.CheckRemoteWriteHeaders(r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"))
 	if msg == decode.WriteV2 {
-		setWritten(w.Header(), 0, 0, 0)
+		setWritten(w.Header(), forward.Written{})
 	}
 	id, err := g.receiveIdentity(r)
 	if err != nil {
@@ -535,17 +537,15 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	// One allowlist for decoding and filtering: a reload in between must
 	// not judge a series the decoder skimmed by a list that keeps it.
 	al := g.allowlist.Load()
-	var st decode.Stats
 	if msg == decode.WriteV2 {
-		st, err = decode.UnmarshalWriteRequestV2(b.Buf, b, g.decodeLimits(decode.RemoteWriteV2Budget(len(b.Buf)), t), g.nameFilter(al))
+		_, err = decode.UnmarshalWriteRequestV2(b.Buf, b, g.decodeLimits(decode.RemoteWriteV2Budget(len(b.Buf)), t), g.nameFilter(al))
 	} else {
-		st, err = decode.UnmarshalWriteRequestFiltered(b.Buf, b, g.decodeLimits(decode.RemoteWriteBudget(len(b.Buf)), t), g.nameFilter(al))
+		_, err = decode.UnmarshalWriteRequestFiltered(b.Buf, b, g.decodeLimits(decode.RemoteWriteBudget(len(b.Buf)), t), g.nameFilter(al))
 	}
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
-	// Native histograms are not forwarded yet: count them as dropped.
-	code, err := g.ingest(w, r, "receive", id, al, b, g.opts.Now(), st.Histograms, t)
+	code, written, err := g.ingest(w, r, "receive", id, al, b, g.opts.Now(), true, t)
 	if err != nil {
 		// A forward that failed part way may have written some parts:
 		// the answer (5xx, or 4xx for what downstream refused) reports
@@ -554,13 +554,12 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 		// says how many.
 		var pe *partialError
 		if msg == decode.WriteV2 && errors.As(err, &pe) {
-			setWritten(w.Header(), b.Samples(), b.Histograms(), b.Exemplars())
+			setWritten(w.Header(), written)
 		}
 		return g.writeError(w, r, err)
 	}
 	if msg == decode.WriteV2 {
-		// What ingest kept of b is what was forwarded.
-		setWritten(w.Header(), b.Samples(), b.Histograms(), b.Exemplars())
+		setWritten(w.Header(), written)
 	}
 	w.WriteHeader(code)
 	return code
@@ -635,14 +634,11 @@ func (g *Gateway) receiveIdentity(r *http.Request) (authn.Identity, error) {
 }
 
 // ingest runs a decoded batch through identity check, allowlist, relabel
-// and forwarding. It returns the success status to answer. unsupported is
-// the number of native histogram samples the remote-write decoder skipped,
-// or -1 for /upload (whose timestamps come from the server clock and are
-// not bounds-checked).
-func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string, id authn.Identity, al *allowlist.Allowlist, b *batch.Batch, now time.Time, unsupported int, t *ticket) (int, error) {
-	remoteWrite := unsupported >= 0
-	received := b.Points() + max(unsupported, 0)
-	g.metrics.received.WithLabelValues(protocol).Add(float64(received))
+// and forwarding. It returns the success status to answer. remoteWrite is
+// false for /upload, whose timestamps come from the server clock and are
+// not bounds-checked.
+func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string, id authn.Identity, al *allowlist.Allowlist, b *batch.Batch, now time.Time, remoteWrite bool, t *ticket) (int, forward.Written, error) {
+	g.metrics.received.WithLabelValues(protocol).Add(float64(b.Points()))
 	shadow := map[string]int{}
 	var deniedSeries, deniedSamples int
 	// invalid is the first invalid series: the valid ones are still
@@ -654,7 +650,7 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	for i := range b.Series {
 		s := &b.Series[i]
 		if err := g.opts.Pipeline.CheckIdentity(s, id.ClusterID); err != nil {
-			return 0, err
+			return 0, forward.Written{}, err
 		}
 		if s.Name() == "" {
 			// Invalid whatever the allowlist says (a series needs a
@@ -684,7 +680,7 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	b.Series = kept
 	// Stamping copies each kept series' labels (plus the cluster ID).
 	if err := t.add(pipelineBytes(b.Series)); err != nil {
-		return 0, err
+		return 0, forward.Written{}, err
 	}
 	sc := g.scratch.Get().(*relabel.Scratch)
 	st, err := g.opts.Pipeline.Process(b, id.ClusterID, now, remoteWrite, sc)
@@ -698,16 +694,13 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	if deniedSamples > 0 {
 		dropped["allowlist"] = deniedSamples
 	}
-	if unsupported > 0 {
-		dropped["unsupported"] = unsupported
-	}
 	for reason := relabel.Reason(0); reason < relabel.NumReasons; reason++ {
 		if n := st.Samples[reason]; n > 0 {
 			dropped[reason.String()] = n
 		}
 	}
 	if err := g.applyBudgets(r.Context(), id.ClusterID, b, dropped, shadow); err != nil {
-		return 0, err
+		return 0, forward.Written{}, err
 	}
 	if n := shadow[reasonAllowlist]; n > 0 {
 		g.budgets.shadowSamples.WithLabelValues(reasonAllowlist).Add(float64(n))
@@ -725,14 +718,16 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	} else if len(b.Metadata) > 0 {
 		b.Metadata = keptMetadata(b.Metadata, b.Series)
 	}
+	var written forward.Written
 	if len(b.Series) > 0 {
 		if _, ok := g.opts.Forwarder.(BatchForwarder); !ok {
 			if err := t.add(forwardReserve(g.opts.MaxForwardBytes, len(b.Buf), len(b.Series))); err != nil {
-				return 0, err
+				return 0, forward.Written{}, err
 			}
 		}
-		if err := g.forward(r.Context(), id.ClusterID, b.Series); err != nil {
-			return 0, err
+		written, err = g.forward(r.Context(), id.ClusterID, b.Series, b.Metadata)
+		if err != nil {
+			return 0, forward.Written{}, err
 		}
 		g.metrics.forwarded.Add(float64(b.Points()))
 	}
@@ -742,12 +737,12 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 		w.Header().Set(allowlistHashHeader, al.Hash())
 	}
 	if invalid != nil {
-		return 0, &partialError{err: invalid}
+		return 0, written, &partialError{err: invalid}
 	}
 	if remoteWrite {
-		return http.StatusNoContent, nil
+		return http.StatusNoContent, written, nil
 	}
-	return http.StatusOK, nil
+	return http.StatusOK, written, nil
 }
 
 // keptMetadata keeps the metadata of the families some forwarded series
@@ -795,20 +790,25 @@ type allowlistFilter struct {
 	f  *decode.NameFilter
 }
 
-// forward sends series in order, split below MaxForwardBytes (a
-// BatchForwarder gets them whole, unencoded). A failure stops at that
-// part; the parts before it are already accepted.
-func (g *Gateway) forward(ctx context.Context, clusterID string, series []batch.Series) error {
+// forward sends series in order, with the metadata of their families,
+// split below MaxForwardBytes (a BatchForwarder gets the series whole,
+// unencoded, and no metadata). A failure stops at that part; the parts
+// before it are already accepted.
+func (g *Gateway) forward(ctx context.Context, clusterID string, series []batch.Series, md []batch.Metadata) (forward.Written, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.opts.MaxRetryTime)
 	defer cancel()
 	if bf, ok := g.opts.Forwarder.(BatchForwarder); ok {
-		return bf.Append(ctx, clusterID, series)
+		return bf.AppendWritten(ctx, clusterID, series)
 	}
 	bufs := forward.GetBuffers()
 	defer forward.PutBuffers(bufs)
-	return bufs.EncodeSplit(series, g.opts.MaxForwardBytes, func(body []byte) error {
+	err := bufs.EncodeSplitMetadata(series, md, g.opts.MaxForwardBytes, func(body []byte) error {
 		return g.opts.Forwarder.Send(ctx, clusterID, body)
 	})
+	if err != nil {
+		return forward.Written{}, err
+	}
+	return forward.WrittenOf(series), nil
 }
 
 // setDroppedHeaders tells the client what was dropped, by reason:
@@ -818,7 +818,7 @@ func setDroppedHeaders(h http.Header, dropped map[string]int) {
 		return
 	}
 	parts := make([]string, 0, len(dropped))
-	for _, reason := range []string{"allowlist", "budget", "relabel", "collision", "too_old", "too_new", "invalid", "unsupported"} {
+	for _, reason := range []string{"allowlist", "budget", "relabel", "collision", "too_old", "too_new", "invalid"} {
 		if n := dropped[reason]; n > 0 {
 			parts = append(parts, reason+"="+strconv.Itoa(n))
 		}

@@ -84,6 +84,16 @@ func (f *fakeForwarder) series() []string {
 			for _, s := range ts.Samples {
 				out = append(out, strings.Join(parts, ",")+" "+strings.TrimRight(strings.TrimRight(json.Number(jsonFloat(s.Value)).String(), "0"), "."))
 			}
+			for _, h := range ts.Histograms {
+				count := float64(h.GetCountInt())
+				if h.IsFloatHistogram() {
+					count = h.GetCountFloat()
+				}
+				out = append(out, fmt.Sprintf("%s histogram count=%g", strings.Join(parts, ","), count))
+			}
+			for _, e := range ts.Exemplars {
+				out = append(out, fmt.Sprintf("%s exemplar %g", strings.Join(parts, ","), e.Value))
+			}
 		}
 	}
 	sort.Strings(out)
@@ -474,13 +484,26 @@ func TestAllowlistEndpoint(t *testing.T) {
 	}
 }
 
-func TestNativeHistogramsCountedAsUnsupported(t *testing.T) {
+// Native histograms and exemplars of a remote write 1.0 request are
+// forwarded with the series' samples; metadata of a forwarded family too.
+func TestNativeHistogramsForwarded(t *testing.T) {
 	f := newFixture(t, nil)
 	s := ts(1, f.now.UnixMilli(), "__name__", "cluster_version")
-	s.Histograms = []prompb.Histogram{{Count: &prompb.Histogram_CountInt{CountInt: 3}, Sum: 1, Schema: 0, Timestamp: f.now.UnixMilli()}}
-	status, body, hdr := f.write(t, harness.CompositeToken("dev", "c1"), s)
-	if status != 204 || hdr.Get("X-Telegate-Dropped-Samples") != "unsupported=1" || len(f.fwd.series()) != 1 {
-		t.Fatalf("%d %q %q %v", status, body, hdr.Get("X-Telegate-Dropped-Samples"), f.fwd.series())
+	s.Histograms = []prompb.Histogram{{Count: &prompb.Histogram_CountInt{CountInt: 3}, Sum: 1, Schema: 0, Timestamp: f.now.UnixMilli(),
+		PositiveSpans: []prompb.BucketSpan{{Length: 1}}, PositiveDeltas: []int64{3}}}
+	s.Exemplars = []prompb.Exemplar{{Labels: []prompb.Label{{Name: "trace_id", Value: "t1"}}, Value: 0.5, Timestamp: f.now.UnixMilli()}}
+	wr := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{s}, Metadata: []prompb.MetricMetadata{
+		{MetricFamilyName: "cluster_version", Type: prompb.MetricMetadata_GAUGE, Help: "the version"},
+		{MetricFamilyName: "not_allowed", Type: prompb.MetricMetadata_GAUGE, Help: "dropped with its family"},
+	}}
+	raw, _ := wr.Marshal()
+	status, body, hdr := f.postRaw(t, "/api/v1/receive", harness.CompositeToken("dev", "c1"), "application/x-protobuf", raw)
+	want := "__name__=cluster_version,_id=c1 1\n__name__=cluster_version,_id=c1 exemplar 0.5\n__name__=cluster_version,_id=c1 histogram count=3"
+	if got := strings.Join(f.fwd.series(), "\n"); status != 204 || hdr.Get("X-Telegate-Dropped-Samples") != "" || got != want {
+		t.Fatalf("%d %q %q\n%s\nwant\n%s", status, body, hdr.Get("X-Telegate-Dropped-Samples"), got, want)
+	}
+	if md := f.fwd.reqs[0].Metadata; len(md) != 1 || md[0].MetricFamilyName != "cluster_version" || md[0].Help != "the version" {
+		t.Fatalf("metadata forwarded: %+v", md)
 	}
 }
 

@@ -35,10 +35,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		dropped: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "telegate_samples_dropped_total",
-			Help: "Samples dropped by policy, by reason (allowlist, relabel, collision, too_old, too_new, unsupported: native histograms).",
+			Help: "Samples dropped by policy, by reason (allowlist, budget, relabel, collision, too_old, too_new, invalid).",
 		}, []string{"reason"}),
 	}
-	for _, r := range []string{"allowlist", "relabel", "collision", "too_old", "too_new", "unsupported"} {
+	for _, r := range []string{"allowlist", "budget", "relabel", "collision", "too_old", "too_new", "invalid"} {
 		m.dropped.WithLabelValues(r)
 	}
 	return m

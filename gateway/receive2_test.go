@@ -70,7 +70,7 @@ func TestRemoteWriteV2(t *testing.T) {
 	f := newFixture(t, nil)
 	ms := f.now.UnixMilli()
 	st := writev2.NewSymbolTable()
-	hist := v2Series(&st, 0, ms, "__name__", "rpc_duration_seconds", "job", "api")
+	hist := v2Series(&st, 0, ms, "__name__", "rpc_duration_seconds", "job", "hist")
 	hist.Samples = nil
 	hist.Histograms = []writev2.Histogram{{Count: &writev2.Histogram_CountInt{CountInt: 3}, Schema: 1, Timestamp: ms,
 		PositiveSpans: []writev2.BucketSpan{{Length: 1}}, PositiveDeltas: []int64{3}}}
@@ -93,16 +93,17 @@ func TestRemoteWriteV2(t *testing.T) {
 			t.Fatalf("%s: status %d: %s", path, status, body)
 		}
 		got := f.fwd.series()
-		want := []string{"__name__=cluster_version,_id=c1,type=current 1", "__name__=rpc_duration_seconds,_id=c1,job=api 7", "__name__=rpc_duration_seconds,_id=c1,job=api 8"}
+		want := []string{"__name__=cluster_version,_id=c1,type=current 1", "__name__=rpc_duration_seconds,_id=c1,job=api 7", "__name__=rpc_duration_seconds,_id=c1,job=api 8",
+			"__name__=rpc_duration_seconds,_id=c1,job=api exemplar 7", "__name__=rpc_duration_seconds,_id=c1,job=hist histogram count=3"}
 		if strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Fatalf("%s: forwarded\n%s\nwant\n%s", path, strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
-		// Written: the 3 forwarded samples; not the one the allowlist
-		// dropped nor the native histogram (not forwarded yet).
-		if w := written(hdr); w != "3/0/0" {
-			t.Errorf("%s: written headers %s, want 3/0/0", path, w)
+		// Written: the 3 forwarded samples, the histogram and the
+		// exemplar; not the sample the allowlist dropped.
+		if w := written(hdr); w != "3/1/1" {
+			t.Errorf("%s: written headers %s, want 3/1/1", path, w)
 		}
-		if d := hdr.Get("X-Telegate-Dropped-Samples"); d != "allowlist=1, unsupported=1" {
+		if d := hdr.Get("X-Telegate-Dropped-Samples"); d != "allowlist=1" {
 			t.Errorf("%s: dropped header %q", path, d)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/telegate/telegate/allowlist"
@@ -58,9 +59,10 @@ func refOptions() relabel.Options {
 // the series forwarded (for 204) and the samples dropped by reason (the
 // X-Telegate-Dropped-Samples header).
 type refResult struct {
-	status  int
-	out     []prompb.TimeSeries
-	dropped map[string]int
+	status   int
+	out      []prompb.TimeSeries
+	metadata []prompb.MetricMetadata
+	dropped  map[string]int
 }
 
 // referenceReceive is the reference semantics of POST /api/v1/receive for
@@ -87,6 +89,20 @@ func referenceReceiveFull(raw []byte, clusterID string, now time.Time, al *allow
 		}
 		return refResult{status: http.StatusBadRequest}
 	}
+	// Native histograms are checked as Prometheus checks them before
+	// appending (and mixed integer/float fields refused): one invalid
+	// histogram refuses the request. The decoder meets it before the
+	// series cap if it is in one of the first maxSeries series.
+	for i, ts := range wr.Timeseries {
+		if maxSeries > 0 && i >= maxSeries {
+			break
+		}
+		for _, h := range ts.Histograms {
+			if !refHistogramValid(h) {
+				return refResult{status: http.StatusBadRequest}
+			}
+		}
+	}
 	if maxSeries > 0 && len(wr.Timeseries) > maxSeries {
 		return refResult{status: http.StatusRequestEntityTooLarge}
 	}
@@ -96,11 +112,9 @@ func referenceReceiveFull(raw []byte, clusterID string, now time.Time, al *allow
 	}
 	dropped := map[string]int{}
 
-	// Native histograms are not forwarded; exemplars and metadata are
-	// ignored.
-	for _, ts := range wr.Timeseries {
-		dropped["unsupported"] += len(ts.Histograms)
-	}
+	// Native histograms count as samples; exemplars go with their
+	// series; metadata is forwarded for the families of forwarded series.
+	points := func(ts prompb.TimeSeries) int { return len(ts.Samples) + len(ts.Histograms) }
 
 	// Identity, on every series: every cluster ID label, if any, is this
 	// cluster's or empty.
@@ -128,7 +142,7 @@ func referenceReceiveFull(raw []byte, clusterID string, now time.Time, al *allow
 		}
 		if name == "" {
 			invalid = true
-			dropped["invalid"] += len(ts.Samples)
+			dropped["invalid"] += points(ts)
 			continue
 		}
 		bl := make([]batch.Label, len(ts.Labels))
@@ -141,7 +155,7 @@ func referenceReceiveFull(raw []byte, clusterID string, now time.Time, al *allow
 				continue
 			}
 		}
-		dropped["allowlist"] += len(ts.Samples)
+		dropped["allowlist"] += points(ts)
 	}
 
 	// Strip, stamp, sort, validate: an invalid kept series is dropped
@@ -177,7 +191,7 @@ func referenceReceiveFull(raw []byte, clusterID string, now time.Time, al *allow
 		sort.SliceStable(ls, func(a, b int) bool { return ls[a].Name < ls[b].Name })
 		if !refValid(ls, opts) {
 			invalid = true
-			dropped["invalid"] += len(ts.Samples)
+			dropped["invalid"] += points(ts)
 			continue
 		}
 		ts.Labels = ls
@@ -215,39 +229,69 @@ func referenceReceiveFull(raw []byte, clusterID string, now time.Time, al *allow
 				samples = append(samples, prompb.Sample{Value: s.Value, Timestamp: s.Timestamp})
 			}
 		}
-		if len(samples) == 0 {
+		var hists []prompb.Histogram
+		for _, h := range ts.Histograms {
+			switch {
+			case h.Timestamp < minTs:
+				dropped["too_old"]++
+			case h.Timestamp > maxTs:
+				dropped["too_new"]++
+			default:
+				hists = append(hists, h)
+			}
+		}
+		if len(samples)+len(hists) == 0 {
 			continue
+		}
+		var exemplars []prompb.Exemplar
+		for _, e := range ts.Exemplars {
+			// Only the known fields, as for labels.
+			x := prompb.Exemplar{Value: e.Value, Timestamp: e.Timestamp}
+			for _, l := range e.Labels {
+				x.Labels = append(x.Labels, prompb.Label{Name: l.Name, Value: l.Value})
+			}
+			exemplars = append(exemplars, x)
 		}
 		key := refLabelsKey(ts.Labels)
 		if j, ok := seen[key]; ok {
 			if outSrc[j] != sources[k] {
-				dropped["collision"] += len(samples)
+				dropped["collision"] += len(samples) + len(hists)
 				continue
 			}
-			all := append(slices.Clone(out[j].Samples), samples...)
-			from := len(out[j].Samples)
-			ordered := true
-			for i := max(from, 1); i < len(all); i++ {
-				ordered = ordered && all[i-1].Timestamp < all[i].Timestamp
-			}
-			if !ordered {
-				sort.SliceStable(all, func(a, b int) bool { return all[a].Timestamp < all[b].Timestamp })
-				deduped := all[:1]
-				for _, x := range all[1:] {
-					if x.Timestamp == deduped[len(deduped)-1].Timestamp {
-						dropped["collision"]++
-						continue
-					}
-					deduped = append(deduped, x)
-				}
-				all = deduped
-			}
-			out[j].Samples = all
+			var n, m int
+			out[j].Samples, n = refMerge(out[j].Samples, samples, func(x prompb.Sample) int64 { return x.Timestamp })
+			out[j].Histograms, m = refMerge(out[j].Histograms, hists, func(x prompb.Histogram) int64 { return x.Timestamp })
+			dropped["collision"] += n + m
+			out[j].Exemplars = append(out[j].Exemplars, exemplars...)
 			continue
 		}
 		seen[key] = len(out)
 		outSrc = append(outSrc, sources[k])
-		out = append(out, prompb.TimeSeries{Labels: ts.Labels, Samples: samples})
+		out = append(out, prompb.TimeSeries{Labels: ts.Labels, Samples: samples, Histograms: hists, Exemplars: exemplars})
+	}
+	// Metadata: the first entry of each family, kept when a forwarded
+	// series is of that family (its name, or with a suffix).
+	var md []prompb.MetricMetadata
+	names := map[string]bool{}
+	for _, ts := range out {
+		for _, l := range ts.Labels {
+			if l.Name == "__name__" {
+				names[l.Value] = true
+			}
+		}
+	}
+	seenFamily := map[string]bool{}
+	for _, m := range wr.Metadata {
+		if seenFamily[m.MetricFamilyName] {
+			continue
+		}
+		seenFamily[m.MetricFamilyName] = true
+		for _, suffix := range []string{"", "_bucket", "_count", "_sum", "_total", "_created", "_info"} {
+			if names[m.MetricFamilyName+suffix] {
+				md = append(md, prompb.MetricMetadata{Type: m.Type, MetricFamilyName: m.MetricFamilyName, Help: m.Help, Unit: m.Unit})
+				break
+			}
+		}
 	}
 	for k, n := range dropped {
 		if n == 0 {
@@ -258,7 +302,51 @@ func referenceReceiveFull(raw []byte, clusterID string, now time.Time, al *allow
 	if invalid {
 		status = http.StatusBadRequest
 	}
-	return refResult{status: status, out: out, dropped: dropped}
+	return refResult{status: status, out: out, metadata: md, dropped: dropped}
+}
+
+// refMerge appends more to a series' points from the same source: in
+// timestamp order (sorted stably unless already strictly increasing from
+// where they join), the first of a repeated timestamp kept. It returns
+// how many it dropped.
+func refMerge[T any](have, more []T, ts func(T) int64) ([]T, int) {
+	all := append(slices.Clone(have), more...)
+	ordered := true
+	for i := max(len(have), 1); i < len(all); i++ {
+		ordered = ordered && ts(all[i-1]) < ts(all[i])
+	}
+	if ordered {
+		return all, 0
+	}
+	sort.SliceStable(all, func(a, b int) bool { return ts(all[a]) < ts(all[b]) })
+	deduped := all[:1]
+	for _, x := range all[1:] {
+		if ts(x) == ts(deduped[len(deduped)-1]) {
+			continue
+		}
+		deduped = append(deduped, x)
+	}
+	return deduped, len(all) - len(deduped)
+}
+
+// refHistogramValid is Prometheus' check of a native histogram (its
+// Validate after prompb's conversion), the schemas it forwards unchanged
+// (-4 to 8, -53 for custom buckets) and no mixing of integer and float
+// fields.
+func refHistogramValid(h prompb.Histogram) bool {
+	if h.Schema != histogram.CustomBucketsSchema && (h.Schema < -4 || h.Schema > 8) {
+		return false
+	}
+	if h.IsFloatHistogram() {
+		if _, ok := h.ZeroCount.(*prompb.Histogram_ZeroCountInt); ok || len(h.NegativeDeltas)+len(h.PositiveDeltas) > 0 {
+			return false
+		}
+		return h.ToFloatHistogram().Validate() == nil
+	}
+	if _, ok := h.ZeroCount.(*prompb.Histogram_ZeroCountFloat); ok || len(h.NegativeCounts)+len(h.PositiveCounts) > 0 {
+		return false
+	}
+	return h.ToIntHistogram().Validate() == nil
 }
 
 // refValid validates a stripped, stamped and sorted label set.
@@ -304,7 +392,8 @@ func refLabelsKey(ls []prompb.Label) string {
 
 // refCapReachedFirst reports whether a streaming decoder meets the
 // (maxSeries+1)th TimeSeries before anything invalid: some prefix of raw
-// is a valid WriteRequest of exactly maxSeries series and is followed by
+// is a valid WriteRequest of exactly maxSeries series (their histograms
+// valid) and is followed by
 // the tag and an in-bounds length of another timeseries field.
 func refCapReachedFirst(raw []byte, maxSeries int) bool {
 	if maxSeries <= 0 {
@@ -321,6 +410,14 @@ func refCapReachedFirst(raw []byte, maxSeries int) bool {
 		}
 		var wr prompb.WriteRequest
 		if wr.Unmarshal(raw[:k]) == nil && len(wr.Timeseries) == maxSeries {
+			// ...and no invalid histogram before it.
+			for _, ts := range wr.Timeseries {
+				for _, h := range ts.Histograms {
+					if !refHistogramValid(h) {
+						return false
+					}
+				}
+			}
 			return true
 		}
 	}
@@ -457,7 +554,7 @@ func (rg *refGateway) check(t *testing.T, raw []byte) refResult {
 	}
 	// What the gogo path forwards: prompb Marshal of the reference output
 	// (which, like the encoder, omits zero fields: -0 is sent as +0).
-	wantBody, err := (&prompb.WriteRequest{Timeseries: want.out}).Marshal()
+	wantBody, err := (&prompb.WriteRequest{Timeseries: want.out, Metadata: want.metadata}).Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -477,7 +574,17 @@ func (rg *refGateway) check(t *testing.T, raw []byte) refResult {
 	if msg := refSeriesDiff(wantFwd.Timeseries, gotFwd.Timeseries); msg != "" {
 		fail("forwarded series differ: %s", msg)
 	}
-	if !bytes.Equal(got.forward, wantBody) {
+	if fmt.Sprint(wantFwd.Metadata) != fmt.Sprint(gotFwd.Metadata) {
+		fail("forwarded metadata %v, want %v", gotFwd.Metadata, wantFwd.Metadata)
+	}
+	// Histograms are forwarded as they arrived, which Marshal may
+	// encode differently (unpacked or repeated fields): their content is
+	// compared above.
+	hasHist := false
+	for _, ts := range want.out {
+		hasHist = hasHist || len(ts.Histograms) > 0
+	}
+	if !hasHist && !bytes.Equal(got.forward, wantBody) {
 		fail("forwarded bytes differ from prompb Marshal:\nwant %x\ngot  %x", wantBody, got.forward)
 	}
 	for _, c := range got.clusters {
@@ -509,8 +616,24 @@ func refSeriesDiff(want, got []prompb.TimeSeries) string {
 				return fmt.Sprintf("series %d sample %d: %v, want %v", i, j, g.Samples[j], w.Samples[j])
 			}
 		}
-		if len(g.Exemplars)+len(g.Histograms) > 0 {
-			return fmt.Sprintf("series %d: forwarded exemplars or histograms", i)
+		if len(w.Histograms) != len(g.Histograms) {
+			return fmt.Sprintf("series %d: %d histograms, want %d", i, len(g.Histograms), len(w.Histograms))
+		}
+		for j := range w.Histograms {
+			wb, _ := w.Histograms[j].Marshal()
+			gb, _ := g.Histograms[j].Marshal()
+			if !bytes.Equal(wb, gb) {
+				return fmt.Sprintf("series %d histogram %d: %v, want %v", i, j, g.Histograms[j], w.Histograms[j])
+			}
+		}
+		if len(w.Exemplars) != len(g.Exemplars) {
+			return fmt.Sprintf("series %d: %d exemplars, want %d", i, len(g.Exemplars), len(w.Exemplars))
+		}
+		for j := range w.Exemplars {
+			we, ge := w.Exemplars[j], g.Exemplars[j]
+			if refLabelsKey(we.Labels) != refLabelsKey(ge.Labels) || we.Timestamp != ge.Timestamp || math.Float64bits(we.Value) != math.Float64bits(ge.Value) {
+				return fmt.Sprintf("series %d exemplar %d: %v, want %v", i, j, ge, we)
+			}
 		}
 	}
 	return ""
@@ -765,9 +888,19 @@ func refRandomRequest(r *rand.Rand) []byte {
 		if r.IntN(10) == 0 {
 			s.Exemplars = []prompb.Exemplar{{Labels: []prompb.Label{{Name: "trace_id", Value: pick(values...)}}, Value: 1, Timestamp: refNow.UnixMilli()}}
 		}
-		if r.IntN(10) == 0 {
-			s.Histograms = []prompb.Histogram{{Count: &prompb.Histogram_CountFloat{CountFloat: 2}, Sum: 3, Schema: 1,
-				PositiveSpans: []prompb.BucketSpan{{Offset: 0, Length: 1}}, PositiveDeltas: []int64{2}, Timestamp: refNow.UnixMilli()}}
+		for range r.IntN(3) / 2 * (1 + r.IntN(2)) {
+			ts := refNow.Add(offsets[r.IntN(len(offsets))]).UnixMilli()
+			h := prompb.Histogram{Count: &prompb.Histogram_CountInt{CountInt: 2}, Sum: 3, Schema: 1,
+				PositiveSpans: []prompb.BucketSpan{{Offset: 0, Length: 1}}, PositiveDeltas: []int64{2}, Timestamp: ts}
+			switch r.IntN(12) {
+			case 0: // mixes float count with integer buckets
+				h.Count = &prompb.Histogram_CountFloat{CountFloat: 2}
+			case 1: // spans and buckets disagree
+				h.PositiveDeltas = []int64{1, 1}
+			case 2: // a float histogram
+				h.Count, h.PositiveDeltas, h.PositiveCounts = &prompb.Histogram_CountFloat{CountFloat: 2.5}, nil, []float64{2.5}
+			}
+			s.Histograms = append(s.Histograms, h)
 		}
 		wr.Timeseries = append(wr.Timeseries, s)
 	}
@@ -862,7 +995,7 @@ func TestReceiveMatchesReference(t *testing.T) {
 	if statuses[204] < 500 || statuses[400] < 200 || statuses[413] < 20 || forwarded < 300 {
 		t.Errorf("generator too narrow: statuses %v, forwarding %d", statuses, forwarded)
 	}
-	for _, reason := range []string{"allowlist", "collision", "too_old", "too_new", "invalid", "unsupported"} {
+	for _, reason := range []string{"allowlist", "collision", "too_old", "too_new", "invalid"} {
 		if drops[reason] < 20 {
 			t.Errorf("generator rarely drops for %s: %v", reason, drops)
 		}

@@ -201,9 +201,7 @@ func exemplarRefusal(err error) string {
 // Written counts what one append stored, by kind: float samples, native
 // histogram samples and exemplars (the values of remote write 2.0's
 // X-Prometheus-Remote-Write-*-Written headers).
-type Written struct {
-	Samples, Histograms, Exemplars int
-}
+type Written = forward.Written
 
 // Append stores the processed series of one request of clusterID in one
 // TSDB transaction: float samples, native histogram samples and
