@@ -52,7 +52,9 @@ type Transformer struct {
 }
 
 // TransformStats counts samples (series as federation exposes them: one per
-// counter/gauge/untyped, buckets+2 per histogram, quantiles+2 per summary).
+// counter/gauge/untyped, buckets+2 per classic histogram, one per native
+// histogram plus its buckets+2 if it also has classic buckets, quantiles+2
+// per summary).
 type TransformStats struct {
 	In       int
 	Out      int
@@ -175,14 +177,29 @@ func sampleCount(t dto.MetricType, m *dto.Metric) int {
 	case dto.MetricType_SUMMARY:
 		return len(m.GetSummary().GetQuantile()) + 2
 	case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
-		n := len(m.GetHistogram().GetBucket())
-		bs := m.GetHistogram().GetBucket()
-		if n == 0 || !math.IsInf(bs[n-1].GetUpperBound(), 1) {
+		h := m.GetHistogram()
+		bs := h.GetBucket()
+		n := len(bs)
+		if isNative(h) {
+			if n == 0 {
+				return 1 // the native histogram only
+			}
+			n++
+		}
+		if n == 0 || !math.IsInf(bs[len(bs)-1].GetUpperBound(), 1) {
 			n++ // the +Inf bucket
 		}
 		return n + 2
 	}
 	return 1
+}
+
+// isNative tells whether Prometheus (and the gateway) take h as a native
+// histogram: it has spans (an empty "no-op" one marks a native histogram
+// without observations), a zero threshold or a zero count. Its classic
+// series are then exposed only if it has classic buckets.
+func isNative(h *dto.Histogram) bool {
+	return len(h.GetPositiveSpan()) > 0 || len(h.GetNegativeSpan()) > 0 || h.GetZeroThreshold() > 0 || h.GetZeroCount() > 0
 }
 
 // checkMetric returns why m must be dropped, or "".

@@ -155,6 +155,19 @@ func advCases() []advCase {
 		limits: Limits{}})
 	add(advCase{name: "upload: long family name", upload: true, data: family(strings.Repeat("n", advSize-100), typeHistogram, histo(0, 1)),
 		limits: def})
+	// Native histograms: a no-op span each (4 bytes a metric), or one of
+	// many zero-length spans, or one of many buckets.
+	noop := lenField(nil, 7, []byte{0x62, 0x00})
+	add(advCase{name: "upload: many empty native histograms", upload: true, data: family("h", typeHistogram, slices.Repeat([][]byte{noop}, advSize/6)...),
+		limits: def, status: 413, msg: "max_series_per_request"})
+	add(advCase{name: "upload: many empty native histograms, no series cap", upload: true, data: family("h", typeHistogram, slices.Repeat([][]byte{noop}, advSmall/6)...),
+		limits: Limits{}})
+	add(advCase{name: "upload: native histogram of empty spans", upload: true, data: family("h", typeHistogram, lenField(nil, 7, repeatTo([]byte{0x62, 0x00}, advSize-16))),
+		limits: def})
+	manyBuckets := lenField(nil, 12, append([]byte{0x10}, appendVarint(nil, uint64(advSize-32))...))
+	manyBuckets = lenField(manyBuckets, 13, make([]byte, advSize-32)) // zero deltas
+	add(advCase{name: "upload: native histogram of many buckets", upload: true, data: family("h", typeHistogram, lenField(nil, 7, manyBuckets)),
+		limits: def})
 	groups := append(bytes.Repeat([]byte{15<<3 | wtStart}, 9000), bytes.Repeat([]byte{15<<3 | wtEnd}, 9000)...)
 	add(advCase{name: "upload: deeply nested groups", upload: true, data: repeatTo(family("g", typeGauge, append(groups, 0x12, 0x00)), advSize),
 		limits: def, maxAlloc: 1 << 20})
@@ -264,6 +277,12 @@ func heldBytes(b *batch.Batch, buf []byte) int {
 		for _, e := range s.Exemplars {
 			n += exemplarBytes + len(e.Labels)*labelBytes
 		}
+		// Histogram encodings held outside buf (uploads re-encode them).
+		for _, h := range s.Histograms {
+			if p := uintptr(unsafe.Pointer(unsafe.SliceData(h.Raw))); p < lo || p >= hi {
+				n += len(h.Raw)
+			}
+		}
 	}
 	return n + len(b.Metadata)*metadataBytes
 }
@@ -337,7 +356,8 @@ func checkBounded(t *testing.T, data []byte, kind int) {
 	}
 	for i := range full.Series {
 		fs, ls := full.Series[i], b.Series[i]
-		if !slices.Equal(fs.Labels, ls.Labels) {
+		sameHist := func(a, b batch.Histogram) bool { return a.Timestamp == b.Timestamp && bytes.Equal(a.Raw, b.Raw) }
+		if !slices.Equal(fs.Labels, ls.Labels) || !slices.EqualFunc(fs.Histograms, ls.Histograms, sameHist) {
 			t.Fatalf("series %d: %v without limits, %v with", i, fs, ls)
 		}
 	}

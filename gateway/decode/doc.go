@@ -4,8 +4,10 @@
 // remote write 1.0 (prometheus.WriteRequest) and 2.0
 // (io.prometheus.write.v2.Request, labels through its symbols table) and of
 // telemeter uploads
-// (length-delimited io.prometheus.client.MetricFamily messages), both
-// filling a *batch.Batch without allocating in steady state, and the
+// (length-delimited io.prometheus.client.MetricFamily messages, whose
+// native histograms are re-encoded as remote write histograms), both
+// filling a *batch.Batch without allocating in steady state (but for the
+// chunks an upload's native histograms are encoded into), and the
 // Content-Type / Content-Encoding checks of both endpoints.
 //
 // Every failure is an *Error carrying the HTTP status the gateway answers

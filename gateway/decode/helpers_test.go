@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/prompb"
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -394,12 +395,7 @@ func setValue(r *rand.Rand, m *dto.Metric, typ dto.MetricType) {
 			h.Bucket = append(h.Bucket, bk)
 		}
 		if r.IntN(3) == 0 {
-			h.Schema = ptr(int32(3))
-			h.ZeroThreshold = ptr(1e-128)
-			h.ZeroCount = ptr(uint64(2))
-			h.PositiveSpan = []*dto.BucketSpan{{Offset: ptr(int32(-1)), Length: ptr(uint32(2))}}
-			h.PositiveDelta = []int64{1, -1}
-			h.NegativeCount = []float64{1, 2}
+			genNative(r, h)
 			h.Exemplars = []*dto.Exemplar{ex()}
 			h.CreatedTimestamp = timestamppb.Now()
 		}
@@ -419,6 +415,9 @@ type refSeries struct {
 	labels []batch.Label
 	ts     int64
 	v      float64
+	// A native histogram sample instead of v; hFloat: a float histogram.
+	h      *histogram.FloatHistogram
+	hFloat bool
 }
 
 // refMetricFamilies is the reference path: google.golang.org/protobuf
@@ -493,6 +492,17 @@ func refMetricFamilies(data []byte, now int64, serverTime bool) ([]refSeries, er
 				if h == nil {
 					return nil, errors.New("no histogram")
 				}
+				nh, fl, err := refNative(h, mf.GetType() == dto.MetricType_GAUGE_HISTOGRAM)
+				if err != nil {
+					return nil, err
+				}
+				if nh != nil {
+					add(name, "", "", 0)
+					out[len(out)-1].h, out[len(out)-1].hFloat = nh, fl
+					if len(h.Bucket) == 0 {
+						continue
+					}
+				}
 				inf := false
 				for _, b := range h.Bucket {
 					v := b.GetCumulativeCountFloat()
@@ -558,7 +568,9 @@ func checkFamiliesFiltered(t testing.TB, data []byte, now int64, serverTime bool
 		sameSample := func(a, b batch.Sample) bool {
 			return a.Timestamp == b.Timestamp && math.Float64bits(a.Value) == math.Float64bits(b.Value)
 		}
-		if got.Name() != want.Name() || !slices.EqualFunc(got.Samples, want.Samples, sameSample) {
+		sameHist := func(a, b batch.Histogram) bool { return a.Timestamp == b.Timestamp && bytes.Equal(a.Raw, b.Raw) }
+		if got.Name() != want.Name() || !slices.EqualFunc(got.Samples, want.Samples, sameSample) ||
+			!slices.EqualFunc(got.Histograms, want.Histograms, sameHist) {
 			t.Fatalf("series %d filtered: %v, want %v", i, got, want)
 		}
 		if testFilter.Wanted(want.Name()) {
@@ -597,14 +609,27 @@ func checkMetricFamiliesAgree(t testing.TB, data []byte) {
 			}
 			continue
 		}
-		if len(b.Series) != len(ref) || st.Series != len(ref) || st.Samples != len(ref) {
-			t.Fatalf("series: got %d (stats %+v), want %d", len(b.Series), st, len(ref))
+		hists := 0
+		for _, s := range ref {
+			if s.h != nil {
+				hists++
+			}
+		}
+		if len(b.Series) != len(ref) || st.Series != len(ref) || st.Samples != len(ref)-hists || st.Histograms != hists {
+			t.Fatalf("series: got %d (stats %+v), want %d (%d histograms)", len(b.Series), st, len(ref), hists)
 		}
 		checkFamiliesFiltered(t, data, now, serverTime, b, st)
 		for i, want := range ref {
 			got := b.Series[i]
 			if !slices.Equal(sortedLabels(got.Labels), sortedLabels(want.labels)) {
 				t.Fatalf("series %d labels: got %v, want %v", i, got.Labels, want.labels)
+			}
+			if want.h != nil {
+				if len(got.Samples) != 0 || len(got.Histograms) != 1 || got.Histograms[0].Timestamp != want.ts {
+					t.Fatalf("series %d %v: got %v, want one histogram at %d", i, want.labels, got, want.ts)
+				}
+				checkRawHistogram(t, got.Histograms[0].Raw, want)
+				continue
 			}
 			if len(got.Samples) != 1 || got.Samples[0].Timestamp != want.ts || math.Float64bits(got.Samples[0].Value) != math.Float64bits(want.v) {
 				t.Fatalf("series %d %v: got samples %v, want ts=%d v=%v", i, want.labels, got.Samples, want.ts, want.v)

@@ -39,6 +39,11 @@ const maxGroupDepth = 10000
 //   - histogram, gauge histogram: name_bucket{le="b"} per bucket (float
 //     counts when set and non-zero), a +Inf bucket (= count) when none is
 //     present, name_sum, name_count
+//   - native histogram (see histenc.go for when a histogram is one): name
+//     with one native histogram sample (batch.Histogram, a remote write 1.0
+//     prometheus.Histogram, reset hint GAUGE for a gauge histogram), plus
+//     the classic series above only when it also has classic buckets, as
+//     Prometheus scraping it with always_scrape_classic_histograms
 //
 // Each series carries __name__ followed by the metric's label pairs (plus
 // quantile or le), unsorted, and one sample stamped nowMs if useServerTime
@@ -47,18 +52,21 @@ const maxGroupDepth = 10000
 // It accepts exactly what google.golang.org/protobuf accepts for these
 // messages (proto2: fields with an unexpected wire type are unknown fields,
 // repeated optional messages merge). On top of that a family without a
-// name, with an unknown type, or with a metric lacking the value its type
-// needs ("type COUNTER but no counter value") is a 400. A family without
-// metrics contributes nothing.
+// name, with an unknown type, with a metric lacking the value its type
+// needs ("type COUNTER but no counter value") or with a native histogram
+// that Prometheus' histogram Validate would refuse ("invalid native
+// histogram: ...") is a 400. A family without metrics contributes nothing.
 //
 // The Limits are enforced while walking: more than MaxSeries derived series
 // is a 413 naming max_series_per_request; a series with more than
 // MaxLabelsPerSeries labels (__name__, the metric's label pairs, le or
 // quantile) a 400 naming max_labels_per_series; more than MaxBatchBytes of
-// labels, samples, series and allocated strings a 413 (see UploadBudget).
+// labels, samples, series, native histogram encodings and allocated
+// strings a 413 (see UploadBudget).
 //
 // Family names and labels alias buf (see UnmarshalWriteRequest); derived
-// names (_sum, _count, _bucket) and le/quantile values are allocated. On
+// names (_sum, _count, _bucket) and le/quantile values are allocated, and
+// native histograms are encoded into chunks only the batch references. On
 // error, b holds a partial request and should be Reset.
 func UnmarshalMetricFamilies(buf []byte, b *batch.Batch, nowMs int64, useServerTime bool, l Limits) (Stats, error) {
 	return UnmarshalMetricFamiliesFiltered(buf, b, nowMs, useServerTime, l, nil)
@@ -66,7 +74,8 @@ func UnmarshalMetricFamilies(buf []byte, b *batch.Batch, nowMs int64, useServerT
 
 // UnmarshalMetricFamiliesFiltered is UnmarshalMetricFamilies with a
 // NameFilter: when the filter refuses every name a family's series can
-// have (name; or name_sum, name_count and name or name_bucket), each of
+// have (name; or name_sum, name_count and name, and name_bucket for a
+// histogram), each of
 // its series carries only __name__, the KeepLabel labels and its
 // le/quantile. Everything is still decoded and checked, and the Limits
 // count what would be pushed without a filter.
@@ -121,6 +130,8 @@ type mfDecoder struct {
 	pairs       int
 
 	strBytes int // allocated by formatFloat, not yet charged
+
+	arena []byte // native histogram encodings (see rawBuf)
 
 	floats [64]floatStr // le/quantile strings, direct-mapped by bits
 }
@@ -380,6 +391,8 @@ type metricVals struct {
 	countFloat float64
 	sum        float64
 	infSeen    bool
+	buckets    int        // classic buckets
+	nh         nativeHist // native histogram fields
 }
 
 func (d *mfDecoder) metric(typ, s, e int) error {
@@ -459,6 +472,19 @@ func (d *mfDecoder) metric(typ, s, e int) error {
 		}
 		return d.emit(d.countName, "", "", ts, float64(m.count))
 	default: // histograms
+		native := m.nh.native()
+		if native {
+			if err := m.nh.validate(m.count, m.countFloat, m.sum); err != nil {
+				return BadRequest("metric family %q: invalid native histogram: %v", d.name, err)
+			}
+			if err := d.emitNative(&m, s, e, ts, typ == typeGaugeHistogram); err != nil {
+				return err
+			}
+			if m.buckets == 0 {
+				// Native only, as Prometheus scrapes it: no classic series.
+				return nil
+			}
+		}
 		d.derivedNames()
 		if err := d.chargeNames(); err != nil {
 			return err
@@ -493,11 +519,11 @@ func (d *mfDecoder) refused(typ int) bool {
 		return !d.filter.Wanted(d.name)
 	}
 	d.derivedNames()
-	main := d.name // summary quantiles
-	if typ != typeSummary {
-		main = d.bktName
+	if typ != typeSummary && d.filter.Wanted(d.bktName) {
+		return false
 	}
-	return !d.filter.Wanted(main) && !d.filter.Wanted(d.sumName) && !d.filter.Wanted(d.countName)
+	// name: a summary's quantiles, a native histogram.
+	return !d.filter.Wanted(d.name) && !d.filter.Wanted(d.sumName) && !d.filter.Wanted(d.countName)
 }
 
 func (d *mfDecoder) derivedNames() {
@@ -603,10 +629,11 @@ func (d *mfDecoder) summary(m *metricVals, sm field, use bool) error {
 	return nil
 }
 
-// histogram reads a Histogram (classic fields; native ones are validated
-// and counted). Buckets are emitted in a second walk.
+// histogram reads a Histogram: the classic fields when use, and the native
+// ones into m.nh (merged in wire order). Buckets are emitted in a second
+// walk, the native histogram encoded in another.
 func (d *mfDecoder) histogram(m *metricVals, h field, use bool) error {
-	native := false
+	nh := &m.nh
 	for i := h.s; i < h.e; {
 		var f field
 		n, err := d.next(&f, i, h.e, "Histogram")
@@ -614,9 +641,6 @@ func (d *mfDecoder) histogram(m *metricVals, h field, use bool) error {
 			return err
 		}
 		i = n
-		if f.num >= 5 && f.num <= 14 {
-			native = true
-		}
 		switch {
 		case f.num == 1 && f.wt == wtVarint && use:
 			m.count = f.v
@@ -629,21 +653,37 @@ func (d *mfDecoder) histogram(m *metricVals, h field, use bool) error {
 			if ub, _, err = d.bucket(f, true); err == nil && math.IsInf(ub, 1) {
 				m.infSeen = true
 			}
-		case (f.num == 9 || f.num == 12 || f.num == 15) && f.wt == wtBytes:
-			err = d.plain(f.s, f.e, "Histogram field")
+			m.buckets++
+		case f.num == 5 && f.wt == wtVarint:
+			nh.schema = int32(zigzag64(f.v & math.MaxUint32))
+		case f.num == 6 && f.wt == wtFixed64:
+			nh.zeroThreshold = math.Float64frombits(f.v)
+		case f.num == 7 && f.wt == wtVarint:
+			nh.zeroCount = f.v
+		case f.num == 8 && f.wt == wtFixed64:
+			nh.zeroCountFloat = math.Float64frombits(f.v)
+		case (f.num == 9 || f.num == 12) && f.wt == wtBytes:
+			var off int32
+			var length uint32
+			if off, length, err = d.span(f); err == nil {
+				nh.side[(f.num-9)/3].addSpan(off, length)
+			}
 		case (f.num == 10 || f.num == 13) && f.wt == wtBytes:
-			err = d.packed(f, wtVarint)
+			err = d.packedDeltas(f, &nh.side[(f.num-10)/3])
+		case (f.num == 10 || f.num == 13) && f.wt == wtVarint:
+			nh.side[(f.num-10)/3].addDelta(f.v)
 		case (f.num == 11 || f.num == 14) && f.wt == wtBytes:
-			err = d.packed(f, wtFixed64)
+			err = d.packedCounts(f, &nh.side[(f.num-11)/3])
+		case (f.num == 11 || f.num == 14) && f.wt == wtFixed64:
+			nh.side[(f.num-11)/3].addCount(math.Float64frombits(f.v))
+		case f.num == 15 && f.wt == wtBytes:
+			err = d.plain(f.s, f.e, "Histogram field")
 		case f.num == 16 && f.wt == wtBytes:
 			err = d.exemplar(f)
 		}
 		if err != nil {
 			return err
 		}
-	}
-	if native {
-		d.st.Histograms++
 	}
 	return nil
 }
@@ -749,12 +789,42 @@ func (d *mfDecoder) eachSub(s, e, outer, sub int, fn func(field) error) error {
 // emit pushes one series of the current metric: __name__=name, the
 // metric's label pairs, the optional extra label, and one sample.
 func (d *mfDecoder) emit(name, extraName, extraValue string, ts int64, v float64) error {
+	if err := d.startSeries(name, extraName, extraValue, sampleBytes); err != nil {
+		return err
+	}
+	d.b.PushSample(ts, v)
+	d.b.EndSeries()
+	d.st.Samples++
+	return nil
+}
+
+// emitNative pushes the native histogram series of the current metric at
+// buf[s:e]: __name__=d.name, the metric's label pairs, and the histogram
+// encoded as a remote write 1.0 prometheus.Histogram.
+func (d *mfDecoder) emitNative(m *metricVals, s, e int, ts int64, gauge bool) error {
+	if err := d.startSeries(d.name, "", "", rawHistogramBytes); err != nil {
+		return err
+	}
+	raw, err := d.encodeNative(m, s, e, ts, gauge)
+	if err != nil {
+		return err
+	}
+	d.b.PushHistogram(ts, raw)
+	d.b.EndSeries()
+	d.st.Histograms++
+	return nil
+}
+
+// startSeries pushes the labels of one series of the current metric
+// (__name__=name, the metric's label pairs, the optional extra label) and
+// charges them, the series and sample bytes for its sample.
+func (d *mfDecoder) startSeries(name, extraName, extraValue string, sample int) error {
 	if d.maxSeries > 0 && d.st.Series >= d.maxSeries {
 		return TooLarge(CapSeries, d.maxSeries, fmt.Sprintf("upload with more than %d series", d.maxSeries))
 	}
 	// Charged as without a filter: the first series' __name__ and pairs
 	// were charged while walking the metric.
-	n, charge := 0, seriesBytes+sampleBytes+d.strBytes
+	n, charge := 0, seriesBytes+sample+d.strBytes
 	d.strBytes = 0
 	if extraName != "" {
 		if n = 1; 2+d.pairs > d.maxLabels {
@@ -780,10 +850,7 @@ func (d *mfDecoder) emit(name, extraName, extraValue string, ts int64, v float64
 	if extraName != "" {
 		d.b.PushLabel(extraName, extraValue)
 	}
-	d.b.PushSample(ts, v)
-	d.b.EndSeries()
 	d.st.Series++
-	d.st.Samples++
 	return nil
 }
 

@@ -18,11 +18,12 @@ import (
 // into the batch; Metadata counts the batch.Metadata entries pushed (one
 // per metric family, see UnmarshalWriteRequest and UnmarshalWriteRequestV2).
 //
-// For telemeter uploads: Series and Samples are the series derived from the
-// families (one sample each); Exemplars counts exemplars in counters,
-// buckets and histograms; Histograms counts histograms carrying native
-// histogram fields (skipped; the classic buckets are kept); Metadata counts
-// the metric families, whose help, type and unit are not forwarded.
+// For telemeter uploads: Series are the series derived from the families
+// (one sample each), Samples their float samples and Histograms their
+// native histogram samples (one per native histogram, beside its classic
+// series when it also has classic buckets); Exemplars counts exemplars in
+// counters, buckets and histograms (skipped); Metadata counts the metric
+// families, whose help, type and unit are not forwarded.
 //
 // BatchBytes is the heap charged to Limits.MaxBatchBytes (see Limits).
 type Stats struct {
