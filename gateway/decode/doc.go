@@ -26,15 +26,16 @@
 // remote write follows the gogo-generated prompb code Prometheus and Thanos
 // use (2.0: writev2, plus the spec's rules on symbols and label order;
 // both: native histograms must pass the rules of Prometheus' histogram
-// validation, histogram.go), telemeter uploads follow google.golang.org/protobuf (proto2
-// semantics, merging of repeated optional messages). Differential tests and
-// fuzz targets hold them to that.
+// validation, see histogram.go), telemeter uploads follow
+// google.golang.org/protobuf (proto2 semantics, merging of repeated
+// optional messages). Differential tests and fuzz targets hold them to
+// that.
 //
 // An optional NameFilter (the active allowlist's name check) lets both
 // walkers skim what the gateway will drop by name: such series carry only
 // __name__ and the cluster-ID label (and all their samples, histograms and
-// exemplars), but are decoded and checked in full,
-// so a filter never changes which bodies are accepted.
+// exemplars), but are decoded and checked in full, so a filter never
+// changes which bodies are accepted.
 //
 // Memory is bounded while decoding, not after: per request a decoder makes
 // the batch (series, labels, samples, histograms, exemplars, metadata)
