@@ -340,6 +340,9 @@ func TestValidateHistogramRules(t *testing.T) {
 					continue
 				}
 				wantError(t, err, 400, c.msg)
+				if de := err.(*Error); de.Reason != "invalid_series" {
+					t.Errorf("reason %q, want invalid_series", de.Reason)
+				}
 			}
 			checkHistogramAgrees(t, raw, false)
 		})
