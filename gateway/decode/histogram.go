@@ -52,7 +52,8 @@ import (
 // write decoders do (v2: a 2.0 Histogram, whose field 17 is
 // start_timestamp; 1.0 skips it as an unknown field): the wire format as
 // the gogo-generated reference decodes it, then the rules above. It
-// returns a 400 *Error naming the broken rule, or nil.
+// returns a 400 *Error naming the broken rule (Reason invalid_series; a
+// wire error has none, the gateway calls it malformed), or nil.
 func validateHistogram(raw []byte, v2 bool) error {
 	d := rwDecoder{buf: raw, v2: v2}
 	_, rule, err := d.histogram(0, len(raw))
@@ -60,7 +61,9 @@ func validateHistogram(raw []byte, v2 bool) error {
 		return err
 	}
 	if rule != "" {
-		return BadRequest("native histogram: %s", rule)
+		e := BadRequest("native histogram: %s", rule)
+		e.Reason = "invalid_series"
+		return e
 	}
 	return nil
 }

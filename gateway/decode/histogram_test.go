@@ -340,6 +340,9 @@ func TestValidateHistogramRules(t *testing.T) {
 					continue
 				}
 				wantError(t, err, 400, c.msg)
+				if de := err.(*Error); de.Reason != "invalid_series" {
+					t.Errorf("reason %q, want invalid_series", de.Reason)
+				}
 			}
 			checkHistogramAgrees(t, raw, false)
 		})
@@ -517,5 +520,38 @@ func TestHonestAmplificationNative(t *testing.T) {
 		}
 		checkWriteRequestAgrees(t, v1)
 		checkWriteRequestV2Agrees(t, v2)
+	}
+}
+
+// Histograms, exemplars and metadata decode without allocating in steady
+// state, in both versions.
+func TestNativeZeroAllocs(t *testing.T) {
+	wr := nativeWriteRequest(100, 10, 20)
+	v1 := mustMarshal(t, wr)
+	req := toV2(wr)
+	for i, ts := range wr.Timeseries {
+		req.Timeseries[i].Histograms = []writev2.Histogram{histogramV2(&ts.Histograms[0], 1)}
+		req.Timeseries[i].Exemplars = []writev2.Exemplar{{LabelsRefs: []uint32{1, 2}, Value: 1}}
+		req.Timeseries[i].Metadata = writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_HISTOGRAM, HelpRef: 3}
+	}
+	v2 := marshalV2(t, req)
+	for name, decode := range map[string]func(b *batch.Batch) (Stats, error){
+		"1.0": func(b *batch.Batch) (Stats, error) { return UnmarshalWriteRequest(v1, b, Limits{}) },
+		"2.0": func(b *batch.Batch) (Stats, error) { return UnmarshalWriteRequestV2(v2, b, Limits{}, nil) },
+	} {
+		b := &batch.Batch{}
+		st, err := decode(b)
+		if err != nil || st.Histograms != 100 || st.Exemplars != 100 || st.Metadata != 5 {
+			t.Fatalf("%s: %+v %v", name, st, err)
+		}
+		allocs := testing.AllocsPerRun(20, func() {
+			b.Reset()
+			if _, err := decode(b); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %v allocs per decode with a reused batch, want 0", name, allocs)
+		}
 	}
 }

@@ -51,8 +51,8 @@ const (
 // It accepts exactly the inputs the gogo-generated
 // prompb.WriteRequest.Unmarshal accepts, minus native histograms
 // Prometheus' validation refuses (see validateHistogram): those are a 400
-// for the whole request naming the series and the rule, as every other
-// content error of a decoder is.
+// (Reason invalid_series) for the whole request naming the series and the
+// rule, as every other content error of a decoder is.
 //
 // Strings and histogram messages alias buf: buf must not be modified while
 // b is in use; keep it in b.Buf (or make it otherwise outlive b). On error,
@@ -564,10 +564,13 @@ func (d *rwDecoder) pushHistogram(s, e int) error {
 		return err
 	}
 	if rule != "" {
+		v := "remote write"
 		if d.v2 {
-			return BadRequest("remote write 2.0: timeseries[%d]: native histogram at offset %d: %s", d.st.Series, s, rule)
+			v = "remote write 2.0"
 		}
-		return BadRequest("remote write: timeseries[%d]: native histogram at offset %d: %s", d.st.Series, s, rule)
+		e := BadRequest("%s: timeseries[%d]: native histogram at offset %d: %s", v, d.st.Series, s, rule)
+		e.Reason = "invalid_series" // well-formed, but Prometheus would refuse it
+		return e
 	}
 	d.b.PushHistogram(ts, d.buf[s:e:e])
 	d.st.Histograms++

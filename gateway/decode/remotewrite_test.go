@@ -103,6 +103,9 @@ func TestUnmarshalWriteRequest(t *testing.T) {
 	_, err = UnmarshalWriteRequest(mustMarshal(t, wr), &batch.Batch{}, Limits{})
 	wantError(t, err, 400, "remote write: timeseries[1]: native histogram at offset")
 	wantError(t, err, 400, "positive side: bucket 2 has a negative count -1")
+	if de := err.(*Error); de.Reason != "invalid_series" {
+		t.Errorf("reason %q, want invalid_series", de.Reason)
+	}
 	checkWriteRequestAgrees(t, mustMarshal(t, wr))
 }
 
