@@ -2,9 +2,13 @@ package forward
 
 import (
 	"encoding/binary"
+	"errors"
 	"math"
 	"slices"
 	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/s2"
 
 	"github.com/telegate/telegate/batch"
 )
@@ -346,4 +350,96 @@ func (b *Buffers) EncodeSplitMessage(msg string, series []batch.Series, md []bat
 		return b.EncodeSplitV2(series, md, maxBytes, send)
 	}
 	return b.EncodeSplitMetadata(series, md, maxBytes, send)
+}
+
+// countBufPool holds the buffers countV2 decompresses into.
+var countBufPool = sync.Pool{New: func() any { return new([]byte) }}
+
+var errBadProto = errors.New("forward: malformed protobuf")
+
+// countV2 counts the samples, histograms and exemplars of a snappy
+// io.prometheus.write.v2.Request body without decoding its messages.
+func countV2(body []byte) (writeStats, error) {
+	var w writeStats
+	n, err := s2.DecodedLen(body)
+	if err != nil {
+		return w, err
+	}
+	bp := countBufPool.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= maxPooledBufferBytes {
+			countBufPool.Put(bp)
+		}
+	}()
+	if cap(*bp) < n {
+		*bp = make([]byte, n)
+	}
+	raw, err := s2.Decode((*bp)[:cap(*bp)], body)
+	if err != nil {
+		return w, err
+	}
+	err = walkFields(raw, func(num int, v []byte) error {
+		if num != 5 || v == nil { // Request.timeseries
+			return nil
+		}
+		return walkFields(v, func(num int, v []byte) error {
+			switch {
+			case v == nil:
+			case num == 2:
+				w.samples++
+			case num == 3:
+				w.histograms++
+			case num == 4:
+				w.exemplars++
+			}
+			return nil
+		})
+	})
+	return w, err
+}
+
+// walkFields calls f with the number of each field of the message in buf
+// and, for a length-delimited one, its contents (nil for the other wire
+// types).
+func walkFields(buf []byte, f func(num int, v []byte) error) error {
+	for len(buf) > 0 {
+		tag, k := binary.Uvarint(buf)
+		if k <= 0 || tag>>3 == 0 || tag>>3 > math.MaxInt32 {
+			return errBadProto
+		}
+		buf = buf[k:]
+		var v []byte
+		switch tag & 7 {
+		case 0:
+			if _, k = binary.Uvarint(buf); k <= 0 {
+				return errBadProto
+			}
+			buf = buf[k:]
+		case 1, 5:
+			size := 8
+			if tag&7 == 5 {
+				size = 4
+			}
+			if len(buf) < size {
+				return errBadProto
+			}
+			buf = buf[size:]
+		case 2:
+			l, k := binary.Uvarint(buf)
+			if k <= 0 || l > uint64(len(buf)-k) {
+				return errBadProto
+			}
+			v = buf[k : k+int(l) : k+int(l)]
+			if v == nil {
+				v = []byte{}
+			}
+			buf = buf[k+int(l):]
+		default:
+			return errBadProto
+		}
+		if err := f(int(tag>>3), v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
