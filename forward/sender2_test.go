@@ -126,6 +126,9 @@ func TestSendV2UnconfirmedIsUnsupported(t *testing.T) {
 			if spoolable(e) {
 				t.Fatal("an unsupported version would be spooled")
 			}
+			if got := deadReason(e); got != DeadUnsupported {
+				t.Fatalf("replay would make it %q, not dead-letter it as unsupported", got)
+			}
 		})
 	}
 	// A 1.0 request needs no Written headers.
@@ -154,7 +157,7 @@ func TestSend415NotRetried(t *testing.T) {
 	if !strings.Contains(logs.String(), "level=error") || !strings.Contains(logs.String(), "415") || !strings.Contains(logs.String(), MessageV2) {
 		t.Fatalf("log: %s", logs.String())
 	}
-	if got := deadReason(e); got != DeadRejected {
+	if got := deadReason(e); got != DeadUnsupported {
 		t.Fatalf("dead reason %q", got)
 	}
 }
