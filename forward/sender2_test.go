@@ -197,3 +197,15 @@ func TestCountV2(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCountV2: any body is counted or refused, never a panic.
+func FuzzCountV2(f *testing.F) {
+	f.Add(AppendRequestV2(nil, randSeries(rand.New(rand.NewPCG(1, 1)), 3), nil))
+	f.Add([]byte{0x2a, 0x02, 0x12, 0x00})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		w, err := countV2(snappy.Encode(nil, raw))
+		if err == nil && (w.samples < 0 || w.histograms < 0 || w.exemplars < 0) {
+			t.Fatalf("counts %+v", w)
+		}
+	})
+}
