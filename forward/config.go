@@ -39,6 +39,13 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the wait between retries.
 	MinBackoff time.Duration `yaml:"min_backoff,omitempty"`
 	MaxBackoff time.Duration `yaml:"max_backoff,omitempty"`
+
+	// ProtobufMessage is the remote write version spoken downstream, named
+	// by its message as Prometheus' remote_write names it: MessageV1
+	// (prometheus.WriteRequest, remote write 1.0, the default) or
+	// MessageV2 (io.prometheus.write.v2.Request, remote write 2.0). The
+	// bodies must be encoded to match (Buffers.EncodeSplitMessage).
+	ProtobufMessage string `yaml:"protobuf_message,omitempty"`
 }
 
 // DefaultConfig is the starting point UnmarshalYAML fills in.
@@ -47,6 +54,7 @@ var DefaultConfig = Config{
 	HTTPClientConfig: config_util.DefaultHTTPClientConfig,
 	MinBackoff:       DefaultMinBackoff,
 	MaxBackoff:       DefaultMaxBackoff,
+	ProtobufMessage:  MessageV1,
 }
 
 // UnmarshalYAML applies DefaultConfig, decodes, and validates.
@@ -71,6 +79,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.ProtobufMessage == "" {
+		c.ProtobufMessage = MessageV1
 	}
 }
 
@@ -113,6 +124,11 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBackoff < c.MinBackoff {
 		return fmt.Errorf("forward: max_backoff (%s) must not be below min_backoff (%s)", c.MaxBackoff, c.MinBackoff)
+	}
+	switch c.ProtobufMessage {
+	case "", MessageV1, MessageV2: // "" is the default, MessageV1
+	default:
+		return fmt.Errorf("forward: protobuf_message %q: must be %s (remote write 1.0) or %s (2.0)", c.ProtobufMessage, MessageV1, MessageV2)
 	}
 	if err := c.HTTPClientConfig.Validate(); err != nil {
 		return fmt.Errorf("forward: http client config: %w", err)

@@ -1,6 +1,7 @@
 // Package forward sends batches to long-term storage by Prometheus remote
 // write 1.0 (Thanos Receive, or Prometheus with
-// --web.enable-remote-write-receiver).
+// --web.enable-remote-write-receiver), or 2.0 when protobuf_message says
+// io.prometheus.write.v2.Request.
 //
 // It owns three things:
 //
@@ -13,19 +14,26 @@
 //     Buffers.EncodeSplitMetadata (EncodeSplit without metadata) keeps
 //     each request under a size limit, splitting an oversized series by
 //     its points and exemplars, the metadata in the first request.
+//     AppendRequestV2 and Buffers.EncodeSplitV2 do the same for 2.0's
+//     io.prometheus.write.v2.Request (a symbols table per request, each
+//     series with its family's metadata); Buffers.EncodeSplitMessage picks
+//     by protobuf_message.
 //   - Sending: Sender.Send posts one compressed body with the headers the
 //     spec requires plus configured ones, retries network errors, 5xx and
 //     429 with jittered exponential backoff (or the downstream's
 //     Retry-After) within the caller's deadline, and returns an *Error that
 //     says whether the failure is recoverable, so the gateway can answer
-//     503 or 400/413.
+//     503 or 400/413. For 2.0 it checks the X-Prometheus-Remote-Write-*-
+//     Written answer against the body; a downstream that does not support
+//     the message (415, or nothing written) is ErrUnsupported, not retried.
 //   - Durability: Durable.Send tries the Sender within a deadline and, when
 //     the downstream cannot take the body now, writes it to a Spool on a
 //     thanos-io/objstore bucket (FSBucket: atomic, fsynced uploads) and
 //     returns nil, so a 2xx always means forwarded or durably spooled.
 //     Spool.Replay drains it in the background: oldest first per cluster,
 //     clusters in turn, delete only after a 2xx, dead/ for what the
-//     downstream refuses for good.
+//     downstream refuses for good; each body is sent as the message it was
+//     encoded as.
 //   - Its self-metrics (telegate_forward_*, telegate_spool_*).
 //
 // Send takes an encoded body rather than series so a durable spool can

@@ -270,6 +270,7 @@ type Buffers struct {
 	proto  []byte
 	snappy []byte
 	meta   []byte
+	v2     encoder2
 }
 
 // Encode encodes series as a prometheus.WriteRequest and compresses it with
@@ -420,9 +421,13 @@ func (b *Buffers) Uncompressed() []byte { return b.proto }
 // the pool forever.
 const maxPooledBufferBytes = 16 << 20
 
+// maxPooledSymbols keeps one huge 2.0 symbols table (and its map) out of the
+// pool.
+const maxPooledSymbols = 1 << 20
+
 // poolable reports whether b is worth keeping in the pool.
 func poolable(b *Buffers) bool {
-	return b != nil && cap(b.proto) <= maxPooledBufferBytes && cap(b.snappy) <= maxPooledBufferBytes && cap(b.meta) <= maxPooledBufferBytes
+	return b != nil && cap(b.proto) <= maxPooledBufferBytes && cap(b.snappy) <= maxPooledBufferBytes && cap(b.meta) <= maxPooledBufferBytes && cap(b.v2.series) <= maxPooledBufferBytes && cap(b.v2.sym.list) <= maxPooledSymbols
 }
 
 var bufPool = sync.Pool{New: func() any { return new(Buffers) }}
@@ -436,7 +441,7 @@ func PutBuffers(b *Buffers) {
 	if !poolable(b) {
 		return
 	}
-	b.proto, b.snappy, b.meta = b.proto[:0], b.snappy[:0], b.meta[:0]
+	b.proto, b.snappy, b.meta, b.v2.series = b.proto[:0], b.snappy[:0], b.meta[:0], b.v2.series[:0]
 	bufPool.Put(b)
 }
 
@@ -446,18 +451,23 @@ func PutBuffers(b *Buffers) {
 // last groups, after the points of their series, for a receiver that needs
 // a series to exist before it takes its exemplars.
 func splitLarge(out [][]batch.Series, s batch.Series, maxBytes int) [][]batch.Series {
+	return splitBy(out, s, maxBytes, labelsLen(s.Labels), itemLen)
+}
+
+// splitBy is splitLarge with the sizes given: base for a part's series
+// without its items (labels), size(&s, k) for its k-th item.
+func splitBy(out [][]batch.Series, s batch.Series, maxBytes, base int, size func(*batch.Series, int) int) [][]batch.Series {
 	s.Labels = s.Labels[:len(s.Labels):len(s.Labels)]
 	items := len(s.Samples) + len(s.Histograms) + len(s.Exemplars)
 	if items == 0 {
 		return append(out, []batch.Series{s})
 	}
-	ll := labelsLen(s.Labels)
-	start, body := 0, ll
+	start, body := 0, base
 	for k := range items {
-		n := itemLen(&s, k)
+		n := size(&s, k)
 		if k > start && fieldLen(body+n) > maxBytes {
 			out = append(out, []batch.Series{seriesPart(&s, start, k)})
-			start, body = k, ll
+			start, body = k, base
 		}
 		body += n
 	}

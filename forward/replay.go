@@ -18,6 +18,17 @@ type BodySender interface {
 	Send(ctx context.Context, body []byte) error
 }
 
+// MessageSender is a BodySender that can send a body as a given protobuf
+// message (MessageV1, MessageV2; "" is MessageV1) whatever it is
+// configured for; *Sender is one. Replay uses it to send a spooled body as
+// it was encoded, so changing protobuf_message does not send old bodies
+// with the wrong Content-Type (a 1.0 receiver would take a 2.0 body for an
+// empty 1.0 request).
+type MessageSender interface {
+	BodySender
+	SendMessage(ctx context.Context, body []byte, msg string) error
+}
+
 // ReplayOptions tune Spool.Replay. Zero fields take the defaults.
 type ReplayOptions struct {
 	// Concurrency is how many clusters are replayed at once (each
@@ -177,7 +188,12 @@ func (r *replayer) replayOne(ctx context.Context, e entry) (removed bool, err er
 	}
 
 	sctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
-	err = r.down.Send(sctx, body)
+	if ms, ok := r.down.(MessageSender); ok {
+		// As it was encoded, whatever protobuf_message says now.
+		err = ms.SendMessage(sctx, body, h.Proto)
+	} else {
+		err = r.down.Send(sctx, body)
+	}
 	cancel()
 	if err == nil {
 		if derr := s.bkt.Delete(ctx, e.name); derr != nil && !s.bkt.IsObjNotFoundErr(derr) {
@@ -204,6 +220,9 @@ func deadReason(err error) string {
 	var fe *Error
 	if !errors.As(err, &fe) || fe.Recoverable {
 		return ""
+	}
+	if errors.Is(err, ErrUnsupported) {
+		return DeadUnsupported
 	}
 	switch fe.Status {
 	case http.StatusBadRequest, http.StatusUnprocessableEntity:

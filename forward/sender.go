@@ -24,12 +24,30 @@ import (
 // The binary sets it at start-up, before the first Send.
 var Version = "dev"
 
-// Remote write 1.0 request headers.
+// Remote write request headers: 1.0, and 2.0's where they differ.
 const (
-	remoteWriteVersion = "0.1.0"
-	contentType        = "application/x-protobuf"
-	contentEncoding    = "snappy"
+	remoteWriteVersion   = "0.1.0"
+	contentType          = "application/x-protobuf"
+	contentEncoding      = "snappy"
+	remoteWriteVersionV2 = "2.0.0"
+	contentTypeV2        = "application/x-protobuf;proto=" + MessageV2
 )
+
+// The remote write 2.0 response headers: what the receiver wrote.
+const (
+	writtenSamplesHeader    = "X-Prometheus-Remote-Write-Samples-Written"
+	writtenHistogramsHeader = "X-Prometheus-Remote-Write-Histograms-Written"
+	writtenExemplarsHeader  = "X-Prometheus-Remote-Write-Exemplars-Written"
+)
+
+// ErrUnsupported is wrapped by the *Error of a downstream that does not take
+// the configured protobuf_message: it answered 415 Unsupported Media Type,
+// or it answered a 2.0 request 2xx without saying it wrote anything (no
+// X-Prometheus-Remote-Write-*-Written headers, or all zero, for a request
+// with data): a 1.0 receiver that ignores the Content-Type decodes a 2.0
+// body as an empty 1.0 request. Neither is retried; the gateway's
+// configuration must change.
+var ErrUnsupported = errors.New("forward: downstream does not support the configured protobuf_message")
 
 const (
 	// maxErrorMsgBytes bounds Error.Msg (the downstream's response body).
@@ -78,6 +96,7 @@ func (e *Error) Unwrap() error { return e.err }
 type Sender struct {
 	client     *http.Client
 	url        string
+	message    string
 	headers    map[string]string
 	timeout    time.Duration
 	minBackoff time.Duration
@@ -87,10 +106,13 @@ type Sender struct {
 }
 
 type metrics struct {
-	requests  *prometheus.CounterVec
-	retries   prometheus.Counter
-	duration  prometheus.Histogram
-	sentBytes prometheus.Counter
+	requests    *prometheus.CounterVec
+	retries     prometheus.Counter
+	duration    prometheus.Histogram
+	sentBytes   prometheus.Counter
+	unsupported prometheus.Counter
+	partial     prometheus.Counter
+	written     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -112,12 +134,27 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "telegate_forward_sent_bytes_total",
 			Help: "Compressed request body bytes the downstream accepted (2xx).",
 		}),
+		unsupported: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "telegate_forward_unsupported_total",
+			Help: "Remote writes the downstream refused for their protobuf_message: 415, or a 2.0 request answered 2xx without anything written.",
+		}),
+		partial: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "telegate_forward_partial_writes_total",
+			Help: "Remote write 2.0 requests the downstream wrote only part of, by its X-Prometheus-Remote-Write-*-Written headers.",
+		}),
+		written: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "telegate_forward_written_total",
+			Help: "Samples, histograms and exemplars the downstream said it wrote (X-Prometheus-Remote-Write-*-Written headers, remote write 2.0).",
+		}, []string{"type"}),
 	}
 	for _, c := range []string{"2xx", "4xx", "5xx", "error"} {
 		m.requests.WithLabelValues(c)
 	}
+	for _, t := range []string{"samples", "histograms", "exemplars"} {
+		m.written.WithLabelValues(t)
+	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.retries, m.duration, m.sentBytes} {
+		for _, c := range []prometheus.Collector{m.requests, m.retries, m.duration, m.sentBytes, m.unsupported, m.partial, m.written} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("forward: registering metrics: %w", err)
 			}
@@ -151,6 +188,7 @@ func New(cfg Config, logger log.Logger, reg prometheus.Registerer) (*Sender, err
 	return &Sender{
 		client:     client,
 		url:        cfg.URL,
+		message:    cfg.ProtobufMessage,
 		headers:    headers,
 		timeout:    cfg.Timeout,
 		minBackoff: cfg.MinBackoff,
@@ -163,7 +201,9 @@ func New(cfg Config, logger log.Logger, reg prometheus.Registerer) (*Sender, err
 // Close releases idle connections.
 func (s *Sender) Close() { s.client.CloseIdleConnections() }
 
-// Send posts body, a snappy-compressed prometheus.WriteRequest, and retries
+// Send posts body, a snappy-compressed request of the configured
+// protobuf_message (prometheus.WriteRequest or io.prometheus.write.v2.
+// Request) with that version's headers, and retries
 // recoverable failures (network errors, 5xx, 429) with exponential backoff
 // and jitter between MinBackoff and MaxBackoff, or after the downstream's
 // Retry-After. Each attempt is bounded by min(Timeout, ctx). Send never
@@ -171,9 +211,27 @@ func (s *Sender) Close() { s.client.CloseIdleConnections() }
 // up and returns the last error. Without a deadline it retries until ctx is
 // cancelled. Other statuses are not retried.
 //
+// A 415, or a 2.0 request answered 2xx without anything written, is an
+// *Error wrapping ErrUnsupported, logged as an error and counted in
+// telegate_forward_unsupported_total. For 2.0 the
+// X-Prometheus-Remote-Write-*-Written headers are counted in
+// telegate_forward_written_total and compared with what the body holds: a
+// partial write counts in telegate_forward_partial_writes_total (a 2xx
+// that wrote part of the request is still a success).
+//
 // The error is always an *Error (nil on 2xx). Send does not retain body
 // after it returns, so the caller may reuse the buffer.
 func (s *Sender) Send(ctx context.Context, body []byte) error {
+	return s.SendMessage(ctx, body, s.message)
+}
+
+// ProtobufMessage returns the message Send sends (Config.ProtobufMessage).
+func (s *Sender) ProtobufMessage() string { return s.message }
+
+// SendMessage is Send for a body of the given protobuf message (MessageV1,
+// MessageV2; "" is MessageV1) whatever the configuration says: replay
+// sends a spooled body as what it was encoded as.
+func (s *Sender) SendMessage(ctx context.Context, body []byte, msg string) error {
 	start := time.Now()
 	defer func() { s.m.duration.Observe(time.Since(start).Seconds()) }()
 
@@ -188,7 +246,7 @@ func (s *Sender) Send(ctx context.Context, body []byte) error {
 		if attempt > 0 {
 			s.m.retries.Inc()
 		}
-		e := s.attempt(ctx, body)
+		e := s.attempt(ctx, body, msg)
 		if e == nil {
 			return nil
 		}
@@ -237,7 +295,7 @@ func (s *Sender) backoff(attempt int) time.Duration {
 }
 
 // attempt makes one request. It returns nil on 2xx.
-func (s *Sender) attempt(ctx context.Context, body []byte) *Error {
+func (s *Sender) attempt(ctx context.Context, body []byte, msg string) *Error {
 	actx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 
@@ -255,9 +313,15 @@ func (s *Sender) attempt(ctx context.Context, body []byte) *Error {
 		req.Header.Set(k, v)
 	}
 	req.Header.Set("Content-Encoding", contentEncoding)
-	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("User-Agent", "telegate/"+Version)
-	req.Header.Set("X-Prometheus-Remote-Write-Version", remoteWriteVersion)
+	v2 := msg == MessageV2
+	if v2 {
+		req.Header.Set("Content-Type", contentTypeV2)
+		req.Header.Set("X-Prometheus-Remote-Write-Version", remoteWriteVersionV2)
+	} else {
+		req.Header.Set("Content-Type", contentType)
+		req.Header.Set("X-Prometheus-Remote-Write-Version", remoteWriteVersion)
+	}
 
 	resp, err := s.client.Do(req)
 	if err != nil {
@@ -271,9 +335,28 @@ func (s *Sender) attempt(ctx context.Context, body []byte) *Error {
 
 	code := resp.StatusCode
 	s.m.requests.WithLabelValues(strconv.Itoa(code/100) + "xx").Inc()
+	if code == http.StatusUnsupportedMediaType {
+		s.m.unsupported.Inc()
+		e := &Error{Status: code, Msg: readMsg(resp.Body), err: ErrUnsupported}
+		level.Error(s.logger).Log("msg", "downstream does not support this remote write version (415 Unsupported Media Type); set forward.protobuf_message to what it supports", "url", s.url, "protobuf_message", msgName(msg), "response", e.Msg)
+		return e
+	}
+	var written writeStats
+	if v2 {
+		written = s.countWritten(resp.Header)
+	}
 	if code/100 == 2 {
+		if v2 {
+			if e := s.checkWritten(code, body, written); e != nil {
+				return e
+			}
+		}
 		s.m.sentBytes.Add(float64(len(body)))
 		return nil
+	}
+	if written.confirmed && written.total() > 0 {
+		// A refusal of part of the request: the rest was written.
+		s.m.partial.Inc()
 	}
 	e := &Error{Status: code, Msg: readMsg(resp.Body)}
 	if code >= 500 || code == http.StatusTooManyRequests {
@@ -281,6 +364,73 @@ func (s *Sender) attempt(ctx context.Context, body []byte) *Error {
 		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
 	return e
+}
+
+// msgName is msg with "" spelled out as the default it means.
+func msgName(msg string) string {
+	if msg == "" {
+		return MessageV1
+	}
+	return msg
+}
+
+// writeStats are the counts of a 2.0 request or of its Written headers.
+type writeStats struct {
+	samples, histograms, exemplars int64
+	confirmed                      bool // a Written header was there
+}
+
+func (w writeStats) total() int64 { return w.samples + w.histograms + w.exemplars }
+
+// countWritten reads the X-Prometheus-Remote-Write-*-Written headers
+// (absent means 0; unparsable ones count as absent) and counts them in
+// telegate_forward_written_total.
+func (s *Sender) countWritten(h http.Header) writeStats {
+	var w writeStats
+	for _, f := range []struct {
+		header, kind string
+		n            *int64
+	}{{writtenSamplesHeader, "samples", &w.samples}, {writtenHistogramsHeader, "histograms", &w.histograms}, {writtenExemplarsHeader, "exemplars", &w.exemplars}} {
+		v := h.Get(f.header)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || n < 0 {
+			continue
+		}
+		w.confirmed = true
+		*f.n = n
+		s.m.written.WithLabelValues(f.kind).Add(float64(n))
+	}
+	return w
+}
+
+// checkWritten compares a 2xx's Written headers with what the 2.0 body
+// holds: nothing written out of something sent is ErrUnsupported (as
+// Prometheus' own sender judges it), less than sent a partial write.
+func (s *Sender) checkWritten(code int, body []byte, written writeStats) *Error {
+	sent, err := countV2(body)
+	if err != nil {
+		// Not a body this package encoded; nothing to compare with.
+		level.Debug(s.logger).Log("msg", "cannot count the remote write 2.0 body's samples", "err", err)
+		return nil
+	}
+	if sent.total() > 0 && written.total() == 0 {
+		s.m.unsupported.Inc()
+		e := &Error{Status: code, err: ErrUnsupported,
+			Msg: fmt.Sprintf("answered a remote write 2.0 request of %d samples, %d histograms, %d exemplars with HTTP %d but no X-Prometheus-Remote-Write-*-Written headers saying anything was written: it probably only speaks remote write 1.0",
+				sent.samples, sent.histograms, sent.exemplars, code)}
+		level.Error(s.logger).Log("msg", "downstream did not confirm a remote write 2.0 request; set forward.protobuf_message to "+MessageV1+" if it only supports 1.0", "url", s.url, "err", e)
+		return e
+	}
+	if written.samples < sent.samples || written.histograms < sent.histograms || written.exemplars < sent.exemplars {
+		s.m.partial.Inc()
+		level.Debug(s.logger).Log("msg", "downstream wrote part of a remote write 2.0 request", "url", s.url,
+			"samples", written.samples, "of_samples", sent.samples, "histograms", written.histograms, "of_histograms", sent.histograms,
+			"exemplars", written.exemplars, "of_exemplars", sent.exemplars)
+	}
+	return nil
 }
 
 // readMsg reads at most maxErrorMsgBytes of r as a printable message.

@@ -23,6 +23,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 	"github.com/thanos-io/objstore"
 )
 
@@ -48,9 +49,13 @@ const (
 	DeadRejected   = "rejected"    // any other 4xx the downstream will never accept
 	DeadTooOld     = "too_old"     // every sample is older than max_sample_age
 	DeadCorrupt    = "corrupt"     // the object cannot be decoded
+	// DeadUnsupported: the downstream does not take the object's protobuf
+	// message (415, or a 2.0 body answered 2xx with nothing written; see
+	// ErrUnsupported).
+	DeadUnsupported = "unsupported"
 )
 
-var deadReasons = []string{DeadBadRequest, DeadConflict, DeadTooLarge, DeadRejected, DeadTooOld, DeadCorrupt}
+var deadReasons = []string{DeadBadRequest, DeadConflict, DeadTooLarge, DeadRejected, DeadTooOld, DeadCorrupt, DeadUnsupported}
 
 // ErrSpoolFull is returned by Spool.Put when the object would take the
 // spool over its size cap.
@@ -69,10 +74,14 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // written counts), Histograms the latter again; MinTS and MaxTS span both.
 // Exemplars and metadata are counted but have no say in the timestamps.
 // Objects spooled before histograms were forwarded decode with zero
-// Histograms, Exemplars and Metadata, which is what they held.
+// Histograms, Exemplars and Metadata, which is what they held. Proto is
+// the body's protobuf message, "" for MessageV1 (and for objects spooled
+// before 2.0 could be sent); Metadata counts, for 2.0, the series carrying
+// a metadata message.
 type objHeader struct {
 	ClusterID  string `json:"cluster_id"`
 	EnqueuedMS int64  `json:"enqueued_ms"`
+	Proto      string `json:"proto,omitempty"`
 	Series     int    `json:"series"`
 	Samples    int    `json:"samples"`
 	Histograms int    `json:"histograms,omitempty"`
@@ -133,33 +142,57 @@ func decodeObject(data []byte) (*objHeader, []byte, error) {
 	return h, rest, nil
 }
 
-// bodyStats decodes a snappy remote-write body and fills the series,
-// sample, histogram, exemplar, metadata and timestamp fields of h.
+// bodyStats decodes a snappy remote-write body, 1.0 or 2.0 (told apart by
+// the first field: 1.0's WriteRequest numbers its fields 1 and 3, 2.0's
+// Request 4 and 5), and fills the proto, series, sample, histogram,
+// exemplar, metadata and timestamp fields of h.
 func bodyStats(body []byte, h *objHeader) error {
 	raw, err := snappy.Decode(nil, body)
 	if err != nil {
 		return fmt.Errorf("snappy: %w", err)
 	}
-	var wr prompb.WriteRequest
-	if err := wr.Unmarshal(raw); err != nil {
-		return fmt.Errorf("write request: %w", err)
-	}
-	h.Series, h.Samples, h.MinTS, h.MaxTS = len(wr.Timeseries), 0, math.MaxInt64, math.MinInt64
-	h.Histograms, h.Exemplars, h.Metadata = 0, 0, len(wr.Metadata)
+	h.Proto, h.Samples, h.Histograms, h.Exemplars, h.MinTS, h.MaxTS = "", 0, 0, 0, math.MaxInt64, math.MinInt64
 	stamp := func(ts int64) {
 		h.MinTS = min(h.MinTS, ts)
 		h.MaxTS = max(h.MaxTS, ts)
 	}
-	for _, ts := range wr.Timeseries {
-		for _, s := range ts.Samples {
-			stamp(s.Timestamp)
+	if tag, n := binary.Uvarint(raw); n > 0 && (tag>>3 == 4 || tag>>3 == 5) {
+		var req writev2.Request
+		if err := req.Unmarshal(raw); err != nil {
+			return fmt.Errorf("write request 2.0: %w", err)
 		}
-		for _, hs := range ts.Histograms {
-			stamp(hs.Timestamp)
+		h.Proto, h.Series, h.Metadata = MessageV2, len(req.Timeseries), 0
+		for _, ts := range req.Timeseries {
+			for _, s := range ts.Samples {
+				stamp(s.Timestamp)
+			}
+			for _, hs := range ts.Histograms {
+				stamp(hs.Timestamp)
+			}
+			h.Samples += len(ts.Samples) + len(ts.Histograms)
+			h.Histograms += len(ts.Histograms)
+			h.Exemplars += len(ts.Exemplars)
+			if md := ts.Metadata; md.Type != 0 || md.HelpRef != 0 || md.UnitRef != 0 {
+				h.Metadata++
+			}
 		}
-		h.Samples += len(ts.Samples) + len(ts.Histograms)
-		h.Histograms += len(ts.Histograms)
-		h.Exemplars += len(ts.Exemplars)
+	} else {
+		var wr prompb.WriteRequest
+		if err := wr.Unmarshal(raw); err != nil {
+			return fmt.Errorf("write request: %w", err)
+		}
+		h.Series, h.Metadata = len(wr.Timeseries), len(wr.Metadata)
+		for _, ts := range wr.Timeseries {
+			for _, s := range ts.Samples {
+				stamp(s.Timestamp)
+			}
+			for _, hs := range ts.Histograms {
+				stamp(hs.Timestamp)
+			}
+			h.Samples += len(ts.Samples) + len(ts.Histograms)
+			h.Histograms += len(ts.Histograms)
+			h.Exemplars += len(ts.Exemplars)
+		}
 	}
 	if h.Samples == 0 {
 		h.MinTS, h.MaxTS = 0, 0

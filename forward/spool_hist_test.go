@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/telegate/telegate/batch"
@@ -122,5 +124,86 @@ func TestReplayHistogramOnlyObjectAge(t *testing.T) {
 	dead := listAll(t, b, deadDir)
 	if len(dead) != 1 || !bytes.HasSuffix([]byte(dead[0]), []byte("."+DeadTooOld)) {
 		t.Fatalf("dead letters %v", dead)
+	}
+}
+
+func TestBodyStatsV2(t *testing.T) {
+	series := []batch.Series{
+		{Labels: []batch.Label{{Name: "__name__", Value: "floats_total"}}, Samples: []batch.Sample{{Timestamp: 1000, Value: 1}, {Timestamp: 1001, Value: 2}},
+			Exemplars: []batch.Exemplar{{Value: 1, Timestamp: 1}}},
+		{Labels: []batch.Label{{Name: "__name__", Value: "hist"}}, Histograms: []batch.Histogram{histogramAt(990), histogramAt(1010)}},
+		{Labels: []batch.Label{{Name: "__name__", Value: "other"}}},
+	}
+	md := []batch.Metadata{{Family: "floats", Type: 1}, {Family: "hist", Type: 3, Help: "h"}}
+	h := &objHeader{}
+	if err := bodyStats(snappy.Encode(nil, AppendRequestV2(nil, series, md)), h); err != nil {
+		t.Fatal(err)
+	}
+	want := objHeader{Proto: MessageV2, Series: 3, Samples: 4, Histograms: 2, Exemplars: 1, Metadata: 2, MinTS: 990, MaxTS: 1010}
+	if *h != want {
+		t.Fatalf("stats %+v, want %+v", *h, want)
+	}
+	// A 1.0 body after a 2.0 one: the proto is reset.
+	if err := bodyStats(encodeBody(t, series, nil), h); err != nil || h.Proto != "" || h.Series != 3 {
+		t.Fatalf("1.0 stats %+v: %v", *h, err)
+	}
+	if err := bodyStats(snappy.Encode(nil, []byte{0x2a, 0x05, 0x0a}), h); err == nil {
+		t.Fatal("truncated 2.0 body accepted")
+	}
+}
+
+// messageDown records the message replay sends each body as.
+type messageDown struct {
+	fakeDown
+	msgs []string
+	err  error
+}
+
+func (m *messageDown) SendMessage(ctx context.Context, body []byte, msg string) error {
+	m.msgs = append(m.msgs, msg)
+	if m.err != nil {
+		return m.err
+	}
+	return m.Send(ctx, body)
+}
+
+// Replay sends a spooled body as the message it was encoded as, and
+// dead-letters one the downstream does not support.
+func TestReplaySendsAsEncoded(t *testing.T) {
+	s, b := openSpool(t, t.TempDir(), SpoolOptions{})
+	ctx := context.Background()
+	series := []batch.Series{{Labels: []batch.Label{{Name: "__name__", Value: "x"}}, Samples: []batch.Sample{{Timestamp: time.Now().UnixMilli(), Value: 1}}}}
+	if err := s.Put(ctx, "c", encodeBody(t, series, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "c", snappy.Encode(nil, AppendRequestV2(nil, series, nil))); err != nil {
+		t.Fatal(err)
+	}
+	down := &messageDown{}
+	r := &replayer{s: s, down: down}
+	r.o.setDefaults()
+	replay := func() {
+		key, e, ok := s.next()
+		if !ok {
+			t.Fatal("nothing to replay")
+		}
+		removed, err := r.replayOne(ctx, e)
+		s.done(key, removed)
+		if err != nil || !removed {
+			t.Fatalf("replay %s: removed %v, %v", e.name, removed, err)
+		}
+	}
+	replay()
+	down.err = &Error{Status: 415, Msg: "unsupported", err: ErrUnsupported}
+	replay()
+	if len(down.msgs) != 2 || down.msgs[0] != "" || down.msgs[1] != MessageV2 {
+		t.Fatalf("sent as %q", down.msgs)
+	}
+	dead := listAll(t, b, deadDir)
+	if len(dead) != 1 || !strings.HasSuffix(dead[0], "."+DeadUnsupported) {
+		t.Fatalf("dead letters %v", dead)
+	}
+	if v := counterValue(s.m.dead.WithLabelValues(DeadUnsupported)); v != 1 {
+		t.Fatalf("dead_lettered_total{reason=unsupported} = %v", v)
 	}
 }
