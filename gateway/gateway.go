@@ -91,6 +91,10 @@ type Options struct {
 	// MaxForwardBytes splits a request's series into remote writes of at
 	// most this many uncompressed bytes; 0 = forward.DefaultMaxRequestBytes.
 	MaxForwardBytes int
+	// ForwardMessage is the remote write version the Forwarder speaks,
+	// by its protobuf message (forward.MessageV1, the default, or
+	// forward.MessageV2): the bodies are encoded as that.
+	ForwardMessage string
 	// Budgets are the per-cluster budgets (active series, samples rate,
 	// upload interval); nil enforces only the upload interval, in memory.
 	Budgets *limits.Limiter
@@ -713,13 +717,13 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 			b.Series[i].Exemplars = nil
 		}
 	}
-	if g.opts.DropMetadata || len(b.Series) == 0 {
+	if g.opts.DropMetadata {
 		b.Metadata = b.Metadata[:0]
 	} else if len(b.Metadata) > 0 {
-		b.Metadata = keptMetadata(b.Metadata, b.Series)
+		b.Metadata = keptMetadata(b.Metadata, al, g.opts.AllowlistShadow)
 	}
 	var written forward.Written
-	if len(b.Series) > 0 {
+	if len(b.Series) > 0 || len(b.Metadata) > 0 {
 		if _, ok := g.opts.Forwarder.(BatchForwarder); !ok {
 			if err := t.add(forwardReserve(g.opts.MaxForwardBytes, len(b.Buf), len(b.Series))); err != nil {
 				return 0, forward.Written{}, err
@@ -745,19 +749,20 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	return http.StatusOK, written, nil
 }
 
-// keptMetadata keeps the metadata of the families some forwarded series
-// belongs to (its name is the family's, or the family's with a histogram's,
-// summary's or counter's suffix): what the allowlist or a budget dropped
-// leaves no help text behind.
-func keptMetadata(md []batch.Metadata, series []batch.Series) []batch.Metadata {
-	names := make(map[string]struct{}, 16)
-	for i := range series {
-		names[series[i].Name()] = struct{}{}
+// keptMetadata keeps the metadata of the families the allowlist takes by
+// name (the family's name, or it with a histogram's, summary's or
+// counter's suffix): what it drops leaves no help text behind. Remote
+// write 1.0 senders send metadata in requests of their own, so the
+// request's series cannot be the judge. Without an allowlist, or in
+// shadow mode, everything is kept.
+func keptMetadata(md []batch.Metadata, al *allowlist.Allowlist, shadow bool) []batch.Metadata {
+	if al == nil || shadow {
+		return md
 	}
 	out := md[:0]
 	for _, m := range md {
 		for _, suffix := range [...]string{"", "_bucket", "_count", "_sum", "_total", "_created", "_info"} {
-			if _, ok := names[m.Family+suffix]; ok {
+			if al.MatchName(m.Family + suffix) {
 				out = append(out, m)
 				break
 			}
@@ -798,11 +803,14 @@ func (g *Gateway) forward(ctx context.Context, clusterID string, series []batch.
 	ctx, cancel := context.WithTimeout(ctx, g.opts.MaxRetryTime)
 	defer cancel()
 	if bf, ok := g.opts.Forwarder.(BatchForwarder); ok {
+		if len(series) == 0 {
+			return forward.Written{}, nil // metadata only: not stored
+		}
 		return bf.AppendWritten(ctx, clusterID, series)
 	}
 	bufs := forward.GetBuffers()
 	defer forward.PutBuffers(bufs)
-	err := bufs.EncodeSplitMetadata(series, md, g.opts.MaxForwardBytes, func(body []byte) error {
+	err := bufs.EncodeSplitMessage(g.opts.ForwardMessage, series, md, g.opts.MaxForwardBytes, func(body []byte) error {
 		return g.opts.Forwarder.Send(ctx, clusterID, body)
 	})
 	if err != nil {

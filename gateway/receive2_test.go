@@ -231,3 +231,54 @@ func TestRemoteWriteV2PartialWrite(t *testing.T) {
 		t.Fatalf("identity: status %d, forwarded %v, written %s", status, f.fwd.series(), written(hdr))
 	}
 }
+
+// rawForwarder keeps the decompressed bodies it is sent.
+type rawForwarder struct{ bodies [][]byte }
+
+func (f *rawForwarder) Send(_ context.Context, _ string, body []byte) error {
+	raw, err := snappy.Decode(nil, body)
+	if err != nil {
+		return err
+	}
+	f.bodies = append(f.bodies, raw)
+	return nil
+}
+
+// With ForwardMessage 2.0 the gateway encodes what it forwards as
+// io.prometheus.write.v2.Request: stamped labels, samples, the histogram
+// as it arrived, exemplars and the family's metadata on its series.
+func TestForwardRemoteWriteV2(t *testing.T) {
+	fwd := &rawForwarder{}
+	f := newFixture(t, func(o *Options) { o.Forwarder, o.ForwardMessage = fwd, forward.MessageV2 })
+	ms := f.now.UnixMilli()
+	st := writev2.NewSymbolTable()
+	s := v2Series(&st, 7, ms, "__name__", "rpc_duration_seconds", "instance", "a", "job", "api")
+	s.Histograms = []writev2.Histogram{{Count: &writev2.Histogram_CountInt{CountInt: 3}, Schema: 1, Timestamp: ms + 1,
+		PositiveSpans: []writev2.BucketSpan{{Length: 1}}, PositiveDeltas: []int64{3}}}
+	s.Exemplars = []writev2.Exemplar{{LabelsRefs: []uint32{st.Symbolize("trace_id"), st.Symbolize("abc")}, Value: 7, Timestamp: ms}}
+	s.Metadata = writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_HISTOGRAM, HelpRef: st.Symbolize("latency")}
+	raw, _ := (&writev2.Request{Symbols: st.Symbols(), Timeseries: []writev2.TimeSeries{s}}).Marshal()
+	status, body, hdr := f.postRaw(t, "/api/v1/receive", harness.CompositeToken("dev", "c1"), decode.RemoteWriteV2ContentType, raw)
+	if status != http.StatusNoContent || written(hdr) != "1/1/1" || len(fwd.bodies) != 1 {
+		t.Fatalf("status %d %s, written %s, %d bodies", status, body, written(hdr), len(fwd.bodies))
+	}
+	var got writev2.Request
+	if err := got.Unmarshal(fwd.bodies[0]); err != nil {
+		t.Fatalf("forwarded body is not a 2.0 request: %v", err)
+	}
+	if len(got.Timeseries) != 1 {
+		t.Fatalf("%d series forwarded", len(got.Timeseries))
+	}
+	g := got.Timeseries[0]
+	var labels []string
+	for i := 0; i+1 < len(g.LabelsRefs); i += 2 {
+		labels = append(labels, got.Symbols[g.LabelsRefs[i]]+"="+got.Symbols[g.LabelsRefs[i+1]])
+	}
+	if strings.Join(labels, ",") != "__name__=rpc_duration_seconds,_id=c1,job=api" ||
+		len(g.Samples) != 1 || g.Samples[0].Value != 7 ||
+		len(g.Histograms) != 1 || g.Histograms[0].GetCountInt() != 3 || g.Histograms[0].Timestamp != ms+1 ||
+		len(g.Exemplars) != 1 || got.Symbols[g.Exemplars[0].LabelsRefs[1]] != "abc" ||
+		g.Metadata.Type != writev2.Metadata_METRIC_TYPE_HISTOGRAM || got.Symbols[g.Metadata.HelpRef] != "latency" {
+		t.Fatalf("forwarded %v %+v (symbols %q)", labels, g, got.Symbols)
+	}
+}

@@ -217,7 +217,19 @@ func (p *Pipeline) Process(b *batch.Batch, clusterID string, now time.Time, chec
 				}
 				s.Histograms = keptH
 			}
-			if s.Points() == 0 {
+			if len(s.Exemplars) > 0 {
+				// Exemplars out of bounds go quietly (they are not
+				// samples); Prometheus' remote write 1.0 sends them in
+				// series of their own, without samples.
+				keptE := s.Exemplars[:0]
+				for _, e := range s.Exemplars {
+					if e.Timestamp >= minTs && e.Timestamp <= maxTs {
+						keptE = append(keptE, e)
+					}
+				}
+				s.Exemplars = keptE
+			}
+			if s.Points() == 0 && len(s.Exemplars) == 0 {
 				continue
 			}
 		}

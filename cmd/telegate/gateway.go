@@ -270,6 +270,7 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 		Forwarder:     forwarder,
 		// Split below the downstream's size limit (forward.max_request_bytes).
 		MaxForwardBytes: int(c.Forward.MaxRequestBytes),
+		ForwardMessage:  c.Forward.Sender.ProtobufMessage,
 		Limits: gateway.Limits{
 			MaxRequestBytes:     int64(c.Limits.MaxRequestBytes),
 			MaxDecodedBytes:     int(c.Limits.MaxDecodedBytes),
