@@ -263,7 +263,11 @@ func heldBytes(b *batch.Batch, buf []byte) int {
 			str(l.Name)
 			str(l.Value)
 		}
-		// Histograms, and their encodings held outside buf.
+		// Exemplars (their labels alias buf), histograms, and their
+		// encodings held outside buf.
+		for _, x := range s.Exemplars {
+			n += mfExemplarBytes + len(x.Labels)*labelBytes
+		}
 		n += len(s.Histograms) * int(unsafe.Sizeof(batch.Histogram{}))
 		for _, h := range s.Histograms {
 			if p := uintptr(unsafe.Pointer(unsafe.SliceData(h.Raw))); p < lo || p >= hi {
@@ -344,7 +348,8 @@ func checkBounded(t *testing.T, data []byte, kind int) {
 	for i := range full.Series {
 		fs, ls := full.Series[i], b.Series[i]
 		sameHist := func(a, b batch.Histogram) bool { return a.Timestamp == b.Timestamp && bytes.Equal(a.Raw, b.Raw) }
-		if !slices.Equal(fs.Labels, ls.Labels) || len(fs.Samples) != len(ls.Samples) || !slices.EqualFunc(fs.Histograms, ls.Histograms, sameHist) {
+		if !slices.Equal(fs.Labels, ls.Labels) || len(fs.Samples) != len(ls.Samples) || !slices.EqualFunc(fs.Histograms, ls.Histograms, sameHist) ||
+			!sameExemplars(fs.Exemplars, ls.Exemplars) {
 			t.Fatalf("series %d: %v without limits, %v with", i, fs, ls)
 		}
 	}
