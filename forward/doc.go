@@ -5,11 +5,14 @@
 // It owns three things:
 //
 //   - Encoding: AppendWriteRequest writes a prometheus.WriteRequest for a
-//     slice of batch.Series without intermediate structs, byte-identical
-//     to prompb's Marshal; Buffers.Encode adds snappy block compression
-//     (s2's snappy-compatible encoder) into reused (pooled) buffers;
-//     Buffers.EncodeSplit keeps each request under a size
-//     limit.
+//     slice of batch.Series (labels, samples, exemplars, native histograms
+//     as their already-encoded Raw) without intermediate structs,
+//     byte-identical to prompb's Marshal, and AppendMetadata its
+//     MetricMetadata; Buffers.Encode adds snappy block compression (s2's
+//     snappy-compatible encoder) into reused (pooled) buffers;
+//     Buffers.EncodeSplitMetadata (EncodeSplit without metadata) keeps
+//     each request under a size limit, splitting an oversized series by
+//     its points and exemplars, the metadata in the first request.
 //   - Sending: Sender.Send posts one compressed body with the headers the
 //     spec requires plus configured ones, retries network errors, 5xx and
 //     429 with jittered exponential backoff (or the downstream's

@@ -26,12 +26,22 @@ var ErrTooLarge = errors.New("forward: write request too large for snappy block 
 // Protobuf tags (field number << 3 | wire type) of prometheus.WriteRequest.
 const (
 	tagTimeseries = 1<<3 | 2 // WriteRequest.timeseries, length-delimited
+	tagMetadata   = 3<<3 | 2 // WriteRequest.metadata, length-delimited
 	tagLabels     = 1<<3 | 2 // TimeSeries.labels, length-delimited
 	tagSamples    = 2<<3 | 2 // TimeSeries.samples, length-delimited
+	tagExemplars  = 3<<3 | 2 // TimeSeries.exemplars, length-delimited
+	tagHistograms = 4<<3 | 2 // TimeSeries.histograms, length-delimited
 	tagName       = 1<<3 | 2 // Label.name, length-delimited
 	tagValue      = 2<<3 | 2 // Label.value, length-delimited
 	tagSampleVal  = 1<<3 | 1 // Sample.value, fixed64
 	tagSampleTS   = 2<<3 | 0 // Sample.timestamp, varint
+	tagExLabels   = 1<<3 | 2 // Exemplar.labels, length-delimited
+	tagExValue    = 2<<3 | 1 // Exemplar.value, fixed64
+	tagExTS       = 3<<3 | 0 // Exemplar.timestamp, varint
+	tagMDType     = 1<<3 | 0 // MetricMetadata.type, varint (enum)
+	tagMDFamily   = 2<<3 | 2 // MetricMetadata.metric_family_name
+	tagMDHelp     = 4<<3 | 2 // MetricMetadata.help
+	tagMDUnit     = 5<<3 | 2 // MetricMetadata.unit
 )
 
 func uvarintLen(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }
@@ -75,17 +85,119 @@ func labelsLen(ls []batch.Label) int {
 	return n
 }
 
+// exemplarLen is the size of one Exemplar message body.
+func exemplarLen(e *batch.Exemplar) int {
+	n := labelsLen(e.Labels)
+	if e.Value != 0 {
+		n += 1 + 8
+	}
+	if e.Timestamp != 0 {
+		n += 1 + uvarintLen(uint64(e.Timestamp))
+	}
+	return n
+}
+
+// metadataLen is the size of one MetricMetadata message body.
+func metadataLen(m *batch.Metadata) int {
+	n := 0
+	if m.Type != 0 {
+		n += 1 + uvarintLen(uint64(m.Type))
+	}
+	for _, v := range [...]string{m.Family, m.Help, m.Unit} {
+		if len(v) > 0 {
+			n += fieldLen(len(v))
+		}
+	}
+	return n
+}
+
+// itemLen is the encoded size, tag and length included, of the k-th point
+// or exemplar of s, counting its samples, then its histograms, then its
+// exemplars (the order large series are split in).
+func itemLen(s *batch.Series, k int) int {
+	if k < len(s.Samples) {
+		return fieldLen(sampleLen(&s.Samples[k]))
+	}
+	k -= len(s.Samples)
+	if k < len(s.Histograms) {
+		return fieldLen(len(s.Histograms[k].Raw))
+	}
+	return fieldLen(exemplarLen(&s.Exemplars[k-len(s.Histograms)]))
+}
+
 // AppendWriteRequest appends the protobuf encoding of a
 // prometheus.WriteRequest holding series to dst and returns the extended
-// slice. Labels and samples are written in the order given (the remote write
-// spec wants labels sorted by name; that is the pipeline's job). The output
-// is byte-identical to prompb.WriteRequest.Marshal of the same request.
+// slice. Labels, samples, exemplars and histograms are written in the order
+// given (the remote write spec wants labels sorted by name; that is the
+// pipeline's job). The output is byte-identical to
+// prompb.WriteRequest.Marshal of the same request when every histogram's
+// Raw is itself in gogo's canonical form (what prompb.Histogram.Marshal
+// writes).
+//
+// A histogram's Raw is written as it is. One that came by remote write
+// 2.0 may carry start_timestamp (field 17), which prometheus.Histogram
+// does not have: remote write 1.0 receivers skip it as an unknown field
+// (gogo-generated prompb keeps it aside in XXX_unrecognized and never
+// reads it; Thanos' and Mimir's types drop it), so it is passed through
+// rather than stripped, which would cost a walk over every histogram. The
+// same holds for any other unknown field the decoder let through.
+//
+// AppendMetadata adds the request's metadata.
 //
 // With a dst of sufficient capacity (a pooled buffer after the first
 // request) it does not allocate.
 func AppendWriteRequest(dst []byte, series []batch.Series) []byte {
 	for i := range series {
 		dst = appendSeries(dst, &series[i])
+	}
+	return dst
+}
+
+// AppendMetadata appends md as WriteRequest.metadata fields to dst (after
+// AppendWriteRequest's series, it completes a request byte-identical to
+// prompb's Marshal). Type is written as the number it holds, which is
+// remote write 1.0's MetricMetadata.MetricType numbering.
+func AppendMetadata(dst []byte, md []batch.Metadata) []byte {
+	for i := range md {
+		m := &md[i]
+		dst = appendLen(dst, tagMetadata, metadataLen(m))
+		if m.Type != 0 {
+			dst = append(dst, tagMDType)
+			dst = binary.AppendUvarint(dst, uint64(m.Type))
+		}
+		if len(m.Family) > 0 {
+			dst = appendString(dst, tagMDFamily, m.Family)
+		}
+		if len(m.Help) > 0 {
+			dst = appendString(dst, tagMDHelp, m.Help)
+		}
+		if len(m.Unit) > 0 {
+			dst = appendString(dst, tagMDUnit, m.Unit)
+		}
+	}
+	return dst
+}
+
+// appendLen appends a field's tag and length.
+func appendLen(dst []byte, tag byte, n int) []byte {
+	if n < 0x80 {
+		return append(dst, tag, byte(n))
+	}
+	dst = append(dst, tag)
+	return binary.AppendUvarint(dst, uint64(n))
+}
+
+// appendLabels appends ls as repeated Label fields with tag.
+func appendLabels(dst []byte, tag byte, ls []batch.Label) []byte {
+	for j := range ls {
+		l := &ls[j]
+		dst = appendLen(dst, tag, labelLen(l))
+		if len(l.Name) > 0 {
+			dst = appendString(dst, tagName, l.Name)
+		}
+		if len(l.Value) > 0 {
+			dst = appendString(dst, tagValue, l.Value)
+		}
 	}
 	return dst
 }
@@ -98,22 +210,7 @@ func AppendWriteRequest(dst []byte, series []batch.Series) []byte {
 func appendSeries(dst []byte, s *batch.Series) []byte {
 	dst = append(dst, tagTimeseries, 0, 0)
 	start := len(dst)
-	for j := range s.Labels {
-		l := &s.Labels[j]
-		n := labelLen(l)
-		if n < 0x80 {
-			dst = append(dst, tagLabels, byte(n))
-		} else {
-			dst = append(dst, tagLabels)
-			dst = binary.AppendUvarint(dst, uint64(n))
-		}
-		if len(l.Name) > 0 {
-			dst = appendString(dst, tagName, l.Name)
-		}
-		if len(l.Value) > 0 {
-			dst = appendString(dst, tagValue, l.Value)
-		}
-	}
+	dst = appendLabels(dst, tagLabels, s.Labels)
 	for j := range s.Samples {
 		smp := &s.Samples[j]
 		dst = append(dst, tagSamples, byte(sampleLen(smp)))
@@ -125,6 +222,24 @@ func appendSeries(dst []byte, s *batch.Series) []byte {
 			dst = append(dst, tagSampleTS)
 			dst = binary.AppendUvarint(dst, uint64(smp.Timestamp))
 		}
+	}
+	for j := range s.Exemplars {
+		e := &s.Exemplars[j]
+		dst = appendLen(dst, tagExemplars, exemplarLen(e))
+		dst = appendLabels(dst, tagExLabels, e.Labels)
+		if e.Value != 0 {
+			dst = append(dst, tagExValue)
+			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(e.Value))
+		}
+		if e.Timestamp != 0 {
+			dst = append(dst, tagExTS)
+			dst = binary.AppendUvarint(dst, uint64(e.Timestamp))
+		}
+	}
+	for j := range s.Histograms {
+		raw := s.Histograms[j].Raw
+		dst = appendLen(dst, tagHistograms, len(raw))
+		dst = append(dst, raw...)
 	}
 	n := len(dst) - start
 	if k := uvarintLen(uint64(n)); k != 2 {
@@ -143,22 +258,18 @@ func appendSeries(dst []byte, s *batch.Series) []byte {
 
 // appendString appends a length-delimited string field.
 func appendString(dst []byte, tag byte, v string) []byte {
-	if len(v) < 0x80 {
-		dst = append(dst, tag, byte(len(v)))
-	} else {
-		dst = append(dst, tag)
-		dst = binary.AppendUvarint(dst, uint64(len(v)))
-	}
-	return append(dst, v...)
+	return append(appendLen(dst, tag, len(v)), v...)
 }
 
-// Buffers holds the two scratch buffers one encode needs: the protobuf
-// encoding and its snappy compression. A Buffers is not safe for concurrent
-// use; take one from GetBuffers per request and return it with PutBuffers
-// once the body has been sent (Sender.Send never retains the body).
+// Buffers holds the scratch buffers one encode needs: the protobuf
+// encoding, its snappy compression and the encoded metadata. A Buffers is
+// not safe for concurrent use; take one from GetBuffers per request and
+// return it with PutBuffers once the body has been sent (Sender.Send never
+// retains the body).
 type Buffers struct {
 	proto  []byte
 	snappy []byte
+	meta   []byte
 }
 
 // Encode encodes series as a prometheus.WriteRequest and compresses it with
@@ -173,25 +284,73 @@ func (b *Buffers) Encode(series []batch.Series) ([]byte, error) {
 	return b.compress(b.proto)
 }
 
-// EncodeSplit encodes series like Encode but as consecutive requests of at
-// most maxBytes uncompressed (maxBytes <= 0 means DefaultMaxRequestBytes),
-// keeping the order of series and samples, and calls send with each
-// compressed body in order, stopping at the first error. The split happens
-// while encoding (a WriteRequest is its timeseries fields one after the
-// other, so a request is a range of the encoding): no sizing pass.
-//
-// A series too large on its own is split by samples into several
-// single-series requests sharing its labels; remote write allows a series
-// to arrive in several requests. A request can exceed maxBytes only when
-// one series' labels plus a single sample already do; it is then sent alone
-// and the downstream decides. Empty input sends nothing. The bodies alias b
-// and are valid only during send.
+// EncodeSplit is EncodeSplitMetadata without metadata.
 func (b *Buffers) EncodeSplit(series []batch.Series, maxBytes int, send func(body []byte) error) error {
+	return b.EncodeSplitMetadata(series, nil, maxBytes, send)
+}
+
+// EncodeSplitMetadata encodes series and the metadata md as consecutive
+// prometheus.WriteRequests of at most maxBytes uncompressed (maxBytes <= 0
+// means DefaultMaxRequestBytes), keeping the order of series, of each
+// series' samples, histograms and exemplars, and of md, and calls send with
+// each compressed body in order, stopping at the first error. The split
+// happens while encoding (a WriteRequest is its fields one after the other,
+// so a request is a range of the encoding): no sizing pass. Every body is
+// byte-identical to prompb's Marshal of the request it decodes to (series
+// first, then metadata), given canonical histogram encodings (see
+// AppendWriteRequest).
+//
+// The metadata travels in the first body, ahead of the series' samples,
+// taking its share of maxBytes. Metadata too large for one body is cut into
+// metadata-only bodies of at most maxBytes, sent first, the last piece
+// riding with the first series; a single MetricMetadata larger than
+// maxBytes is sent alone.
+//
+// A series too large on its own is split into several single-series
+// requests sharing its labels (remote write allows a series to arrive in
+// several requests): its samples, then its native histograms, then its
+// exemplars, as many consecutive ones per request as fit. A request can
+// exceed maxBytes only when one series' labels plus a single sample,
+// histogram or exemplar already do; it is then sent alone and the
+// downstream decides. Empty input sends nothing. The bodies alias b and
+// are valid only during send.
+func (b *Buffers) EncodeSplitMetadata(series []batch.Series, md []batch.Metadata, maxBytes int, send func(body []byte) error) error {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxRequestBytes
 	}
 	b.proto = b.proto[:0]
+	// Every metadata piece but the last goes alone, first.
+	for len(md) > 0 {
+		n := metadataFit(md, maxBytes)
+		if n == len(md) {
+			break
+		}
+		b.proto = AppendMetadata(b.proto[:0], md[:n])
+		body, err := b.compress(b.proto)
+		if err != nil {
+			return err
+		}
+		if err := send(body); err != nil {
+			return err
+		}
+		md = md[n:]
+	}
+	b.proto = b.proto[:0]
+	// The last piece waits in b.meta for the first body of series.
+	b.meta = AppendMetadata(b.meta[:0], md)
+	reserve := len(b.meta)
+
+	// flush sends b.proto[:end] (plus the waiting metadata) and keeps what
+	// follows end for the next request.
 	flush := func(end int) error {
+		if reserve > 0 {
+			tail := len(b.proto) - end
+			b.proto = slices.Grow(b.proto, reserve)[:len(b.proto)+reserve]
+			copy(b.proto[end+reserve:], b.proto[end:end+tail])
+			copy(b.proto[end:], b.meta)
+			end += reserve
+			reserve = 0
+		}
 		if end == 0 {
 			return nil
 		}
@@ -208,7 +367,7 @@ func (b *Buffers) EncodeSplit(series []batch.Series, maxBytes int, send func(bod
 	for i := range series {
 		at := len(b.proto)
 		b.proto = appendSeries(b.proto, &series[i])
-		if len(b.proto) <= maxBytes {
+		if len(b.proto)+reserve <= maxBytes {
 			continue
 		}
 		if err := flush(at); err != nil { // the request so far, without this series
@@ -217,9 +376,9 @@ func (b *Buffers) EncodeSplit(series []batch.Series, maxBytes int, send func(bod
 		if len(b.proto) <= maxBytes {
 			continue
 		}
-		// This series alone is over the cap: per-sample groups.
+		// This series alone is over the cap: split it.
 		b.proto = b.proto[:0]
-		for _, part := range splitSamples(nil, series[i], maxBytes) {
+		for _, part := range splitLarge(nil, series[i], maxBytes) {
 			b.proto = AppendWriteRequest(b.proto[:0], part)
 			if err := flush(len(b.proto)); err != nil {
 				return err
@@ -227,6 +386,18 @@ func (b *Buffers) EncodeSplit(series []batch.Series, maxBytes int, send func(bod
 		}
 	}
 	return flush(len(b.proto))
+}
+
+// metadataFit returns how many of md, at least one, fit in maxBytes.
+func metadataFit(md []batch.Metadata, maxBytes int) int {
+	size := 0
+	for i := range md {
+		size += fieldLen(metadataLen(&md[i]))
+		if size > maxBytes && i > 0 {
+			return i
+		}
+	}
+	return len(md)
 }
 
 // compress snappy-encodes src into b.snappy.
@@ -251,7 +422,7 @@ const maxPooledBufferBytes = 16 << 20
 
 // poolable reports whether b is worth keeping in the pool.
 func poolable(b *Buffers) bool {
-	return b != nil && cap(b.proto) <= maxPooledBufferBytes && cap(b.snappy) <= maxPooledBufferBytes
+	return b != nil && cap(b.proto) <= maxPooledBufferBytes && cap(b.snappy) <= maxPooledBufferBytes && cap(b.meta) <= maxPooledBufferBytes
 }
 
 var bufPool = sync.Pool{New: func() any { return new(Buffers) }}
@@ -265,27 +436,52 @@ func PutBuffers(b *Buffers) {
 	if !poolable(b) {
 		return
 	}
-	b.proto, b.snappy = b.proto[:0], b.snappy[:0]
+	b.proto, b.snappy, b.meta = b.proto[:0], b.snappy[:0], b.meta[:0]
 	bufPool.Put(b)
 }
 
-// splitSamples appends groups of one series each, carrying s's labels and
-// as many consecutive samples as fit in maxBytes (at least one).
-func splitSamples(out [][]batch.Series, s batch.Series, maxBytes int) [][]batch.Series {
+// splitLarge appends groups of one series each, carrying s's labels and as
+// many consecutive points and exemplars as fit in maxBytes (at least one),
+// taken in the order samples, histograms, exemplars: exemplars land in the
+// last groups, after the points of their series, for a receiver that needs
+// a series to exist before it takes its exemplars.
+func splitLarge(out [][]batch.Series, s batch.Series, maxBytes int) [][]batch.Series {
 	s.Labels = s.Labels[:len(s.Labels):len(s.Labels)]
-	ll := labelsLen(s.Labels)
-	if len(s.Samples) == 0 {
+	items := len(s.Samples) + len(s.Histograms) + len(s.Exemplars)
+	if items == 0 {
 		return append(out, []batch.Series{s})
 	}
+	ll := labelsLen(s.Labels)
 	start, body := 0, ll
-	for j := range s.Samples {
-		n := fieldLen(sampleLen(&s.Samples[j]))
-		if j > start && fieldLen(body+n) > maxBytes {
-			out = append(out, []batch.Series{{Labels: s.Labels, Samples: s.Samples[start:j:j]}})
-			start, body = j, ll
+	for k := range items {
+		n := itemLen(&s, k)
+		if k > start && fieldLen(body+n) > maxBytes {
+			out = append(out, []batch.Series{seriesPart(&s, start, k)})
+			start, body = k, ll
 		}
 		body += n
 	}
-	end := len(s.Samples)
-	return append(out, []batch.Series{{Labels: s.Labels, Samples: s.Samples[start:end:end]}})
+	return append(out, []batch.Series{seriesPart(&s, start, items)})
+}
+
+// seriesPart returns s with the items [from, to) of splitLarge's order,
+// its slices capacity-clipped (nil where it has none of a kind).
+func seriesPart(s *batch.Series, from, to int) batch.Series {
+	p := batch.Series{Labels: s.Labels}
+	p.Samples = subrange(s.Samples, from, to)
+	from, to = from-len(s.Samples), to-len(s.Samples)
+	p.Histograms = subrange(s.Histograms, from, to)
+	from, to = from-len(s.Histograms), to-len(s.Histograms)
+	p.Exemplars = subrange(s.Exemplars, from, to)
+	return p
+}
+
+// subrange returns xs[from:to] with both ends clamped to xs, capacity
+// clipped, or nil when empty.
+func subrange[T any](xs []T, from, to int) []T {
+	from, to = max(from, 0), min(to, len(xs))
+	if from >= to {
+		return nil
+	}
+	return xs[from:to:to]
 }

@@ -2,10 +2,13 @@ package forward
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,25 +19,50 @@ import (
 	"github.com/telegate/telegate/batch"
 )
 
-// toProm builds the gogo request for the same series.
-func toProm(series []batch.Series) *prompb.WriteRequest {
+// toProm builds the gogo request for the same series and metadata.
+func toProm(series []batch.Series, md ...batch.Metadata) *prompb.WriteRequest {
 	req := &prompb.WriteRequest{}
 	for _, s := range series {
-		ts := prompb.TimeSeries{}
-		for _, l := range s.Labels {
-			ts.Labels = append(ts.Labels, prompb.Label{Name: l.Name, Value: l.Value})
-		}
+		ts := prompb.TimeSeries{Labels: toPromLabels(s.Labels)}
 		for _, smp := range s.Samples {
 			ts.Samples = append(ts.Samples, prompb.Sample{Timestamp: smp.Timestamp, Value: smp.Value})
 		}
+		for _, e := range s.Exemplars {
+			ts.Exemplars = append(ts.Exemplars, prompb.Exemplar{Labels: toPromLabels(e.Labels), Value: e.Value, Timestamp: e.Timestamp})
+		}
+		for _, h := range s.Histograms {
+			ts.Histograms = append(ts.Histograms, promHistogram(h.Raw))
+		}
 		req.Timeseries = append(req.Timeseries, ts)
+	}
+	for _, m := range md {
+		req.Metadata = append(req.Metadata, prompb.MetricMetadata{Type: prompb.MetricMetadata_MetricType(m.Type), MetricFamilyName: m.Family, Help: m.Help, Unit: m.Unit})
 	}
 	return req
 }
 
-// checkDecodes asserts that gogo decodes data back into series. -0 is
-// expected to come back as +0 (proto3 omits it, as gogo's Marshal does).
-func checkDecodes(t *testing.T, data []byte, series []batch.Series) {
+func toPromLabels(ls []batch.Label) []prompb.Label {
+	var out []prompb.Label
+	for _, l := range ls {
+		out = append(out, prompb.Label{Name: l.Name, Value: l.Value})
+	}
+	return out
+}
+
+// promHistogram decodes a histogram's Raw with gogo (a start_timestamp,
+// field 17, lands in XXX_unrecognized).
+func promHistogram(raw []byte) prompb.Histogram {
+	var h prompb.Histogram
+	if err := h.Unmarshal(raw); err != nil {
+		panic(fmt.Sprintf("test histogram does not decode: %v", err))
+	}
+	return h
+}
+
+// checkDecodes asserts that gogo decodes data back into series and md. -0
+// is expected to come back as +0 (proto3 omits it, as gogo's Marshal
+// does).
+func checkDecodes(t *testing.T, data []byte, series []batch.Series, md ...batch.Metadata) {
 	t.Helper()
 	var got prompb.WriteRequest
 	if err := got.Unmarshal(data); err != nil {
@@ -45,40 +73,78 @@ func checkDecodes(t *testing.T, data []byte, series []batch.Series) {
 	}
 	for i, s := range series {
 		g := got.Timeseries[i]
-		if len(g.Labels) != len(s.Labels) || len(g.Samples) != len(s.Samples) {
-			t.Fatalf("series %d: got %d labels %d samples, want %d %d", i, len(g.Labels), len(g.Samples), len(s.Labels), len(s.Samples))
+		if len(g.Labels) != len(s.Labels) || len(g.Samples) != len(s.Samples) || len(g.Histograms) != len(s.Histograms) || len(g.Exemplars) != len(s.Exemplars) {
+			t.Fatalf("series %d: got %d labels %d samples %d histograms %d exemplars, want %d %d %d %d", i,
+				len(g.Labels), len(g.Samples), len(g.Histograms), len(g.Exemplars), len(s.Labels), len(s.Samples), len(s.Histograms), len(s.Exemplars))
 		}
-		for j, l := range s.Labels {
-			if g.Labels[j].Name != l.Name || g.Labels[j].Value != l.Value {
-				t.Fatalf("series %d label %d: got %q=%q want %q=%q", i, j, g.Labels[j].Name, g.Labels[j].Value, l.Name, l.Value)
-			}
-		}
+		checkLabels(t, fmt.Sprintf("series %d", i), g.Labels, s.Labels)
 		for j, smp := range s.Samples {
-			want := smp.Value
-			if want == 0 {
-				want = 0 // -0 -> +0
+			if g.Samples[j].Timestamp != smp.Timestamp || !sameFloat(g.Samples[j].Value, smp.Value) {
+				t.Fatalf("series %d sample %d: got %v@%d want %v@%d", i, j, g.Samples[j].Value, g.Samples[j].Timestamp, smp.Value, smp.Timestamp)
 			}
-			if g.Samples[j].Timestamp != smp.Timestamp || math.Float64bits(g.Samples[j].Value) != math.Float64bits(want) {
-				t.Fatalf("series %d sample %d: got %v@%d want %v@%d", i, j, g.Samples[j].Value, g.Samples[j].Timestamp, want, smp.Timestamp)
+		}
+		for j, e := range s.Exemplars {
+			ge := g.Exemplars[j]
+			checkLabels(t, fmt.Sprintf("series %d exemplar %d", i, j), ge.Labels, e.Labels)
+			if ge.Timestamp != e.Timestamp || !sameFloat(ge.Value, e.Value) {
+				t.Fatalf("series %d exemplar %d: got %v@%d want %v@%d", i, j, ge.Value, ge.Timestamp, e.Value, e.Timestamp)
 			}
+		}
+		for j, h := range s.Histograms {
+			want := promHistogram(h.Raw)
+			if !reflect.DeepEqual(g.Histograms[j], want) {
+				t.Fatalf("series %d histogram %d:\n got %+v\nwant %+v", i, j, g.Histograms[j], want)
+			}
+			if g.Histograms[j].Timestamp != h.Timestamp {
+				t.Fatalf("series %d histogram %d: timestamp %d, want %d", i, j, g.Histograms[j].Timestamp, h.Timestamp)
+			}
+		}
+	}
+	if len(got.Metadata) != len(md) {
+		t.Fatalf("got %d metadata, want %d", len(got.Metadata), len(md))
+	}
+	for i, m := range md {
+		g := got.Metadata[i]
+		if uint8(g.Type) != uint8(m.Type) || g.MetricFamilyName != m.Family || g.Help != m.Help || g.Unit != m.Unit {
+			t.Fatalf("metadata %d: got %+v want %+v", i, g, m)
 		}
 	}
 }
 
-func checkAgainstGogo(t *testing.T, series []batch.Series) {
+func checkLabels(t *testing.T, what string, got []prompb.Label, want []batch.Label) {
 	t.Helper()
-	got := AppendWriteRequest(nil, series)
-	want, err := toProm(series).Marshal()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d labels, want %d", what, len(got), len(want))
+	}
+	for j, l := range want {
+		if got[j].Name != l.Name || got[j].Value != l.Value {
+			t.Fatalf("%s label %d: got %q=%q want %q=%q", what, j, got[j].Name, got[j].Value, l.Name, l.Value)
+		}
+	}
+}
+
+// sameFloat compares bit patterns, -0 matching the +0 it decodes as.
+func sameFloat(got, want float64) bool {
+	if want == 0 {
+		want = 0 // -0 -> +0
+	}
+	return math.Float64bits(got) == math.Float64bits(want)
+}
+
+func checkAgainstGogo(t *testing.T, series []batch.Series, md ...batch.Metadata) {
+	t.Helper()
+	got := AppendMetadata(AppendWriteRequest(nil, series), md)
+	want, err := toProm(series, md...).Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
 		t.Fatalf("encoding differs from gogo Marshal:\n got %x\nwant %x", got, want)
 	}
-	if n := EncodedSize(series); n != len(got) {
+	if n := EncodedSize(series) + metadataSize(md); n != len(got) {
 		t.Fatalf("EncodedSize = %d, encoded %d bytes", n, len(got))
 	}
-	checkDecodes(t, got, series)
+	checkDecodes(t, got, series, md...)
 }
 
 func randString(r *rand.Rand, maxLen int) string {
@@ -112,8 +178,98 @@ func randSeries(r *rand.Rand, n int) []batch.Series {
 			}
 			series[i].Samples = append(series[i].Samples, smp)
 		}
+		if r.IntN(3) == 0 {
+			for range r.IntN(4) {
+				ts := r.Int64() - r.Int64()
+				if r.IntN(3) == 0 {
+					ts = stamps[r.IntN(len(stamps))]
+				}
+				series[i].Histograms = append(series[i].Histograms, batch.Histogram{Timestamp: ts, Raw: randHistogram(r, ts, 30)})
+			}
+		}
+		if r.IntN(3) == 0 {
+			for range r.IntN(4) {
+				e := batch.Exemplar{Timestamp: r.Int64() - r.Int64(), Value: r.NormFloat64()}
+				if r.IntN(3) == 0 {
+					e.Value = specials[r.IntN(len(specials))]
+				}
+				if r.IntN(3) == 0 {
+					e.Timestamp = stamps[r.IntN(len(stamps))]
+				}
+				for range r.IntN(3) {
+					e.Labels = append(e.Labels, batch.Label{Name: randString(r, 10), Value: randString(r, 40)})
+				}
+				series[i].Exemplars = append(series[i].Exemplars, e)
+			}
+		}
 	}
 	return series
+}
+
+// randHistogram returns the gogo encoding of a random prometheus.Histogram
+// at ts with up to maxBuckets buckets per side; a third of them carry a
+// remote write 2.0 start_timestamp (field 17) after gogo's fields, as a 2.0
+// decoder would leave it in Raw.
+func randHistogram(r *rand.Rand, ts int64, maxBuckets int) []byte {
+	h := prompb.Histogram{
+		Timestamp:     ts,
+		Schema:        int32(r.IntN(13)) - 4,
+		Sum:           r.NormFloat64() * 100,
+		ZeroThreshold: []float64{0, 1e-128, 0.001}[r.IntN(3)],
+		ResetHint:     prompb.Histogram_ResetHint(r.IntN(4)),
+	}
+	spans := func() []prompb.BucketSpan {
+		var out []prompb.BucketSpan
+		for range r.IntN(3) {
+			out = append(out, prompb.BucketSpan{Offset: int32(r.IntN(20)) - 10, Length: uint32(r.IntN(maxBuckets + 1))})
+		}
+		return out
+	}
+	h.PositiveSpans, h.NegativeSpans = spans(), spans()
+	if r.IntN(2) == 0 {
+		h.Count = &prompb.Histogram_CountInt{CountInt: r.Uint64N(1000)}
+		h.ZeroCount = &prompb.Histogram_ZeroCountInt{ZeroCountInt: r.Uint64N(10)}
+		for range r.IntN(maxBuckets + 1) {
+			h.PositiveDeltas = append(h.PositiveDeltas, r.Int64N(100)-50)
+		}
+		for range r.IntN(maxBuckets + 1) {
+			h.NegativeDeltas = append(h.NegativeDeltas, r.Int64N(100)-50)
+		}
+	} else {
+		h.Count = &prompb.Histogram_CountFloat{CountFloat: r.Float64() * 1000}
+		h.ZeroCount = &prompb.Histogram_ZeroCountFloat{ZeroCountFloat: r.Float64()}
+		for range r.IntN(maxBuckets + 1) {
+			h.PositiveCounts = append(h.PositiveCounts, r.Float64()*10)
+		}
+		if r.IntN(4) == 0 {
+			h.Schema = -53
+			h.CustomValues = append(h.CustomValues, 0.1, 1, 10)
+		}
+	}
+	raw, err := h.Marshal()
+	if err != nil {
+		panic(err)
+	}
+	if r.IntN(3) == 0 {
+		raw = appendStartTimestamp(raw, ts-r.Int64N(1_000_000))
+	}
+	return raw
+}
+
+// appendStartTimestamp adds remote write 2.0's Histogram.start_timestamp.
+func appendStartTimestamp(raw []byte, st int64) []byte {
+	return binary.AppendUvarint(append(raw, 0x88, 0x01), uint64(st)) // tag: field 17, varint
+}
+
+func randMetadata(r *rand.Rand, n int) []batch.Metadata {
+	md := make([]batch.Metadata, n)
+	for i := range md {
+		md[i] = batch.Metadata{Family: randString(r, 30), Type: batch.MetricType(r.IntN(8)), Help: randString(r, 80), Unit: randString(r, 5)}
+		if r.IntN(10) == 0 {
+			md[i].Help = randString(r, 3000)
+		}
+	}
+	return md
 }
 
 func TestAppendWriteRequestMatchesGogo(t *testing.T) {
@@ -127,15 +283,43 @@ func TestAppendWriteRequestMatchesGogo(t *testing.T) {
 		"negative timestamp": {{Samples: []batch.Sample{{Timestamp: -1, Value: 1}}}},
 		"stale":              {{Labels: []batch.Label{{Name: "__name__", Value: "up"}}, Samples: []batch.Sample{{Timestamp: 1, Value: math.Float64frombits(value.StaleNaN)}}}},
 		"long":               {{Labels: []batch.Label{{Name: strings.Repeat("n", 300), Value: strings.Repeat("v", 70000)}}}},
+		"empty histogram":    {{Histograms: []batch.Histogram{{}}}},
+		"empty exemplar":     {{Exemplars: []batch.Exemplar{{}}}},
+		"exemplar zeros":     {{Exemplars: []batch.Exemplar{{Labels: []batch.Label{{}, {Name: "trace_id"}}, Value: math.Copysign(0, -1)}}}},
+		"exemplar only": {{Labels: []batch.Label{{Name: "__name__", Value: "x"}},
+			Exemplars: []batch.Exemplar{{Labels: []batch.Label{{Name: "trace_id", Value: strings.Repeat("a", 200)}}, Value: 1.5, Timestamp: -7}}}},
+		"histogram and samples": {{Labels: []batch.Label{{Name: "__name__", Value: "x"}}, Samples: []batch.Sample{{Timestamp: 1, Value: 2}},
+			Histograms: []batch.Histogram{{Timestamp: 3, Raw: mustMarshal(prompb.Histogram{Timestamp: 3, Count: &prompb.Histogram_CountInt{}, ZeroCount: &prompb.Histogram_ZeroCountInt{}})}},
+			Exemplars:  []batch.Exemplar{{Value: 2, Timestamp: 1}}}},
+		"long histogram": {{Histograms: []batch.Histogram{{Timestamp: 9, Raw: randHistogram(rand.New(rand.NewPCG(9, 9)), 9, 5000)}}}},
 	}
 	for name, series := range cases {
 		t.Run(name, func(t *testing.T) { checkAgainstGogo(t, series) })
 	}
+	mdCases := map[string][]batch.Metadata{
+		"empty":     {{}},
+		"type only": {{Type: 7}},
+		"full":      {{Family: "http_requests", Type: 1, Help: "Requests.", Unit: "requests"}, {Family: "up", Type: 2}},
+		"long help": {{Family: "f", Help: strings.Repeat("h", 20000)}},
+	}
+	for name, md := range mdCases {
+		t.Run("metadata "+name, func(t *testing.T) { checkAgainstGogo(t, cases["histogram and samples"], md...) })
+		t.Run("metadata only "+name, func(t *testing.T) { checkAgainstGogo(t, nil, md...) })
+	}
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range 200 {
 		series := randSeries(r, r.IntN(20))
-		t.Run(fmt.Sprintf("random%d", i), func(t *testing.T) { checkAgainstGogo(t, series) })
+		md := randMetadata(r, r.IntN(3))
+		t.Run(fmt.Sprintf("random%d", i), func(t *testing.T) { checkAgainstGogo(t, series, md...) })
 	}
+}
+
+func mustMarshal(h prompb.Histogram) []byte {
+	raw, err := h.Marshal()
+	if err != nil {
+		panic(err)
+	}
+	return raw
 }
 
 func TestAppendWriteRequestKeepsPrefix(t *testing.T) {
@@ -291,16 +475,20 @@ func BenchmarkGogoMarshal(b *testing.B) {
 }
 
 // flatten concatenates groups, merging consecutive pieces of a split series
-// (same labels slice) back together.
+// back together: consecutive series with the same labels merge (so compare
+// with flatten of the input when it may repeat labels back to back).
 func flatten(groups [][]batch.Series) []batch.Series {
 	var out []batch.Series
 	for _, g := range groups {
 		for _, s := range g {
-			if n := len(out); n > 0 && len(s.Labels) > 0 && len(out[n-1].Labels) > 0 && &out[n-1].Labels[0] == &s.Labels[0] {
+			if n := len(out); n > 0 && slices.Equal(out[n-1].Labels, s.Labels) {
 				out[n-1].Samples = append(out[n-1].Samples, s.Samples...)
+				out[n-1].Histograms = append(out[n-1].Histograms, s.Histograms...)
+				out[n-1].Exemplars = append(out[n-1].Exemplars, s.Exemplars...)
 				continue
 			}
-			out = append(out, batch.Series{Labels: s.Labels, Samples: append([]batch.Sample(nil), s.Samples...)})
+			out = append(out, batch.Series{Labels: s.Labels, Samples: append([]batch.Sample(nil), s.Samples...),
+				Histograms: append([]batch.Histogram(nil), s.Histograms...), Exemplars: append([]batch.Exemplar(nil), s.Exemplars...)})
 		}
 	}
 	return out
@@ -311,18 +499,15 @@ func sameSeries(a, b []batch.Series) bool {
 		return false
 	}
 	for i := range a {
-		if len(a[i].Labels) != len(b[i].Labels) || len(a[i].Samples) != len(b[i].Samples) {
+		if !slices.Equal(a[i].Labels, b[i].Labels) ||
+			!slices.EqualFunc(a[i].Samples, b[i].Samples, func(x, y batch.Sample) bool {
+				return x.Timestamp == y.Timestamp && math.Float64bits(x.Value) == math.Float64bits(y.Value)
+			}) ||
+			!slices.EqualFunc(a[i].Histograms, b[i].Histograms, func(x, y batch.Histogram) bool { return x.Timestamp == y.Timestamp && bytes.Equal(x.Raw, y.Raw) }) ||
+			!slices.EqualFunc(a[i].Exemplars, b[i].Exemplars, func(x, y batch.Exemplar) bool {
+				return slices.Equal(x.Labels, y.Labels) && math.Float64bits(x.Value) == math.Float64bits(y.Value) && x.Timestamp == y.Timestamp
+			}) {
 			return false
-		}
-		for j := range a[i].Labels {
-			if a[i].Labels[j] != b[i].Labels[j] {
-				return false
-			}
-		}
-		for j := range a[i].Samples {
-			if a[i].Samples[j] != b[i].Samples[j] {
-				return false
-			}
 		}
 	}
 	return true
@@ -337,8 +522,8 @@ func TestSplitSeries(t *testing.T) {
 	for _, maxBytes := range []int{one, one + 1, 3*one - 1, 3 * one, 10 * one, EncodedSize(series), EncodedSize(series) + 1} {
 		groups := SplitSeries(series, maxBytes)
 		for i, g := range groups {
-			if n := EncodedSize(g); n > maxBytes && (len(g) != 1 || len(g[0].Samples) > 1) {
-				// Only a lone series with one sample may exceed the limit.
+			if n := EncodedSize(g); n > maxBytes && (len(g) != 1 || g[0].Points()+len(g[0].Exemplars) > 1) {
+				// Only a lone series with one item may exceed the limit.
 				t.Fatalf("max %d: group %d encodes to %d bytes", maxBytes, i, n)
 			}
 			if cap(g) != len(g) {
@@ -453,7 +638,23 @@ func samplesLen(ss []batch.Sample) int {
 
 // seriesLen is the size of one TimeSeries message body.
 func seriesLen(s *batch.Series) int {
-	return labelsLen(s.Labels) + samplesLen(s.Samples)
+	n := labelsLen(s.Labels) + samplesLen(s.Samples)
+	for i := range s.Exemplars {
+		n += fieldLen(exemplarLen(&s.Exemplars[i]))
+	}
+	for i := range s.Histograms {
+		n += fieldLen(len(s.Histograms[i].Raw))
+	}
+	return n
+}
+
+// metadataSize is the encoded size of md as WriteRequest.metadata fields.
+func metadataSize(md []batch.Metadata) int {
+	n := 0
+	for i := range md {
+		n += fieldLen(metadataLen(&md[i]))
+	}
+	return n
 }
 
 // EncodedSize returns the size in bytes of the uncompressed
@@ -485,7 +686,7 @@ func SplitSeries(series []batch.Series, maxBytes int) [][]batch.Series {
 			if start < i {
 				out = append(out, series[start:i:i])
 			}
-			out = splitSamples(out, series[i], maxBytes)
+			out = splitLarge(out, series[i], maxBytes)
 			start, size = i+1, 0
 			continue
 		}

@@ -64,12 +64,20 @@ var objMagic = []byte("TGSPOOL\x01")
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// objHeader is the JSON header of a spool object.
+// objHeader is the JSON header of a spool object. Samples counts float and
+// native histogram samples alike (the unit of the gateway's budgets and
+// written counts), Histograms the latter again; MinTS and MaxTS span both.
+// Exemplars and metadata are counted but have no say in the timestamps.
+// Objects spooled before histograms were forwarded decode with zero
+// Histograms, Exemplars and Metadata, which is what they held.
 type objHeader struct {
 	ClusterID  string `json:"cluster_id"`
 	EnqueuedMS int64  `json:"enqueued_ms"`
 	Series     int    `json:"series"`
 	Samples    int    `json:"samples"`
+	Histograms int    `json:"histograms,omitempty"`
+	Exemplars  int    `json:"exemplars,omitempty"`
+	Metadata   int    `json:"metadata,omitempty"`
 	MinTS      int64  `json:"min_ts_ms"`
 	MaxTS      int64  `json:"max_ts_ms"`
 	// Dead-letter fields.
@@ -126,7 +134,7 @@ func decodeObject(data []byte) (*objHeader, []byte, error) {
 }
 
 // bodyStats decodes a snappy remote-write body and fills the series,
-// sample and timestamp fields of h.
+// sample, histogram, exemplar, metadata and timestamp fields of h.
 func bodyStats(body []byte, h *objHeader) error {
 	raw, err := snappy.Decode(nil, body)
 	if err != nil {
@@ -137,12 +145,21 @@ func bodyStats(body []byte, h *objHeader) error {
 		return fmt.Errorf("write request: %w", err)
 	}
 	h.Series, h.Samples, h.MinTS, h.MaxTS = len(wr.Timeseries), 0, math.MaxInt64, math.MinInt64
+	h.Histograms, h.Exemplars, h.Metadata = 0, 0, len(wr.Metadata)
+	stamp := func(ts int64) {
+		h.MinTS = min(h.MinTS, ts)
+		h.MaxTS = max(h.MaxTS, ts)
+	}
 	for _, ts := range wr.Timeseries {
 		for _, s := range ts.Samples {
-			h.Samples++
-			h.MinTS = min(h.MinTS, s.Timestamp)
-			h.MaxTS = max(h.MaxTS, s.Timestamp)
+			stamp(s.Timestamp)
 		}
+		for _, hs := range ts.Histograms {
+			stamp(hs.Timestamp)
+		}
+		h.Samples += len(ts.Samples) + len(ts.Histograms)
+		h.Histograms += len(ts.Histograms)
+		h.Exemplars += len(ts.Exemplars)
 	}
 	if h.Samples == 0 {
 		h.MinTS, h.MaxTS = 0, 0

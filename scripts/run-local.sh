@@ -16,9 +16,26 @@ bin=${1:-bin/telegate}
 here=$(cd "$(dirname "$0")/.." && pwd)
 command -v prometheus >/dev/null 2>&1 || "$here/scripts/install-test-deps.sh"
 
+# Each child in its own process group (job control): Ctrl-C reaches only
+# this script, which stops them in order.
+set -m
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
+# stop_all stops the senders first (the client, then the demo Prometheus,
+# whose remote-write queue would otherwise retry the stopped gateway for a
+# minute), the gateway last, each given a moment to exit cleanly and
+# killed if it has not: everything is gone within five seconds of Ctrl-C.
+stop_all() {
+  trap - EXIT INT TERM
+  local i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop "${pids[i]}" 15; done
+}
+stop() { # pid, tenths of a second to wait before SIGKILL
+  kill "$1" 2>/dev/null || return 0
+  for _ in $(seq "$2"); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+}
+trap stop_all EXIT
+trap 'stop_all; exit 130' INT TERM
 
 wait_ready() { for _ in $(seq 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.2; done; echo "timed out waiting for $1" >&2; return 1; }
 

@@ -138,7 +138,7 @@ func (a *API) Register(mux *http.ServeMux) {
 		"/api/v1/label/{name}/values": a.labelValues,
 		"/api/v1/status/buildinfo":    a.buildinfo,
 		"/api/v1/metadata":            a.emptyObject,
-		"/api/v1/query_exemplars":     a.emptyList,
+		"/api/v1/query_exemplars":     a.queryExemplars,
 		"/api/v1/rules":               a.rules,
 		"/api/v1/alerts":              a.alerts,
 		"/api/v1/format_query":        a.formatQuery,
@@ -664,6 +664,44 @@ func (a *API) formatQuery(r *http.Request) (result, *apiError) {
 		return result{}, invalidParam(err, "query")
 	}
 	return result{data: expr.Pretty(0)}, nil
+}
+
+// queryExemplars answers /api/v1/query_exemplars: the exemplars between
+// ?start and ?end (default: all) of the series the selectors of ?query
+// select, grouped by series, as Prometheus does. A query without
+// selectors (e.g. a number) has no exemplars: [] (Prometheus leaves data
+// out).
+func (a *API) queryExemplars(r *http.Request) (result, *apiError) {
+	start, aerr := parseTimeParam(r, "start", minTime)
+	if aerr != nil {
+		return result{}, aerr
+	}
+	end, aerr := parseTimeParam(r, "end", maxTime)
+	if aerr != nil {
+		return result{}, aerr
+	}
+	if end.Before(start) {
+		return result{}, &apiError{errBadData, errors.New("end timestamp must not be before start timestamp")}
+	}
+	expr, err := promParser.ParseExpr(r.FormValue("query"))
+	if err != nil {
+		return result{}, &apiError{errBadData, err}
+	}
+	selectors := parser.ExtractSelectors(expr)
+	if len(selectors) == 0 {
+		return result{data: jsonExemplars{}}, nil
+	}
+	ctx, cancel := a.context(r)
+	defer cancel()
+	eq, err := a.s.db.ExemplarQuerier(ctx)
+	if err != nil {
+		return result{}, &apiError{errExec, err}
+	}
+	res, err := eq.Select(timestamp.FromTime(start), timestamp.FromTime(end), selectors...)
+	if err != nil {
+		return result{}, &apiError{errExec, err}
+	}
+	return result{data: jsonExemplars(res)}, nil
 }
 
 func (a *API) emptyObject(*http.Request) (result, *apiError) {

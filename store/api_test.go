@@ -146,11 +146,10 @@ func TestGrafanaEndpoints(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	for path, want := range map[string]string{
-		"/api/v1/metadata":        `{}`,
-		"/api/v1/query_exemplars": `[]`,
-		"/api/v1/rules":           `{"groups":[]}`,
-		"/api/v1/alerts":          `{"alerts":[]}`,
-		"/api/v1/labels":          `[]`,
+		"/api/v1/metadata": `{}`,
+		"/api/v1/rules":    `{"groups":[]}`,
+		"/api/v1/alerts":   `{"alerts":[]}`,
+		"/api/v1/labels":   `[]`,
 	} {
 		a := harness.GetJSON(t, srv.URL, path, nil)
 		data, _ := json.Marshal(a.Body["data"])

@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
@@ -170,4 +171,50 @@ func writeHistogramPoint(b *bytes.Buffer, t int64, h *histogram.FloatHistogram) 
 		b.WriteByte(']')
 	}
 	b.WriteString("}]")
+}
+
+// jsonExemplars writes /api/v1/query_exemplars' data as Prometheus does:
+// [{"seriesLabels":{...},"exemplars":[{"labels":{...},"value":"1",
+// "timestamp":1600096945.479}]}].
+type jsonExemplars []exemplar.QueryResult
+
+func (j jsonExemplars) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('[')
+	for i, r := range j {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"seriesLabels":`)
+		if err := writeLabels(&b, r.SeriesLabels); err != nil {
+			return nil, err
+		}
+		b.WriteString(`,"exemplars":[`)
+		for k, e := range r.Exemplars {
+			if k > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(`{"labels":`)
+			if err := writeLabels(&b, e.Labels); err != nil {
+				return nil, err
+			}
+			b.WriteString(`,"value":"`)
+			b.WriteString(formatValue(e.Value))
+			b.WriteString(`","timestamp":`)
+			writeTimestamp(&b, e.Ts)
+			b.WriteByte('}')
+		}
+		b.WriteString("]}")
+	}
+	b.WriteByte(']')
+	return b.Bytes(), nil
+}
+
+func writeLabels(b *bytes.Buffer, l labels.Labels) error {
+	m, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	b.Write(m)
+	return nil
 }

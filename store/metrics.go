@@ -3,26 +3,45 @@ package store
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	appended      prometheus.Counter
-	refused       *prometheus.CounterVec
-	failures      prometheus.Counter
-	fsyncs        prometheus.Counter
-	fsyncDuration prometheus.Histogram
+	appended           prometheus.Counter
+	appendedHistograms prometheus.Counter
+	appendedExemplars  prometheus.Counter
+	refused            *prometheus.CounterVec
+	refusedExemplars   *prometheus.CounterVec
+	failures           prometheus.Counter
+	fsyncs             prometheus.Counter
+	fsyncDuration      prometheus.Histogram
 }
 
 // refusalReasons are the values of telegate_store_refused_samples_total's
 // reason label.
 var refusalReasons = []string{"out_of_order", "out_of_bounds", "too_old", "duplicate", "invalid"}
 
+// exemplarRefusalReasons are the values of
+// telegate_store_refused_exemplars_total's reason label.
+var exemplarRefusalReasons = []string{"out_of_order", "label_length", "invalid"}
+
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		appended: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "telegate_store_appended_samples_total",
-			Help: "Samples committed to the embedded TSDB.",
+			Help: "Samples committed to the embedded TSDB, float and native histogram samples.",
+		}),
+		appendedHistograms: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "telegate_store_appended_histograms_total",
+			Help: "Native histogram samples committed to the embedded TSDB (also counted in telegate_store_appended_samples_total).",
+		}),
+		appendedExemplars: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "telegate_store_appended_exemplars_total",
+			Help: "Exemplars committed to the embedded TSDB.",
 		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "telegate_store_refused_samples_total",
-			Help: "Samples the embedded TSDB refused for good, by reason (the request is answered 400).",
+			Help: "Samples (float or native histogram) the embedded TSDB refused for good, by reason (the request is answered 400).",
+		}, []string{"reason"}),
+		refusedExemplars: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "telegate_store_refused_exemplars_total",
+			Help: "Exemplars the embedded TSDB refused, by reason (dropped; the request is not failed for them).",
 		}, []string{"reason"}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "telegate_store_append_failures_total",
@@ -41,6 +60,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range refusalReasons {
 		m.refused.WithLabelValues(r)
 	}
-	reg.MustRegister(m.appended, m.refused, m.failures, m.fsyncs, m.fsyncDuration)
+	for _, r := range exemplarRefusalReasons {
+		m.refusedExemplars.WithLabelValues(r)
+	}
+	reg.MustRegister(m.appended, m.appendedHistograms, m.appendedExemplars, m.refused, m.refusedExemplars, m.failures, m.fsyncs, m.fsyncDuration)
 	return m
 }

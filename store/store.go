@@ -18,6 +18,8 @@ import (
 	"github.com/go-kit/log/level"
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
@@ -35,6 +37,9 @@ const (
 	DefaultRetention = 15 * 24 * time.Hour
 	// maxBlockDuration caps compacted blocks, as Prometheus does (31d).
 	maxBlockDuration = 31 * 24 * time.Hour
+	// DefaultMaxExemplars is the size of the exemplar buffer when
+	// Options.MaxExemplars is 0 (Prometheus' default).
+	DefaultMaxExemplars = 100000
 	// maxBodyBytes bounds a decompressed remote-write body given to Send.
 	maxBodyBytes = 256 << 20
 )
@@ -54,7 +59,13 @@ type Options struct {
 	// crash of the process (the WAL is written to the kernel before the
 	// answer) but not of the machine. Prometheus itself runs this way.
 	NoWALFsync bool
-	Logger     log.Logger
+	// MaxExemplars is how many exemplars the TSDB keeps, over all series,
+	// in one circular buffer in memory (written to the WAL, so they survive
+	// a restart, but not to blocks): the oldest are overwritten. 0 means
+	// DefaultMaxExemplars; negative turns exemplar storage off (exemplars
+	// are dropped, /api/v1/query_exemplars answers none).
+	MaxExemplars int64
+	Logger       log.Logger
 	// Registerer receives prometheus_tsdb_* and telegate_store_*. One
 	// Registerer can hold one open Store.
 	Registerer prometheus.Registerer
@@ -103,6 +114,13 @@ func Open(dir string, o Options) (*Store, error) {
 	opts.MaxBytes = o.RetentionSize
 	opts.OutOfOrderTimeWindow = o.OutOfOrderTimeWindow.Milliseconds()
 	opts.WALCompression = compression.Snappy
+	if o.MaxExemplars == 0 {
+		o.MaxExemplars = DefaultMaxExemplars
+	}
+	if o.MaxExemplars > 0 {
+		opts.EnableExemplarStorage = true
+		opts.MaxExemplars = o.MaxExemplars
+	}
 	// Blocks span at most a tenth of the retention (and 31d), so
 	// retention deletes in small steps, as Prometheus does.
 	maxBlock := maxBlockDuration
@@ -153,6 +171,7 @@ func (s *Store) Close() error {
 
 // refusal names why the TSDB refuses a sample for good.
 func refusal(err error) (string, bool) {
+	var he histogram.Error
 	switch {
 	case errors.Is(err, storage.ErrOutOfOrderSample):
 		return "out_of_order", true
@@ -162,114 +181,222 @@ func refusal(err error) (string, bool) {
 		return "too_old", true
 	case errors.Is(err, storage.ErrDuplicateSampleForTimestamp):
 		return "duplicate", true
-	case errors.Is(err, tsdb.ErrInvalidSample):
+	case errors.Is(err, tsdb.ErrInvalidSample), errors.Is(err, errRawHistogram), errors.As(err, &he):
 		return "invalid", true
 	}
 	return "", false
 }
 
+// exemplarRefusal names why the TSDB refused an exemplar.
+func exemplarRefusal(err error) string {
+	switch {
+	case errors.Is(err, storage.ErrOutOfOrderExemplar):
+		return "out_of_order"
+	case errors.Is(err, storage.ErrExemplarLabelLength):
+		return "label_length"
+	}
+	return "invalid"
+}
+
+// Written counts what one append stored, by kind: float samples, native
+// histogram samples and exemplars (the values of remote write 2.0's
+// X-Prometheus-Remote-Write-*-Written headers).
+type Written struct {
+	Samples, Histograms, Exemplars int
+}
+
 // Append stores the processed series of one request of clusterID in one
-// TSDB transaction. It returns nil after the transaction is committed
-// (and, unless NoWALFsync, the WAL fsynced); a *forward.Error with status
-// 400 when the TSDB refused some samples for good (the others are
-// stored); a recoverable *forward.Error when storage failed (nothing of
-// the request is acknowledged; re-sending it is safe, identical samples
-// are accepted again).
+// TSDB transaction: float samples, native histogram samples and
+// exemplars. It is AppendWritten without the counts.
 func (s *Store) Append(ctx context.Context, clusterID string, series []batch.Series) error {
+	_, err := s.AppendWritten(ctx, clusterID, series)
+	return err
+}
+
+// AppendWritten stores the processed series of one request of clusterID
+// in one TSDB transaction and returns what it stored. It returns a nil
+// error after the transaction is committed (and, unless NoWALFsync, the
+// WAL fsynced); a *forward.Error with status 400 when the TSDB refused
+// some samples or histograms for good (the others are stored, and counted
+// in Written); a recoverable *forward.Error when storage failed (nothing
+// of the request is acknowledged and Written is zero; re-sending it is
+// safe, identical samples are accepted again).
+//
+// Exemplars the TSDB refuses (out of order, labels too long, no sample
+// of the series ever stored) are counted in
+// telegate_store_refused_exemplars_total and left out of Written but do
+// not fail the request, as Prometheus' remote write 1.0 receiver does;
+// a duplicate of a stored exemplar is accepted and not stored twice. With
+// exemplar storage off (MaxExemplars < 0) exemplars are not stored and
+// Written.Exemplars is 0.
+func (s *Store) AppendWritten(ctx context.Context, clusterID string, series []batch.Series) (Written, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return &forward.Error{Msg: "embedded storage is shutting down", Recoverable: true, RetryAfter: 5 * time.Second}
+		return Written{}, &forward.Error{Msg: "embedded storage is shutting down", Recoverable: true, RetryAfter: 5 * time.Second}
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return Written{}, err
 	}
-	app := s.db.Appender(ctx)
-	getRef, _ := app.(storage.GetRef)
-	var (
-		sb       labels.ScratchBuilder
-		refused  map[string]int
-		examples []string
-		appended int
-	)
+	a := appendState{s: s, app: s.db.Appender(ctx)}
+	a.getRef, _ = a.app.(storage.GetRef)
 	for i := range series {
-		sr := &series[i]
-		if len(sr.Samples) == 0 {
-			continue
-		}
-		// The batch's strings may alias the pooled request buffer and
-		// the TSDB keeps the labels of a new series: those are cloned
-		// (ScratchBuilder copies them only in the default stringlabels
-		// build, not with -tags slicelabels).
-		sb.Reset()
-		for _, l := range sr.Labels {
-			sb.Add(l.Name, l.Value)
-		}
-		sb.Sort()
-		lset := sb.Labels()
-		var ref storage.SeriesRef
-		if getRef != nil {
-			var stored labels.Labels
-			if ref, stored = getRef.GetRef(lset, lset.Hash()); ref != 0 {
-				lset = stored
-			}
-		}
-		if ref == 0 {
-			lset = cloneLabels(&sb, sr.Labels)
-		}
-		for _, smp := range sr.Samples {
-			r, err := app.Append(ref, lset, smp.Timestamp, smp.Value)
-			if err != nil {
-				reason, ok := refusal(err)
-				if !ok {
-					_ = app.Rollback()
-					s.m.failures.Inc()
-					level.Error(s.logger).Log("msg", "embedded storage append failed", "cluster_id", clusterID, "err", err)
-					return &forward.Error{Msg: "embedded storage append failed: " + err.Error(), Recoverable: true, RetryAfter: 30 * time.Second}
-				}
-				if refused == nil {
-					refused = map[string]int{}
-				}
-				refused[reason]++
-				if len(examples) < 3 {
-					examples = append(examples, fmt.Sprintf("%v for series %s", err, lset.String()))
-				}
-				continue
-			}
-			ref = r
-			appended++
+		if err := a.series(&series[i]); err != nil {
+			_ = a.app.Rollback()
+			s.m.failures.Inc()
+			level.Error(s.logger).Log("msg", "embedded storage append failed", "cluster_id", clusterID, "err", err)
+			return Written{}, &forward.Error{Msg: "embedded storage append failed: " + err.Error(), Recoverable: true, RetryAfter: 30 * time.Second}
 		}
 	}
-	if err := app.Commit(); err != nil {
+	if err := a.app.Commit(); err != nil {
 		s.m.failures.Inc()
 		level.Error(s.logger).Log("msg", "embedded storage commit failed", "cluster_id", clusterID, "err", err)
-		return &forward.Error{Msg: "embedded storage commit failed: " + err.Error(), Recoverable: true, RetryAfter: 30 * time.Second}
+		return Written{}, &forward.Error{Msg: "embedded storage commit failed: " + err.Error(), Recoverable: true, RetryAfter: 30 * time.Second}
 	}
-	if appended > 0 && !s.o.NoWALFsync {
+	w := a.written
+	if w != (Written{}) && !s.o.NoWALFsync {
 		if err := s.sync.sync(); err != nil {
 			s.m.failures.Inc()
 			level.Error(s.logger).Log("msg", "embedded storage WAL fsync failed", "err", err)
-			return &forward.Error{Msg: "embedded storage WAL fsync failed: " + err.Error(), Recoverable: true, RetryAfter: 30 * time.Second}
+			return Written{}, &forward.Error{Msg: "embedded storage WAL fsync failed: " + err.Error(), Recoverable: true, RetryAfter: 30 * time.Second}
 		}
 	}
-	s.m.appended.Add(float64(appended))
-	if len(refused) == 0 {
-		return nil
+	s.m.appended.Add(float64(w.Samples + w.Histograms))
+	s.m.appendedHistograms.Add(float64(w.Histograms))
+	s.m.appendedExemplars.Add(float64(w.Exemplars))
+	for r, n := range a.refusedExemplars {
+		s.m.refusedExemplars.WithLabelValues(r).Add(float64(n))
 	}
-	reasons := make([]string, 0, len(refused))
+	if len(a.refusedExemplars) > 0 {
+		level.Debug(s.logger).Log("msg", "embedded storage refused exemplars", "cluster_id", clusterID, "example", a.exemplarExample)
+	}
+	if len(a.refused) == 0 {
+		return w, nil
+	}
+	reasons := make([]string, 0, len(a.refused))
 	total := 0
-	for r, n := range refused {
+	for r, n := range a.refused {
 		s.m.refused.WithLabelValues(r).Add(float64(n))
 		reasons = append(reasons, r+"="+strconv.Itoa(n))
 		total += n
 	}
 	sort.Strings(reasons)
-	level.Debug(s.logger).Log("msg", "embedded storage refused samples", "cluster_id", clusterID, "refused", strings.Join(reasons, ","), "example", examples[0])
-	return &forward.Error{
+	level.Debug(s.logger).Log("msg", "embedded storage refused samples", "cluster_id", clusterID, "refused", strings.Join(reasons, ","), "example", a.examples[0])
+	return w, &forward.Error{
 		Status: http.StatusBadRequest,
 		Msg: fmt.Sprintf("embedded storage refused %d of %d samples (%s), the rest is stored: %s",
-			total, total+appended, strings.Join(reasons, ", "), strings.Join(examples, "; ")),
+			total, total+w.Samples+w.Histograms, strings.Join(reasons, ", "), strings.Join(a.examples, "; ")),
 	}
+}
+
+// appendState is one AppendWritten's transaction and tallies.
+type appendState struct {
+	s       *Store
+	app     storage.Appender
+	getRef  storage.GetRef
+	sb      labels.ScratchBuilder
+	written Written
+	// refused counts samples and histograms refused for good, by reason;
+	// examples are the first few refusals.
+	refused  map[string]int
+	examples []string
+	// refusedExemplars counts refused exemplars by reason.
+	refusedExemplars map[string]int
+	exemplarExample  string
+}
+
+// series appends one series' samples, histograms and exemplars. An error
+// is a storage failure: the transaction must be rolled back.
+func (a *appendState) series(sr *batch.Series) error {
+	exemplars := sr.Exemplars
+	if a.s.o.MaxExemplars < 0 {
+		exemplars = nil
+	}
+	if len(sr.Samples) == 0 && len(sr.Histograms) == 0 && len(exemplars) == 0 {
+		return nil
+	}
+	// The batch's strings may alias the pooled request buffer and the
+	// TSDB keeps the labels of a new series: those are cloned
+	// (ScratchBuilder copies them only in the default stringlabels build,
+	// not with -tags slicelabels).
+	sb := &a.sb
+	sb.Reset()
+	for _, l := range sr.Labels {
+		sb.Add(l.Name, l.Value)
+	}
+	sb.Sort()
+	lset := sb.Labels()
+	var ref storage.SeriesRef
+	if a.getRef != nil {
+		var stored labels.Labels
+		if ref, stored = a.getRef.GetRef(lset, lset.Hash()); ref != 0 {
+			lset = stored
+		}
+	}
+	if ref == 0 {
+		lset = cloneLabels(sb, sr.Labels)
+	}
+	for _, smp := range sr.Samples {
+		r, err := a.app.Append(ref, lset, smp.Timestamp, smp.Value)
+		if err != nil {
+			if err := a.refuse(err, lset); err != nil {
+				return err
+			}
+			continue
+		}
+		ref = r
+		a.written.Samples++
+	}
+	for _, hs := range sr.Histograms {
+		h, fh, err := decodeHistogram(hs.Raw)
+		if err == nil {
+			var r storage.SeriesRef
+			if r, err = a.app.AppendHistogram(ref, lset, hs.Timestamp, h, fh); err == nil {
+				ref = r
+				a.written.Histograms++
+				continue
+			}
+		}
+		if err := a.refuse(err, lset); err != nil {
+			return err
+		}
+	}
+	for _, ex := range exemplars {
+		e := exemplar.Exemplar{Labels: cloneLabels(sb, ex.Labels), Value: ex.Value, Ts: ex.Timestamp, HasTs: true}
+		r, err := a.app.AppendExemplar(ref, lset, e)
+		if err != nil {
+			if a.refusedExemplars == nil {
+				a.refusedExemplars = map[string]int{}
+			}
+			a.refusedExemplars[exemplarRefusal(err)]++
+			if a.exemplarExample == "" {
+				a.exemplarExample = fmt.Sprintf("%v for series %s", err, lset.String())
+			}
+			continue
+		}
+		if r != 0 {
+			ref = r
+		}
+		a.written.Exemplars++
+	}
+	return nil
+}
+
+// refuse counts a sample or histogram the TSDB refused for good; any other
+// error is returned.
+func (a *appendState) refuse(err error, lset labels.Labels) error {
+	reason, ok := refusal(err)
+	if !ok {
+		return err
+	}
+	if a.refused == nil {
+		a.refused = map[string]int{}
+	}
+	a.refused[reason]++
+	if len(a.examples) < 3 {
+		a.examples = append(a.examples, fmt.Sprintf("%v for series %s", err, lset.String()))
+	}
+	return nil
 }
 
 // cloneLabels builds labels that own their strings.
@@ -283,7 +410,8 @@ func cloneLabels(sb *labels.ScratchBuilder, ls []batch.Label) labels.Labels {
 }
 
 // Send stores one snappy-compressed remote-write 1.0 body (the gateway's
-// Forwarder contract; spool replay uses it too). Errors are those of
+// Forwarder contract; spool replay uses it too): its samples, native
+// histograms and exemplars (metadata is not stored). Errors are those of
 // Append; a body that does not decode is refused with status 400.
 func (s *Store) Send(ctx context.Context, clusterID string, body []byte) error {
 	n, err := snappy.DecodedLen(body)
@@ -306,6 +434,20 @@ func (s *Store) Send(ctx context.Context, clusterID string, body []byte) error {
 		}
 		for i, smp := range ts.Samples {
 			bs.Samples[i] = batch.Sample{Timestamp: smp.Timestamp, Value: smp.Value}
+		}
+		for _, h := range ts.Histograms {
+			raw, err := h.Marshal()
+			if err != nil {
+				return &forward.Error{Status: http.StatusBadRequest, Msg: "embedded storage: Histogram: " + err.Error()}
+			}
+			bs.Histograms = append(bs.Histograms, batch.Histogram{Timestamp: h.Timestamp, Raw: raw})
+		}
+		for _, e := range ts.Exemplars {
+			ex := batch.Exemplar{Labels: make([]batch.Label, len(e.Labels)), Value: e.Value, Timestamp: e.Timestamp}
+			for i, l := range e.Labels {
+				ex.Labels[i] = batch.Label{Name: l.Name, Value: l.Value}
+			}
+			bs.Exemplars = append(bs.Exemplars, ex)
 		}
 		series = append(series, bs)
 	}

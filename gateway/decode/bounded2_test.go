@@ -59,9 +59,12 @@ func advCasesV2(def Limits) []advCase {
 	h = lenField(h, 12, repeatTo([]byte{0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, advSize/2))
 	h = lenField(h, 16, make([]byte, advSize/4))
 	add(advCase{name: "rw2: absurd bucket counts", data: append(table, lenField(nil, 5, lenField(sortedRefs(1), 3, h))...),
-		limits: def, maxAlloc: 1 << 20})
+		limits: def, status: 400, msg: "positive side: spans need 4294967295000 buckets, have 419430", maxAlloc: 1 << 20})
 	add(advCase{name: "rw2: exemplars of many refs", data: append(table, lenField(nil, 5, lenField(sortedRefs(1), 4, lenField(nil, 1, repeatTo([]byte{1, 2}, advSize))))...),
-		limits: def, maxAlloc: 1 << 20})
+		limits: def, status: 400, msg: "max_labels_per_series", maxAlloc: 1 << 20})
+	// 2 bytes per label charge 32, the 2.0 multiple: within the budget.
+	add(advCase{name: "rw2: exemplars of many refs, no label cap", data: append(table, lenField(nil, 5, lenField(sortedRefs(1), 4, lenField(nil, 1, repeatTo([]byte{1, 2}, advSmall))))...),
+		limits: Limits{}})
 	nested := append(bytes.Repeat([]byte{6<<3 | wtStart}, advSize/2), bytes.Repeat([]byte{6<<3 | wtEnd}, advSize/2)...)
 	add(advCase{name: "rw2: deeply nested groups", data: nested, limits: def, maxAlloc: 1 << 20})
 	return cs

@@ -97,8 +97,18 @@ func advCases() []advCase {
 		limits: def})
 	nested := append(bytes.Repeat([]byte{5<<3 | wtStart}, advSize/2), bytes.Repeat([]byte{5<<3 | wtEnd}, advSize/2)...)
 	add(advCase{name: "rw: deeply nested groups", data: nested, limits: def, maxAlloc: 1 << 20})
+	// An empty exemplar (2 bytes) charges 40, an empty histogram (valid:
+	// an integer histogram of no observations) 32.
 	add(advCase{name: "rw: empty exemplars and histograms", data: lenField(nil, 1, repeatTo([]byte{0x1a, 0x00, 0x22, 0x00}, advSize-8)),
+		limits: def, status: 413, msg: "remote write expands to more than"})
+	add(advCase{name: "rw: empty exemplars and histograms within the constant", data: lenField(nil, 1, repeatTo([]byte{0x1a, 0x00, 0x22, 0x00}, 60000)),
 		limits: def})
+	var families []byte
+	for i := range advSize / 10 {
+		families = lenField(families, 3, lenField(nil, 2, appendVarint([]byte{'f'}, uint64(i))))
+	}
+	add(advCase{name: "rw: many metadata families", data: families, limits: def, status: 413, msg: "remote write expands to more than"})
+	add(advCase{name: "rw: one metadata family repeated", data: repeatTo(lenField(nil, 3, lenField(nil, 2, []byte{'f'})), advSize), limits: def, maxAlloc: 1 << 20})
 
 	// Remote write 2.0.
 	cs = append(cs, advCasesV2(def)...)
@@ -238,8 +248,9 @@ func TestAdversarialShapesBounded(t *testing.T) {
 }
 
 // heldBytes is the heap b's series hold as the decoders charge it: 48 per
-// series, 32 per label, 16 per sample, plus every distinct string that does
-// not alias buf.
+// series, 32 per label, 16 per sample, 32 per histogram, 40 per exemplar
+// (its labels as labels), 96 per metadata entry, plus every distinct
+// string that does not alias buf.
 func heldBytes(b *batch.Batch, buf []byte) int {
 	n := 0
 	seen := map[unsafe.Pointer]bool{}
@@ -258,24 +269,22 @@ func heldBytes(b *batch.Batch, buf []byte) int {
 		n += len(s)
 	}
 	for _, s := range b.Series {
-		n += seriesBytes + len(s.Labels)*labelBytes + len(s.Samples)*sampleBytes
+		n += seriesBytes + len(s.Labels)*labelBytes + len(s.Samples)*sampleBytes + len(s.Histograms)*histogramBytes
 		for _, l := range s.Labels {
 			str(l.Name)
 			str(l.Value)
 		}
-		// Exemplars (their labels alias buf), histograms, and their
-		// encodings held outside buf.
-		for _, x := range s.Exemplars {
-			n += mfExemplarBytes + len(x.Labels)*labelBytes
+		for _, e := range s.Exemplars {
+			n += exemplarBytes + len(e.Labels)*labelBytes
 		}
-		n += len(s.Histograms) * int(unsafe.Sizeof(batch.Histogram{}))
+		// Histogram encodings held outside buf (uploads re-encode them).
 		for _, h := range s.Histograms {
 			if p := uintptr(unsafe.Pointer(unsafe.SliceData(h.Raw))); p < lo || p >= hi {
 				n += len(h.Raw)
 			}
 		}
 	}
-	return n
+	return n + len(b.Metadata)*metadataBytes
 }
 
 // checkBounded decodes data under small limits and checks: the outcome is a
@@ -348,11 +357,11 @@ func checkBounded(t *testing.T, data []byte, kind int) {
 	for i := range full.Series {
 		fs, ls := full.Series[i], b.Series[i]
 		sameHist := func(a, b batch.Histogram) bool { return a.Timestamp == b.Timestamp && bytes.Equal(a.Raw, b.Raw) }
-		if !slices.Equal(fs.Labels, ls.Labels) || len(fs.Samples) != len(ls.Samples) || !slices.EqualFunc(fs.Histograms, ls.Histograms, sameHist) ||
-			!sameExemplars(fs.Exemplars, ls.Exemplars) {
+		if !slices.Equal(fs.Labels, ls.Labels) || !slices.EqualFunc(fs.Histograms, ls.Histograms, sameHist) {
 			t.Fatalf("series %d: %v without limits, %v with", i, fs, ls)
 		}
 	}
+	sameSeriesContent(t, b, full)
 }
 
 func FuzzWriteRequestBounded(f *testing.F) {

@@ -39,31 +39,89 @@ func genWriteRequest(r *rand.Rand) *prompb.WriteRequest {
 				Labels: []prompb.Label{{Name: "trace_id", Value: randStr(r)}}, Value: randFloat(r), Timestamp: r.Int64N(1e12),
 			})
 		}
-		for range r.IntN(2) {
-			h := prompb.Histogram{
-				Sum: randFloat(r), Schema: int32(r.IntN(9)) - 4, ZeroThreshold: 1e-9,
-				NegativeSpans:  []prompb.BucketSpan{{Offset: -2, Length: 2}},
-				NegativeDeltas: []int64{1, -1},
-				PositiveSpans:  []prompb.BucketSpan{{Offset: 1, Length: 3}},
-				PositiveCounts: []float64{1, 2.5, 3},
-				ResetHint:      prompb.Histogram_GAUGE, Timestamp: r.Int64N(1e12),
-			}
-			if r.IntN(2) == 0 {
-				h.Count = &prompb.Histogram_CountInt{CountInt: r.Uint64()}
-				h.ZeroCount = &prompb.Histogram_ZeroCountInt{ZeroCountInt: 3}
-			} else {
-				h.Count = &prompb.Histogram_CountFloat{CountFloat: randFloat(r)}
-				h.ZeroCount = &prompb.Histogram_ZeroCountFloat{ZeroCountFloat: 1.5}
-				h.CustomValues = []float64{0.1, 1}
-			}
-			ts.Histograms = append(ts.Histograms, h)
+		for range r.IntN(3) {
+			// One broken histogram in 16 keeps most requests valid.
+			ts.Histograms = append(ts.Histograms, genHistogram(r, r.IntN(16) == 0))
 		}
 		wr.Timeseries = append(wr.Timeseries, ts)
 	}
-	for range r.IntN(2) {
-		wr.Metadata = append(wr.Metadata, prompb.MetricMetadata{Type: prompb.MetricMetadata_COUNTER, MetricFamilyName: randStr(r), Help: randStr(r), Unit: "seconds"})
+	for range r.IntN(4) {
+		wr.Metadata = append(wr.Metadata, prompb.MetricMetadata{Type: prompb.MetricMetadata_MetricType(r.IntN(10)),
+			MetricFamilyName: []string{"", "a", "b", randStr(r)}[r.IntN(4)], Help: randStr(r), Unit: "seconds"})
 	}
 	return wr
+}
+
+// wantMetadata is the metadata a decoder makes of the reference's: one
+// entry per family (the first), none without a family, a type outside the
+// enum unknown.
+func wantMetadata(md []prompb.MetricMetadata) []batch.Metadata {
+	var out []batch.Metadata
+	seen := map[string]bool{}
+	for _, m := range md {
+		if m.MetricFamilyName == "" || seen[m.MetricFamilyName] {
+			continue
+		}
+		seen[m.MetricFamilyName] = true
+		typ := batch.MetricType(m.Type)
+		if m.Type < 0 || m.Type > 7 {
+			typ = 0
+		}
+		out = append(out, batch.Metadata{Family: m.MetricFamilyName, Type: typ, Help: m.Help, Unit: m.Unit})
+	}
+	return out
+}
+
+// sameHistograms compares pushed histograms with the reference's: the
+// timestamps, and Raw decoded by the reference re-encodes as the
+// reference's own (unknown fields kept).
+func sameHistograms(t testing.TB, got []batch.Histogram, want []prompb.Histogram) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d histograms, want %d", len(got), len(want))
+	}
+	for i := range want {
+		var h prompb.Histogram
+		if err := h.Unmarshal(got[i].Raw); err != nil {
+			t.Fatalf("histogram %d: Raw does not decode: %v", i, err)
+		}
+		a, _ := h.Marshal()
+		b, _ := want[i].Marshal()
+		if got[i].Timestamp != want[i].Timestamp || !bytes.Equal(a, b) {
+			t.Fatalf("histogram %d: got ts %d %x, want ts %d %x", i, got[i].Timestamp, a, want[i].Timestamp, b)
+		}
+	}
+}
+
+// sameExemplar compares a pushed exemplar with labels, value and ts.
+func sameExemplar(t testing.TB, got batch.Exemplar, labels []batch.Label, v float64, ts int64) {
+	t.Helper()
+	if !slices.Equal(got.Labels, labels) || math.Float64bits(got.Value) != math.Float64bits(v) || got.Timestamp != ts {
+		t.Fatalf("exemplar: got %+v, want %v %v %d", got, labels, v, ts)
+	}
+}
+
+// sameSeriesContent checks two batches' series carry the same samples,
+// histograms and exemplars (labels aside).
+func sameSeriesContent(t testing.TB, got, want *batch.Batch) {
+	t.Helper()
+	sameSample := func(a, b batch.Sample) bool {
+		return a.Timestamp == b.Timestamp && math.Float64bits(a.Value) == math.Float64bits(b.Value)
+	}
+	sameHist := func(a, b batch.Histogram) bool { return a.Timestamp == b.Timestamp && bytes.Equal(a.Raw, b.Raw) }
+	sameEx := func(a, b batch.Exemplar) bool {
+		return slices.Equal(a.Labels, b.Labels) && a.Timestamp == b.Timestamp && math.Float64bits(a.Value) == math.Float64bits(b.Value)
+	}
+	for i, s := range want.Series {
+		g := got.Series[i]
+		if !slices.EqualFunc(g.Samples, s.Samples, sameSample) || !slices.EqualFunc(g.Histograms, s.Histograms, sameHist) ||
+			!slices.EqualFunc(g.Exemplars, s.Exemplars, sameEx) {
+			t.Fatalf("series %d: got %+v, want %+v", i, g, s)
+		}
+	}
+	if !slices.Equal(got.Metadata, want.Metadata) {
+		t.Fatalf("metadata: got %+v, want %+v", got.Metadata, want.Metadata)
+	}
 }
 
 func randStr(r *rand.Rand) string {
@@ -145,20 +203,24 @@ func checkFilteredAgrees(t testing.TB, data []byte) {
 				named, skim = true, !testFilter.Wanted(l.Value)
 			}
 		}
-		got := filtered.Series[i]
-		sameSample := func(a, b batch.Sample) bool {
-			return a.Timestamp == b.Timestamp && math.Float64bits(a.Value) == math.Float64bits(b.Value)
-		}
-		if !slices.Equal(got.Labels, want) || !slices.EqualFunc(got.Samples, s.Samples, sameSample) {
-			t.Fatalf("series %d filtered: got %v, want labels %v and samples %v", i, got, want, s.Samples)
+		if got := filtered.Series[i]; !slices.Equal(got.Labels, want) {
+			t.Fatalf("series %d filtered: got %v, want labels %v", i, got, want)
 		}
 	}
+	sameSeriesContent(t, filtered, full)
 }
 
 func checkWriteRequestAgrees(t testing.TB, data []byte) {
 	checkFilteredAgrees(t, data)
 	var ref prompb.WriteRequest
 	refErr := ref.Unmarshal(data)
+	for _, ts := range ref.Timeseries {
+		for _, h := range ts.Histograms {
+			if refErr == nil {
+				refErr = refHistogramError(&h)
+			}
+		}
+	}
 	b := &batch.Batch{}
 	st, err := UnmarshalWriteRequest(data, b, Limits{})
 	if (refErr == nil) != (err == nil) {
@@ -174,7 +236,7 @@ func checkWriteRequestAgrees(t testing.TB, data []byte) {
 	if len(b.Series) != len(ref.Timeseries) || st.Series != len(ref.Timeseries) {
 		t.Fatalf("series: got %d (stats %d), want %d", len(b.Series), st.Series, len(ref.Timeseries))
 	}
-	var samples, exemplars, histograms, labels int
+	var samples, exemplars, histograms, labels, exLabels int
 	for i, ts := range ref.Timeseries {
 		got := b.Series[i]
 		if len(got.Labels) != len(ts.Labels) || len(got.Samples) != len(ts.Samples) {
@@ -190,13 +252,30 @@ func checkWriteRequestAgrees(t testing.TB, data []byte) {
 				t.Fatalf("series %d sample %d: got %v, want %v", i, j, got.Samples[j], s)
 			}
 		}
+		sameHistograms(t, got.Histograms, ts.Histograms)
+		if len(got.Exemplars) != len(ts.Exemplars) {
+			t.Fatalf("series %d: %d exemplars, want %d", i, len(got.Exemplars), len(ts.Exemplars))
+		}
+		for j, e := range ts.Exemplars {
+			var ls []batch.Label
+			for _, l := range e.Labels {
+				ls = append(ls, batch.Label{Name: l.Name, Value: l.Value})
+			}
+			sameExemplar(t, got.Exemplars[j], ls, e.Value, e.Timestamp)
+			exLabels += len(e.Labels)
+		}
 		samples += len(ts.Samples)
 		labels += len(ts.Labels)
 		exemplars += len(ts.Exemplars)
 		histograms += len(ts.Histograms)
 	}
-	want := Stats{Series: len(ref.Timeseries), Samples: samples, Exemplars: exemplars, Histograms: histograms, Metadata: len(ref.Metadata),
-		BatchBytes: len(ref.Timeseries)*seriesBytes + labels*labelBytes + samples*sampleBytes}
+	md := wantMetadata(ref.Metadata)
+	if !slices.Equal(b.Metadata, md) {
+		t.Fatalf("metadata: got %+v, want %+v", b.Metadata, md)
+	}
+	want := Stats{Series: len(ref.Timeseries), Samples: samples, Exemplars: exemplars, Histograms: histograms, Metadata: len(md),
+		BatchBytes: len(ref.Timeseries)*seriesBytes + labels*labelBytes + samples*sampleBytes +
+			histograms*histogramBytes + exemplars*exemplarBytes + exLabels*labelBytes + len(md)*metadataBytes}
 	if st != want {
 		t.Fatalf("stats: got %+v, want %+v", st, want)
 	}

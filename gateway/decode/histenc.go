@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
-	"unsafe"
-
-	"github.com/telegate/telegate/batch"
 )
 
 // Native histograms of telemeter uploads.
@@ -241,10 +238,6 @@ func (n *mfNativeHist) validate(count uint64, countFloat, sum float64) error {
 	}
 	return nil
 }
-
-// mfHistogramBytes is what a pushed native histogram sample charges on
-// top of its encoding.
-const mfHistogramBytes = int(unsafe.Sizeof(batch.Histogram{}))
 
 // Arena chunks the encodings are written into: they are referenced only by
 // the batch's histograms, so they live as long as it does, and are charged

@@ -412,7 +412,7 @@ func TestUnmarshalMetricFamiliesNativeBudget(t *testing.T) {
 	for _, s := range b.Series {
 		raw += len(s.Histograms[0].Raw)
 	}
-	if st.BatchBytes < raw+2000*(mfHistogramBytes+seriesBytes) {
+	if st.BatchBytes < raw+2000*(histogramBytes+seriesBytes) {
 		t.Fatalf("charged %d, raw histograms alone take %d", st.BatchBytes, raw)
 	}
 	_, err = UnmarshalMetricFamilies(data, &batch.Batch{}, testNow, false, Limits{MaxBatchBytes: st.BatchBytes - 1})

@@ -829,7 +829,7 @@ func (d *mfDecoder) open(name, extraName, extraValue string, ts int64, v float64
 // buf[s:e]: __name__=d.name, the metric's label pairs, and the histogram
 // encoded as a remote write 1.0 prometheus.Histogram.
 func (d *mfDecoder) emitNative(m *metricVals, s, e int, ts int64, gauge bool) error {
-	if err := d.startSeries(d.name, "", "", mfHistogramBytes); err != nil {
+	if err := d.startSeries(d.name, "", "", histogramBytes); err != nil {
 		return err
 	}
 	raw, err := d.encodeNative(m, s, e, ts, gauge)

@@ -1,11 +1,6 @@
 package decode
 
-import (
-	"math"
-	"unsafe"
-
-	"github.com/telegate/telegate/batch"
-)
+import "math"
 
 // Exemplars of telemeter uploads, pushed as Prometheus' protobuf scrape
 // ingests them: a counter's exemplar on its series and a classic bucket's
@@ -15,9 +10,6 @@ import (
 // Repeated Exemplar messages of one counter or bucket merge (labels
 // concatenate, the last value and timestamp fields win), as in the
 // reference decoder. Exemplar labels alias the body.
-
-// mfExemplarBytes is what a pushed exemplar charges besides its labels.
-const mfExemplarBytes = int(unsafe.Sizeof(batch.Exemplar{}))
 
 // mfExemplar is one exemplar being merged from its parts.
 type mfExemplar struct {
@@ -75,7 +67,7 @@ func (d *mfDecoder) exemplarPart(x field, a *mfExemplar) error {
 // endExemplar pushes the merged exemplar a onto the series under
 // construction, stamped ts if it has no timestamp.
 func (d *mfDecoder) endExemplar(a *mfExemplar, ts int64) error {
-	if !d.bud.take(mfExemplarBytes) {
+	if !d.bud.take(exemplarBytes) {
 		return d.bud.errOver("upload")
 	}
 	if a.hasTS {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"sync"
 	"unsafe"
 
 	"github.com/telegate/telegate/batch"
@@ -12,9 +13,10 @@ import (
 // Stats counts what a decoder saw, including what it dropped, so the
 // gateway can report drops.
 //
-// For remote write: Series and Samples are the TimeSeries and float samples
-// pushed into the batch; Exemplars and Histograms (native histograms) are
-// skipped; Metadata counts WriteRequest.metadata entries (skipped).
+// For remote write: Series, Samples, Histograms and Exemplars are the
+// TimeSeries, float samples, native histogram samples and exemplars pushed
+// into the batch; Metadata counts the batch.Metadata entries pushed (one
+// per metric family, see UnmarshalWriteRequest and UnmarshalWriteRequestV2).
 //
 // For telemeter uploads: Series are the series derived from the families
 // (one sample each), Samples their float samples and Histograms their
@@ -41,20 +43,28 @@ const (
 )
 
 // UnmarshalWriteRequest walks a remote write 1.0 prometheus.WriteRequest in
-// buf and pushes every TimeSeries into b (labels in wire order, float
-// samples). Exemplars, native histograms and metadata are validated,
-// counted in Stats and dropped. It accepts exactly the inputs the
-// gogo-generated prompb.WriteRequest.Unmarshal accepts.
+// buf and pushes every TimeSeries into b: labels in wire order, float
+// samples, native histograms (each as its Histogram message, see
+// batch.Histogram) and exemplars (labels in wire order). WriteRequest.metadata
+// becomes b.Metadata: one entry per metric_family_name, the first one
+// sent for a family kept and the later ones dropped, entries without a
+// family name dropped, a type outside the enum (0 to 7) read as unknown.
+// It accepts exactly the inputs the gogo-generated
+// prompb.WriteRequest.Unmarshal accepts, minus native histograms
+// Prometheus' validation refuses (see validateHistogram): those are a 400
+// for the whole request naming the series and the rule, as every other
+// content error of a decoder is.
 //
-// Label strings alias buf: buf must not be modified while b is in use; keep
-// it in b.Buf (or make it otherwise outlive b). On error, b holds a partial
-// request and should be Reset.
+// Strings and histogram messages alias buf: buf must not be modified while
+// b is in use; keep it in b.Buf (or make it otherwise outlive b). On error,
+// b holds a partial request and should be Reset.
 //
 // The Limits are enforced while walking: more than MaxSeries TimeSeries is
-// a 413 naming max_series_per_request, a TimeSeries with more than
-// MaxLabelsPerSeries labels a 400 naming max_labels_per_series, and more
-// than MaxBatchBytes of labels, samples and series (32, 16 and 48 bytes
-// each) a 413; see RemoteWriteBudget.
+// a 413 naming max_series_per_request, a TimeSeries or an exemplar with
+// more than MaxLabelsPerSeries labels a 400 naming max_labels_per_series,
+// and more than MaxBatchBytes of labels, samples, series, histograms,
+// exemplars and metadata (32, 16, 48, 32, 40 and 96 bytes each) a 413; see
+// RemoteWriteBudget.
 func UnmarshalWriteRequest(buf []byte, b *batch.Batch, l Limits) (Stats, error) {
 	return UnmarshalWriteRequestFiltered(buf, b, l, nil)
 }
@@ -63,9 +73,10 @@ func UnmarshalWriteRequest(buf []byte, b *batch.Batch, l Limits) (Stats, error) 
 // metric name: a series whose __name__ Wanted refuses is pushed with only
 // the labels up to and including __name__, its KeepLabel label (the
 // cluster-ID label, whose value the gateway checks on every series) and
-// all its samples: enough to count, report and identity-check it. Its
-// other labels are still decoded and checked, so the accepted inputs are
-// the same with or without a filter. A nil *NameFilter pushes everything.
+// all its samples, native histograms and exemplars: enough to count,
+// report and identity-check it. Its other labels are still decoded and
+// checked, so the accepted inputs (and the Stats) are the same with or
+// without a filter. A nil *NameFilter pushes everything.
 type NameFilter struct {
 	Wanted    func(name string) bool
 	KeepLabel string
@@ -78,11 +89,66 @@ func UnmarshalWriteRequestFiltered(buf []byte, b *batch.Batch, l Limits, f *Name
 		d.maxLabels = int(^uint(0) >> 1)
 	}
 	err := d.writeRequest(l.MaxSeries)
+	d.releaseFamilies()
 	if err != nil {
 		b.DiscardSeries()
 	}
 	d.st.BatchBytes = d.bud.used()
 	return d.st, err
+}
+
+// familiesPool recycles the sets that keep one metadata entry per family.
+var familiesPool = sync.Pool{New: func() any { return map[string]struct{}{} }}
+
+// maxPooledFamilies is the largest family set kept for reuse.
+const maxPooledFamilies = 16 << 10
+
+// addMetadata appends m to the batch unless its family already has an
+// entry (the first one sent wins), charging metadataBytes.
+func (d *rwDecoder) addMetadata(m batch.Metadata) error {
+	md := d.b.Metadata
+	if n := len(md); n > 0 && md[n-1].Family == m.Family { // consecutive series of one family
+		return nil
+	}
+	if d.families == nil {
+		d.families = familiesPool.Get().(map[string]struct{})
+	}
+	if _, ok := d.families[m.Family]; ok {
+		return nil
+	}
+	if !d.bud.take(metadataBytes) {
+		return d.bud.errOver("remote write")
+	}
+	d.families[m.Family] = struct{}{}
+	d.b.Metadata = append(md, m)
+	d.st.Metadata++
+	return nil
+}
+
+// releaseFamilies returns the family set to the pool, emptied so it does
+// not keep buf alive.
+func (d *rwDecoder) releaseFamilies() {
+	if d.families == nil {
+		return
+	}
+	n := len(d.families)
+	clear(d.families)
+	if n <= maxPooledFamilies {
+		familiesPool.Put(d.families)
+	}
+	d.families = nil
+}
+
+// metricType is a metadata type as batch.MetricType: remote write 1.0's
+// MetricMetadata.MetricType and 2.0's Metadata.MetricType number the
+// types alike (0 unknown/unspecified, 1 counter, 2 gauge, 3 histogram,
+// 4 gauge histogram, 5 summary, 6 info, 7 stateset); a value outside the
+// enum is unknown.
+func metricType(v uint32) batch.MetricType {
+	if v > 7 {
+		return 0
+	}
+	return batch.MetricType(v)
 }
 
 type rwDecoder struct {
@@ -95,6 +161,9 @@ type rwDecoder struct {
 	// v2 is set by the remote write 2.0 decoder, whose Sample (field 3)
 	// and Histogram (field 17) have a start_timestamp.
 	v2 bool
+	// families holds the metric families b.Metadata has an entry for
+	// (from familiesPool, taken at the first entry).
+	families map[string]struct{}
 }
 
 // varint reads a varint at i (bounded by end) the way gogo does: at most 10
@@ -271,7 +340,6 @@ func (d *rwDecoder) writeRequest(maxSeries int) error {
 			if err := d.metadata(s, e); err != nil {
 				return err
 			}
-			d.st.Metadata++
 			i = e
 		default:
 			if i, err = d.skip(i, end); err != nil {
@@ -366,10 +434,9 @@ func (d *rwDecoder) timeSeries(i, end int) error {
 			if err != nil {
 				return err
 			}
-			if err := d.histogram(s, e); err != nil {
+			if err := d.pushHistogram(s, e); err != nil {
 				return err
 			}
-			d.st.Histograms++
 			i = e
 		default:
 			var err error
@@ -487,9 +554,26 @@ func (d *rwDecoder) sample(i, end int) error {
 	return nil
 }
 
-// The remaining messages are only validated, with the field rules of the
-// reference decoder, so a request is rejected exactly when Prometheus would
-// reject it.
+// pushHistogram charges, validates and pushes the Histogram message in
+// d.buf[s:e] (a slice of buf, capped so it cannot be appended to).
+func (d *rwDecoder) pushHistogram(s, e int) error {
+	if !d.bud.take(histogramBytes) {
+		return d.bud.errOver("remote write")
+	}
+	ts, rule, err := d.histogram(s, e)
+	if err != nil {
+		return err
+	}
+	if rule != "" {
+		if d.v2 {
+			return BadRequest("remote write 2.0: timeseries[%d]: native histogram at offset %d: %s", d.st.Series, s, rule)
+		}
+		return BadRequest("remote write: timeseries[%d]: native histogram at offset %d: %s", d.st.Series, s, rule)
+	}
+	d.b.PushHistogram(ts, d.buf[s:e:e])
+	d.st.Histograms++
+	return nil
+}
 
 // scalar validates one known scalar field of wire type want at i.
 func (d *rwDecoder) scalar(wt, want, i, next, end int, field string) (int, error) {
@@ -512,7 +596,15 @@ func (d *rwDecoder) scalar(wt, want, i, next, end int, field string) (int, error
 	}
 }
 
+// exemplar reads an Exemplar and pushes it: labels in wire order, the
+// last value and timestamp.
 func (d *rwDecoder) exemplar(i, end int) error {
+	if !d.bud.take(exemplarBytes) {
+		return d.bud.errOver("remote write")
+	}
+	start, labels := i, 0
+	var ts int64
+	var v float64
 	for i < end {
 		num, wt, next, err := d.tag(i, end, "Exemplar")
 		if err != nil {
@@ -527,25 +619,50 @@ func (d *rwDecoder) exemplar(i, end int) error {
 			if err != nil {
 				return err
 			}
-			if _, _, err := d.label(s, e); err != nil {
+			name, value, err := d.label(s, e)
+			if err != nil {
 				return err
 			}
+			if labels++; labels > d.maxLabels {
+				return errLabels(fmt.Sprintf("exemplar at offset %d of timeseries[%d]", start, d.st.Series), d.maxLabels)
+			}
+			if !d.bud.take(labelBytes) {
+				return d.bud.errOver("remote write")
+			}
+			d.b.PushExemplarLabel(name, value)
 			i = e
 		case 2:
-			i, err = d.scalar(wt, wtFixed64, i, next, end, "Exemplar.value")
+			if err := wantWire(wt, wtFixed64, "Exemplar.value", i); err != nil {
+				return err
+			}
+			var bits uint64
+			if bits, i, err = d.fixed64(next, end, "Exemplar.value"); err != nil {
+				return err
+			}
+			v = math.Float64frombits(bits)
 		case 3:
-			i, err = d.scalar(wt, wtVarint, i, next, end, "Exemplar.timestamp")
+			if err := wantWire(wt, wtVarint, "Exemplar.timestamp", i); err != nil {
+				return err
+			}
+			u, e := varint(d.buf, next, end)
+			if e < 0 {
+				return varintErr(e, next, "Exemplar.timestamp")
+			}
+			ts, i = int64(u), e
 		default:
-			i, err = d.skip(i, end)
-		}
-		if err != nil {
-			return err
+			if i, err = d.skip(i, end); err != nil {
+				return err
+			}
 		}
 	}
+	d.b.PushExemplar(ts, v)
 	return nil
 }
 
+// metadata reads a MetricMetadata (type 1, metric_family_name 2, help 4,
+// unit 5; the last of each kept) and adds it (see addMetadata).
 func (d *rwDecoder) metadata(i, end int) error {
+	var m batch.Metadata
 	for i < end {
 		num, wt, next, err := d.tag(i, end, "MetricMetadata")
 		if err != nil {
@@ -553,86 +670,64 @@ func (d *rwDecoder) metadata(i, end int) error {
 		}
 		switch num {
 		case 1:
-			i, err = d.scalar(wt, wtVarint, i, next, end, "MetricMetadata.type")
+			if err := wantWire(wt, wtVarint, "MetricMetadata.type", i); err != nil {
+				return err
+			}
+			v, e := varint(d.buf, next, end)
+			if e < 0 {
+				return varintErr(e, next, "MetricMetadata.type")
+			}
+			m.Type, i = metricType(uint32(v)), e // an int32 enum: the reference keeps the low 32 bits
 		case 2, 4, 5:
-			i, err = d.scalar(wt, wtBytes, i, next, end, "MetricMetadata string")
-		default:
-			i, err = d.skip(i, end)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (d *rwDecoder) bucketSpan(i, end int) error {
-	for i < end {
-		num, wt, next, err := d.tag(i, end, "BucketSpan")
-		if err != nil {
-			return err
-		}
-		switch num {
-		case 1, 2:
-			i, err = d.scalar(wt, wtVarint, i, next, end, "BucketSpan field")
-		default:
-			i, err = d.skip(i, end)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (d *rwDecoder) histogram(i, end int) error {
-	for i < end {
-		num, wt, next, err := d.tag(i, end, "Histogram")
-		if err != nil {
-			return err
-		}
-		switch num {
-		case 1, 4, 6, 14, 15: // count_int, schema, zero_count_int, reset_hint, timestamp
-			i, err = d.scalar(wt, wtVarint, i, next, end, "Histogram field")
-		case 2, 3, 5, 7: // count_float, sum, zero_threshold, zero_count_float
-			i, err = d.scalar(wt, wtFixed64, i, next, end, "Histogram field")
-		case 8, 11: // negative_spans, positive_spans
-			if err = wantWire(wt, wtBytes, "Histogram spans", i); err != nil {
+			if err := wantWire(wt, wtBytes, "MetricMetadata string", i); err != nil {
 				return err
 			}
-			var s, e int
-			if s, e, err = d.lenDelim(next, end, "bucket span"); err != nil {
+			s, e, err := d.lenDelim(next, end, "MetricMetadata string")
+			if err != nil {
 				return err
 			}
-			err = d.bucketSpan(s, e)
+			switch num {
+			case 2:
+				m.Family = str(d.buf, s, e)
+			case 4:
+				m.Help = str(d.buf, s, e)
+			default:
+				m.Unit = str(d.buf, s, e)
+			}
 			i = e
-		case 9, 12: // negative_deltas, positive_deltas: sint64, packed or not
-			i, err = d.repeated(wt, wtVarint, i, next, end)
-		case 10, 13, 16: // negative_counts, positive_counts, custom_values: double
-			i, err = d.repeated(wt, wtFixed64, i, next, end)
-		case 17: // start_timestamp, 2.0 only
-			if d.v2 {
-				i, err = d.scalar(wt, wtVarint, i, next, end, "Histogram.start_timestamp")
-			} else {
-				i, err = d.skip(i, end)
-			}
 		default:
-			i, err = d.skip(i, end)
-		}
-		if err != nil {
-			return err
+			if i, err = d.skip(i, end); err != nil {
+				return err
+			}
 		}
 	}
-	return nil
+	if m.Family == "" {
+		return nil
+	}
+	return d.addMetadata(m)
 }
 
-// repeated validates a repeated scalar field, unpacked (wire type elem) or
-// packed. Like the reference, the elements of a packed run are read while
+// repeated reads a repeated scalar field, unpacked (wire type elem) or
+// packed, calling each with every element (a varint, or the bits of a
+// double). Like the reference, the elements of a packed run are read while
 // the cursor is before the run's end, each bounded only by the enclosing
 // message, so a run whose length splits an element ends past its length.
-func (d *rwDecoder) repeated(wt, elem, i, next, end int) (int, error) {
+func (d *rwDecoder) repeated(wt, elem, i, next, end int, each func(uint64)) (int, error) {
 	if wt == elem {
-		return d.scalar(wt, elem, i, next, end, "Histogram buckets")
+		if elem == wtVarint {
+			v, e := varint(d.buf, next, end)
+			if e < 0 {
+				return 0, varintErr(e, next, "Histogram buckets")
+			}
+			each(v)
+			return e, nil
+		}
+		v, e, err := d.fixed64(next, end, "Histogram buckets")
+		if err != nil {
+			return 0, err
+		}
+		each(v)
+		return e, nil
 	}
 	if wt != wtBytes {
 		return 0, BadRequest("protobuf: wrong wire type %d for Histogram buckets at offset %d", wt, i)
@@ -643,13 +738,16 @@ func (d *rwDecoder) repeated(wt, elem, i, next, end int) (int, error) {
 	}
 	for s < e {
 		if elem == wtVarint {
-			if _, s = varint(d.buf, s, end); s < 0 {
+			var v uint64
+			if v, s = varint(d.buf, s, end); s < 0 {
 				return 0, varintErr(s, i, "packed buckets")
 			}
+			each(v)
 		} else {
 			if end-s < 8 {
 				return 0, BadRequest("protobuf: truncated packed buckets at offset %d", i)
 			}
+			each(binary.LittleEndian.Uint64(d.buf[s:]))
 			s += 8
 		}
 	}

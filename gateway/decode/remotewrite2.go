@@ -2,6 +2,7 @@ package decode
 
 import (
 	"fmt"
+	"math"
 	"sync"
 
 	"github.com/telegate/telegate/batch"
@@ -21,9 +22,13 @@ var symbolsPool = sync.Pool{New: func() any { return new([]string) }}
 // Request in buf and pushes every TimeSeries into b, like
 // UnmarshalWriteRequestFiltered does for 1.0: labels resolved through the
 // symbols table (strings aliasing buf, in wire order, which 2.0 requires
-// sorted by name), float samples. Native histograms, exemplars and
-// metadata are validated, counted in Stats (Metadata: the series carrying
-// a metadata message with a type, help or unit) and dropped. f may be nil (see NameFilter).
+// sorted by name), float samples, native histograms (each as its 2.0
+// Histogram message, start_timestamp included, see batch.Histogram) and
+// exemplars (labels resolved through the table, in wire order). A series'
+// metadata with a type, help or unit becomes a b.Metadata entry whose
+// Family is the series' __name__ as sent (no suffix stripped; a series
+// without __name__ adds none), one entry per family: the first series'
+// metadata kept, the later ones' dropped. f may be nil (see NameFilter).
 //
 // It accepts the inputs the gogo-generated writev2.Request.Unmarshal
 // accepts, minus those that break the 2.0 spec's rules, which are a 400
@@ -32,12 +37,14 @@ var symbolsPool = sync.Pool{New: func() any { return new([]string) }}
 // (labels, exemplar labels, a metadata help_ref or unit_ref other than 0,
 // which means none), a label name
 // that is the empty string, and label names that are not sorted or
-// repeat.
+// repeat; and minus native histograms Prometheus' validation refuses (see
+// validateHistogram), also a 400 naming the series.
 //
 // The Limits are enforced while walking, as for 1.0, charging the same
-// bytes per series, label and sample plus symbolBytes per symbol. The
-// symbols table is read first (the protobuf encoding lets it follow the
-// series that use it), into a pooled []string.
+// bytes per series, label, sample, histogram, exemplar and metadata entry
+// plus symbolBytes per symbol. The symbols table is read first (the
+// protobuf encoding lets it follow the series that use it), into a pooled
+// []string.
 func UnmarshalWriteRequestV2(buf []byte, b *batch.Batch, l Limits, f *NameFilter) (Stats, error) {
 	d := v2Decoder{rwDecoder: rwDecoder{buf: buf, b: b, filter: f, bud: newBudget(l, len(buf)), maxLabels: l.MaxLabelsPerSeries, v2: true}}
 	if d.maxLabels <= 0 {
@@ -46,6 +53,7 @@ func UnmarshalWriteRequestV2(buf []byte, b *batch.Batch, l Limits, f *NameFilter
 	sp := symbolsPool.Get().(*[]string)
 	d.symbols = (*sp)[:0]
 	err := d.request(l.MaxSeries)
+	d.releaseFamilies()
 	clear(d.symbols) // the pool must not keep buf alive
 	if cap(d.symbols) <= maxPooledSymbols {
 		*sp = d.symbols[:0]
@@ -63,16 +71,16 @@ type v2Decoder struct {
 	symbols []string
 
 	// The series being decoded.
-	series       int    // its index, for error messages
-	labels       int    // labels seen on the wire
-	name         string // the name of a label whose value ref is pending
-	pending      bool
-	prev         string // the last label name, to check they are sorted
-	hasPrev      bool
-	named, skim  bool // __name__ seen; the filter refused it
-	typ          uint32
-	help, unit   uint32
-	exemplarRefs int
+	series      int    // its index, for error messages
+	labels      int    // labels seen on the wire
+	name        string // the name of a label whose value ref is pending
+	pending     bool
+	prev        string // the last label name, to check they are sorted
+	hasPrev     bool
+	named, skim bool   // __name__ seen; the filter refused it
+	metric      string // the value of __name__, "" if none
+	typ         uint32
+	help, unit  uint32
 }
 
 func (d *v2Decoder) request(maxSeries int) error {
@@ -209,7 +217,7 @@ func (d *v2Decoder) errSeries(format string, args ...any) error {
 
 func (d *v2Decoder) timeSeries(i, end int) error {
 	d.series = d.st.Series
-	d.labels, d.pending, d.hasPrev, d.named, d.skim = 0, false, false, false, false
+	d.labels, d.pending, d.hasPrev, d.named, d.skim, d.metric = 0, false, false, false, false, ""
 	d.typ, d.help, d.unit = 0, 0, 0
 	for i < end {
 		// A one-byte tag (every field of a TimeSeries) needs no varint
@@ -264,10 +272,9 @@ func (d *v2Decoder) timeSeries(i, end int) error {
 			if err != nil {
 				return err
 			}
-			if err := d.histogram(s, e); err != nil {
+			if err := d.pushHistogram(s, e); err != nil {
 				return err
 			}
-			d.st.Histograms++
 			i = e
 		case 4:
 			if err := wantWire(wt, wtBytes, "TimeSeries.exemplars", i); err != nil {
@@ -307,15 +314,26 @@ func (d *v2Decoder) timeSeries(i, end int) error {
 	// Metadata is always on the wire (gogo encodes the empty message);
 	// a reference of 0 is the empty string, "no help" or "no unit".
 	if d.typ != 0 || d.help != 0 || d.unit != 0 {
-		d.st.Metadata++
 		if d.help != 0 && int(d.help) >= len(d.symbols) {
 			return d.errSeries("metadata help_ref %d outside the symbols table (%d symbols)", d.help, len(d.symbols))
 		}
 		if d.unit != 0 && int(d.unit) >= len(d.symbols) {
 			return d.errSeries("metadata unit_ref %d outside the symbols table (%d symbols)", d.unit, len(d.symbols))
 		}
+		if d.metric != "" {
+			return d.addMetadata(batch.Metadata{Family: d.metric, Type: metricType(d.typ), Help: d.symbol(d.help), Unit: d.symbol(d.unit)})
+		}
 	}
 	return nil
+}
+
+// symbol returns the symbol ref (checked to be in the table, or 0 which
+// is "" even without a table).
+func (d *v2Decoder) symbol(ref uint32) string {
+	if ref == 0 {
+		return ""
+	}
+	return d.symbols[ref]
 }
 
 // labelRefs reads a packed run of labels_refs whose tag is at tagAt and
@@ -394,6 +412,9 @@ func (d *v2Decoder) pushLabel(name, value string) error {
 	if !d.bud.take(labelBytes) {
 		return d.bud.errOver("remote write")
 	}
+	if name == batch.MetricName { // 2.0 label names are unique
+		d.metric = value
+	}
 	switch {
 	case !d.skim:
 		d.b.PushLabel(name, value)
@@ -413,15 +434,33 @@ func btoi(b bool) int {
 	return 0
 }
 
-// exemplarV2 validates a 2.0 Exemplar: labels_refs (pairs into the
-// symbols table), value, timestamp.
+// exemplarV2 reads a 2.0 Exemplar and pushes it: labels_refs (pairs into
+// the symbols table, packed or not, in wire order), the last value and
+// timestamp.
 func (d *v2Decoder) exemplarV2(i, end int) error {
-	refs := 0
+	if !d.bud.take(exemplarBytes) {
+		return d.bud.errOver("remote write")
+	}
+	start, refs := i, 0
+	var name string
+	var ts int64
+	var v float64
 	ref := func(v uint64, off int) error {
-		refs++
-		if int(uint32(v)) >= len(d.symbols) {
-			return d.errSeries("exemplar labels_refs[%d] = %d at offset %d is outside the symbols table (%d symbols)", refs-1, uint32(v), off, len(d.symbols))
+		r := uint32(v)
+		if int(r) >= len(d.symbols) {
+			return d.errSeries("exemplar labels_refs[%d] = %d at offset %d is outside the symbols table (%d symbols)", refs, r, off, len(d.symbols))
 		}
+		if refs++; refs%2 == 1 {
+			name = d.symbols[r]
+			return nil
+		}
+		if refs/2 > d.maxLabels {
+			return errLabels(fmt.Sprintf("exemplar at offset %d of remote write 2.0 timeseries[%d]", start, d.series), d.maxLabels)
+		}
+		if !d.bud.take(labelBytes) {
+			return d.bud.errOver("remote write")
+		}
+		d.b.PushExemplarLabel(name, d.symbols[r])
 		return nil
 	}
 	for i < end {
@@ -461,19 +500,33 @@ func (d *v2Decoder) exemplarV2(i, end int) error {
 				return BadRequest("protobuf: wrong wire type %d for Exemplar.labels_refs at offset %d", wt, i)
 			}
 		case 2:
-			i, err = d.scalar(wt, wtFixed64, i, next, end, "Exemplar.value")
+			if err := wantWire(wt, wtFixed64, "Exemplar.value", i); err != nil {
+				return err
+			}
+			var bits uint64
+			if bits, i, err = d.fixed64(next, end, "Exemplar.value"); err != nil {
+				return err
+			}
+			v = math.Float64frombits(bits)
 		case 3:
-			i, err = d.scalar(wt, wtVarint, i, next, end, "Exemplar.timestamp")
+			if err := wantWire(wt, wtVarint, "Exemplar.timestamp", i); err != nil {
+				return err
+			}
+			u, e := varint(d.buf, next, end)
+			if e < 0 {
+				return varintErr(e, next, "Exemplar.timestamp")
+			}
+			ts, i = int64(u), e
 		default:
-			i, err = d.skip(i, end)
-		}
-		if err != nil {
-			return err
+			if i, err = d.skip(i, end); err != nil {
+				return err
+			}
 		}
 	}
 	if refs%2 != 0 {
 		return d.errSeries("exemplar with an odd number of labels_refs (%d)", refs)
 	}
+	d.b.PushExemplar(ts, v)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package decode
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -86,28 +87,15 @@ func genWriteRequestV2(r *rand.Rand) *writev2.Request {
 				LabelsRefs: []uint32{st.Symbolize("trace_id"), st.Symbolize(randStr(r))}, Value: randFloat(r), Timestamp: r.Int64N(1e12),
 			})
 		}
-		for range r.IntN(2) {
-			h := writev2.Histogram{
-				Sum: randFloat(r), Schema: int32(r.IntN(9)) - 4, ZeroThreshold: 1e-9,
-				NegativeSpans:  []writev2.BucketSpan{{Offset: -2, Length: 2}},
-				NegativeDeltas: []int64{1, -1},
-				PositiveSpans:  []writev2.BucketSpan{{Offset: 1, Length: 3}},
-				PositiveCounts: []float64{1, 2.5, 3},
-				ResetHint:      writev2.Histogram_RESET_HINT_GAUGE, Timestamp: r.Int64N(1e12), StartTimestamp: r.Int64N(1e12),
-			}
-			if r.IntN(2) == 0 {
-				h.Count = &writev2.Histogram_CountInt{CountInt: r.Uint64()}
-				h.ZeroCount = &writev2.Histogram_ZeroCountInt{ZeroCountInt: 3}
-			} else {
-				h.Count = &writev2.Histogram_CountFloat{CountFloat: randFloat(r)}
-				h.ZeroCount = &writev2.Histogram_ZeroCountFloat{ZeroCountFloat: 1.5}
-				h.Schema = -53
-				h.CustomValues = []float64{0.1, 1}
-			}
-			ts.Histograms = append(ts.Histograms, h)
+		for range r.IntN(3) {
+			h := genHistogram(r, r.IntN(16) == 0)
+			ts.Histograms = append(ts.Histograms, histogramV2(&h, r.Int64N(1e12)))
 		}
 		if r.IntN(2) == 0 {
-			ts.Metadata = writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_COUNTER, HelpRef: st.Symbolize(randStr(r)), UnitRef: st.Symbolize("seconds")}
+			ts.Metadata = writev2.Metadata{Type: writev2.Metadata_MetricType(r.IntN(10)), HelpRef: st.Symbolize(randStr(r))}
+			if r.IntN(2) == 0 {
+				ts.Metadata.UnitRef = st.Symbolize("seconds")
+			}
 		}
 		req.Timeseries = append(req.Timeseries, ts)
 	}
@@ -141,6 +129,11 @@ func v2SpecError(req *writev2.Request) error {
 				if j > 0 && name <= req.Symbols[ts.LabelsRefs[j-2]] {
 					return fmt.Errorf("series %d: unsorted or duplicate", i)
 				}
+			}
+		}
+		for _, h := range ts.Histograms {
+			if err := refHistogramErrorV2(&h); err != nil {
+				return fmt.Errorf("series %d: %w", i, err)
 			}
 		}
 		for _, e := range ts.Exemplars {
@@ -203,19 +196,81 @@ func checkWriteRequestV2Agrees(t testing.TB, data []byte) {
 				t.Fatalf("series %d sample %d: got %v, want %v", i, j, got.Samples[j], s)
 			}
 		}
+		if len(got.Histograms) != len(ts.Histograms) {
+			t.Fatalf("series %d: %d histograms, want %d", i, len(got.Histograms), len(ts.Histograms))
+		}
+		for j, h := range ts.Histograms {
+			var h2 writev2.Histogram
+			if err := h2.Unmarshal(got.Histograms[j].Raw); err != nil {
+				t.Fatalf("series %d histogram %d: Raw does not decode: %v", i, j, err)
+			}
+			a, _ := h2.Marshal()
+			b, _ := h.Marshal()
+			if got.Histograms[j].Timestamp != h.Timestamp || !bytes.Equal(a, b) {
+				t.Fatalf("series %d histogram %d: got ts %d %x, want ts %d %x", i, j, got.Histograms[j].Timestamp, a, h.Timestamp, b)
+			}
+		}
+		if len(got.Exemplars) != len(ts.Exemplars) {
+			t.Fatalf("series %d: %d exemplars, want %d", i, len(got.Exemplars), len(ts.Exemplars))
+		}
+		for j, e := range ts.Exemplars {
+			var ls []batch.Label
+			for k := 0; k < len(e.LabelsRefs); k += 2 {
+				ls = append(ls, batch.Label{Name: ref.Symbols[e.LabelsRefs[k]], Value: ref.Symbols[e.LabelsRefs[k+1]]})
+			}
+			sameExemplar(t, got.Exemplars[j], ls, e.Value, e.Timestamp)
+			want.BatchBytes += exemplarBytes + len(ls)*labelBytes
+		}
 		want.Samples += len(ts.Samples)
 		want.Exemplars += len(ts.Exemplars)
 		want.Histograms += len(ts.Histograms)
-		want.BatchBytes += seriesBytes + len(got.Labels)*labelBytes + len(ts.Samples)*sampleBytes
+		want.BatchBytes += seriesBytes + len(got.Labels)*labelBytes + len(ts.Samples)*sampleBytes + len(ts.Histograms)*histogramBytes
 	}
-	for _, ts := range ref.Timeseries {
-		if m := ts.Metadata; m.Type != 0 || m.HelpRef != 0 || m.UnitRef != 0 {
-			want.Metadata++
-		}
+	md := wantMetadataV2(&ref)
+	if !slices.Equal(b.Metadata, md) {
+		t.Fatalf("metadata: got %+v, want %+v", b.Metadata, md)
 	}
+	want.Metadata = len(md)
+	want.BatchBytes += len(md) * metadataBytes
 	if st != want {
 		t.Fatalf("stats: got %+v, want %+v", st, want)
 	}
+}
+
+// wantMetadataV2 is the metadata UnmarshalWriteRequestV2 makes of the
+// reference's: one entry per __name__ (the first series' metadata), from
+// series with a type, help or unit; the types numbered alike.
+func wantMetadataV2(req *writev2.Request) []batch.Metadata {
+	var out []batch.Metadata
+	seen := map[string]bool{}
+	for _, ts := range req.Timeseries {
+		m := ts.Metadata
+		if m.Type == 0 && m.HelpRef == 0 && m.UnitRef == 0 {
+			continue
+		}
+		name := ""
+		for k := 0; k < len(ts.LabelsRefs); k += 2 {
+			if req.Symbols[ts.LabelsRefs[k]] == batch.MetricName {
+				name = req.Symbols[ts.LabelsRefs[k+1]]
+			}
+		}
+		if name == "" || seen[name] {
+			continue
+		}
+		seen[name] = true
+		typ := batch.MetricType(m.Type)
+		if m.Type < 0 || m.Type > 7 {
+			typ = 0
+		}
+		sym := func(ref uint32) string {
+			if ref == 0 {
+				return ""
+			}
+			return req.Symbols[ref]
+		}
+		out = append(out, batch.Metadata{Family: name, Type: typ, Help: sym(m.HelpRef), Unit: sym(m.UnitRef)})
+	}
+	return out
 }
 
 // checkV2Filtered decodes data with testFilter: the outcome and counts are
@@ -241,10 +296,11 @@ func checkV2Filtered(t testing.TB, data []byte, full *batch.Batch, stFull Stats,
 				named, skim = true, !testFilter.Wanted(l.Value)
 			}
 		}
-		if got := filtered.Series[i]; !slices.Equal(got.Labels, want) || len(got.Samples) != len(s.Samples) {
+		if got := filtered.Series[i]; !slices.Equal(got.Labels, want) {
 			t.Fatalf("series %d filtered: got %v, want labels %v", i, got, want)
 		}
 	}
+	sameSeriesContent(t, filtered, full)
 }
 
 // classicV2 is a 2.0 request of classic histogram buckets: series

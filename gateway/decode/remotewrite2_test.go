@@ -3,6 +3,7 @@ package decode
 import (
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/prometheus/prompb"
@@ -51,10 +52,22 @@ func TestUnmarshalWriteRequestV2(t *testing.T) {
 		}
 	}
 	wantSt := Stats{Series: 2, Samples: 2, Exemplars: 1, Histograms: 1, Metadata: 1,
-		BatchBytes: len(v2Symbols)*symbolBytes + 2*seriesBytes + 4*labelBytes + 2*sampleBytes}
+		BatchBytes: len(v2Symbols)*symbolBytes + 2*seriesBytes + 4*labelBytes + 2*sampleBytes + histogramBytes + exemplarBytes + labelBytes + metadataBytes}
 	if st != wantSt {
 		t.Errorf("stats %+v, want %+v", st, wantSt)
 	}
+	sameExemplar(t, b.Series[0].Exemplars[0], []batch.Label{{Name: "job", Value: "api"}}, 1, 1000)
+	if h := b.Series[1].Histograms; len(h) != 1 || h[0].Timestamp != 1000 {
+		t.Errorf("histograms %+v", h)
+	} else if want, _ := full.Timeseries[1].Histograms[0].Marshal(); !slices.Equal(h[0].Raw, want) {
+		t.Errorf("histogram %x, want it as sent (start_timestamp included) %x", h[0].Raw, want)
+	}
+	// The second series' metadata (empty) adds nothing; the first's is
+	// its family's, named by __name__ as sent.
+	if want := []batch.Metadata{{Family: "up", Type: 2, Help: "help text", Unit: "seconds"}}; !slices.Equal(b.Metadata, want) {
+		t.Errorf("metadata %+v, want %+v", b.Metadata, want)
+	}
+	checkWriteRequestV2Agrees(t, marshalV2(t, full))
 
 	// Symbols may follow the series that use them.
 	data := marshalV2(t, v2Req(nil, full.Timeseries...))
@@ -97,6 +110,10 @@ func TestUnmarshalWriteRequestV2Errors(t *testing.T) {
 			Metadata: writev2.Metadata{HelpRef: 9}}), "metadata help_ref 9 outside the symbols table (9 symbols)"},
 		{"unit_ref out of range", v2Req(v2Symbols, writev2.TimeSeries{LabelsRefs: []uint32{1, 2},
 			Metadata: writev2.Metadata{UnitRef: 1 << 31}}), "metadata unit_ref 2147483648"},
+		{"invalid histogram", v2Req(v2Symbols, ts(1, 2), writev2.TimeSeries{LabelsRefs: []uint32{1, 2},
+			Histograms: []writev2.Histogram{{Schema: 9}}}), "timeseries[1]: native histogram at offset"},
+		{"float histogram with deltas", v2Req(v2Symbols, writev2.TimeSeries{LabelsRefs: []uint32{1, 2},
+			Histograms: []writev2.Histogram{{Count: &writev2.Histogram_CountFloat{}, PositiveDeltas: []int64{0}}}}), "float histogram (count_float) with integer fields"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			data := marshalV2(t, c.req)
@@ -177,17 +194,77 @@ func TestUnmarshalWriteRequestV2Limits(t *testing.T) {
 	}
 }
 
+// Metadata: one entry per family, the first series' kept; a series
+// without __name__ adds none; 2.0 types map to batch.MetricType.
+func TestUnmarshalWriteRequestV2Metadata(t *testing.T) {
+	syms := []string{"", "__name__", "a", "b", "job", "help a", "help b", "bytes"}
+	md := func(typ writev2.Metadata_MetricType, help, unit uint32) writev2.Metadata {
+		return writev2.Metadata{Type: typ, HelpRef: help, UnitRef: unit}
+	}
+	req := v2Req(syms,
+		writev2.TimeSeries{LabelsRefs: []uint32{1, 2}, Metadata: md(writev2.Metadata_METRIC_TYPE_COUNTER, 5, 0)},
+		writev2.TimeSeries{LabelsRefs: []uint32{1, 2, 4, 3}, Metadata: md(writev2.Metadata_METRIC_TYPE_GAUGE, 6, 0)},
+		writev2.TimeSeries{LabelsRefs: []uint32{4, 2}, Metadata: md(writev2.Metadata_METRIC_TYPE_SUMMARY, 5, 0)},
+		writev2.TimeSeries{LabelsRefs: []uint32{1, 3}, Metadata: md(writev2.Metadata_METRIC_TYPE_STATESET, 6, 7)},
+		writev2.TimeSeries{LabelsRefs: []uint32{1, 2}, Metadata: md(writev2.Metadata_METRIC_TYPE_INFO, 0, 0)},
+	)
+	data := marshalV2(t, req)
+	b := &batch.Batch{}
+	st, err := UnmarshalWriteRequestV2(data, b, Limits{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []batch.Metadata{{Family: "a", Type: 1, Help: "help a"}, {Family: "b", Type: 7, Help: "help b", Unit: "bytes"}}
+	if !slices.Equal(b.Metadata, want) || st.Metadata != 2 {
+		t.Fatalf("metadata %+v (%d), want %+v", b.Metadata, st.Metadata, want)
+	}
+	checkWriteRequestV2Agrees(t, data)
+	// Every 2.0 type is the 1.0 type of the same name.
+	for v, name := range writev2.Metadata_MetricType_name {
+		want, ok := prompb.MetricMetadata_MetricType_value[strings.TrimPrefix(name, "METRIC_TYPE_")]
+		if name == "METRIC_TYPE_UNSPECIFIED" {
+			want, ok = 0, true // 1.0's UNKNOWN
+		}
+		if got := metricType(uint32(v)); !ok || int32(got) != want {
+			t.Errorf("%s: %d, want %d", name, got, want)
+		}
+	}
+	if metricType(8) != 0 || metricType(1<<31) != 0 {
+		t.Error("a type outside the enum is not unknown")
+	}
+}
+
+// Exemplar labels count against MaxLabelsPerSeries, one exemplar at a time.
+func TestUnmarshalWriteRequestV2ExemplarLabels(t *testing.T) {
+	req := v2Req(v2Symbols, writev2.TimeSeries{LabelsRefs: []uint32{1, 2},
+		Exemplars: []writev2.Exemplar{{LabelsRefs: []uint32{3, 4, 5, 6}}, {LabelsRefs: []uint32{3, 4}}}})
+	data := marshalV2(t, req)
+	if _, err := UnmarshalWriteRequestV2(data, &batch.Batch{}, Limits{MaxLabelsPerSeries: 2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := UnmarshalWriteRequestV2(data, &batch.Batch{}, Limits{MaxLabelsPerSeries: 1}, nil)
+	wantError(t, err, 400, "remote write 2.0 timeseries[0] has more than 1 labels, over max_labels_per_series")
+	st, err := UnmarshalWriteRequestV2(data, &batch.Batch{}, Limits{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = UnmarshalWriteRequestV2(data, &batch.Batch{}, Limits{MaxBatchBytes: st.BatchBytes - 1}, nil)
+	wantError(t, err, 413, "remote write expands")
+}
+
 func TestUnmarshalWriteRequestV2Filtered(t *testing.T) {
 	syms := []string{"", "__name__", "zz_metric", "_id", "c1", "job", "api", "a_metric"}
 	req := v2Req(syms,
-		writev2.TimeSeries{LabelsRefs: []uint32{1, 2, 3, 4, 5, 6}, Samples: []writev2.Sample{{Value: 1}, {Value: 2}}},
+		writev2.TimeSeries{LabelsRefs: []uint32{1, 2, 3, 4, 5, 6}, Samples: []writev2.Sample{{Value: 1}, {Value: 2}},
+			Histograms: []writev2.Histogram{{Timestamp: 5}}, Exemplars: []writev2.Exemplar{{LabelsRefs: []uint32{5, 6}}}},
 		writev2.TimeSeries{LabelsRefs: []uint32{1, 7, 3, 4, 5, 6}, Samples: []writev2.Sample{{Value: 3}}})
 	data := marshalV2(t, req)
 	b := &batch.Batch{}
 	if _, err := UnmarshalWriteRequestV2(data, b, Limits{}, testFilter); err != nil {
 		t.Fatal(err)
 	}
-	if got := b.Series[0].Labels; !slices.Equal(got, []batch.Label{{Name: "__name__", Value: "zz_metric"}, {Name: "_id", Value: "c1"}}) || len(b.Series[0].Samples) != 2 {
+	if got := b.Series[0].Labels; !slices.Equal(got, []batch.Label{{Name: "__name__", Value: "zz_metric"}, {Name: "_id", Value: "c1"}}) ||
+		len(b.Series[0].Samples) != 2 || len(b.Series[0].Histograms) != 1 || len(b.Series[0].Exemplars) != 1 {
 		t.Errorf("skimmed series: %v", b.Series[0])
 	}
 	if got := b.Series[1].Labels; len(got) != 3 {

@@ -33,19 +33,29 @@ func wantError(t *testing.T, err error, status int, substr string) {
 }
 
 func TestUnmarshalWriteRequest(t *testing.T) {
+	h1 := prompb.Histogram{Count: &prompb.Histogram_CountInt{CountInt: 3}, ZeroCount: &prompb.Histogram_ZeroCountInt{ZeroCountInt: 1}, Sum: 4, Schema: 2,
+		PositiveSpans: []prompb.BucketSpan{{Offset: -1, Length: 2}}, PositiveDeltas: []int64{1, 0}, Timestamp: 30}
+	h2 := prompb.Histogram{Count: &prompb.Histogram_CountFloat{CountFloat: 2.5}, Sum: 1, Schema: -53, CustomValues: []float64{1},
+		PositiveSpans: []prompb.BucketSpan{{Length: 2}}, PositiveCounts: []float64{0.5, 2}, Timestamp: -40}
 	wr := &prompb.WriteRequest{
 		Timeseries: []prompb.TimeSeries{
 			{
 				Labels:    []prompb.Label{{Name: "__name__", Value: "up"}, {Name: "job", Value: "a"}},
 				Samples:   []prompb.Sample{{Value: 1, Timestamp: 10}, {Value: 2, Timestamp: -20}},
-				Exemplars: []prompb.Exemplar{{Value: 1}},
+				Exemplars: []prompb.Exemplar{{Value: 1}, {Labels: []prompb.Label{{Name: "trace_id", Value: "abc"}, {Name: "span_id", Value: "d"}}, Value: 0.5, Timestamp: 11}},
 			},
 			{
 				Labels:     []prompb.Label{{Name: "__name__", Value: "h"}},
-				Histograms: []prompb.Histogram{{Count: &prompb.Histogram_CountInt{CountInt: 3}}, {Sum: 1}},
+				Histograms: []prompb.Histogram{h1, h2},
 			},
 		},
-		Metadata: []prompb.MetricMetadata{{MetricFamilyName: "up"}},
+		Metadata: []prompb.MetricMetadata{
+			{MetricFamilyName: "up", Type: prompb.MetricMetadata_GAUGE, Help: "Up.", Unit: "bool"},
+			{MetricFamilyName: "h", Type: prompb.MetricMetadata_HISTOGRAM},
+			{MetricFamilyName: "up", Type: prompb.MetricMetadata_COUNTER}, // a repeated family: the first wins
+			{Help: "no family"},
+			{MetricFamilyName: "x", Type: 42}, // outside the enum: unknown
+		},
 	}
 	data := mustMarshal(t, wr)
 	b := &batch.Batch{}
@@ -53,8 +63,8 @@ func TestUnmarshalWriteRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (Stats{Series: 2, Samples: 2, Exemplars: 1, Histograms: 2, Metadata: 1,
-		BatchBytes: 2*seriesBytes + 3*labelBytes + 2*sampleBytes}); st != want {
+	if want := (Stats{Series: 2, Samples: 2, Exemplars: 2, Histograms: 2, Metadata: 3,
+		BatchBytes: 2*seriesBytes + 3*labelBytes + 2*sampleBytes + 2*histogramBytes + 2*exemplarBytes + 2*labelBytes + 3*metadataBytes}); st != want {
 		t.Fatalf("stats %+v, want %+v", st, want)
 	}
 	if len(b.Series) != 2 || b.Series[0].Name() != "up" || len(b.Series[1].Samples) != 0 {
@@ -63,13 +73,66 @@ func TestUnmarshalWriteRequest(t *testing.T) {
 	if got := b.Series[0].Samples; got[0] != (batch.Sample{Timestamp: 10, Value: 1}) || got[1] != (batch.Sample{Timestamp: -20, Value: 2}) {
 		t.Fatalf("samples %v", got)
 	}
-	// Strings alias the buffer: no copies.
-	v := b.Series[0].Labels[1].Value
-	p := uintptr(unsafe.Pointer(unsafe.StringData(v)))
-	if base := uintptr(unsafe.Pointer(&data[0])); p < base || p >= base+uintptr(len(data)) {
-		t.Fatal("label value does not alias the buffer")
+	sameExemplar(t, b.Series[0].Exemplars[0], nil, 1, 0)
+	sameExemplar(t, b.Series[0].Exemplars[1], []batch.Label{{Name: "trace_id", Value: "abc"}, {Name: "span_id", Value: "d"}}, 0.5, 11)
+	sameHistograms(t, b.Series[1].Histograms, []prompb.Histogram{h1, h2})
+	if want := []batch.Metadata{{Family: "up", Type: 2, Help: "Up.", Unit: "bool"}, {Family: "h", Type: 3}, {Family: "x"}}; !slices.Equal(b.Metadata, want) {
+		t.Fatalf("metadata %+v, want %+v", b.Metadata, want)
+	}
+	// Strings and histograms alias the buffer: no copies.
+	base, end := uintptr(unsafe.Pointer(&data[0])), uintptr(unsafe.Pointer(&data[0]))+uintptr(len(data))
+	for what, p := range map[string]unsafe.Pointer{
+		"label value":     unsafe.Pointer(unsafe.StringData(b.Series[0].Labels[1].Value)),
+		"exemplar label":  unsafe.Pointer(unsafe.StringData(b.Series[0].Exemplars[1].Labels[0].Value)),
+		"histogram":       unsafe.Pointer(&b.Series[1].Histograms[0].Raw[0]),
+		"metadata help":   unsafe.Pointer(unsafe.StringData(b.Metadata[0].Help)),
+		"metadata family": unsafe.Pointer(unsafe.StringData(b.Metadata[1].Family)),
+	} {
+		if p := uintptr(p); p < base || p >= end {
+			t.Errorf("%s does not alias the buffer", what)
+		}
+	}
+	if h := b.Series[1].Histograms[0].Raw; cap(h) != len(h) {
+		t.Error("a histogram's Raw can be appended to, over its neighbour")
 	}
 	checkWriteRequestAgrees(t, data)
+
+	// An invalid histogram is a 400 for the request, naming the series and
+	// the rule.
+	wr.Timeseries[1].Histograms[0].PositiveDeltas[1] = -2
+	_, err = UnmarshalWriteRequest(mustMarshal(t, wr), &batch.Batch{}, Limits{})
+	wantError(t, err, 400, "remote write: timeseries[1]: native histogram at offset")
+	wantError(t, err, 400, "positive side: bucket 2 has a negative count -1")
+	checkWriteRequestAgrees(t, mustMarshal(t, wr))
+}
+
+// Histograms, exemplars and metadata are charged to MaxBatchBytes, and
+// exemplar labels count against MaxLabelsPerSeries.
+func TestUnmarshalWriteRequestChargesEverything(t *testing.T) {
+	h := prompb.Histogram{Count: &prompb.Histogram_CountInt{CountInt: 1}, PositiveSpans: []prompb.BucketSpan{{Length: 1}}, PositiveDeltas: []int64{1}}
+	ex := prompb.Exemplar{Labels: []prompb.Label{{Name: "a", Value: "1"}, {Name: "b", Value: "2"}, {Name: "c", Value: "3"}}}
+	for _, wr := range []*prompb.WriteRequest{
+		{Timeseries: []prompb.TimeSeries{{Histograms: []prompb.Histogram{h, h, h}}}},
+		{Timeseries: []prompb.TimeSeries{{Exemplars: []prompb.Exemplar{ex, ex}}}},
+		{Metadata: []prompb.MetricMetadata{{MetricFamilyName: "a"}, {MetricFamilyName: "b"}, {MetricFamilyName: "a"}}},
+	} {
+		data := mustMarshal(t, wr)
+		st, err := UnmarshalWriteRequest(data, &batch.Batch{}, Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := UnmarshalWriteRequest(data, &batch.Batch{}, Limits{MaxBatchBytes: st.BatchBytes}); err != nil {
+			t.Fatalf("at the exact charge %d: %v", st.BatchBytes, err)
+		}
+		_, err = UnmarshalWriteRequest(data, &batch.Batch{}, Limits{MaxBatchBytes: st.BatchBytes - 1})
+		wantError(t, err, 413, "remote write expands to more than")
+	}
+	data := mustMarshal(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: []prompb.Label{{Name: "x", Value: "y"}}, Exemplars: []prompb.Exemplar{ex}}}})
+	if _, err := UnmarshalWriteRequest(data, &batch.Batch{}, Limits{MaxLabelsPerSeries: 3}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := UnmarshalWriteRequest(data, &batch.Batch{}, Limits{MaxLabelsPerSeries: 2})
+	wantError(t, err, 400, "exemplar at offset 12 of timeseries[0] has more than 2 labels, over max_labels_per_series")
 }
 
 func TestUnmarshalWriteRequestMaxSeries(t *testing.T) {
@@ -140,7 +203,9 @@ func TestUnmarshalWriteRequestUnknownFields(t *testing.T) {
 // A packed run whose length splits an element is accepted by the reference
 // (it reads on up to the message end); we must agree.
 func TestUnmarshalWriteRequestPackedQuirk(t *testing.T) {
-	h := []byte{0x52, 0x03, 0, 0, 0, 0, 0, 0, 0, 0} // field 10 packed, length 3, 8 bytes of double
+	// A float histogram (count_float 0) with one negative span of one
+	// bucket, whose count is field 10 packed, length 3, 8 bytes of double.
+	h := []byte{0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0x42, 0x02, 0x10, 0x01, 0x52, 0x03, 0, 0, 0, 0, 0, 0, 0, 0}
 	ts := append([]byte{0x22, byte(len(h))}, h...)
 	data := append([]byte{0x0a, byte(len(ts))}, ts...)
 	if _, err := UnmarshalWriteRequest(data, &batch.Batch{}, Limits{}); err != nil {
@@ -219,7 +284,8 @@ func BenchmarkGogoUnmarshal(bm *testing.B) {
 func TestUnmarshalWriteRequestFiltered(t *testing.T) {
 	wr := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
 		{Labels: []prompb.Label{{Name: "A", Value: "1"}, {Name: "__name__", Value: "zzz"}, {Name: "_id", Value: "c"}, {Name: "b", Value: "2"}},
-			Samples: []prompb.Sample{{Value: 1, Timestamp: 1}, {Value: 2, Timestamp: 2}}},
+			Samples:    []prompb.Sample{{Value: 1, Timestamp: 1}, {Value: 2, Timestamp: 2}},
+			Histograms: []prompb.Histogram{{Timestamp: 3}}, Exemplars: []prompb.Exemplar{{Value: 1}}},
 		{Labels: []prompb.Label{{Name: "__name__", Value: "abc"}, {Name: "__name__", Value: "zzz"}, {Name: "b", Value: "2"}},
 			Samples: []prompb.Sample{{Value: 3, Timestamp: 3}}},
 	}}
@@ -236,9 +302,10 @@ func TestUnmarshalWriteRequestFiltered(t *testing.T) {
 		}
 		got = append(got, strings.Join(ls, ","))
 	}
-	// The refused series keeps what precedes and names it, and its _id;
-	// only the first __name__ decides.
-	if want := []string{"A=1,__name__=zzz,_id=c", "__name__=abc,__name__=zzz,b=2"}; !slices.Equal(got, want) || st.Samples != 3 || len(b.Series[0].Samples) != 2 {
+	// The refused series keeps what precedes and names it, and its _id,
+	// and its samples; only the first __name__ decides.
+	if want := []string{"A=1,__name__=zzz,_id=c", "__name__=abc,__name__=zzz,b=2"}; !slices.Equal(got, want) || st.Samples != 3 || len(b.Series[0].Samples) != 2 ||
+		len(b.Series[0].Histograms) != 1 || len(b.Series[0].Exemplars) != 1 {
 		t.Fatalf("got %q (stats %+v), want %q", got, st, want)
 	}
 }
