@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/prompb"
@@ -521,5 +522,67 @@ func TestUnmarshalMetricFamiliesExemplars(t *testing.T) {
 	checkMetricFamiliesAgree(t, data)
 	if len(b.Series) != 1 || len(b.Series[0].Exemplars) != 1 || len(b.Series[0].Exemplars[0].Labels) != 2 {
 		t.Fatalf("merged exemplar: %v", b.Series)
+	}
+}
+
+// Honest uploads of native histograms (client_golang's, with exemplars,
+// native only or beside classic buckets) charge far below the upload
+// multiple.
+func TestHonestAmplificationUploadNative(t *testing.T) {
+	for _, c := range []struct {
+		labels  int
+		classic bool
+	}{{3, false}, {3, true}, {10, false}, {20, true}} {
+		reg := prometheus.NewRegistry()
+		var names []string
+		for i := range c.labels {
+			names = append(names, fmt.Sprintf("label_%d", i))
+		}
+		opts := prometheus.HistogramOpts{Name: "request_duration_seconds", Help: "h", NativeHistogramBucketFactor: 1.1}
+		if c.classic {
+			opts.Buckets = prometheus.DefBuckets
+		}
+		hv := prometheus.NewHistogramVec(opts, names)
+		reg.MustRegister(hv)
+		r := rand.New(rand.NewPCG(1, 2))
+		for s := range 50 {
+			var vals []string
+			for i := range c.labels {
+				vals = append(vals, fmt.Sprintf("value-%d-%d", i, s))
+			}
+			o := hv.WithLabelValues(vals...)
+			for n := range 1000 {
+				v := r.ExpFloat64() / 10
+				if n%50 == 0 {
+					o.(prometheus.ExemplarObserver).ObserveWithExemplar(v, prometheus.Labels{"trace_id": fmt.Sprintf("%032x", r.Uint64())})
+				} else {
+					o.Observe(v)
+				}
+			}
+		}
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := encodeFamilies(t, mfs)
+		b := &batch.Batch{}
+		st, err := UnmarshalMetricFamilies(data, b, testNow, false, Limits{})
+		if err != nil || st.Histograms != 50 {
+			t.Fatalf("%+v %v", st, err)
+		}
+		for _, s := range b.Series {
+			for _, h := range s.Histograms {
+				var ph prompb.Histogram
+				if err := ph.Unmarshal(h.Raw); err != nil || ph.ToIntHistogram().Validate() != nil {
+					t.Fatalf("%+v: %v", ph, err)
+				}
+			}
+		}
+		ratio := float64(st.BatchBytes) / float64(len(data))
+		t.Logf("native histograms %2d labels, classic buckets %5v: %7d decoded bytes, %d exemplars pushed, %5.2f per decoded byte",
+			c.labels, c.classic, len(data), b.Exemplars(), ratio)
+		if st.BatchBytes > uploadPerByte*len(data) {
+			t.Errorf("over the multiple %d", uploadPerByte)
+		}
 	}
 }
