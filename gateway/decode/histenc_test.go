@@ -103,7 +103,7 @@ func genNative(r *rand.Rand, h *dto.Histogram) {
 // histenc.go for the one extension) and validates it; nil when h is not a
 // native histogram.
 func refNative(h *dto.Histogram, gauge bool) (*histogram.FloatHistogram, bool, error) {
-	if h == nil || len(h.PositiveSpan) == 0 && len(h.NegativeSpan) == 0 && h.GetZeroThreshold() <= 0 && h.GetZeroCount() == 0 {
+	if h == nil || len(h.PositiveSpan) == 0 && len(h.NegativeSpan) == 0 && !(h.GetZeroThreshold() > 0) && h.GetZeroCount() == 0 { // NaN is not > 0
 		return nil, false, nil
 	}
 	spans := func(in []*dto.BucketSpan) []histogram.Span {
