@@ -28,8 +28,12 @@ import (
 // (what a Prometheus scraping it would send): count, sum, schema,
 // zero_threshold, zero count, spans (without zero-length spans, adjacent
 // spans joined, as Compact does), deltas or counts, reset_hint GAUGE for a
-// gauge histogram, and the sample's timestamp. It must pass Prometheus'
-// histogram Validate on that encoding, or the upload is a 400.
+// gauge histogram, and the sample's timestamp. The rules of Prometheus'
+// histogram Validate apply to the histogram as sent (its spans before they
+// are joined; the schema -4 to 8, or -53 without custom bounds, which the
+// exposition format cannot carry; reserved schemas are refused as by the
+// remote write validator); the encoding then passes Validate too. An
+// invalid native histogram makes the upload a 400.
 
 // mfNativeHist gathers, over the merged Histogram fields of one metric (in
 // wire order), what decides whether it is native and valid.
