@@ -352,7 +352,11 @@ func genFamilies(r *rand.Rand) []*dto.MetricFamily {
 
 func setValue(r *rand.Rand, m *dto.Metric, typ dto.MetricType) {
 	ex := func() *dto.Exemplar {
-		return &dto.Exemplar{Label: []*dto.LabelPair{{Name: ptr("trace_id"), Value: ptr(randStr(r))}}, Value: ptr(randFloat(r)), Timestamp: timestamppb.New(timestamppb.Now().AsTime())}
+		x := &dto.Exemplar{Label: []*dto.LabelPair{{Name: ptr("trace_id"), Value: ptr(randStr(r))}}, Value: ptr(randFloat(r))}
+		if r.IntN(3) != 0 {
+			x.Timestamp = timestamppb.New(timestamppb.Now().AsTime())
+		}
+		return x
 	}
 	switch typ {
 	case dto.MetricType_COUNTER:
@@ -396,7 +400,9 @@ func setValue(r *rand.Rand, m *dto.Metric, typ dto.MetricType) {
 		}
 		if r.IntN(3) == 0 {
 			genNative(r, h)
-			h.Exemplars = []*dto.Exemplar{ex()}
+			for range r.IntN(3) {
+				h.Exemplars = append(h.Exemplars, ex())
+			}
 			h.CreatedTimestamp = timestamppb.Now()
 		}
 		m.Histogram = h
@@ -418,6 +424,34 @@ type refSeries struct {
 	// A native histogram sample instead of v; hFloat: a float histogram.
 	h      *histogram.FloatHistogram
 	hFloat bool
+	ex     []batch.Exemplar
+}
+
+// refExemplars converts exemplars as Prometheus' scrape does: nil ones
+// are absent, those without a timestamp are stamped ts, or dropped when
+// needTS.
+func refExemplars(ts int64, needTS bool, exs ...*dto.Exemplar) []batch.Exemplar {
+	var out []batch.Exemplar
+	for _, x := range exs {
+		if x == nil || needTS && x.Timestamp == nil {
+			continue
+		}
+		e := batch.Exemplar{Value: x.GetValue(), Timestamp: ts}
+		if x.Timestamp != nil {
+			e.Timestamp = x.Timestamp.GetSeconds()*1000 + int64(x.Timestamp.GetNanos()/1_000_000)
+		}
+		for _, l := range x.Label {
+			e.Labels = append(e.Labels, batch.Label{Name: l.GetName(), Value: l.GetValue()})
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func sameExemplars(a, b []batch.Exemplar) bool {
+	return slices.EqualFunc(a, b, func(x, y batch.Exemplar) bool {
+		return x.Timestamp == y.Timestamp && math.Float64bits(x.Value) == math.Float64bits(y.Value) && slices.Equal(x.Labels, y.Labels)
+	})
 }
 
 // refMetricFamilies is the reference path: google.golang.org/protobuf
@@ -468,6 +502,7 @@ func refMetricFamilies(data []byte, now int64, serverTime bool) ([]refSeries, er
 					return nil, errors.New("no counter")
 				}
 				add(name, "", "", m.Counter.GetValue())
+				out[len(out)-1].ex = refExemplars(ts, false, m.Counter.Exemplar)
 			case dto.MetricType_GAUGE:
 				if m.Gauge == nil {
 					return nil, errors.New("no gauge")
@@ -499,6 +534,13 @@ func refMetricFamilies(data []byte, now int64, serverTime bool) ([]refSeries, er
 				if nh != nil {
 					add(name, "", "", 0)
 					out[len(out)-1].h, out[len(out)-1].hFloat = nh, fl
+					exs := h.Exemplars
+					if len(exs) == 0 {
+						for _, b := range h.Bucket {
+							exs = append(exs, b.Exemplar)
+						}
+					}
+					out[len(out)-1].ex = refExemplars(ts, true, exs...)
 					if len(h.Bucket) == 0 {
 						continue
 					}
@@ -510,6 +552,7 @@ func refMetricFamilies(data []byte, now int64, serverTime bool) ([]refSeries, er
 						v = float64(b.GetCumulativeCount())
 					}
 					add(name+"_bucket", "le", refFloat(b.GetUpperBound()), v)
+					out[len(out)-1].ex = refExemplars(ts, false, b.Exemplar)
 					inf = inf || math.IsInf(b.GetUpperBound(), 1)
 				}
 				count := h.GetSampleCountFloat()
@@ -570,7 +613,7 @@ func checkFamiliesFiltered(t testing.TB, data []byte, now int64, serverTime bool
 		}
 		sameHist := func(a, b batch.Histogram) bool { return a.Timestamp == b.Timestamp && bytes.Equal(a.Raw, b.Raw) }
 		if got.Name() != want.Name() || !slices.EqualFunc(got.Samples, want.Samples, sameSample) ||
-			!slices.EqualFunc(got.Histograms, want.Histograms, sameHist) {
+			!slices.EqualFunc(got.Histograms, want.Histograms, sameHist) || !sameExemplars(got.Exemplars, want.Exemplars) {
 			t.Fatalf("series %d filtered: %v, want %v", i, got, want)
 		}
 		if testFilter.Wanted(want.Name()) {
@@ -623,6 +666,9 @@ func checkMetricFamiliesAgree(t testing.TB, data []byte) {
 			got := b.Series[i]
 			if !slices.Equal(sortedLabels(got.Labels), sortedLabels(want.labels)) {
 				t.Fatalf("series %d labels: got %v, want %v", i, got.Labels, want.labels)
+			}
+			if !sameExemplars(got.Exemplars, want.ex) {
+				t.Fatalf("series %d %v: got exemplars %v, want %v", i, want.labels, got.Exemplars, want.ex)
 			}
 			if want.h != nil {
 				if len(got.Samples) != 0 || len(got.Histograms) != 1 || got.Histograms[0].Timestamp != want.ts {

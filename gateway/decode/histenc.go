@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
-	"unsafe"
-
-	"github.com/telegate/telegate/batch"
 )
 
 // Native histograms of telemeter uploads.
@@ -31,22 +28,27 @@ import (
 // (what a Prometheus scraping it would send): count, sum, schema,
 // zero_threshold, zero count, spans (without zero-length spans, adjacent
 // spans joined, as Compact does), deltas or counts, reset_hint GAUGE for a
-// gauge histogram, and the sample's timestamp. It must pass Prometheus'
-// histogram Validate on that encoding, or the upload is a 400.
+// gauge histogram, and the sample's timestamp. The rules of Prometheus'
+// histogram Validate apply to the histogram as sent (its spans before they
+// are joined; the schema -4 to 8, or -53 without custom bounds, which the
+// exposition format cannot carry; reserved schemas are refused as by the
+// remote write validator); the encoding then passes Validate too. An
+// invalid native histogram makes the upload a 400.
 
-// nativeHist gathers, over the merged Histogram fields of one metric (in
+// mfNativeHist gathers, over the merged Histogram fields of one metric (in
 // wire order), what decides whether it is native and valid.
-type nativeHist struct {
+type mfNativeHist struct {
 	schema         int32
 	zeroThreshold  float64
 	zeroCount      uint64
 	zeroCountFloat float64
-	side           [2]encSide // negative, positive
+	exemplars      int           // in the exemplars list
+	side           [2]mfHistSide // negative, positive
 }
 
-// encSide is one side (negative or positive) of a native histogram.
-type encSide struct {
-	spans   spanJoin
+// mfHistSide is one side (negative or positive) of a native histogram.
+type mfHistSide struct {
+	spans   mfSpanJoin
 	nSpans  int   // spans
 	outSpan int   // spans once joined
 	spanLen int64 // buckets the spans need
@@ -63,9 +65,9 @@ type encSide struct {
 	countNeg           bool // a float count is negative
 }
 
-// spanJoin drops empty spans (their offset moves to the next span) and
+// mfSpanJoin drops empty spans (their offset moves to the next span) and
 // joins a span with offset 0 to the previous one.
-type spanJoin struct {
+type mfSpanJoin struct {
 	carry   int64
 	pending bool
 	off     int64
@@ -73,7 +75,7 @@ type spanJoin struct {
 }
 
 // add takes the next input span; flushed reports a finished output span.
-func (j *spanJoin) add(off int32, length uint32) (flushed bool, fOff int64, fLen uint64) {
+func (j *mfSpanJoin) add(off int32, length uint32) (flushed bool, fOff int64, fLen uint64) {
 	if length == 0 {
 		j.carry += int64(off)
 		return false, 0, 0
@@ -90,9 +92,9 @@ func (j *spanJoin) add(off int32, length uint32) (flushed bool, fOff int64, fLen
 }
 
 // addSpan records a span of the side. The rules of Validate apply to the
-// spans as they are; joining them (see spanJoin) keeps them valid, but for
+// spans as they are; joining them (see mfSpanJoin) keeps them valid, but for
 // an offset that no longer fits an int32.
-func (s *encSide) addSpan(off int32, length uint32) {
+func (s *mfHistSide) addSpan(off int32, length uint32) {
 	if off < 0 {
 		s.anyNeg = true
 		if s.nSpans > 0 {
@@ -107,7 +109,7 @@ func (s *encSide) addSpan(off int32, length uint32) {
 	}
 }
 
-func (s *encSide) checkJoined(off int64) {
+func (s *mfHistSide) checkJoined(off int64) {
 	s.outSpan++
 	if off < math.MinInt32 || off > math.MaxInt32 {
 		s.bigOff = true
@@ -115,24 +117,24 @@ func (s *encSide) checkJoined(off int64) {
 }
 
 // finish checks the last joined span.
-func (s *encSide) finish() {
+func (s *mfHistSide) finish() {
 	if s.spans.pending {
 		s.checkJoined(s.spans.off)
 		s.spans.pending = false
 	}
 }
 
-func (s *encSide) addDelta(v uint64) {
+func (s *mfHistSide) addDelta(v uint64) {
 	s.deltas++
-	s.deltaBytes += sizeVarint(v)
-	s.last += zigzag64(v)
+	s.deltaBytes += encVarintSize(v)
+	s.last += unzigzag64(v)
 	if s.last < 0 {
 		s.deltaNeg = true
 	}
 	s.deltaSum += uint64(s.last)
 }
 
-func (s *encSide) addCount(c float64) {
+func (s *mfHistSide) addCount(c float64) {
 	s.counts++
 	if c < 0 {
 		s.countNeg = true
@@ -140,36 +142,36 @@ func (s *encSide) addCount(c float64) {
 }
 
 // native reports whether the histogram is a native one (see above).
-func (n *nativeHist) native() bool {
+func (n *mfNativeHist) native() bool {
 	return n.side[0].nSpans > 0 || n.side[1].nSpans > 0 || n.zeroThreshold > 0 || n.zeroCount > 0
 }
 
 // float reports whether the native histogram is a float histogram.
-func (n *nativeHist) float(countFloat float64) bool {
+func (n *mfNativeHist) float(countFloat float64) bool {
 	return countFloat > 0 || n.zeroCountFloat > 0 ||
 		n.side[0].deltas+n.side[1].deltas == 0 && n.side[0].counts+n.side[1].counts > 0
 }
 
 // Schemas Prometheus' Validate accepts.
 const (
-	minExpSchema  = -4
-	maxExpSchema  = 8
-	customBuckets = -53
+	mfMinSchema    = -4
+	mfMaxSchema    = 8
+	mfCustomSchema = -53
 )
 
 // validate applies Prometheus' histogram Validate to the histogram the
 // encoder writes. count, countFloat and sum are the metric's.
-func (n *nativeHist) validate(count uint64, countFloat, sum float64) error {
+func (n *mfNativeHist) validate(count uint64, countFloat, sum float64) error {
 	n.side[0].finish()
 	n.side[1].finish()
 	fl := n.float(countFloat)
-	buckets := func(s *encSide) int {
+	buckets := func(s *mfHistSide) int {
 		if fl {
 			return s.counts
 		}
 		return s.deltas
 	}
-	negBuckets := func(s *encSide) bool {
+	negBuckets := func(s *mfHistSide) bool {
 		if fl {
 			return s.countNeg
 		}
@@ -190,7 +192,7 @@ func (n *nativeHist) validate(count uint64, countFloat, sum float64) error {
 		}
 	}
 	switch {
-	case n.schema == customBuckets:
+	case n.schema == mfCustomSchema:
 		// The exposition format has no custom bounds: only the +Inf
 		// bucket (index 0) can be used.
 		p := &n.side[1]
@@ -206,7 +208,7 @@ func (n *nativeHist) validate(count uint64, countFloat, sum float64) error {
 		case n.side[0].nSpans > 0 || buckets(&n.side[0]) > 0:
 			return fmt.Errorf("custom buckets: negative buckets")
 		}
-	case n.schema >= minExpSchema && n.schema <= maxExpSchema:
+	case n.schema >= mfMinSchema && n.schema <= mfMaxSchema:
 		for i := range n.side {
 			if n.side[i].negOff {
 				return fmt.Errorf("%s side: a span after the first has a negative offset", names[i])
@@ -219,7 +221,7 @@ func (n *nativeHist) validate(count uint64, countFloat, sum float64) error {
 			return fmt.Errorf("negative zero bucket count %v", n.zeroCountFloat)
 		}
 	default:
-		return fmt.Errorf("invalid schema %d (valid: %d to %d, or %d)", n.schema, minExpSchema, maxExpSchema, customBuckets)
+		return fmt.Errorf("invalid schema %d (valid: %d to %d, or %d)", n.schema, mfMinSchema, mfMaxSchema, mfCustomSchema)
 	}
 	if negBuckets(&n.side[1]) {
 		return fmt.Errorf("positive side: negative bucket count")
@@ -241,23 +243,19 @@ func (n *nativeHist) validate(count uint64, countFloat, sum float64) error {
 	return nil
 }
 
-// rawHistogramBytes is what a pushed native histogram sample charges on
-// top of its encoding.
-const rawHistogramBytes = int(unsafe.Sizeof(batch.Histogram{}))
-
 // Arena chunks the encodings are written into: they are referenced only by
 // the batch's histograms, so they live as long as it does, and are charged
 // to the budget when allocated.
 const (
-	minArenaChunk = 4 << 10
-	maxArenaChunk = 256 << 10
+	mfMinArenaChunk = 4 << 10
+	mfMaxArenaChunk = 256 << 10
 )
 
 // rawBuf returns a zero-length slice with at least n bytes of capacity at
 // the end of the arena, allocating (and charging) a new chunk if needed.
 func (d *mfDecoder) rawBuf(n int) ([]byte, error) {
 	if cap(d.arena)-len(d.arena) < n {
-		size := max(n, min(maxArenaChunk, 2*cap(d.arena)), minArenaChunk)
+		size := max(n, min(mfMaxArenaChunk, 2*cap(d.arena)), mfMinArenaChunk)
 		if !d.bud.take(size) {
 			return nil, d.bud.errOver("upload")
 		}
@@ -291,7 +289,7 @@ func (d *mfDecoder) encodeNative(m *metricVals, s, e int, ts int64, gauge bool) 
 // maxSize bounds the size of the encoding of the (validated) histogram:
 // 59 bytes of scalar fields, at most 14 per (joined) span, 11 per packed
 // field header, and the deltas or counts.
-func (n *nativeHist) maxSize() int {
+func (n *mfNativeHist) maxSize() int {
 	size := 59
 	for i := range n.side {
 		s := &n.side[i]
@@ -305,23 +303,23 @@ func (d *mfDecoder) appendNative(dst []byte, m *metricVals, s, e int, ts int64, 
 	n := &m.nh
 	fl := n.float(m.countFloat)
 	if fl {
-		dst = appendFixed64(dst, 2, math.Float64bits(m.countFloat))
+		dst = encFixed64(dst, 2, math.Float64bits(m.countFloat))
 	} else {
-		dst = appendVarintField(dst, 1, m.count)
+		dst = encVarintField(dst, 1, m.count)
 	}
 	if m.sum != 0 || math.Signbit(m.sum) {
-		dst = appendFixed64(dst, 3, math.Float64bits(m.sum))
+		dst = encFixed64(dst, 3, math.Float64bits(m.sum))
 	}
 	if n.schema != 0 {
-		dst = appendVarintField(dst, 4, uint64(uint32(n.schema<<1)^uint32(n.schema>>31)))
+		dst = encVarintField(dst, 4, uint64(uint32(n.schema<<1)^uint32(n.schema>>31)))
 	}
 	if math.Float64bits(n.zeroThreshold) != 0 {
-		dst = appendFixed64(dst, 5, math.Float64bits(n.zeroThreshold))
+		dst = encFixed64(dst, 5, math.Float64bits(n.zeroThreshold))
 	}
 	if fl {
-		dst = appendFixed64(dst, 7, math.Float64bits(n.zeroCountFloat))
+		dst = encFixed64(dst, 7, math.Float64bits(n.zeroCountFloat))
 	} else {
-		dst = appendVarintField(dst, 6, n.zeroCount)
+		dst = encVarintField(dst, 6, n.zeroCount)
 	}
 	// Negative side: spans 8, deltas 9, counts 10; positive: 11, 12, 13.
 	for i, in := range [2]struct{ span, delta, count int }{{9, 10, 11}, {12, 13, 14}} {
@@ -329,35 +327,35 @@ func (d *mfDecoder) appendNative(dst []byte, m *metricVals, s, e int, ts int64, 
 		dst = d.appendSpans(dst, s, e, in.span, out)
 		if fl {
 			if c := n.side[i].counts; c > 0 {
-				dst = appendTag(dst, out+2, wtBytes)
+				dst = encTag(dst, out+2, wtBytes)
 				dst = binary.AppendUvarint(dst, uint64(8*c))
 				dst = d.appendCounts(dst, s, e, in.count)
 			}
 		} else if c := n.side[i].deltaBytes; n.side[i].deltas > 0 {
-			dst = appendTag(dst, out+1, wtBytes)
+			dst = encTag(dst, out+1, wtBytes)
 			dst = binary.AppendUvarint(dst, uint64(c))
 			dst = d.appendDeltas(dst, s, e, in.delta)
 		}
 	}
 	if gauge {
-		dst = appendVarintField(dst, 14, 3) // ResetHint GAUGE
+		dst = encVarintField(dst, 14, 3) // ResetHint GAUGE
 	}
 	if ts != 0 {
-		dst = appendVarintField(dst, 15, uint64(ts))
+		dst = encVarintField(dst, 15, uint64(ts))
 	}
 	return dst
 }
 
-// histFields walks the fields of every Histogram of the (validated) metric
+// mfHistFields walks the fields of every Histogram of the (validated) metric
 // at buf[s:e], in wire order, the order merged repeated fields have.
-type histFields struct {
+type mfHistFields struct {
 	d      *mfDecoder
 	i, e   int // in the metric
 	hi, he int // in the current Histogram
 	inHist bool
 }
 
-func (it *histFields) next(f *field) bool {
+func (it *mfHistFields) next(f *field) bool {
 	for {
 		if it.inHist && it.hi < it.he {
 			n, err := it.d.next(f, it.hi, it.he, "Histogram")
@@ -386,8 +384,8 @@ func (it *histFields) next(f *field) bool {
 // appendSpans writes the spans of field in (of every Histogram) as
 // BucketSpans of field out, empty ones dropped and adjacent ones joined.
 func (d *mfDecoder) appendSpans(dst []byte, s, e, in, out int) []byte {
-	var j spanJoin
-	it := histFields{d: d, i: s, e: e}
+	var j mfSpanJoin
+	it := mfHistFields{d: d, i: s, e: e}
 	var f field
 	for it.next(&f) {
 		if f.num != in || f.wt != wtBytes {
@@ -395,33 +393,33 @@ func (d *mfDecoder) appendSpans(dst []byte, s, e, in, out int) []byte {
 		}
 		off, length, _ := d.span(f)
 		if ok, o, l := j.add(off, length); ok {
-			dst = appendSpan(dst, out, o, l)
+			dst = encSpan(dst, out, o, l)
 		}
 	}
 	if j.pending {
-		dst = appendSpan(dst, out, j.off, j.length)
+		dst = encSpan(dst, out, j.off, j.length)
 	}
 	return dst
 }
 
-func appendSpan(dst []byte, num int, off int64, length uint64) []byte {
+func encSpan(dst []byte, num int, off int64, length uint64) []byte {
 	var body [12]byte
 	b := body[:0]
 	if off != 0 {
 		o := int32(off)
-		b = appendVarintField(b, 1, uint64(uint32(o<<1)^uint32(o>>31)))
+		b = encVarintField(b, 1, uint64(uint32(o<<1)^uint32(o>>31)))
 	}
 	if length != 0 {
-		b = appendVarintField(b, 2, length)
+		b = encVarintField(b, 2, length)
 	}
-	dst = appendTag(dst, num, wtBytes)
+	dst = encTag(dst, num, wtBytes)
 	dst = append(dst, byte(len(b)))
 	return append(dst, b...)
 }
 
 // appendDeltas copies the sint64 deltas of field in, packed or not.
 func (d *mfDecoder) appendDeltas(dst []byte, s, e, in int) []byte {
-	it := histFields{d: d, i: s, e: e}
+	it := mfHistFields{d: d, i: s, e: e}
 	var f field
 	for it.next(&f) {
 		if f.num != in {
@@ -446,7 +444,7 @@ func (d *mfDecoder) appendDeltas(dst []byte, s, e, in int) []byte {
 
 // appendCounts copies the double counts of field in, packed or not.
 func (d *mfDecoder) appendCounts(dst []byte, s, e, in int) []byte {
-	it := histFields{d: d, i: s, e: e}
+	it := mfHistFields{d: d, i: s, e: e}
 	var f field
 	for it.next(&f) {
 		if f.num != in {
@@ -476,7 +474,7 @@ func (d *mfDecoder) span(sp field) (off int32, length uint32, err error) {
 		}
 		switch f.num {
 		case 1:
-			off = int32(zigzag64(f.v & math.MaxUint32))
+			off = int32(unzigzag64(f.v & math.MaxUint32))
 		case 2:
 			length = uint32(f.v)
 		}
@@ -485,7 +483,7 @@ func (d *mfDecoder) span(sp field) (off int32, length uint32, err error) {
 }
 
 // packedDeltas validates a packed sint64 payload and records its elements.
-func (d *mfDecoder) packedDeltas(f field, s *encSide) error {
+func (d *mfDecoder) packedDeltas(f field, s *mfHistSide) error {
 	for i := f.s; i < f.e; {
 		v, n := pvarint(d.buf, i, f.e)
 		if n < 0 {
@@ -498,7 +496,7 @@ func (d *mfDecoder) packedDeltas(f field, s *encSide) error {
 }
 
 // packedCounts validates a packed double payload and records its elements.
-func (d *mfDecoder) packedCounts(f field, s *encSide) error {
+func (d *mfDecoder) packedCounts(f field, s *mfHistSide) error {
 	if (f.e-f.s)%8 != 0 {
 		return BadRequest("protobuf: packed doubles of field %d at offset %d are not a multiple of 8 bytes", f.num, f.s)
 	}
@@ -508,18 +506,18 @@ func (d *mfDecoder) packedCounts(f field, s *encSide) error {
 	return nil
 }
 
-func zigzag64(v uint64) int64 { return int64(v>>1) ^ -int64(v&1) }
+func unzigzag64(v uint64) int64 { return int64(v>>1) ^ -int64(v&1) }
 
-func sizeVarint(v uint64) int { return 1 + (bits.Len64(v|1)-1)/7 }
+func encVarintSize(v uint64) int { return 1 + (bits.Len64(v|1)-1)/7 }
 
-func appendTag(dst []byte, num, wt int) []byte {
+func encTag(dst []byte, num, wt int) []byte {
 	return binary.AppendUvarint(dst, uint64(num)<<3|uint64(wt))
 }
 
-func appendVarintField(dst []byte, num int, v uint64) []byte {
-	return binary.AppendUvarint(appendTag(dst, num, wtVarint), v)
+func encVarintField(dst []byte, num int, v uint64) []byte {
+	return binary.AppendUvarint(encTag(dst, num, wtVarint), v)
 }
 
-func appendFixed64(dst []byte, num int, v uint64) []byte {
-	return binary.LittleEndian.AppendUint64(appendTag(dst, num, wtFixed64), v)
+func encFixed64(dst []byte, num int, v uint64) []byte {
+	return binary.LittleEndian.AppendUint64(encTag(dst, num, wtFixed64), v)
 }

@@ -2,16 +2,21 @@ package decode
 
 import (
 	"errors"
+	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/prompb"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/telegate/telegate/batch"
 )
@@ -98,7 +103,7 @@ func genNative(r *rand.Rand, h *dto.Histogram) {
 // histenc.go for the one extension) and validates it; nil when h is not a
 // native histogram.
 func refNative(h *dto.Histogram, gauge bool) (*histogram.FloatHistogram, bool, error) {
-	if h == nil || len(h.PositiveSpan) == 0 && len(h.NegativeSpan) == 0 && h.GetZeroThreshold() <= 0 && h.GetZeroCount() == 0 {
+	if h == nil || len(h.PositiveSpan) == 0 && len(h.NegativeSpan) == 0 && !(h.GetZeroThreshold() > 0) && h.GetZeroCount() == 0 { // NaN is not > 0
 		return nil, false, nil
 	}
 	spans := func(in []*dto.BucketSpan) []histogram.Span {
@@ -408,7 +413,7 @@ func TestUnmarshalMetricFamiliesNativeBudget(t *testing.T) {
 	for _, s := range b.Series {
 		raw += len(s.Histograms[0].Raw)
 	}
-	if st.BatchBytes < raw+2000*(rawHistogramBytes+seriesBytes) {
+	if st.BatchBytes < raw+2000*(histogramBytes+seriesBytes) {
 		t.Fatalf("charged %d, raw histograms alone take %d", st.BatchBytes, raw)
 	}
 	_, err = UnmarshalMetricFamilies(data, &batch.Batch{}, testNow, false, Limits{MaxBatchBytes: st.BatchBytes - 1})
@@ -437,6 +442,147 @@ func TestUnmarshalMetricFamiliesNativeFiltered(t *testing.T) {
 		}
 		if len(b.Series) != 1 || len(b.Series[0].Labels) != tc.labels || len(b.Series[0].Histograms) != 1 {
 			t.Fatalf("wanted %q: series %v", tc.wanted, b.Series)
+		}
+	}
+}
+
+// Exemplars go onto the series Prometheus' scrape puts them on; merged
+// Exemplar messages concatenate their labels.
+func TestUnmarshalMetricFamiliesExemplars(t *testing.T) {
+	ex := func(id string, v float64, tsMs int64) *dto.Exemplar {
+		x := &dto.Exemplar{Label: []*dto.LabelPair{{Name: ptr("trace_id"), Value: ptr(id)}}, Value: ptr(v)}
+		if tsMs != 0 {
+			x.Timestamp = timestamppb.New(time.UnixMilli(tsMs))
+		}
+		return x
+	}
+	bucketsWith := func(exs ...*dto.Exemplar) []*dto.Bucket {
+		var bs []*dto.Bucket
+		for i, x := range exs {
+			bs = append(bs, &dto.Bucket{UpperBound: ptr(float64(i + 1)), CumulativeCount: ptr(uint64(i)), Exemplar: x})
+		}
+		return bs
+	}
+	native := func() *dto.Histogram {
+		return &dto.Histogram{Schema: ptr(int32(0)), ZeroThreshold: ptr(1e-9), SampleCount: ptr(uint64(0))}
+	}
+	withList := native()
+	withList.Exemplars = []*dto.Exemplar{ex("n1", 1, 0), ex("n2", 2, 5000)} // n1 has no timestamp: dropped
+	withBuckets := native()
+	withBuckets.Bucket = bucketsWith(ex("b1", 1, 0), ex("b2", 2, 6000))
+	mfs := []*dto.MetricFamily{
+		{Name: ptr("c"), Type: dto.MetricType_COUNTER.Enum(), Metric: []*dto.Metric{{Counter: &dto.Counter{Value: ptr(1.0), Exemplar: ex("c1", 0.5, 0)}}}},
+		nativeFamily(dto.MetricType_HISTOGRAM, withList, withBuckets),
+	}
+	data := encodeFamilies(t, mfs)
+	b := &batch.Batch{}
+	if _, err := UnmarshalMetricFamilies(data, b, testNow, false, Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	checkMetricFamiliesAgree(t, data)
+	got := map[string][]string{}
+	for _, s := range b.Series {
+		k := s.Name()
+		if le, ok := s.Get("le"); ok {
+			k += "{" + le + "}"
+		}
+		if i, ok := s.Get("i"); ok {
+			k += "/" + i
+		}
+		for _, x := range s.Exemplars {
+			got[k] = append(got[k], fmt.Sprintf("%s=%g@%d", x.Labels[0].Value, x.Value, x.Timestamp))
+		}
+	}
+	want := map[string][]string{
+		"c":             {fmt.Sprintf("c1=0.5@%d", testNow)},
+		"h/a":           {"n2=2@5000"},
+		"h/b":           {"b2=2@6000"}, // from the buckets, timestamped only
+		"h_bucket{1}/b": {fmt.Sprintf("b1=1@%d", testNow)},
+		"h_bucket{2}/b": {"b2=2@6000"},
+	}
+	if !maps.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("exemplars %v, want %v", got, want)
+	}
+
+	// Two Counter fields, each with an exemplar: one merged exemplar.
+	exm := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType),
+		protowire.AppendString(protowire.AppendTag(protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "a"), 2, protowire.BytesType), "1"))
+	counter := protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), exm)
+	var m []byte
+	m = protowire.AppendBytes(protowire.AppendTag(m, 3, protowire.BytesType), counter)
+	m = protowire.AppendBytes(protowire.AppendTag(m, 3, protowire.BytesType), counter)
+	var mf []byte
+	mf = protowire.AppendString(protowire.AppendTag(mf, 1, protowire.BytesType), "c")
+	mf = protowire.AppendBytes(protowire.AppendTag(mf, 4, protowire.BytesType), m)
+	data = protowire.AppendBytes(nil, mf)
+	b = &batch.Batch{}
+	if _, err := UnmarshalMetricFamilies(data, b, testNow, false, Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	checkMetricFamiliesAgree(t, data)
+	if len(b.Series) != 1 || len(b.Series[0].Exemplars) != 1 || len(b.Series[0].Exemplars[0].Labels) != 2 {
+		t.Fatalf("merged exemplar: %v", b.Series)
+	}
+}
+
+// Honest uploads of native histograms (client_golang's, with exemplars,
+// native only or beside classic buckets) charge far below the upload
+// multiple.
+func TestHonestAmplificationUploadNative(t *testing.T) {
+	for _, c := range []struct {
+		labels  int
+		classic bool
+	}{{3, false}, {3, true}, {10, false}, {20, true}} {
+		reg := prometheus.NewRegistry()
+		var names []string
+		for i := range c.labels {
+			names = append(names, fmt.Sprintf("label_%d", i))
+		}
+		opts := prometheus.HistogramOpts{Name: "request_duration_seconds", Help: "h", NativeHistogramBucketFactor: 1.1}
+		if c.classic {
+			opts.Buckets = prometheus.DefBuckets
+		}
+		hv := prometheus.NewHistogramVec(opts, names)
+		reg.MustRegister(hv)
+		r := rand.New(rand.NewPCG(1, 2))
+		for s := range 50 {
+			var vals []string
+			for i := range c.labels {
+				vals = append(vals, fmt.Sprintf("value-%d-%d", i, s))
+			}
+			o := hv.WithLabelValues(vals...)
+			for n := range 1000 {
+				v := r.ExpFloat64() / 10
+				if n%50 == 0 {
+					o.(prometheus.ExemplarObserver).ObserveWithExemplar(v, prometheus.Labels{"trace_id": fmt.Sprintf("%032x", r.Uint64())})
+				} else {
+					o.Observe(v)
+				}
+			}
+		}
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := encodeFamilies(t, mfs)
+		b := &batch.Batch{}
+		st, err := UnmarshalMetricFamilies(data, b, testNow, false, Limits{})
+		if err != nil || st.Histograms != 50 {
+			t.Fatalf("%+v %v", st, err)
+		}
+		for _, s := range b.Series {
+			for _, h := range s.Histograms {
+				var ph prompb.Histogram
+				if err := ph.Unmarshal(h.Raw); err != nil || ph.ToIntHistogram().Validate() != nil {
+					t.Fatalf("%+v: %v", ph, err)
+				}
+			}
+		}
+		ratio := float64(st.BatchBytes) / float64(len(data))
+		t.Logf("native histograms %2d labels, classic buckets %5v: %7d decoded bytes, %d exemplars pushed, %5.2f per decoded byte",
+			c.labels, c.classic, len(data), b.Exemplars(), ratio)
+		if st.BatchBytes > uploadPerByte*len(data) {
+			t.Errorf("over the multiple %d", uploadPerByte)
 		}
 	}
 }

@@ -66,6 +66,9 @@ const (
 //	classic histograms, 20 labels, 40 buckets              1.28   30.0
 //	native histograms with an exemplar each and
 //	  metadata, 3 to 20 labels, 0 to 40 buckets     0.69-1.02      -
+//	client_golang native histograms with exemplars,
+//	  3 to 20 labels, with or without classic
+//	  buckets (TestHonestAmplificationUploadNative)         -  1.8-6.7
 //
 // Remote write: a label charges 32 bytes and takes at least 8 bytes on the
 // wire once its name and value are not empty, so 4 per byte admits any

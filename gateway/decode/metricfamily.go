@@ -47,7 +47,9 @@ const maxGroupDepth = 10000
 //
 // Each series carries __name__ followed by the metric's label pairs (plus
 // quantile or le), unsorted, and one sample stamped nowMs if useServerTime
-// or the metric has no timestamp_ms, else timestamp_ms.
+// or the metric has no timestamp_ms, else timestamp_ms. Counters',
+// buckets' and native histograms' exemplars go onto their series as
+// Prometheus' scrape takes them (see mfexemplar.go).
 //
 // It accepts exactly what google.golang.org/protobuf accepts for these
 // messages (proto2: fields with an unexpected wire type are unknown fields,
@@ -391,8 +393,8 @@ type metricVals struct {
 	countFloat float64
 	sum        float64
 	infSeen    bool
-	buckets    int        // classic buckets
-	nh         nativeHist // native histogram fields
+	buckets    int          // classic buckets
+	nh         mfNativeHist // native histogram fields
 }
 
 func (d *mfDecoder) metric(typ, s, e int) error {
@@ -457,7 +459,16 @@ func (d *mfDecoder) metric(typ, s, e int) error {
 		return BadRequest("metric family %q: type %s but no %s value", d.name, typeNames[typ], kind)
 	}
 	switch typ {
-	case typeCounter, typeGauge, typeUntyped:
+	case typeCounter:
+		if err := d.open(d.name, "", "", ts, m.value[need]); err != nil {
+			return err
+		}
+		if err := d.counterExemplar(s, e, ts); err != nil {
+			return err
+		}
+		d.b.EndSeries()
+		return nil
+	case typeGauge, typeUntyped:
 		return d.emit(d.name, "", "", ts, m.value[need])
 	case typeSummary:
 		if err := d.quantiles(s, e, ts); err != nil {
@@ -655,7 +666,7 @@ func (d *mfDecoder) histogram(m *metricVals, h field, use bool) error {
 			}
 			m.buckets++
 		case f.num == 5 && f.wt == wtVarint:
-			nh.schema = int32(zigzag64(f.v & math.MaxUint32))
+			nh.schema = int32(unzigzag64(f.v & math.MaxUint32))
 		case f.num == 6 && f.wt == wtFixed64:
 			nh.zeroThreshold = math.Float64frombits(f.v)
 		case f.num == 7 && f.wt == wtVarint:
@@ -679,6 +690,7 @@ func (d *mfDecoder) histogram(m *metricVals, h field, use bool) error {
 		case f.num == 15 && f.wt == wtBytes:
 			err = d.plain(f.s, f.e, "Histogram field")
 		case f.num == 16 && f.wt == wtBytes:
+			nh.exemplars++
 			err = d.exemplar(f)
 		}
 		if err != nil {
@@ -751,7 +763,14 @@ func (d *mfDecoder) buckets(s, e int, ts int64) error {
 		if err != nil {
 			return err
 		}
-		return d.emit(d.bktName, "le", d.formatFloat(ub), ts, count)
+		if err := d.open(d.bktName, "le", d.formatFloat(ub), ts, count); err != nil {
+			return err
+		}
+		if err := d.bucketExemplar(f, ts, false); err != nil {
+			return err
+		}
+		d.b.EndSeries()
+		return nil
 	})
 }
 
@@ -789,11 +808,19 @@ func (d *mfDecoder) eachSub(s, e, outer, sub int, fn func(field) error) error {
 // emit pushes one series of the current metric: __name__=name, the
 // metric's label pairs, the optional extra label, and one sample.
 func (d *mfDecoder) emit(name, extraName, extraValue string, ts int64, v float64) error {
+	if err := d.open(name, extraName, extraValue, ts, v); err != nil {
+		return err
+	}
+	d.b.EndSeries()
+	return nil
+}
+
+// open is emit without EndSeries: exemplars may follow.
+func (d *mfDecoder) open(name, extraName, extraValue string, ts int64, v float64) error {
 	if err := d.startSeries(name, extraName, extraValue, sampleBytes); err != nil {
 		return err
 	}
 	d.b.PushSample(ts, v)
-	d.b.EndSeries()
 	d.st.Samples++
 	return nil
 }
@@ -802,7 +829,7 @@ func (d *mfDecoder) emit(name, extraName, extraValue string, ts int64, v float64
 // buf[s:e]: __name__=d.name, the metric's label pairs, and the histogram
 // encoded as a remote write 1.0 prometheus.Histogram.
 func (d *mfDecoder) emitNative(m *metricVals, s, e int, ts int64, gauge bool) error {
-	if err := d.startSeries(d.name, "", "", rawHistogramBytes); err != nil {
+	if err := d.startSeries(d.name, "", "", histogramBytes); err != nil {
 		return err
 	}
 	raw, err := d.encodeNative(m, s, e, ts, gauge)
@@ -810,6 +837,9 @@ func (d *mfDecoder) emitNative(m *metricVals, s, e int, ts int64, gauge bool) er
 		return err
 	}
 	d.b.PushHistogram(ts, raw)
+	if err := d.nativeExemplars(m, s, e, ts); err != nil {
+		return err
+	}
 	d.b.EndSeries()
 	d.st.Histograms++
 	return nil

@@ -21,8 +21,9 @@ import (
 // For telemeter uploads: Series are the series derived from the families
 // (one sample each), Samples their float samples and Histograms their
 // native histogram samples (one per native histogram, beside its classic
-// series when it also has classic buckets); Exemplars counts exemplars in
-// counters, buckets and histograms (skipped); Metadata counts the metric
+// series when it also has classic buckets); Exemplars counts the exemplars
+// in counters, buckets and histograms, of which those Prometheus' scrape
+// would ingest are pushed onto their series; Metadata counts the metric
 // families, whose help, type and unit are not forwarded.
 //
 // BatchBytes is the heap charged to Limits.MaxBatchBytes (see Limits).
