@@ -38,6 +38,9 @@ authn:
 allowlist:
   file: allowlist.yaml
 relabel:
+  # The suite's series often differ only by instance, which the default
+  # drop_labels strips (a deliberate telemeter policy: they would merge).
+  drop_labels: []
   max_sample_age: 24h
   max_future_skew: 1h
 storage:
