@@ -729,7 +729,7 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	var written forward.Written
 	if len(b.Series) > 0 || len(b.Metadata) > 0 {
 		if _, ok := g.opts.Forwarder.(BatchForwarder); !ok {
-			if err := t.add(forwardReserve(g.opts.MaxForwardBytes, len(b.Buf), len(b.Series))); err != nil {
+			if err := t.add(forwardReserveOf(g.opts.MaxForwardBytes, encodedBytes(b.Series)+metadataBytes(b.Metadata))); err != nil {
 				return 0, forward.Written{}, err
 			}
 		}
