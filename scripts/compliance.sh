@@ -54,7 +54,7 @@ relabel:
 storage:
   path: ./data
 YAML
-(cd "$work" && ./telegate gateway --config.file=gateway.yaml --log.level=warn >"$work/gateway.log" 2>&1) &
+(cd "$work" && exec ./telegate gateway --config.file=gateway.yaml --log.level=warn >"$work/gateway.log" 2>&1) &
 gw=$!
 for _ in $(seq 100); do curl -fs "http://$internal/-/ready" >/dev/null && break; sleep 0.1; done
 
