@@ -16,28 +16,40 @@
 # suite counts as a pass). SORT_LABELS=1 runs a copy of the suite with
 # scripts/compliance-sort-labels.patch applied, so that its requests are
 # valid and the verdicts say what telegate does with them.
+#
+# FORWARD=prometheus.WriteRequest or FORWARD=io.prometheus.write.v2.Request
+# puts a gateway forwarding with that message in front of the embedded one
+# (gateway.log, forwarder.log).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 suite=${COMPLIANCE_DIR:?set COMPLIANCE_DIR to a checkout of github.com/prometheus/compliance}/remotewrite/receiver
 work=$(mktemp -d)
-trap 'kill $gw 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"' EXIT
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"' EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-pub=127.0.0.1:$(port) internal=127.0.0.1:$(port)
+token=$(printf '{"authorization_token":"compliance","cluster_id":"compliance"}' | base64 -w0)
 
 (cd "$root" && go build -o "$work/telegate" ./cmd/telegate)
-cat >"$work/allowlist.yaml" <<'YAML'
+
+# gateway DIR TAIL starts a gateway in $work/DIR whose config ends with
+# TAIL (its storage or forward section) and sets pub to its receive address.
+gateway() {
+  local dir=$work/$1 internal=127.0.0.1:$(port)
+  pub=127.0.0.1:$(port)
+  mkdir -p "$dir"
+  cat >"$dir/allowlist.yaml" <<'YAML'
 matches:
 # owners: (@telegate/compliance)
 # The compliance suite sends any metric name.
 - '{__name__=~".+"}'
 YAML
-cat >"$work/tokens.yaml" <<'YAML'
+  cat >"$dir/tokens.yaml" <<'YAML'
 tokens:
 - token: compliance
   clusters: ["*"]
 YAML
-cat >"$work/gateway.yaml" <<YAML
+  cat >"$dir/gateway.yaml" <<YAML
 web:
   listen_address: $pub
   internal_listen_address: $internal
@@ -51,14 +63,19 @@ relabel:
   drop_labels: []
   max_sample_age: 24h
   max_future_skew: 1h
-storage:
-  path: ./data
+$2
 YAML
-(cd "$work" && exec ./telegate gateway --config.file=gateway.yaml --log.level=warn >"$work/gateway.log" 2>&1) &
-gw=$!
-for _ in $(seq 100); do curl -fs "http://$internal/-/ready" >/dev/null && break; sleep 0.1; done
+  (cd "$dir" && exec ../telegate gateway --config.file=gateway.yaml --log.level=warn >"$work/$1.log" 2>&1) &
+  pids+=($!)
+  for _ in $(seq 100); do curl -fs "http://$internal/-/ready" >/dev/null && return; sleep 0.1; done
+}
 
-token=$(printf '{"authorization_token":"compliance","cluster_id":"compliance"}' | base64 -w0)
+gateway gateway "$(printf 'storage:\n  path: ./data')"
+if [ -n "${FORWARD:-}" ]; then
+  # The suite talks to a gateway that forwards to the one above.
+  gateway forwarder "$(printf 'forward:\n  url: http://%s/api/v1/receive\n  protobuf_message: %s\n  authorization:\n    credentials: %s' "$pub" "$FORWARD" "$token")"
+fi
+
 cat >"$work/config.yml" <<YAML
 remote_write:
   - name: telegate
