@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v2"
 
 	"github.com/telegate/telegate/authn"
+	"github.com/telegate/telegate/bucket"
 	"github.com/telegate/telegate/forward"
 )
 
@@ -316,7 +317,7 @@ type Spool struct {
 	// Bucket is an objstore config as Thanos reads it (type, config,
 	// prefix); default FILESYSTEM in ./data/spool (relative to the working
 	// directory).
-	Bucket forward.BucketConfig `yaml:"bucket"`
+	Bucket bucket.Config `yaml:"bucket"`
 	// MaxBytes caps the spool; when full the gateway answers 503 with
 	// Retry-After. 0 = no cap.
 	MaxBytes Bytes `yaml:"max_bytes"`
@@ -344,12 +345,12 @@ type SpoolReplay struct {
 func (s *Spool) UnmarshalYAML(unmarshal func(any) error) error {
 	type plain Spool
 	p := plain(*s)
-	p.Bucket = forward.BucketConfig{}
+	p.Bucket = bucket.Config{}
 	if err := unmarshal(&p); err != nil {
 		return err
 	}
 	if p.Bucket.Type == "" && p.Bucket.Config == nil && p.Bucket.Prefix == "" {
-		p.Bucket = forward.DefaultBucketConfig()
+		p.Bucket = bucket.DefaultConfig()
 	}
 	*s = Spool(p)
 	return nil
@@ -358,7 +359,7 @@ func (s *Spool) UnmarshalYAML(unmarshal func(any) error) error {
 func defaultSpool() Spool {
 	return Spool{
 		Enabled:      true,
-		Bucket:       forward.DefaultBucketConfig(),
+		Bucket:       bucket.DefaultConfig(),
 		MaxBytes:     1 << 30,
 		MaxSampleAge: model.Duration(2 * time.Hour),
 		SendDeadline: model.Duration(forward.DefaultSendDeadline),

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/telegate/telegate/bucket"
 	"github.com/telegate/telegate/forward"
 )
 
@@ -19,7 +20,7 @@ func TestSpoolDefaults(t *testing.T) {
 	if !sp.Enabled || sp.MaxBytes != 1<<30 || time.Duration(sp.MaxSampleAge) != 2*time.Hour {
 		t.Fatalf("defaults %+v", sp)
 	}
-	if sp.Bucket.Type != "FILESYSTEM" || sp.Bucket.Config["directory"] != forward.DefaultSpoolDirectory {
+	if sp.Bucket.Type != "FILESYSTEM" || sp.Bucket.Config["directory"] != bucket.DefaultDirectory {
 		t.Fatalf("default bucket %+v", sp.Bucket)
 	}
 	if c.Forward.MaxRequestBytes != forward.DefaultMaxRequestBytes {

@@ -29,7 +29,8 @@
 //     ErrUnsupported, not retried.
 //   - Durability: Durable.Send tries the Sender within a deadline and, when
 //     the downstream cannot take the body now, writes it to a Spool on a
-//     thanos-io/objstore bucket (FSBucket: atomic, fsynced uploads) and
+//     thanos-io/objstore bucket (opened by package bucket; forward needs
+//     only the objstore.Bucket interface, never a cloud SDK) and
 //     returns nil, so a 2xx always means forwarded or durably spooled.
 //     Spool.Replay drains it in the background: oldest first per cluster,
 //     clusters in turn, delete only after a 2xx, dead/ for what the

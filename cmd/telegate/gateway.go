@@ -24,6 +24,7 @@ import (
 
 	"github.com/telegate/telegate/allowlist"
 	"github.com/telegate/telegate/authn"
+	"github.com/telegate/telegate/bucket"
 	"github.com/telegate/telegate/config"
 	"github.com/telegate/telegate/examples"
 	"github.com/telegate/telegate/forward"
@@ -490,7 +491,7 @@ func openSpool(c *config.Config, sender *forward.Sender, logger log.Logger, reg 
 		level.Warn(logger).Log("msg", "forward.spool.enabled is false: a downstream outage is answered 503 and clients must retry")
 		return forward.Direct(sender), nil, nil
 	}
-	bkt, err := forward.NewBucket(sp.Bucket)
+	bkt, err := bucket.New(sp.Bucket)
 	if err != nil {
 		return nil, nil, fmt.Errorf("forward.spool.bucket: %w", err)
 	}
