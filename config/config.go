@@ -318,12 +318,16 @@ type Spool struct {
 	// prefix); default FILESYSTEM in ./data/spool (relative to the working
 	// directory).
 	Bucket bucket.Config `yaml:"bucket"`
-	// MaxBytes caps the spool; when full the gateway answers 503 with
-	// Retry-After. 0 = no cap.
+	// MaxBytes caps the spool, pending and dead-lettered objects
+	// together; when full the gateway answers 503 with Retry-After. 0 =
+	// no cap.
 	MaxBytes Bytes `yaml:"max_bytes"`
 	// MaxSampleAge dead-letters spooled objects whose newest sample is
 	// older than this (the downstream would refuse them). 0 = never.
 	MaxSampleAge model.Duration `yaml:"max_sample_age"`
+	// DeadLetterRetention deletes dead-lettered objects (dead/) this long
+	// after they were dead-lettered. 0 = keep until removed by hand.
+	DeadLetterRetention model.Duration `yaml:"dead_letter_retention"`
 	// SendDeadline is how long a request tries the downstream before its
 	// data is spooled instead (at most max_retry_time minus 2s, kept for
 	// the spool write).
@@ -358,11 +362,12 @@ func (s *Spool) UnmarshalYAML(unmarshal func(any) error) error {
 
 func defaultSpool() Spool {
 	return Spool{
-		Enabled:      true,
-		Bucket:       bucket.DefaultConfig(),
-		MaxBytes:     1 << 30,
-		MaxSampleAge: model.Duration(2 * time.Hour),
-		SendDeadline: model.Duration(forward.DefaultSendDeadline),
+		Enabled:             true,
+		Bucket:              bucket.DefaultConfig(),
+		MaxBytes:            1 << 30,
+		MaxSampleAge:        model.Duration(2 * time.Hour),
+		DeadLetterRetention: model.Duration(7 * 24 * time.Hour),
+		SendDeadline:        model.Duration(forward.DefaultSendDeadline),
 		Replay: SpoolReplay{
 			Concurrency: forward.DefaultReplayConcurrency,
 			Timeout:     model.Duration(forward.DefaultReplayTimeout),
@@ -649,6 +654,9 @@ func (c *Config) Validate() error {
 		}
 		if sp.MaxSampleAge < 0 {
 			add("forward.spool.max_sample_age", "must not be negative")
+		}
+		if sp.DeadLetterRetention < 0 {
+			add("forward.spool.dead_letter_retention", "must not be negative")
 		}
 		if sp.SendDeadline <= 0 {
 			add("forward.spool.send_deadline", "must be positive")

@@ -498,15 +498,16 @@ func openSpool(c *config.Config, sender *forward.Sender, logger log.Logger, reg 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	spool, err := forward.OpenSpool(ctx, bkt, forward.SpoolOptions{
-		MaxBytes:     int64(sp.MaxBytes),
-		MaxSampleAge: time.Duration(sp.MaxSampleAge),
-		Logger:       log.With(logger, "component", "spool"),
-		Registerer:   reg,
+		MaxBytes:      int64(sp.MaxBytes),
+		MaxSampleAge:  time.Duration(sp.MaxSampleAge),
+		DeadRetention: time.Duration(sp.DeadLetterRetention),
+		Logger:        log.With(logger, "component", "spool"),
+		Registerer:    reg,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	level.Info(logger).Log("msg", "durable spool ready", "bucket", bkt.Name(), "max_bytes", sp.MaxBytes)
+	level.Info(logger).Log("msg", "durable spool ready", "bucket", bkt.Name(), "max_bytes", sp.MaxBytes, "dead_letter_retention", sp.DeadLetterRetention)
 	return forward.NewDurable(sender, spool, forward.DurableOptions{
 		SendDeadline: time.Duration(sp.SendDeadline),
 		Logger:       log.With(logger, "component", "spool"),
