@@ -243,8 +243,14 @@ type benchGateway struct {
 // config package and the issue's allowlist.
 func newBenchGateway(tb testing.TB, auth authn.Authenticator, now func() time.Time) *benchGateway {
 	tb.Helper()
-	p := benchPayload()
-	al, err := allowlist.Parse(p.allowlist, "allowlist.yaml")
+	return newBenchGatewayWith(tb, auth, now, benchPayload().allowlist)
+}
+
+// newBenchGatewayWith is newBenchGateway with the allowlist file alYAML
+// and the options changed by opts.
+func newBenchGatewayWith(tb testing.TB, auth authn.Authenticator, now func() time.Time, alYAML []byte, opts ...func(*Options)) *benchGateway {
+	tb.Helper()
+	al, err := allowlist.Parse(alYAML, "allowlist.yaml")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -253,7 +259,7 @@ func newBenchGateway(tb testing.TB, auth authn.Authenticator, now func() time.Ti
 		tb.Fatal(err)
 	}
 	fwd := &nullForwarder{}
-	gw := New(Options{
+	o := Options{
 		Authenticator: auth,
 		Issuer:        signer,
 		Allowlist:     al,
@@ -264,7 +270,11 @@ func newBenchGateway(tb testing.TB, auth authn.Authenticator, now func() time.Ti
 			UploadInterval: 4*time.Minute + 30*time.Second},
 		MaxRetryTime: 30 * time.Second,
 		Now:          now,
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	gw := New(o)
 	jwt, _, err := signer.Issue(authn.NewIdentity("bench-cluster", ""))
 	if err != nil {
 		tb.Fatal(err)
