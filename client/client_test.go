@@ -480,7 +480,8 @@ func TestLoadConfigFile(t *testing.T) {
 	if _, err := LoadConfigFile(p); err == nil || !strings.Contains(err.Error(), "from_tokn") || !strings.Contains(err.Error(), "line 2") {
 		t.Fatalf("unknown key: %v", err)
 	}
-	for in, want := range map[string]Bytes{"204800": 204800, "200KiB": 204800, "200KB": 204800, "1MiB": 1 << 20} {
+	// KB is 1000 bytes, as in the gateway's configuration (bytesize).
+	for in, want := range map[string]Bytes{"204800": 204800, "200KiB": 204800, "200KB": 200000, "1MiB": 1 << 20} {
 		if got, err := ParseBytes(in); err != nil || got != want {
 			t.Errorf("ParseBytes(%q) = %d %v", in, got, err)
 		}

@@ -10,13 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/alecthomas/units"
 	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
+
+	"github.com/telegate/telegate/bytesize"
 )
 
 // Defaults of the settings that have one.
@@ -109,39 +109,13 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// Bytes is a size: a plain number of bytes or a number with B, KB, KiB,
-// MB, MiB, GB, GiB (all powers of 1024).
-type Bytes int64
+// Bytes is a size: a plain number of bytes or a number with a unit, B,
+// KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024), as in the
+// gateway's configuration (see bytesize).
+type Bytes = bytesize.Size
 
 // ParseBytes parses a size, e.g. "204800" or "200KiB".
-func ParseBytes(s string) (Bytes, error) {
-	s = strings.TrimSpace(s)
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if n < 0 {
-			return 0, fmt.Errorf("negative size %q", s)
-		}
-		return Bytes(n), nil
-	}
-	n, err := units.ParseBase2Bytes(s)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("invalid size %q (want e.g. 204800, 200KiB or 1MiB)", s)
-	}
-	return Bytes(n), nil
-}
-
-// UnmarshalYAML implements yaml.Unmarshaler.
-func (b *Bytes) UnmarshalYAML(n *yaml.Node) error {
-	var s string
-	if err := n.Decode(&s); err != nil {
-		return err
-	}
-	v, err := ParseBytes(s)
-	if err != nil {
-		return err
-	}
-	*b = v
-	return nil
-}
+func ParseBytes(s string) (Bytes, error) { return bytesize.Parse(s) }
 
 // LoadConfigFile reads a YAML config file strictly: unknown keys are
 // errors naming the key and line.

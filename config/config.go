@@ -283,8 +283,12 @@ type Storage struct {
 	OutOfOrderTimeWindow model.Duration `yaml:"out_of_order_time_window"`
 	// WALFsync fsyncs the WAL before every acknowledgement, so a 2xx
 	// survives power loss, not only a crash of the process.
-	WALFsync bool         `yaml:"wal_fsync"`
-	Query    StorageQuery `yaml:"query"`
+	WALFsync bool `yaml:"wal_fsync"`
+	// MaxExemplars is how many exemplars the TSDB keeps over all series
+	// (a ring buffer, as Prometheus' storage.exemplars.max_exemplars);
+	// 0 turns exemplar storage off.
+	MaxExemplars int          `yaml:"max_exemplars"`
+	Query        StorageQuery `yaml:"query"`
 }
 
 // StorageQuery configures the Prometheus query API over the embedded
@@ -441,6 +445,7 @@ func Default() *Config {
 			Path:          "./data",
 			RetentionTime: model.Duration(15 * 24 * time.Hour),
 			WALFsync:      true,
+			MaxExemplars:  100000,
 			Query: StorageQuery{
 				Timeout:       model.Duration(2 * time.Minute),
 				MaxSamples:    50000000,
@@ -685,6 +690,9 @@ func (c *Config) validateStorage(add func(key, format string, args ...any)) {
 	}
 	if q.LookbackDelta <= 0 {
 		add("storage.query.lookback_delta", "must be positive")
+	}
+	if c.Storage.MaxExemplars < 0 {
+		add("storage.max_exemplars", "must not be negative (0 = exemplar storage off)")
 	}
 }
 

@@ -153,7 +153,7 @@ func TestEmbeddedStorage(t *testing.T) {
 	}
 	st := c.Storage
 	if st.Path != "./data" || time.Duration(st.RetentionTime) != 15*24*time.Hour || st.RetentionSize != 0 ||
-		st.OutOfOrderTimeWindow != 0 || !st.WALFsync {
+		st.OutOfOrderTimeWindow != 0 || !st.WALFsync || st.MaxExemplars != 100000 {
 		t.Errorf("storage defaults: %+v", st)
 	}
 	if q := st.Query; q.ListenAddress != "" || time.Duration(q.Timeout) != 2*time.Minute || q.MaxSamples != 50000000 ||
@@ -166,6 +166,7 @@ func TestEmbeddedStorage(t *testing.T) {
   retention_size: 10GiB
   out_of_order_time_window: 10m
   wal_fsync: false
+  max_exemplars: 0
   query: {listen_address: 127.0.0.1:9090, timeout: 30s, max_samples: 1000, max_concurrent: 2, lookback_delta: 1m}
 `), "t.yaml", fstest.MapFS{}, "")
 	if err != nil {
@@ -173,7 +174,7 @@ func TestEmbeddedStorage(t *testing.T) {
 	}
 	st = c.Storage
 	if st.Path != "/var/lib/telegate" || time.Duration(st.RetentionTime) != 30*24*time.Hour || st.RetentionSize != 10<<30 ||
-		time.Duration(st.OutOfOrderTimeWindow) != 10*time.Minute || st.WALFsync || st.Query.ListenAddress != "127.0.0.1:9090" ||
+		time.Duration(st.OutOfOrderTimeWindow) != 10*time.Minute || st.WALFsync || st.MaxExemplars != 0 || st.Query.ListenAddress != "127.0.0.1:9090" ||
 		time.Duration(st.Query.Timeout) != 30*time.Second || st.Query.MaxSamples != 1000 || st.Query.MaxConcurrent != 2 ||
 		time.Duration(st.Query.LookbackDelta) != time.Minute {
 		t.Errorf("storage: %+v", st)
@@ -186,6 +187,7 @@ func TestEmbeddedStorage(t *testing.T) {
 		"negative retention": {"storage: {retention_time: -1d}\n", "not a valid duration"},
 		"negative size":      {"storage: {retention_size: -1}\n", "invalid size"},
 		"negative ooo":       {"storage: {out_of_order_time_window: -1m}\n", "not a valid duration"},
+		"negative exemplars": {"storage: {max_exemplars: -1}\n", "storage.max_exemplars"},
 		"bad listen":         {"storage: {query: {listen_address: nope}}\n", "storage.query.listen_address"},
 		"listener clash":     {"web: {internal_listen_address: '127.0.0.1:9004'}\nstorage: {query: {listen_address: '127.0.0.1:9004'}}\n", "already a web listener"},
 		"zero timeout":       {"storage: {query: {timeout: 0s}}\n", "storage.query.timeout"},

@@ -25,7 +25,8 @@
 //     says whether the failure is recoverable, so the gateway can answer
 //     503 or 400/413. For 2.0 it checks the X-Prometheus-Remote-Write-*-
 //     Written answer against the body; a downstream that does not support
-//     the message (415, or nothing written) is ErrUnsupported, not retried.
+//     the message (415, or a 2xx without any Written header) is
+//     ErrUnsupported, not retried.
 //   - Durability: Durable.Send tries the Sender within a deadline and, when
 //     the downstream cannot take the body now, writes it to a Spool on a
 //     thanos-io/objstore bucket (FSBucket: atomic, fsynced uploads) and

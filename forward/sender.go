@@ -42,11 +42,13 @@ const (
 
 // ErrUnsupported is wrapped by the *Error of a downstream that does not take
 // the configured protobuf_message: it answered 415 Unsupported Media Type,
-// or it answered a 2.0 request 2xx without saying it wrote anything (no
-// X-Prometheus-Remote-Write-*-Written headers, or all zero, for a request
-// with data): a 1.0 receiver that ignores the Content-Type decodes a 2.0
-// body as an empty 1.0 request. Neither is retried; the gateway's
-// configuration must change.
+// or it answered a 2.0 request with data 2xx without any
+// X-Prometheus-Remote-Write-*-Written header: a 1.0 receiver that ignores
+// the Content-Type decodes a 2.0 body as an empty 1.0 request (the spec's
+// test for it). Headers that are there but all zero come from a 2.0
+// receiver that wrote nothing (e.g. dropped it all by its own policy, or
+// deduplicated an HA replica): a partial write, not this. Neither is
+// retried; the gateway's configuration must change.
 var ErrUnsupported = errors.New("forward: downstream does not support the configured protobuf_message")
 
 const (
@@ -211,7 +213,7 @@ func (s *Sender) Close() { s.client.CloseIdleConnections() }
 // up and returns the last error. Without a deadline it retries until ctx is
 // cancelled. Other statuses are not retried.
 //
-// A 415, or a 2.0 request answered 2xx without anything written, is an
+// A 415, or a 2.0 request answered 2xx without any Written header, is an
 // *Error wrapping ErrUnsupported, logged as an error and counted in
 // telegate_forward_unsupported_total. For 2.0 the
 // X-Prometheus-Remote-Write-*-Written headers are counted in
@@ -407,8 +409,10 @@ func (s *Sender) countWritten(h http.Header) writeStats {
 }
 
 // checkWritten compares a 2xx's Written headers with what the 2.0 body
-// holds: nothing written out of something sent is ErrUnsupported (as
-// Prometheus' own sender judges it), less than sent a partial write.
+// holds: no header at all for something sent is ErrUnsupported (as the
+// spec and client_golang's remote API judge it; Prometheus' own sender
+// also refuses all-zero headers, which are a 2.0 receiver's answer),
+// less than sent a partial write (logged as a warning when it is nothing).
 func (s *Sender) checkWritten(code int, body []byte, written writeStats) *Error {
 	sent, err := countV2(body)
 	if err != nil {
@@ -416,17 +420,21 @@ func (s *Sender) checkWritten(code int, body []byte, written writeStats) *Error 
 		level.Debug(s.logger).Log("msg", "cannot count the remote write 2.0 body's samples", "err", err)
 		return nil
 	}
-	if sent.total() > 0 && written.total() == 0 {
+	if sent.total() > 0 && !written.confirmed {
 		s.m.unsupported.Inc()
 		e := &Error{Status: code, err: ErrUnsupported,
-			Msg: fmt.Sprintf("answered a remote write 2.0 request of %d samples, %d histograms, %d exemplars with HTTP %d but no X-Prometheus-Remote-Write-*-Written headers saying anything was written: it probably only speaks remote write 1.0",
+			Msg: fmt.Sprintf("answered a remote write 2.0 request of %d samples, %d histograms, %d exemplars with HTTP %d but no X-Prometheus-Remote-Write-*-Written headers: it probably only speaks remote write 1.0",
 				sent.samples, sent.histograms, sent.exemplars, code)}
 		level.Error(s.logger).Log("msg", "downstream did not confirm a remote write 2.0 request; set forward.protobuf_message to "+MessageV1+" if it only supports 1.0", "url", s.url, "err", e)
 		return e
 	}
 	if written.samples < sent.samples || written.histograms < sent.histograms || written.exemplars < sent.exemplars {
 		s.m.partial.Inc()
-		level.Debug(s.logger).Log("msg", "downstream wrote part of a remote write 2.0 request", "url", s.url,
+		lvl := level.Debug
+		if written.total() == 0 {
+			lvl = level.Warn // not a silent loss
+		}
+		lvl(s.logger).Log("msg", "downstream wrote part of a remote write 2.0 request", "url", s.url,
 			"samples", written.samples, "of_samples", sent.samples, "histograms", written.histograms, "of_histograms", sent.histograms,
 			"exemplars", written.exemplars, "of_exemplars", sent.exemplars)
 	}

@@ -107,7 +107,7 @@ func TestSendV2PartialWrite(t *testing.T) {
 func TestSendV2UnconfirmedIsUnsupported(t *testing.T) {
 	for name, answer := range map[string]func(int, http.ResponseWriter, *http.Request){
 		"no headers": nil,
-		"all zero":   written("0", "0", "0"),
+		"unparsable": written("x", "", ""),
 	} {
 		t.Run(name, func(t *testing.T) {
 			rec, srv := newServer(t, answer)
@@ -137,6 +137,39 @@ func TestSendV2UnconfirmedIsUnsupported(t *testing.T) {
 	_, body := testBody(t)
 	if err := s.Send(context.Background(), body); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Written headers that are there but all zero are a 2.0 receiver saying
+// it wrote nothing (it dropped everything by its own policy, deduplicated
+// an HA replica, ...): a partial write, not a 1.0 receiver, so neither an
+// error the gateway would answer 503 (retried by the client forever) nor
+// a dead letter.
+func TestSendV2ConfirmedZeroIsPartial(t *testing.T) {
+	for name, answer := range map[string]func(int, http.ResponseWriter, *http.Request){
+		"all zero": written("0", "0", "0"),
+		"one zero": written("0", "", ""),
+	} {
+		t.Run(name, func(t *testing.T) {
+			rec, srv := newServer(t, answer)
+			var logs bytes.Buffer
+			s := newSender(t, Config{URL: srv.URL, ProtobufMessage: MessageV2}, nil, log.NewLogfmtLogger(&logs))
+			if err := s.Send(context.Background(), v2Body(t)); err != nil {
+				t.Fatalf("error %v", err)
+			}
+			if !strings.Contains(logs.String(), "level=warn") {
+				t.Fatalf("writing nothing is not a silent loss: %q", logs.String())
+			}
+			if rec.attempts.Load() != 1 {
+				t.Fatalf("%d attempts", rec.attempts.Load())
+			}
+			if v := counterValue(s.m.unsupported); v != 0 {
+				t.Fatalf("unsupported_total = %v", v)
+			}
+			if v := counterValue(s.m.partial); v != 1 {
+				t.Fatalf("partial_writes_total = %v, want 1", v)
+			}
+		})
 	}
 }
 

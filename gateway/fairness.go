@@ -264,8 +264,47 @@ func pipelineBytes(series []batch.Series) int {
 // bytes, estimated from the decoded body plus the stamped label of each
 // series) and its snappy compression.
 func forwardReserve(maxForward, decoded, series int) int {
+	return forwardReserveOf(maxForward, decoded+32*series)
+}
+
+// forwardReserveOf is forwardReserve for an encoding of about encoded
+// bytes.
+func forwardReserveOf(maxForward, encoded int) int {
 	if maxForward <= 0 {
 		maxForward = forward.DefaultMaxRequestBytes
 	}
-	return 2 * min(maxForward, decoded+32*series)
+	return 2 * min(maxForward, encoded)
+}
+
+// encodedBytes is about the size of series encoded as remote write 1.0
+// (its label strings in full): a 2.0 request, whose labels are small
+// references into its symbols table, can encode to many times its own
+// size, so its reservation cannot be estimated from the body.
+func encodedBytes(series []batch.Series) int {
+	n := 0
+	for i := range series {
+		s := &series[i]
+		n += 8 + 16*len(s.Samples) + 40*len(s.Exemplars)
+		for _, l := range s.Labels {
+			n += 6 + len(l.Name) + len(l.Value)
+		}
+		for _, h := range s.Histograms {
+			n += 4 + len(h.Raw)
+		}
+		for _, e := range s.Exemplars {
+			for _, l := range e.Labels {
+				n += 6 + len(l.Name) + len(l.Value)
+			}
+		}
+	}
+	return n
+}
+
+// metadataBytes is about the size of md encoded.
+func metadataBytes(md []batch.Metadata) int {
+	n := 0
+	for i := range md {
+		n += 16 + len(md[i].Family) + len(md[i].Help) + len(md[i].Unit)
+	}
+	return n
 }

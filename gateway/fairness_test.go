@@ -15,7 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 
+	"github.com/telegate/telegate/gateway/decode"
 	"github.com/telegate/telegate/test/e2e/harness"
 )
 
@@ -223,5 +225,39 @@ func TestRequestMemoryReserved(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(f.gw.admission.bytes); got != 0 {
 		t.Fatalf("reserved after the requests: %v", got)
+	}
+}
+
+// TestRemoteWrite2EncodingReserved: a 2.0 request is small on the wire
+// (labels are references) but its forward encoding holds every label in
+// full: 1500 series sharing one 900-byte label value decode from ~55KB and
+// encode to ~1.4MB, which is reserved (2x) before encoding, so over an
+// installation's 2MiB share it is 413, not encoded anyway.
+func TestRemoteWrite2EncodingReserved(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.Limits.MaxSeriesPerRequest = 100000
+		o.Fairness = Fairness{MaxInflightBytes: 8 << 20, MaxInflightBytesPerInstallation: 2 << 20}
+	})
+	ms := f.now.UnixMilli()
+	st := writev2.NewSymbolTable()
+	long := strings.Repeat("v", 900)
+	req := &writev2.Request{}
+	for i := range 1500 {
+		req.Timeseries = append(req.Timeseries, v2Series(&st, 1, ms, "__name__", "cluster_version", "type", long, "version", strconv.Itoa(i)))
+	}
+	req.Symbols = st.Symbols()
+	raw, _ := req.Marshal()
+	if len(raw) > 64<<10 {
+		t.Fatalf("request of %d bytes: want a small one", len(raw))
+	}
+	status, body, _ := f.postRaw(t, "/api/v1/receive", harness.CompositeToken("dev", "c1"), decode.RemoteWriteV2ContentType, raw)
+	if status != http.StatusRequestEntityTooLarge || !strings.Contains(body, reasonRequestMemory) {
+		t.Fatalf("2.0 request expanding past the share: %d %s", status, body)
+	}
+	if len(f.fwd.reqs) != 0 {
+		t.Fatalf("forwarded %d requests", len(f.fwd.reqs))
+	}
+	if got := testutil.ToFloat64(f.gw.admission.bytes); got != 0 {
+		t.Fatalf("reserved after the request: %v", got)
 	}
 }

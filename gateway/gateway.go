@@ -54,7 +54,9 @@ type Forwarder interface {
 // returns: anything kept must be copied. A nil error means the series
 // are durably stored.
 // AppendWritten returns what was stored, for remote write 2.0's written
-// headers.
+// headers: with a non-recoverable error too (a partial write, e.g. the
+// embedded store refusing some samples for good and storing the rest),
+// where it is what was durably stored all the same.
 type BatchForwarder interface {
 	AppendWritten(ctx context.Context, clusterID string, series []batch.Series) (forward.Written, error)
 }
@@ -554,10 +556,10 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 		// A forward that failed part way may have written some parts:
 		// the answer (5xx, or 4xx for what downstream refused) reports
 		// none, so a sender never counts a sample that may be lost. A
-		// request with invalid series wrote the valid ones: its 400
-		// says how many.
-		var pe *partialError
-		if msg == decode.WriteV2 && errors.As(err, &pe) {
+		// request with invalid series wrote the valid ones, and the
+		// embedded store's partial refusal stored the rest: their 400
+		// says how many (written is zero otherwise).
+		if msg == decode.WriteV2 {
 			setWritten(w.Header(), written)
 		}
 		return g.writeError(w, r, err)
@@ -638,9 +640,11 @@ func (g *Gateway) receiveIdentity(r *http.Request) (authn.Identity, error) {
 }
 
 // ingest runs a decoded batch through identity check, allowlist, relabel
-// and forwarding. It returns the success status to answer. remoteWrite is
-// false for /upload, whose timestamps come from the server clock and are
-// not bounds-checked.
+// and forwarding. It returns the success status to answer and what was
+// written, also with the error of a partial write (invalid series, or the
+// embedded store refusing some samples for good); zero with any other
+// error. remoteWrite is false for /upload, whose timestamps come from the
+// server clock and are not bounds-checked.
 func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string, id authn.Identity, al *allowlist.Allowlist, b *batch.Batch, now time.Time, remoteWrite bool, t *ticket) (int, forward.Written, error) {
 	g.metrics.received.WithLabelValues(protocol).Add(float64(b.Points()))
 	shadow := map[string]int{}
@@ -725,13 +729,13 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	var written forward.Written
 	if len(b.Series) > 0 || len(b.Metadata) > 0 {
 		if _, ok := g.opts.Forwarder.(BatchForwarder); !ok {
-			if err := t.add(forwardReserve(g.opts.MaxForwardBytes, len(b.Buf), len(b.Series))); err != nil {
+			if err := t.add(forwardReserveOf(g.opts.MaxForwardBytes, encodedBytes(b.Series)+metadataBytes(b.Metadata))); err != nil {
 				return 0, forward.Written{}, err
 			}
 		}
 		written, err = g.forward(r.Context(), id.ClusterID, b.Series, b.Metadata)
 		if err != nil {
-			return 0, forward.Written{}, err
+			return 0, written, err
 		}
 		g.metrics.forwarded.Add(float64(b.Points()))
 	}
@@ -806,7 +810,12 @@ func (g *Gateway) forward(ctx context.Context, clusterID string, series []batch.
 		if len(series) == 0 {
 			return forward.Written{}, nil // metadata only: not stored
 		}
-		return bf.AppendWritten(ctx, clusterID, series)
+		written, err := bf.AppendWritten(ctx, clusterID, series)
+		if fe := (*forward.Error)(nil); err != nil && (!errors.As(err, &fe) || fe.Recoverable) {
+			// Only a partial write's refusal says what is stored anyway.
+			written = forward.Written{}
+		}
+		return written, err
 	}
 	bufs := forward.GetBuffers()
 	defer forward.PutBuffers(bufs)

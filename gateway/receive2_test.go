@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -11,8 +12,10 @@ import (
 	"github.com/golang/snappy"
 	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 
+	"github.com/telegate/telegate/batch"
 	"github.com/telegate/telegate/forward"
 	"github.com/telegate/telegate/gateway/decode"
+	"github.com/telegate/telegate/store"
 	"github.com/telegate/telegate/test/e2e/harness"
 )
 
@@ -280,5 +283,82 @@ func TestForwardRemoteWriteV2(t *testing.T) {
 		len(g.Exemplars) != 1 || got.Symbols[g.Exemplars[0].LabelsRefs[1]] != "abc" ||
 		g.Metadata.Type != writev2.Metadata_METRIC_TYPE_HISTOGRAM || got.Symbols[g.Metadata.HelpRef] != "latency" {
 		t.Fatalf("forwarded %v %+v (symbols %q)", labels, g, got.Symbols)
+	}
+}
+
+// The embedded store refusing some samples for good stores the rest: the
+// 400 says how many were written (remote write 2.0 requires the written
+// headers on every answer), and a storage failure, which stores nothing,
+// answers zero.
+func TestRemoteWriteV2StorePartialWrite(t *testing.T) {
+	s, err := store.Open(t.TempDir(), store.Options{NoWALFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	f := newFixture(t, func(o *Options) { o.Forwarder = s })
+	ms := f.now.UnixMilli()
+	bearer := harness.CompositeToken("dev", "c1")
+	st := writev2.NewSymbolTable()
+	req := &writev2.Request{Timeseries: []writev2.TimeSeries{v2Series(&st, 1, ms, "__name__", "cluster_version", "type", "current")}}
+	req.Symbols = st.Symbols()
+	if status, body, hdr := f.writeV2(t, bearer, req); status != http.StatusNoContent || written(hdr) != "1/0/0" {
+		t.Fatalf("first write: %d %s, written %s", status, body, written(hdr))
+	}
+	// Another value at the stored timestamp (refused), and a new series
+	// with an exemplar (stored).
+	st = writev2.NewSymbolTable()
+	fresh := v2Series(&st, 5, ms, "__name__", "rpc_duration_seconds", "job", "api")
+	fresh.Exemplars = []writev2.Exemplar{{LabelsRefs: []uint32{st.Symbolize("trace_id"), st.Symbolize("abc")}, Value: 5, Timestamp: ms}}
+	req = &writev2.Request{Timeseries: []writev2.TimeSeries{
+		v2Series(&st, 2, ms, "__name__", "cluster_version", "type", "current"),
+		fresh,
+	}}
+	req.Symbols = st.Symbols()
+	status, body, hdr := f.writeV2(t, bearer, req)
+	if status != http.StatusBadRequest || !strings.Contains(body, "downstream_rejected") {
+		t.Fatalf("partial write: %d %s", status, body)
+	}
+	if w := written(hdr); w != "1/0/1" {
+		t.Errorf("partial write: written headers %s, want 1/0/1", w)
+	}
+	// Storage failing stores nothing: 503, zero written.
+	s.Close()
+	st = writev2.NewSymbolTable()
+	req = &writev2.Request{Timeseries: []writev2.TimeSeries{v2Series(&st, 3, ms+1000, "__name__", "cluster_version", "type", "current")}}
+	req.Symbols = st.Symbols()
+	if status, body, hdr := f.writeV2(t, bearer, req); status != http.StatusServiceUnavailable || written(hdr) != "0/0/0" {
+		t.Fatalf("closed store: %d %s, written %s", status, body, written(hdr))
+	}
+}
+
+// writtenForwarder is a BatchForwarder that answers with fixed counts and
+// error.
+type writtenForwarder struct {
+	batchForwarder
+	w   forward.Written
+	err error
+}
+
+func (f *writtenForwarder) AppendWritten(context.Context, string, []batch.Series) (forward.Written, error) {
+	return f.w, f.err
+}
+
+// Counts a BatchForwarder returns with a recoverable error (or one that is
+// not a *forward.Error) are not trusted: the answer says zero.
+func TestRemoteWriteV2BatchForwarderFailureWritesNothing(t *testing.T) {
+	for _, err := range []error{
+		&forward.Error{Msg: "disk full", Recoverable: true},
+		errors.New("something else"),
+	} {
+		bf := &writtenForwarder{w: forward.Written{Samples: 1}, err: err}
+		f := newFixture(t, func(o *Options) { o.Forwarder = bf })
+		st := writev2.NewSymbolTable()
+		req := &writev2.Request{Timeseries: []writev2.TimeSeries{v2Series(&st, 1, f.now.UnixMilli(), "__name__", "cluster_version")}}
+		req.Symbols = st.Symbols()
+		status, body, hdr := f.writeV2(t, harness.CompositeToken("dev", "c1"), req)
+		if status/100 == 2 || written(hdr) != "0/0/0" {
+			t.Errorf("%v: %d %s, written %s", err, status, body, written(hdr))
+		}
 	}
 }

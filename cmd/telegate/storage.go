@@ -66,6 +66,7 @@ func openStorage(c *config.Config, logger log.Logger, reg prometheus.Registerer)
 		RetentionSize:        int64(st.RetentionSize),
 		OutOfOrderTimeWindow: time.Duration(st.OutOfOrderTimeWindow),
 		NoWALFsync:           !st.WALFsync,
+		MaxExemplars:         maxExemplars(st.MaxExemplars),
 		Logger:               logger,
 		Registerer:           reg,
 	})
@@ -99,4 +100,13 @@ func queryURL(addr, webConfigFile string) string {
 		return addr + "/api/v1/query"
 	}
 	return "http://" + addr + "/api/v1/query"
+}
+
+// maxExemplars maps storage.max_exemplars (0 = off) to store.Options'
+// (0 = its default, negative = off).
+func maxExemplars(n int) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return int64(n)
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/telegate/telegate/authn"
+	"github.com/telegate/telegate/gateway/decode"
 	"github.com/telegate/telegate/test/e2e/harness"
 )
 
@@ -210,8 +211,8 @@ func heapInuse(t *testing.T, internal string) float64 {
 	return v
 }
 
-// TestHeapBoundUnderBombs: 100 concurrent compression bombs and oversized
-// bodies (4 rounds) keep the gateway's heap under 64MiB: each request
+// TestHeapBoundUnderBombs: 100 concurrent compression bombs (remote write
+// 1.0 and 2.0, uploads) and oversized bodies (4 rounds) keep the gateway's heap under 64MiB: each request
 // holds at most max_request_bytes (64KiB) + max_decoded_bytes (256KiB),
 // about 32MiB for 100, plus the baseline. Every one gets its 413 (the
 // per-installation shares are off: all 100 come from one installation, and
@@ -272,6 +273,9 @@ func TestHeapBoundUnderBombs(t *testing.T) {
 				switch i % 4 {
 				case 0:
 					body = bytes.NewReader(bomb)
+					if round%2 == 1 { // as remote write 2.0
+						hdr = map[string]string{"Authorization": "Bearer " + good, "Content-Type": decode.RemoteWriteV2ContentType, "Content-Encoding": "snappy"}
+					}
 				case 1:
 					body = bytes.NewReader(smallBomb)
 				case 2:
