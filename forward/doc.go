@@ -35,7 +35,8 @@
 //     Spool.Replay drains it in the background: oldest first per cluster,
 //     clusters in turn, delete only after a 2xx, dead/ for what the
 //     downstream refuses for good; each body is sent as the message it was
-//     encoded as.
+//     encoded as. Dead letters count against the spool's MaxBytes until
+//     Replay's sweep deletes them after DeadRetention.
 //   - Its self-metrics (telegate_forward_*, telegate_spool_*).
 //
 // Send takes an encoded body rather than series so a durable spool can
