@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/klauspost/compress/s2"
 
@@ -55,6 +56,23 @@ type symbols2 struct {
 	// at the same position finds at less cost than a map lookup.
 	prev     []batch.Label
 	prevRefs []uint32
+
+	// byAddr remembers references by where a string's bytes are: two
+	// strings of the same length at the same address are the same string
+	// (a batch's strings are not modified while it is encoded), and the
+	// strings of a batch decoded from a 2.0 request share the addresses
+	// of its symbols. A slot is one comparison where a map lookup hashes
+	// the string. nil until init.
+	byAddr *[addrSlots]addrEntry
+}
+
+// addrSlots is the size of symbols2.byAddr (a power of two).
+const addrSlots = 512
+
+type addrEntry struct {
+	p   *byte
+	n   int
+	ref uint32
 }
 
 func (t *symbols2) reset() {
@@ -63,17 +81,37 @@ func (t *symbols2) reset() {
 	t.list = append(t.list[:0], "") // the spec wants symbols[0] == ""
 	t.refs[""] = 0
 	t.bytes = fieldLen(0)
+	t.forgetAddrs()
+}
+
+// forgetAddrs empties prev and byAddr (after symbols were forgotten, and
+// so as not to keep a batch's memory alive).
+func (t *symbols2) forgetAddrs() {
 	t.prev = nil
+	if t.byAddr != nil {
+		clear(t.byAddr[:])
+	}
 }
 
 func (t *symbols2) ref(s string) uint32 {
-	if r, ok := t.refs[s]; ok {
-		return r
+	var slot *addrEntry
+	if t.byAddr != nil && s != "" {
+		p := unsafe.StringData(s)
+		slot = &t.byAddr[(uint64(uintptr(unsafe.Pointer(p)))*0x9e3779b97f4a7c15)>>(64-9)&(addrSlots-1)]
+		if slot.p == p && slot.n == len(s) {
+			return slot.ref
+		}
 	}
-	r := uint32(len(t.list))
-	t.refs[s] = r
-	t.list = append(t.list, s)
-	t.bytes += fieldLen(len(s))
+	r, ok := t.refs[s]
+	if !ok {
+		r = uint32(len(t.list))
+		t.refs[s] = r
+		t.list = append(t.list, s)
+		t.bytes += fieldLen(len(s))
+	}
+	if slot != nil {
+		*slot = addrEntry{p: unsafe.StringData(s), n: len(s), ref: r}
+	}
 	return r
 }
 
@@ -122,7 +160,7 @@ func (t *symbols2) truncate(n int) {
 	}
 	clear(t.list[n:])
 	t.list = t.list[:n]
-	t.prev = nil
+	t.forgetAddrs()
 }
 
 // encoder2 is the state of a 2.0 encode: the symbols, the encoded series
@@ -143,6 +181,7 @@ type encoder2 struct {
 func (e *encoder2) init(md []batch.Metadata) {
 	if e.sym.refs == nil {
 		e.sym.refs = map[string]uint32{}
+		e.sym.byAddr = new([addrSlots]addrEntry)
 		e.fam = map[string]int{}
 	}
 	e.sym.reset()
@@ -159,7 +198,7 @@ func (e *encoder2) init(md []batch.Metadata) {
 func (e *encoder2) done() {
 	clear(e.sym.refs)
 	clear(e.sym.list)
-	e.sym.prev = nil
+	e.sym.forgetAddrs()
 	clear(e.fam)
 	e.md = nil
 	e.lastName, e.lastMD, e.looked = "", nil, false

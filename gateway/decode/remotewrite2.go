@@ -352,6 +352,20 @@ func (d *v2Decoder) labelRefs(tagAt, next, end int) (int, error) {
 		if !d.pending && e-s >= 2 {
 			if n, v := buf[s], buf[s+1]; n < 0x80 && v < 0x80 && int(n) < len(syms) && int(v) < len(syms) {
 				if name := syms[n]; name != "" && (!d.hasPrev || after(name, d.prev)) {
+					if d.labels < d.maxLabels && name != batch.MetricName {
+						// pushLabel's work for a label that is not
+						// __name__ nor over the limit, without the call.
+						d.prev, d.hasPrev = name, true
+						d.labels++
+						if !d.bud.take(labelBytes) {
+							return 0, d.bud.errOver("remote write")
+						}
+						if !d.skim || name == d.filter.KeepLabel {
+							d.b.PushLabel(name, syms[v])
+						}
+						s += 2
+						continue
+					}
 					if err := d.pushLabel(name, syms[v]); err != nil {
 						return 0, err
 					}
