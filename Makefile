@@ -3,6 +3,7 @@
 
 GO        ?= go
 BIN       := bin/telegate
+CLIENT_BIN := bin/telegate-client
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
@@ -14,8 +15,11 @@ FUZZMINIMIZETIME ?= 1s
 
 all: build
 
+## build: bin/telegate (every command) and bin/telegate-client (the lean
+## client alone: no TSDB, PromQL, Kubernetes or cloud SDKs).
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/telegate
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(CLIENT_BIN) ./cmd/telegate-client
 
 ## run: the gateway on its built-in config (= examples/gateway.yaml: embedded
 ## storage, query API on 127.0.0.1:9004) plus a demo cluster Prometheus and a

@@ -1,7 +1,7 @@
 // Command telegate is the one binary of telegate: the gateway that
 // authenticates clusters and forwards their allowlisted telemetry to
-// long-term storage, and (later) the cluster-side client and the
-// allowlist tooling.
+// long-term storage, the cluster-side client (`telegate client`, also
+// built alone as the lean cmd/telegate-client) and the allowlist tooling.
 package main
 
 import (
@@ -12,6 +12,8 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
+
+	"github.com/telegate/telegate/internal/cmdutil"
 )
 
 // Set by the linker: -X main.version=... -X main.revision=...
@@ -60,14 +62,4 @@ func main() {
 // function.
 var subcommands []func(app *kingpin.Application) (name string, run func(log.Logger) error)
 
-func newLogger(lvl, format string) log.Logger {
-	w := log.NewSyncWriter(os.Stderr)
-	var l log.Logger
-	if format == "json" {
-		l = log.NewJSONLogger(w)
-	} else {
-		l = log.NewLogfmtLogger(w)
-	}
-	l = level.NewFilter(l, level.Allow(level.ParseDefault(lvl, level.InfoValue())))
-	return log.With(l, "ts", log.DefaultTimestampUTC, "caller", log.DefaultCaller)
-}
+func newLogger(lvl, format string) log.Logger { return cmdutil.NewLogger(lvl, format) }

@@ -1,0 +1,7 @@
+// Package cli is the client's command line: the flags of `telegate client`
+// and of the lean telegate-client binary (the same flags, registered on a
+// kingpin subcommand or on the application itself), their overlay on
+// --config.file, and the run and inspect actions wiring package client to
+// its HTTP listener, signals and reloads. It imports nothing of the
+// gateway, so the client binary stays small.
+package cli
