@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/telegate/telegate/test/e2e/harness"
 )
@@ -86,6 +88,64 @@ func TestForwardRemoteWrite2UnsupportedDownstream(t *testing.T) {
 	}
 	if v := recv.Query(t, `count(cluster_version)`); len(v) != 0 {
 		t.Fatalf("data arrived at the 1.0-only receiver: %v", v)
+	}
+}
+
+// TestForwardRemoteWrite2IntoRemoteWrite1Receiver: the gateway forwards 2.0
+// into Debian's Prometheus 2.42, which only speaks 1.0 (it decodes the
+// body as a 1.0 WriteRequest, finds nothing it knows and answers 204
+// without the 2.0 Written headers). The gateway refuses the client's
+// request (503 downstream_misconfigured, not a 2xx), counts
+// telegate_forward_unsupported_total, logs protobuf_message, and the
+// receiver stores nothing. Run without and with a spool: with one, the
+// refusal is not recoverable, so nothing is spooled and the client gets
+// the same 503.
+func TestForwardRemoteWrite2IntoRemoteWrite1Receiver(t *testing.T) {
+	t.Run("no-spool", func(t *testing.T) { forwardV2Unsupported(t, false) })
+	t.Run("spool", func(t *testing.T) { forwardV2Unsupported(t, true) })
+}
+
+func forwardV2Unsupported(t *testing.T, spool bool) {
+	forwardYAML := "  protobuf_message: " + harness.RemoteWrite2
+	if spool {
+		forwardYAML += "\n" + spoolConfig("64MiB")
+	}
+	down := harness.StartPrometheus(t, harness.PrometheusOptions{Name: "receiver242", EnableRemoteWriteReceiver: true})
+	gw := startBudgetGateway(t, budgetGatewayOpts{downstream: down.RemoteWriteURL(), forward: forwardYAML})
+	ms := time.Now().UnixMilli()
+	req := &prompb.WriteRequest{Timeseries: versionSeries(ms, 1, 3)}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	status, body, hdr, err := harness.RemoteWrite(ctx, gw.url+"/api/v1/receive", harness.CompositeToken("fleet-token", "cluster-fwd2-old"), req)
+	must(t, err)
+	if status/100 == 2 {
+		t.Fatalf("gateway answered %d (%s) though the downstream wrote nothing", status, body)
+	}
+	// A downstream that does not speak the configured message is the
+	// gateway's misconfiguration: the client may retry later (toHTTP).
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, "downstream_misconfigured") || !strings.Contains(body, "remote write 2.0") {
+		t.Fatalf("gateway answered %d %s, want 503 downstream_misconfigured naming remote write 2.0", status, body)
+	}
+	t.Logf("gateway answered %d, Retry-After %q: %s", status, hdr.Get("Retry-After"), strings.TrimSpace(body))
+	if n := gatewayMetric(t, gw, "telegate_forward_unsupported_total"); n <= 0 {
+		t.Fatalf("telegate_forward_unsupported_total = %v, want > 0", n)
+	}
+	if logs := gw.Stdout() + gw.Stderr(); !strings.Contains(logs, "protobuf_message") {
+		t.Fatalf("gateway log does not name protobuf_message:\n%s", logs)
+	}
+	if v := down.Query(t, `{__name__=~".+"}`); len(v) != 0 {
+		t.Fatalf("the 1.0-only receiver stored series: %v", v)
+	}
+	if v := down.Query(t, `cluster_version`); len(v) != 0 {
+		t.Fatalf("cluster_version arrived: %v", v)
+	}
+	// With a spool the refusal is not spooled either: the downstream
+	// would refuse it again (forward.Durable spools only "not now").
+	if spool {
+		if n := gatewayMetric(t, gw, "telegate_spool_objects"); n != 0 {
+			t.Fatalf("telegate_spool_objects = %v: an unsupported message was spooled", n)
+		}
+		t.Log("spool configured: nothing spooled, the client got the refusal")
 	}
 }
 
