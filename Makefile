@@ -121,7 +121,9 @@ fuzz:
 
 ## bench: every benchmark (benchstat-friendly, also saved to bin/bench.txt),
 ## then the ingest path's samples per CPU-second and its ratio to the naive
-## gogo decode+encode floor measured in the same run. BENCHCOUNT=6 for benchstat.
+## gogo decode+encode floor measured in the same run, and remote write 2.0's
+## samples per CPU-second over 1.0's on the same series (decode, receive,
+## 2.0 in and out), medians over BENCHCOUNT. BENCHCOUNT=6 for benchstat.
 BENCHCOUNT ?= 1
 bench:
 	@mkdir -p bin
@@ -131,6 +133,7 @@ bench:
 	@awk '/^Benchmark(NaiveFloor|Receive|Upload)/ { r = ""; s = ""; a = ""; \
 	  for (i = 1; i < NF; i++) { if ($$(i+1) == "x-naive") r = $$i; if ($$(i+1) == "samples/cpu-s") s = $$i; if ($$(i+1) == "allocs/series") a = $$i } \
 	  printf "  %-40s %12.0f samples/cpu-s  %8.4f allocs/series  %s\n", $$1, s, a, (r == "" ? "(floor)" : r "x naive") }' bin/bench.txt
+	@echo; ./scripts/bench-ratios.sh bin/bench.txt
 
 clean:
 	rm -rf bin data

@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v2"
 
 	"github.com/telegate/telegate/authn"
+	"github.com/telegate/telegate/bucket"
 	"github.com/telegate/telegate/forward"
 )
 
@@ -316,13 +317,17 @@ type Spool struct {
 	// Bucket is an objstore config as Thanos reads it (type, config,
 	// prefix); default FILESYSTEM in ./data/spool (relative to the working
 	// directory).
-	Bucket forward.BucketConfig `yaml:"bucket"`
-	// MaxBytes caps the spool; when full the gateway answers 503 with
-	// Retry-After. 0 = no cap.
+	Bucket bucket.Config `yaml:"bucket"`
+	// MaxBytes caps the spool, pending and dead-lettered objects
+	// together; when full the gateway answers 503 with Retry-After. 0 =
+	// no cap.
 	MaxBytes Bytes `yaml:"max_bytes"`
 	// MaxSampleAge dead-letters spooled objects whose newest sample is
 	// older than this (the downstream would refuse them). 0 = never.
 	MaxSampleAge model.Duration `yaml:"max_sample_age"`
+	// DeadLetterRetention deletes dead-lettered objects (dead/) this long
+	// after they were dead-lettered. 0 = keep until removed by hand.
+	DeadLetterRetention model.Duration `yaml:"dead_letter_retention"`
 	// SendDeadline is how long a request tries the downstream before its
 	// data is spooled instead (at most max_retry_time minus 2s, kept for
 	// the spool write).
@@ -344,12 +349,12 @@ type SpoolReplay struct {
 func (s *Spool) UnmarshalYAML(unmarshal func(any) error) error {
 	type plain Spool
 	p := plain(*s)
-	p.Bucket = forward.BucketConfig{}
+	p.Bucket = bucket.Config{}
 	if err := unmarshal(&p); err != nil {
 		return err
 	}
 	if p.Bucket.Type == "" && p.Bucket.Config == nil && p.Bucket.Prefix == "" {
-		p.Bucket = forward.DefaultBucketConfig()
+		p.Bucket = bucket.DefaultConfig()
 	}
 	*s = Spool(p)
 	return nil
@@ -357,11 +362,12 @@ func (s *Spool) UnmarshalYAML(unmarshal func(any) error) error {
 
 func defaultSpool() Spool {
 	return Spool{
-		Enabled:      true,
-		Bucket:       forward.DefaultBucketConfig(),
-		MaxBytes:     1 << 30,
-		MaxSampleAge: model.Duration(2 * time.Hour),
-		SendDeadline: model.Duration(forward.DefaultSendDeadline),
+		Enabled:             true,
+		Bucket:              bucket.DefaultConfig(),
+		MaxBytes:            1 << 30,
+		MaxSampleAge:        model.Duration(2 * time.Hour),
+		DeadLetterRetention: model.Duration(7 * 24 * time.Hour),
+		SendDeadline:        model.Duration(forward.DefaultSendDeadline),
 		Replay: SpoolReplay{
 			Concurrency: forward.DefaultReplayConcurrency,
 			Timeout:     model.Duration(forward.DefaultReplayTimeout),
@@ -648,6 +654,9 @@ func (c *Config) Validate() error {
 		}
 		if sp.MaxSampleAge < 0 {
 			add("forward.spool.max_sample_age", "must not be negative")
+		}
+		if sp.DeadLetterRetention < 0 {
+			add("forward.spool.dead_letter_retention", "must not be negative")
 		}
 		if sp.SendDeadline <= 0 {
 			add("forward.spool.send_deadline", "must be positive")

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/telegate/telegate/bucket"
 	"github.com/telegate/telegate/forward"
 )
 
@@ -16,10 +17,10 @@ func TestSpoolDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	sp := c.Forward.Spool
-	if !sp.Enabled || sp.MaxBytes != 1<<30 || time.Duration(sp.MaxSampleAge) != 2*time.Hour {
+	if !sp.Enabled || sp.MaxBytes != 1<<30 || time.Duration(sp.MaxSampleAge) != 2*time.Hour || time.Duration(sp.DeadLetterRetention) != 7*24*time.Hour {
 		t.Fatalf("defaults %+v", sp)
 	}
-	if sp.Bucket.Type != "FILESYSTEM" || sp.Bucket.Config["directory"] != forward.DefaultSpoolDirectory {
+	if sp.Bucket.Type != "FILESYSTEM" || sp.Bucket.Config["directory"] != bucket.DefaultDirectory {
 		t.Fatalf("default bucket %+v", sp.Bucket)
 	}
 	if c.Forward.MaxRequestBytes != forward.DefaultMaxRequestBytes {
@@ -37,6 +38,7 @@ func TestSpoolSection(t *testing.T) {
       prefix: gw-0
     max_bytes: 10GiB
     max_sample_age: 1h
+    dead_letter_retention: 36h
     send_deadline: 3s
     replay:
       concurrency: 8
@@ -50,9 +52,14 @@ func TestSpoolSection(t *testing.T) {
 	if sp.Bucket.Config["directory"] != "/var/lib/telegate/spool" || len(sp.Bucket.Config) != 1 || sp.Bucket.Prefix != "gw-0" {
 		t.Fatalf("bucket %+v (a given bucket must replace the default whole)", sp.Bucket)
 	}
-	if sp.MaxBytes != 10<<30 || time.Duration(sp.SendDeadline) != 3*time.Second || sp.Replay.Concurrency != 8 ||
+	if sp.MaxBytes != 10<<30 || time.Duration(sp.SendDeadline) != 3*time.Second || time.Duration(sp.DeadLetterRetention) != 36*time.Hour || sp.Replay.Concurrency != 8 ||
 		time.Duration(sp.Replay.Timeout) != forward.DefaultReplayTimeout || c.Forward.MaxRequestBytes != 1<<20 {
 		t.Fatalf("spool %+v", sp)
+	}
+	// 0 keeps dead letters until removed by hand.
+	c, err = Parse([]byte(spoolBase+"  spool:\n    dead_letter_retention: 0s\n"), "x.yaml", nil, "")
+	if err != nil || c.Forward.Spool.DeadLetterRetention != 0 {
+		t.Fatalf("dead_letter_retention 0: %v %+v", err, c)
 	}
 	// Only the section without a bucket keeps the default bucket.
 	c, err = Parse([]byte(spoolBase+"  spool:\n    max_bytes: 1MiB\n"), "x.yaml", nil, "")

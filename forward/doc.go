@@ -29,12 +29,14 @@
 //     ErrUnsupported, not retried.
 //   - Durability: Durable.Send tries the Sender within a deadline and, when
 //     the downstream cannot take the body now, writes it to a Spool on a
-//     thanos-io/objstore bucket (FSBucket: atomic, fsynced uploads) and
+//     thanos-io/objstore bucket (opened by package bucket; forward needs
+//     only the objstore.Bucket interface, never a cloud SDK) and
 //     returns nil, so a 2xx always means forwarded or durably spooled.
 //     Spool.Replay drains it in the background: oldest first per cluster,
 //     clusters in turn, delete only after a 2xx, dead/ for what the
 //     downstream refuses for good; each body is sent as the message it was
-//     encoded as.
+//     encoded as. Dead letters count against the spool's MaxBytes until
+//     Replay's sweep deletes them after DeadRetention.
 //   - Its self-metrics (telegate_forward_*, telegate_spool_*).
 //
 // Send takes an encoded body rather than series so a durable spool can

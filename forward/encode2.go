@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/klauspost/compress/s2"
 
@@ -48,6 +49,30 @@ type symbols2 struct {
 	refs  map[string]uint32
 	list  []string
 	bytes int // encoded size of the symbols fields
+
+	// prev is the label set labelRefs resolved last and prevRefs its
+	// references (name and value of each label): consecutive series share
+	// most label names and many values, which a comparison with the label
+	// at the same position finds at less cost than a map lookup.
+	prev     []batch.Label
+	prevRefs []uint32
+
+	// byAddr remembers references by where a string's bytes are: two
+	// strings of the same length at the same address are the same string
+	// (a batch's strings are not modified while it is encoded), and the
+	// strings of a batch decoded from a 2.0 request share the addresses
+	// of its symbols. A slot is one comparison where a map lookup hashes
+	// the string. nil until init.
+	byAddr *[addrSlots]addrEntry
+}
+
+// addrSlots is the size of symbols2.byAddr (a power of two).
+const addrSlots = 512
+
+type addrEntry struct {
+	p   *byte
+	n   int
+	ref uint32
 }
 
 func (t *symbols2) reset() {
@@ -56,17 +81,75 @@ func (t *symbols2) reset() {
 	t.list = append(t.list[:0], "") // the spec wants symbols[0] == ""
 	t.refs[""] = 0
 	t.bytes = fieldLen(0)
+	t.forgetAddrs()
+}
+
+// forgetAddrs empties prev and byAddr (after symbols were forgotten, and
+// so as not to keep a batch's memory alive).
+func (t *symbols2) forgetAddrs() {
+	t.prev = nil
+	if t.byAddr != nil {
+		clear(t.byAddr[:])
+	}
 }
 
 func (t *symbols2) ref(s string) uint32 {
-	if r, ok := t.refs[s]; ok {
-		return r
+	var slot *addrEntry
+	if t.byAddr != nil && s != "" {
+		p := unsafe.StringData(s)
+		slot = &t.byAddr[(uint64(uintptr(unsafe.Pointer(p)))*0x9e3779b97f4a7c15)>>(64-9)&(addrSlots-1)]
+		if slot.p == p && slot.n == len(s) {
+			return slot.ref
+		}
 	}
-	r := uint32(len(t.list))
-	t.refs[s] = r
-	t.list = append(t.list, s)
-	t.bytes += fieldLen(len(s))
+	r, ok := t.refs[s]
+	if !ok {
+		r = uint32(len(t.list))
+		t.refs[s] = r
+		t.list = append(t.list, s)
+		t.bytes += fieldLen(len(s))
+	}
+	if slot != nil {
+		*slot = addrEntry{p: unsafe.StringData(s), n: len(s), ref: r}
+	}
 	return r
+}
+
+// labelRefs appends the references of a series' label names and values
+// to dst (references as ref gives them).
+func (t *symbols2) labelRefs(dst []byte, ls []batch.Label) []byte {
+	prev := t.prev
+	if cap(t.prevRefs) < 2*len(ls) {
+		t.prevRefs = make([]uint32, 2*len(ls))
+		prev = nil
+	}
+	refs := t.prevRefs[:2*len(ls)]
+	for i := range ls {
+		var n, v uint32
+		if i < len(prev) && ls[i].Name == prev[i].Name {
+			n = refs[2*i]
+		} else {
+			n = t.ref(ls[i].Name)
+		}
+		if i < len(prev) && ls[i].Value == prev[i].Value {
+			v = refs[2*i+1]
+		} else {
+			v = t.ref(ls[i].Value)
+		}
+		refs[2*i], refs[2*i+1] = n, v
+		dst = appendRef(dst, n)
+		dst = appendRef(dst, v)
+	}
+	t.prev = ls
+	return dst
+}
+
+// appendRef appends a symbol reference as a varint.
+func appendRef(dst []byte, r uint32) []byte {
+	if r < 0x80 {
+		return append(dst, byte(r))
+	}
+	return binary.AppendUvarint(dst, uint64(r))
 }
 
 // truncate forgets the symbols added after the first n.
@@ -77,6 +160,7 @@ func (t *symbols2) truncate(n int) {
 	}
 	clear(t.list[n:])
 	t.list = t.list[:n]
+	t.forgetAddrs()
 }
 
 // encoder2 is the state of a 2.0 encode: the symbols, the encoded series
@@ -86,17 +170,25 @@ type encoder2 struct {
 	series []byte
 	fam    map[string]int
 	md     []batch.Metadata
+
+	// lastName is the series name metadataFor looked up last and lastMD
+	// what it found (consecutive series mostly share a name).
+	lastName string
+	lastMD   *batch.Metadata
+	looked   bool
 }
 
 func (e *encoder2) init(md []batch.Metadata) {
 	if e.sym.refs == nil {
 		e.sym.refs = map[string]uint32{}
+		e.sym.byAddr = new([addrSlots]addrEntry)
 		e.fam = map[string]int{}
 	}
 	e.sym.reset()
 	e.series = e.series[:0]
 	clear(e.fam)
 	e.md = md
+	e.lastName, e.lastMD, e.looked = "", nil, false
 	for i := range md {
 		e.fam[md[i].Family] = i
 	}
@@ -106,8 +198,10 @@ func (e *encoder2) init(md []batch.Metadata) {
 func (e *encoder2) done() {
 	clear(e.sym.refs)
 	clear(e.sym.list)
+	e.sym.forgetAddrs()
 	clear(e.fam)
 	e.md = nil
+	e.lastName, e.lastMD, e.looked = "", nil, false
 }
 
 // metadataFor returns the metadata of the family s belongs to: its name,
@@ -117,6 +211,15 @@ func (e *encoder2) metadataFor(s *batch.Series) *batch.Metadata {
 		return nil
 	}
 	name := s.Name()
+	if e.looked && name == e.lastName {
+		return e.lastMD
+	}
+	m := e.lookupMetadata(name)
+	e.lastName, e.lastMD, e.looked = name, m, true
+	return m
+}
+
+func (e *encoder2) lookupMetadata(name string) *batch.Metadata {
 	if i, ok := e.fam[name]; ok {
 		return &e.md[i]
 	}
@@ -165,16 +268,21 @@ func itemBound2(s *batch.Series, k int) int {
 	return fieldLen(exemplarLen(ex) - labelsLen(ex.Labels) + labelsBound2(ex.Labels))
 }
 
-// appendLabelRefs appends a packed labels_refs field for ls.
-func (e *encoder2) appendLabelRefs(dst []byte, ls []batch.Label) []byte {
+// appendLabelRefs appends a packed labels_refs field for ls, a series'
+// labels or (exemplar) an exemplar's.
+func (e *encoder2) appendLabelRefs(dst []byte, ls []batch.Label, exemplar bool) []byte {
 	if len(ls) == 0 {
 		return dst
 	}
 	dst = append(dst, tag2LabelsRefs, 0)
 	start := len(dst)
-	for i := range ls {
-		dst = binary.AppendUvarint(dst, uint64(e.sym.ref(ls[i].Name)))
-		dst = binary.AppendUvarint(dst, uint64(e.sym.ref(ls[i].Value)))
+	if exemplar { // not a series' labels: leave sym.prev to the next series
+		for i := range ls {
+			dst = appendRef(dst, e.sym.ref(ls[i].Name))
+			dst = appendRef(dst, e.sym.ref(ls[i].Value))
+		}
+	} else {
+		dst = e.sym.labelRefs(dst, ls)
 	}
 	return endLen(dst, start, 1)
 }
@@ -205,7 +313,7 @@ func endLen(dst []byte, start, reserved int) []byte {
 func (e *encoder2) appendSeries2(dst []byte, s *batch.Series) []byte {
 	dst = append(dst, tag2Timeseries, 0, 0)
 	start := len(dst)
-	dst = e.appendLabelRefs(dst, s.Labels)
+	dst = e.appendLabelRefs(dst, s.Labels, false)
 	for j := range s.Samples {
 		smp := &s.Samples[j]
 		dst = append(dst, tag2Samples, byte(sampleLen(smp)))
@@ -227,7 +335,7 @@ func (e *encoder2) appendSeries2(dst []byte, s *batch.Series) []byte {
 		ex := &s.Exemplars[j]
 		dst = append(dst, tag2Exemplars, 0, 0)
 		exStart := len(dst)
-		dst = e.appendLabelRefs(dst, ex.Labels)
+		dst = e.appendLabelRefs(dst, ex.Labels, true)
 		if ex.Value != 0 {
 			dst = append(dst, tag2ExValue)
 			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(ex.Value))

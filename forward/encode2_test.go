@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -171,6 +172,9 @@ func TestEncodeSplitV2(t *testing.T) {
 	for iter := range 300 {
 		md := randMetadata(r, r.IntN(4))
 		series := randSeries(r, r.IntN(30))
+		if iter%2 == 1 {
+			sharedLabels(r, series)
+		}
 		namedSeries(r, series, md)
 		if iter%10 == 0 {
 			big := bigSeries(r, 200, 30)
@@ -232,6 +236,29 @@ func TestEncodeSplitV2(t *testing.T) {
 		if maxBytes == 1<<20 && len(groups) > 1 && iter%10 != 0 {
 			t.Fatalf("iteration %d: small input split into %d bodies", iter, len(groups))
 		}
+	}
+}
+
+// sharedLabels gives the series labels from small sets of names and
+// values, each series mostly its predecessor's with some labels changed,
+// added or removed, as consecutive series of a real request are.
+func sharedLabels(r *rand.Rand, series []batch.Series) {
+	names := []string{"a", "b", "c", "d", "e", "f"}
+	values := []string{"", "x", "y", "z", strings.Repeat("w", 200)}
+	var prev []batch.Label
+	for i := range series {
+		ls := slices.Clone(prev)
+		for range r.IntN(3) {
+			switch k := r.IntN(len(ls) + 1); {
+			case k == len(ls) || r.IntN(3) == 0:
+				ls = append(ls, batch.Label{Name: names[r.IntN(len(names))], Value: values[r.IntN(len(values))]})
+			case r.IntN(2) == 0:
+				ls[k].Value = values[r.IntN(len(values))]
+			default:
+				ls = slices.Delete(ls, k, k+1)
+			}
+		}
+		series[i].Labels, prev = ls, ls
 	}
 }
 

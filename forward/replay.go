@@ -1,9 +1,11 @@
 package forward
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"sync"
@@ -46,6 +48,10 @@ type ReplayOptions struct {
 	// Interval is how often an idle replayer looks again even without a
 	// wake-up. Default 5s.
 	Interval time.Duration
+	// DeadSweepInterval is how often dead/ is listed again (to notice
+	// dead letters removed by hand) and the ones older than
+	// SpoolOptions.DeadRetention are deleted. Default 1m.
+	DeadSweepInterval time.Duration
 }
 
 // Replay defaults.
@@ -55,6 +61,7 @@ const (
 	DefaultReplayMinBackoff  = time.Second
 	DefaultReplayMaxBackoff  = time.Minute
 	DefaultReplayInterval    = 5 * time.Second
+	DefaultDeadSweepInterval = time.Minute
 )
 
 func (o *ReplayOptions) setDefaults() {
@@ -72,6 +79,9 @@ func (o *ReplayOptions) setDefaults() {
 	}
 	if o.Interval <= 0 {
 		o.Interval = DefaultReplayInterval
+	}
+	if o.DeadSweepInterval <= 0 {
+		o.DeadSweepInterval = DefaultDeadSweepInterval
 	}
 }
 
@@ -94,12 +104,18 @@ type replayer struct {
 // 401/403/404/408, which mean the gateway is misconfigured or the
 // downstream busy) or whose samples are all older than MaxSampleAge is
 // moved to dead/ with the reason. Anything else leaves the object in place
-// and pauses replay with exponential backoff. It returns nil when ctx is
+// and pauses replay with exponential backoff. Alongside, it sweeps dead/
+// every DeadSweepInterval (see DeadRetention). It returns nil when ctx is
 // cancelled; an object being sent then stays for the next run.
 func (s *Spool) Replay(ctx context.Context, down BodySender, o ReplayOptions) error {
 	o.setDefaults()
 	r := &replayer{s: s, down: down, o: o}
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.sweepDeadEvery(ctx, o.DeadSweepInterval)
+	}()
 	for range o.Concurrency {
 		wg.Add(1)
 		go func() {
@@ -214,6 +230,18 @@ func (r *replayer) replayOne(ctx context.Context, e entry) (removed bool, err er
 	return true, nil
 }
 
+// sweepDeadEvery runs sweepDead now and every interval until ctx is done.
+func (s *Spool) sweepDeadEvery(ctx context.Context, interval time.Duration) {
+	for {
+		if err := s.sweepDead(ctx); err != nil && ctx.Err() == nil {
+			level.Warn(s.logger).Log("msg", "sweeping spool dead letters failed; retrying later", "err", err)
+		}
+		if !sleep(ctx, interval) {
+			return
+		}
+	}
+}
+
 // deadReason returns the dead-letter reason for a send error the
 // downstream will repeat forever, or "" when retrying may help.
 func deadReason(err error) string {
@@ -280,4 +308,17 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// readAllLimit reads at most limit bytes of r; more is an error.
+func readAllLimit(r io.Reader, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	n, err := io.Copy(&buf, io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if n > limit {
+		return nil, fmt.Errorf("object larger than %d bytes", limit)
+	}
+	return buf.Bytes(), nil
 }

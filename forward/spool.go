@@ -244,16 +244,26 @@ type queue struct {
 	busy bool // its head is being replayed
 }
 
+// deadEntry is one object under dead/ in the index.
+type deadEntry struct {
+	size int64
+	at   time.Time // dead-lettered (the object's last modification)
+	seq  uint64    // when it entered the index (see sweepDead)
+}
+
 // SpoolOptions configure a Spool.
 type SpoolOptions struct {
-	// MaxBytes caps the total size of pending objects; Put returns
-	// ErrSpoolFull beyond it. 0 means no cap.
+	// MaxBytes caps the total size of pending and dead-lettered objects;
+	// Put returns ErrSpoolFull beyond it. 0 means no cap.
 	MaxBytes int64
 	// MaxSampleAge: replay dead-letters an object whose newest sample is
 	// older than this (the downstream would refuse it). 0 disables.
 	MaxSampleAge time.Duration
-	Logger       log.Logger
-	Registerer   prometheus.Registerer
+	// DeadRetention: Replay deletes dead-lettered objects older than this
+	// (by their last modification). 0 keeps them until removed by hand.
+	DeadRetention time.Duration
+	Logger        log.Logger
+	Registerer    prometheus.Registerer
 	// Now is the clock (tests); time.Now by default.
 	Now func() time.Time
 }
@@ -277,6 +287,10 @@ type Spool struct {
 	wake     chan struct{}
 	lastSeen int64 // last enqueue ns handed out, to keep names increasing
 
+	dead      map[string]deadEntry // objects under dead/
+	deadBytes int64
+	deadSeq   uint64
+
 	m *spoolMetrics
 }
 
@@ -285,6 +299,7 @@ type spoolMetrics struct {
 	dead       *prometheus.CounterVec
 	writes     *prometheus.CounterVec
 	replayErrs prometheus.Counter
+	expired    prometheus.Counter
 }
 
 // OpenSpool lists the pending objects of bkt (left by an earlier process)
@@ -296,10 +311,10 @@ func OpenSpool(ctx context.Context, bkt objstore.Bucket, o SpoolOptions) (*Spool
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.MaxBytes < 0 || o.MaxSampleAge < 0 {
-		return nil, errors.New("forward: spool max_bytes and max_sample_age must not be negative")
+	if o.MaxBytes < 0 || o.MaxSampleAge < 0 || o.DeadRetention < 0 {
+		return nil, errors.New("forward: spool max_bytes, max_sample_age and dead_letter_retention must not be negative")
 	}
-	s := &Spool{bkt: bkt, opts: o, logger: o.Logger, queues: map[string]*queue{}, wake: make(chan struct{}, 1)}
+	s := &Spool{bkt: bkt, opts: o, logger: o.Logger, queues: map[string]*queue{}, wake: make(chan struct{}, 1), dead: map[string]deadEntry{}}
 	err := bkt.Iter(ctx, spoolDir, func(name string) error {
 		key, enq, ok := parseSpoolName(name)
 		if !ok {
@@ -317,13 +332,135 @@ func OpenSpool(ctx context.Context, bkt objstore.Bucket, o SpoolOptions) (*Spool
 	if err != nil {
 		return nil, fmt.Errorf("forward: listing spool: %w", err)
 	}
+	// Dead letters count against max_bytes too.
+	err = bkt.Iter(ctx, deadDir, func(name string) error {
+		return s.indexDead(ctx, name)
+	}, objstore.WithRecursiveIter())
+	if err != nil {
+		return nil, fmt.Errorf("forward: listing spool dead letters: %w", err)
+	}
 	if err := s.registerMetrics(o.Registerer); err != nil {
 		return nil, err
 	}
 	if s.objects > 0 {
 		level.Info(s.logger).Log("msg", "spool has objects left to replay", "objects", s.objects, "bytes", s.bytes)
 	}
+	if n := len(s.dead); n > 0 {
+		level.Info(s.logger).Log("msg", "spool has dead-lettered objects", "objects", n, "bytes", s.deadBytes, "retention", o.DeadRetention)
+	}
 	return s, nil
+}
+
+// indexDead adds the dead-lettered object name, found in a listing, to the
+// index with its size and last modification.
+func (s *Spool) indexDead(ctx context.Context, name string) error {
+	attrs, err := s.bkt.Attributes(ctx, name)
+	if s.bkt.IsObjNotFoundErr(err) {
+		return nil // removed since the listing
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	at := attrs.LastModified
+	if at.IsZero() {
+		at = s.opts.Now() // a store without modification times: from now on
+	}
+	s.mu.Lock()
+	if _, known := s.dead[name]; !known { // deadLetter's own entry wins
+		s.putDead(name, attrs.Size, at)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// putDead adds or replaces an index entry. Callers hold mu.
+func (s *Spool) putDead(name string, size int64, at time.Time) {
+	if old, ok := s.dead[name]; ok {
+		s.deadBytes -= old.size
+	}
+	s.deadSeq++
+	s.dead[name] = deadEntry{size: size, at: at, seq: s.deadSeq}
+	s.deadBytes += size
+}
+
+// dropDead removes an index entry. Callers hold mu.
+func (s *Spool) dropDead(name string) {
+	if old, ok := s.dead[name]; ok {
+		s.deadBytes -= old.size
+		delete(s.dead, name)
+	}
+}
+
+// DeadStats returns the objects and bytes under dead/.
+func (s *Spool) DeadStats() (objects int, bytes int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.dead), s.deadBytes
+}
+
+// sweepDead brings the dead/ index in line with the bucket (an operator
+// may have removed or re-sent dead letters; they then no longer count
+// against max_bytes) and deletes the dead letters older than
+// DeadRetention. It returns the first error; the rest of the sweep still
+// runs.
+func (s *Spool) sweepDead(ctx context.Context) error {
+	s.mu.Lock()
+	start := s.deadSeq
+	s.mu.Unlock()
+	listed := map[string]bool{}
+	var firstErr error
+	err := s.bkt.Iter(ctx, deadDir, func(name string) error {
+		listed[name] = true
+		s.mu.Lock()
+		_, known := s.dead[name]
+		s.mu.Unlock()
+		if !known {
+			if err := s.indexDead(ctx, name); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+		return nil
+	}, objstore.WithRecursiveIter())
+	if err != nil {
+		return fmt.Errorf("listing dead letters: %w", err)
+	}
+	var expired []string
+	s.mu.Lock()
+	for name, e := range s.dead {
+		// Entries added after the listing began may be missing from it.
+		if !listed[name] && e.seq <= start {
+			s.dropDead(name)
+		}
+	}
+	if ret := s.opts.DeadRetention; ret > 0 {
+		cutoff := s.opts.Now().Add(-ret)
+		for name, e := range s.dead {
+			if e.at.Before(cutoff) {
+				expired = append(expired, name)
+			}
+		}
+	}
+	s.mu.Unlock()
+	sort.Strings(expired)
+	for _, name := range expired {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := s.bkt.Delete(ctx, name); err != nil && !s.bkt.IsObjNotFoundErr(err) {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("expiring %s: %w", name, err)
+			}
+			continue
+		}
+		s.mu.Lock()
+		s.dropDead(name)
+		s.mu.Unlock()
+		s.m.expired.Inc()
+	}
+	if len(expired) > 0 {
+		level.Info(s.logger).Log("msg", "expired dead-lettered objects", "objects", len(expired), "retention", s.opts.DeadRetention)
+	}
+	return firstErr
 }
 
 func (s *Spool) registerMetrics(reg prometheus.Registerer) error {
@@ -344,6 +481,10 @@ func (s *Spool) registerMetrics(reg prometheus.Registerer) error {
 			Name: "telegate_spool_replay_failures_total",
 			Help: "Replay attempts that failed in a way worth retrying (downstream or bucket unavailable).",
 		}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "telegate_spool_dead_expired_total",
+			Help: "Dead-lettered objects deleted because they were older than dead_letter_retention.",
+		}),
 	}
 	for _, r := range deadReasons {
 		m.dead.WithLabelValues(r)
@@ -355,7 +496,7 @@ func (s *Spool) registerMetrics(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	cs := []prometheus.Collector{m.replayed, m.dead, m.writes, m.replayErrs,
+	cs := []prometheus.Collector{m.replayed, m.dead, m.writes, m.replayErrs, m.expired,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "telegate_spool_objects",
 			Help: "Objects waiting in the spool for replay.",
@@ -366,8 +507,16 @@ func (s *Spool) registerMetrics(reg prometheus.Registerer) error {
 		}, func() float64 { _, b, _ := s.Stats(); return float64(b) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "telegate_spool_max_bytes",
-			Help: "The spool's size cap (0: none).",
+			Help: "The spool's size cap, pending and dead-lettered objects together (0: none).",
 		}, func() float64 { return float64(s.opts.MaxBytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "telegate_spool_dead_objects",
+			Help: "Dead-lettered objects kept under dead/.",
+		}, func() float64 { o, _ := s.DeadStats(); return float64(o) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "telegate_spool_dead_bytes",
+			Help: "Bytes of dead-lettered objects under dead/; they count against the spool's max_bytes.",
+		}, func() float64 { _, b := s.DeadStats(); return float64(b) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "telegate_spool_oldest_age_seconds",
 			Help: "Age of the oldest object waiting in the spool; 0 when empty.",
@@ -430,8 +579,8 @@ func (s *Spool) HasBacklog(clusterID string) bool {
 }
 
 // Put durably stores body (a snappy remote-write body) for clusterID and
-// returns once the bucket has it. It returns ErrSpoolFull when the spool
-// is at its cap, or the bucket's error.
+// returns once the bucket has it. It returns ErrSpoolFull when pending
+// and dead-lettered objects would exceed the cap, or the bucket's error.
 func (s *Spool) Put(ctx context.Context, clusterID string, body []byte) error {
 	now := s.opts.Now()
 	h := &objHeader{ClusterID: clusterID, EnqueuedMS: now.UnixMilli()}
@@ -448,7 +597,7 @@ func (s *Spool) Put(ctx context.Context, clusterID string, body []byte) error {
 	key := clusterKey(clusterID)
 
 	s.mu.Lock()
-	if s.opts.MaxBytes > 0 && s.bytes+size > s.opts.MaxBytes {
+	if s.opts.MaxBytes > 0 && s.bytes+s.deadBytes+size > s.opts.MaxBytes {
 		s.mu.Unlock()
 		s.m.writes.WithLabelValues("full").Inc()
 		return ErrSpoolFull
@@ -534,7 +683,8 @@ func (s *Spool) done(key string, removed bool) {
 
 // deadLetter stores the object under dead/ with the reason in its name and
 // header (raw as read when it could not be decoded, h nil), then deletes
-// the pending object.
+// the pending object. The dead letter counts against MaxBytes until it
+// expires (DeadRetention) or is removed.
 func (s *Spool) deadLetter(ctx context.Context, name string, raw []byte, h *objHeader, body []byte, reason, msg string) error {
 	out := raw
 	if h != nil {
@@ -549,6 +699,9 @@ func (s *Spool) deadLetter(ctx context.Context, name string, raw []byte, h *objH
 	if err := s.bkt.Upload(ctx, deadName, bytes.NewReader(out)); err != nil {
 		return fmt.Errorf("dead-lettering %s: %w", name, err)
 	}
+	s.mu.Lock()
+	s.putDead(deadName, int64(len(out)), s.opts.Now())
+	s.mu.Unlock()
 	if err := s.bkt.Delete(ctx, name); err != nil && !s.bkt.IsObjNotFoundErr(err) {
 		return fmt.Errorf("deleting %s after dead-lettering: %w", name, err)
 	}

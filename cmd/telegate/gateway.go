@@ -24,6 +24,7 @@ import (
 
 	"github.com/telegate/telegate/allowlist"
 	"github.com/telegate/telegate/authn"
+	"github.com/telegate/telegate/bucket"
 	"github.com/telegate/telegate/config"
 	"github.com/telegate/telegate/examples"
 	"github.com/telegate/telegate/forward"
@@ -490,22 +491,23 @@ func openSpool(c *config.Config, sender *forward.Sender, logger log.Logger, reg 
 		level.Warn(logger).Log("msg", "forward.spool.enabled is false: a downstream outage is answered 503 and clients must retry")
 		return forward.Direct(sender), nil, nil
 	}
-	bkt, err := forward.NewBucket(sp.Bucket)
+	bkt, err := bucket.New(sp.Bucket)
 	if err != nil {
 		return nil, nil, fmt.Errorf("forward.spool.bucket: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	spool, err := forward.OpenSpool(ctx, bkt, forward.SpoolOptions{
-		MaxBytes:     int64(sp.MaxBytes),
-		MaxSampleAge: time.Duration(sp.MaxSampleAge),
-		Logger:       log.With(logger, "component", "spool"),
-		Registerer:   reg,
+		MaxBytes:      int64(sp.MaxBytes),
+		MaxSampleAge:  time.Duration(sp.MaxSampleAge),
+		DeadRetention: time.Duration(sp.DeadLetterRetention),
+		Logger:        log.With(logger, "component", "spool"),
+		Registerer:    reg,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	level.Info(logger).Log("msg", "durable spool ready", "bucket", bkt.Name(), "max_bytes", sp.MaxBytes)
+	level.Info(logger).Log("msg", "durable spool ready", "bucket", bkt.Name(), "max_bytes", sp.MaxBytes, "dead_letter_retention", sp.DeadLetterRetention)
 	return forward.NewDurable(sender, spool, forward.DurableOptions{
 		SendDeadline: time.Duration(sp.SendDeadline),
 		Logger:       log.With(logger, "component", "spool"),

@@ -120,23 +120,31 @@ type budget struct {
 	reserve func(int) error
 	granted int
 	err     error
+	// floor is where left goes below the grant (used() > granted):
+	// the start of left less granted with a reserve, -1 without one.
+	floor int
 }
 
 func newBudget(l Limits, decoded int) budget {
+	b := budget{left: l.MaxBatchBytes, limit: l.MaxBatchBytes, decoded: decoded, reserve: l.Reserve, floor: -1}
 	if l.MaxBatchBytes <= 0 {
-		return budget{left: unlimited, decoded: decoded, reserve: l.Reserve}
+		b.left, b.limit = unlimited, 0
 	}
-	return budget{left: l.MaxBatchBytes, limit: l.MaxBatchBytes, decoded: decoded, reserve: l.Reserve}
+	if b.reserve != nil {
+		b.floor = b.left
+	}
+	return b
 }
 
 // take charges n bytes, or reports false (charging nothing) when fewer
-// are left or Reserve refused them (then errOver returns its error).
+// are left or Reserve refused them (then errOver returns its error). It
+// is small enough to inline; grant is the rare path.
 func (b *budget) take(n int) bool {
 	if n > b.left {
 		return false
 	}
 	b.left -= n
-	if b.reserve != nil && b.used() > b.granted {
+	if b.left < b.floor {
 		return b.grant(n)
 	}
 	return true
@@ -156,6 +164,7 @@ func (b *budget) grant(n int) bool {
 		return false
 	}
 	b.granted += step
+	b.floor = b.left + b.used() - b.granted
 	return true
 }
 

@@ -351,7 +351,21 @@ func (d *v2Decoder) labelRefs(tagAt, next, end int) (int, error) {
 		// (and every error) takes labelRef.
 		if !d.pending && e-s >= 2 {
 			if n, v := buf[s], buf[s+1]; n < 0x80 && v < 0x80 && int(n) < len(syms) && int(v) < len(syms) {
-				if name := syms[n]; name != "" && (!d.hasPrev || name > d.prev) {
+				if name := syms[n]; name != "" && (!d.hasPrev || after(name, d.prev)) {
+					if d.labels < d.maxLabels && name != batch.MetricName {
+						// pushLabel's work for a label that is not
+						// __name__ nor over the limit, without the call.
+						d.prev, d.hasPrev = name, true
+						d.labels++
+						if !d.bud.take(labelBytes) {
+							return 0, d.bud.errOver("remote write")
+						}
+						if !d.skim || name == d.filter.KeepLabel {
+							d.b.PushLabel(name, syms[v])
+						}
+						s += 2
+						continue
+					}
 					if err := d.pushLabel(name, syms[v]); err != nil {
 						return 0, err
 					}
@@ -425,6 +439,16 @@ func (d *v2Decoder) pushLabel(name, value string) error {
 		d.b.PushLabel(name, value)
 	}
 	return nil
+}
+
+// after reports whether name sorts after prev, looking at their first
+// bytes first: the names of a series mostly differ there, and the
+// comparison then needs no call.
+func after(name, prev string) bool {
+	if name != "" && prev != "" && name[0] != prev[0] {
+		return name[0] > prev[0]
+	}
+	return name > prev
 }
 
 func btoi(b bool) int {

@@ -1,4 +1,4 @@
-package forward
+package bucket
 
 import (
 	"bytes"
@@ -11,8 +11,8 @@ import (
 // Delete removes the directories it empties, up to the root; an Upload to a
 // sibling must not fail because its parent vanished between creating the
 // directories and creating the file (the spool answered 503 for that).
-func TestFSBucketUploadRacesDelete(t *testing.T) {
-	b, err := NewFSBucket(t.TempDir())
+func TestFilesystemUploadRacesDelete(t *testing.T) {
+	b, err := NewFilesystem(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

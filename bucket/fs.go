@@ -1,7 +1,6 @@
-package forward
+package bucket
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -17,107 +16,27 @@ import (
 	"syscall"
 
 	"github.com/thanos-io/objstore"
-	"go.yaml.in/yaml/v2"
 )
-
-// BucketConfig is an object storage configuration in the format every
-// Thanos component reads (--objstore.config): a provider type, its own
-// config section, and an optional prefix all objects live under.
-type BucketConfig struct {
-	Type   string         `yaml:"type"`
-	Config map[string]any `yaml:"config"`
-	Prefix string         `yaml:"prefix,omitempty"`
-}
-
-// DefaultSpoolDirectory is where the default FILESYSTEM spool lives,
-// relative to the working directory.
-const DefaultSpoolDirectory = "./data/spool"
-
-// DefaultBucketConfig is the spool bucket used when none is configured.
-func DefaultBucketConfig() BucketConfig {
-	return BucketConfig{Type: string(objstore.FILESYSTEM), Config: map[string]any{"directory": DefaultSpoolDirectory}}
-}
-
-// fsConfig is the FILESYSTEM provider's config section.
-type fsConfig struct {
-	Directory string `yaml:"directory"`
-}
-
-// Validate checks the provider type and its config without touching
-// storage.
-func (c BucketConfig) Validate() error {
-	if c.isCloud() {
-		return c.checkCloudConfig()
-	}
-	_, err := c.fsConfig()
-	return err
-}
-
-func (c BucketConfig) fsConfig() (fsConfig, error) {
-	switch strings.ToUpper(c.Type) {
-	case string(objstore.FILESYSTEM):
-	case "":
-		return fsConfig{}, errors.New("bucket: type is required (FILESYSTEM, S3, GCS or AZURE)")
-	default:
-		return fsConfig{}, fmt.Errorf("bucket: type %q is not supported; supported: FILESYSTEM, S3, GCS, AZURE", c.Type)
-	}
-	raw, err := yaml.Marshal(c.Config)
-	if err != nil {
-		return fsConfig{}, fmt.Errorf("bucket: config: %w", err)
-	}
-	var fc fsConfig
-	if err := yaml.UnmarshalStrict(raw, &fc); err != nil {
-		return fsConfig{}, fmt.Errorf("bucket: FILESYSTEM config: %w", err)
-	}
-	if fc.Directory == "" {
-		return fsConfig{}, errors.New("bucket: FILESYSTEM config.directory is required")
-	}
-	if strings.Contains(c.Prefix, "..") {
-		return fsConfig{}, fmt.Errorf("bucket: prefix %q must not contain \"..\"", c.Prefix)
-	}
-	return fc, nil
-}
-
-// NewBucket opens the bucket c describes. For FILESYSTEM it is a
-// crash-safe bucket (see FSBucket), created if missing; S3, GCS and AZURE
-// use the Thanos objstore providers.
-func NewBucket(c BucketConfig) (objstore.Bucket, error) {
-	if c.isCloud() {
-		return newCloudBucket(c, nil)
-	}
-	fc, err := c.fsConfig()
-	if err != nil {
-		return nil, err
-	}
-	b, err := NewFSBucket(fc.Directory)
-	if err != nil {
-		return nil, err
-	}
-	if p := strings.Trim(c.Prefix, "/"); p != "" {
-		return objstore.NewPrefixedBucket(b, p), nil
-	}
-	return b, nil
-}
 
 // tmpPrefix marks files an Upload has not completed yet; they are invisible
 // to Iter and removed when the bucket is opened again.
 const tmpPrefix = ".tmp-"
 
-// FSBucket is an objstore.Bucket on a local directory whose Upload is
+// Filesystem is an objstore.Bucket on a local directory whose Upload is
 // atomic and durable: it writes a temporary file in the object's
 // directory, fsyncs it, renames it over the object's name and fsyncs the
 // directory. After a crash an object is either absent or complete, and
 // once Upload returned nil it survives power loss. (objstore's own
 // filesystem provider writes in place without fsync.)
-type FSBucket struct {
+type Filesystem struct {
 	root string
 }
 
-var _ objstore.Bucket = (*FSBucket)(nil)
+var _ objstore.Bucket = (*Filesystem)(nil)
 
-// NewFSBucket creates dir if needed and removes leftovers of uploads a
+// NewFilesystem creates dir if needed and removes leftovers of uploads a
 // crash interrupted.
-func NewFSBucket(dir string) (*FSBucket, error) {
+func NewFilesystem(dir string) (*Filesystem, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -137,13 +56,13 @@ func NewFSBucket(dir string) (*FSBucket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bucket: removing interrupted uploads: %w", err)
 	}
-	return &FSBucket{root: abs}, nil
+	return &Filesystem{root: abs}, nil
 }
 
 // Dir returns the bucket's root directory.
-func (b *FSBucket) Dir() string { return b.root }
+func (b *Filesystem) Dir() string { return b.root }
 
-func (b *FSBucket) path(name string) (string, error) {
+func (b *Filesystem) path(name string) (string, error) {
 	clean := path.Clean("/" + name)
 	if clean == "/" || strings.HasSuffix(name, "/") {
 		return "", fmt.Errorf("bucket: invalid object name %q", name)
@@ -155,16 +74,16 @@ func (b *FSBucket) path(name string) (string, error) {
 }
 
 // Provider implements objstore.Bucket.
-func (b *FSBucket) Provider() objstore.ObjProvider { return objstore.FILESYSTEM }
+func (b *Filesystem) Provider() objstore.ObjProvider { return objstore.FILESYSTEM }
 
 // Name implements objstore.Bucket.
-func (b *FSBucket) Name() string { return b.root }
+func (b *Filesystem) Name() string { return b.root }
 
 // Close implements objstore.Bucket.
-func (b *FSBucket) Close() error { return nil }
+func (b *Filesystem) Close() error { return nil }
 
 // Upload writes r to name atomically and durably.
-func (b *FSBucket) Upload(ctx context.Context, name string, r io.Reader, _ ...objstore.ObjectUploadOption) (err error) {
+func (b *Filesystem) Upload(ctx context.Context, name string, r io.Reader, _ ...objstore.ObjectUploadOption) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -219,7 +138,7 @@ const maxUploadTries = 10
 
 // mkdirAll creates dir and fsyncs each directory whose entry it added, so
 // a new object's directory survives a crash too.
-func (b *FSBucket) mkdirAll(dir string) error {
+func (b *Filesystem) mkdirAll(dir string) error {
 	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
 		return nil
 	}
@@ -260,7 +179,7 @@ func (c ctxReader) Read(p []byte) (int, error) {
 }
 
 // Delete removes name, then any directories it leaves empty.
-func (b *FSBucket) Delete(ctx context.Context, name string) error {
+func (b *Filesystem) Delete(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -280,7 +199,7 @@ func (b *FSBucket) Delete(ctx context.Context, name string) error {
 }
 
 // Get implements objstore.Bucket.
-func (b *FSBucket) Get(ctx context.Context, name string) (io.ReadCloser, error) {
+func (b *Filesystem) Get(ctx context.Context, name string) (io.ReadCloser, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -292,7 +211,7 @@ func (b *FSBucket) Get(ctx context.Context, name string) (io.ReadCloser, error) 
 }
 
 // GetRange implements objstore.Bucket. length < 0 reads to the end.
-func (b *FSBucket) GetRange(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+func (b *Filesystem) GetRange(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
 	if off < 0 {
 		return nil, fmt.Errorf("bucket: negative offset %d", off)
 	}
@@ -326,7 +245,7 @@ func (b *FSBucket) GetRange(ctx context.Context, name string, off, length int64)
 }
 
 // Exists implements objstore.Bucket.
-func (b *FSBucket) Exists(ctx context.Context, name string) (bool, error) {
+func (b *Filesystem) Exists(ctx context.Context, name string) (bool, error) {
 	p, err := b.path(name)
 	if err != nil {
 		return false, err
@@ -342,13 +261,13 @@ func (b *FSBucket) Exists(ctx context.Context, name string) (bool, error) {
 }
 
 // IsObjNotFoundErr implements objstore.Bucket.
-func (b *FSBucket) IsObjNotFoundErr(err error) bool { return errors.Is(err, fs.ErrNotExist) }
+func (b *Filesystem) IsObjNotFoundErr(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 
 // IsAccessDeniedErr implements objstore.Bucket.
-func (b *FSBucket) IsAccessDeniedErr(err error) bool { return errors.Is(err, fs.ErrPermission) }
+func (b *Filesystem) IsAccessDeniedErr(err error) bool { return errors.Is(err, fs.ErrPermission) }
 
 // Attributes implements objstore.Bucket.
-func (b *FSBucket) Attributes(ctx context.Context, name string) (objstore.ObjectAttributes, error) {
+func (b *Filesystem) Attributes(ctx context.Context, name string) (objstore.ObjectAttributes, error) {
 	p, err := b.path(name)
 	if err != nil {
 		return objstore.ObjectAttributes{}, err
@@ -364,19 +283,19 @@ func (b *FSBucket) Attributes(ctx context.Context, name string) (objstore.Object
 }
 
 // SupportedIterOptions implements objstore.Bucket.
-func (b *FSBucket) SupportedIterOptions() []objstore.IterOptionType {
+func (b *Filesystem) SupportedIterOptions() []objstore.IterOptionType {
 	return []objstore.IterOptionType{objstore.Recursive, objstore.UpdatedAt}
 }
 
 // Iter implements objstore.Bucket.
-func (b *FSBucket) Iter(ctx context.Context, dir string, f func(string) error, options ...objstore.IterOption) error {
+func (b *Filesystem) Iter(ctx context.Context, dir string, f func(string) error, options ...objstore.IterOption) error {
 	return b.IterWithAttributes(ctx, dir, func(a objstore.IterObjectAttributes) error { return f(a.Name) }, options...)
 }
 
 // IterWithAttributes lists dir in sorted order: objects, and
 // sub-directories (with a trailing slash) unless Recursive, in which case
 // their objects are listed in place. Uploads in progress are never listed.
-func (b *FSBucket) IterWithAttributes(ctx context.Context, dir string, f func(objstore.IterObjectAttributes) error, options ...objstore.IterOption) error {
+func (b *Filesystem) IterWithAttributes(ctx context.Context, dir string, f func(objstore.IterObjectAttributes) error, options ...objstore.IterOption) error {
 	if err := objstore.ValidateIterOptions(b.SupportedIterOptions(), options...); err != nil {
 		return err
 	}
@@ -390,7 +309,7 @@ func (b *FSBucket) IterWithAttributes(ctx context.Context, dir string, f func(ob
 	return b.iter(ctx, abs, prefix, params, f)
 }
 
-func (b *FSBucket) iter(ctx context.Context, abs, prefix string, params objstore.IterParams, f func(objstore.IterObjectAttributes) error) error {
+func (b *Filesystem) iter(ctx context.Context, abs, prefix string, params objstore.IterParams, f func(objstore.IterObjectAttributes) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -443,17 +362,4 @@ func dirEmpty(dir string) (bool, error) {
 		return true, nil
 	}
 	return len(names) == 0, err
-}
-
-// readAllLimit reads at most limit bytes of r; more is an error.
-func readAllLimit(r io.Reader, limit int64) ([]byte, error) {
-	var buf bytes.Buffer
-	n, err := io.Copy(&buf, io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if n > limit {
-		return nil, fmt.Errorf("object larger than %d bytes", limit)
-	}
-	return buf.Bytes(), nil
 }

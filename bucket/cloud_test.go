@@ -1,4 +1,4 @@
-package forward
+package bucket
 
 import (
 	"context"
@@ -8,24 +8,24 @@ import (
 	"github.com/thanos-io/objstore"
 )
 
-func TestCloudBucketConfigChecks(t *testing.T) {
+func TestCloudConfigChecks(t *testing.T) {
 	for _, tc := range []struct {
-		c    BucketConfig
+		c    Config
 		want string
 	}{
-		{BucketConfig{Type: "S3", Config: map[string]any{"bucket": "b"}}, "needs endpoint"},
-		{BucketConfig{Type: "s3", Config: map[string]any{"bucket": "b", "endpoint": "x", "acess_key": "typo"}}, "acess_key"},
-		{BucketConfig{Type: "GCS", Config: map[string]any{}}, "needs bucket"},
-		{BucketConfig{Type: "AZURE", Config: map[string]any{"container": "c"}}, "storage_account"},
-		{BucketConfig{Type: "S3", Prefix: "../x", Config: map[string]any{"bucket": "b", "endpoint": "x"}}, "prefix"},
-		{BucketConfig{Type: "SWIFT", Config: map[string]any{}}, "not supported"},
+		{Config{Type: "S3", Config: map[string]any{"bucket": "b"}}, "needs endpoint"},
+		{Config{Type: "s3", Config: map[string]any{"bucket": "b", "endpoint": "x", "acess_key": "typo"}}, "acess_key"},
+		{Config{Type: "GCS", Config: map[string]any{}}, "needs bucket"},
+		{Config{Type: "AZURE", Config: map[string]any{"container": "c"}}, "storage_account"},
+		{Config{Type: "S3", Prefix: "../x", Config: map[string]any{"bucket": "b", "endpoint": "x"}}, "prefix"},
+		{Config{Type: "SWIFT", Config: map[string]any{}}, "not supported"},
 	} {
 		err := tc.c.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.c, err, tc.want)
 		}
 	}
-	ok := BucketConfig{Type: "S3", Config: map[string]any{"bucket": "b", "endpoint": "127.0.0.1:1", "insecure": true, "access_key": "a", "secret_key": "s"}}
+	ok := Config{Type: "S3", Config: map[string]any{"bucket": "b", "endpoint": "127.0.0.1:1", "insecure": true, "access_key": "a", "secret_key": "s"}}
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestCloudBucketConfigChecks(t *testing.T) {
 // An S3 spool whose store is unreachable makes Put fail, so the gateway
 // answers 503 instead of acknowledging data it did not keep.
 func TestS3SpoolUnreachableFailsPut(t *testing.T) {
-	b, err := NewBucket(BucketConfig{Type: "S3", Prefix: "gw-1", Config: map[string]any{
+	b, err := New(Config{Type: "S3", Prefix: "gw-1", Config: map[string]any{
 		"bucket": "spool", "endpoint": "127.0.0.1:1", "insecure": true, "access_key": "a", "secret_key": "s",
 	}})
 	if err != nil {

@@ -1,4 +1,4 @@
-package forward
+package bucket
 
 import (
 	"context"
@@ -32,7 +32,7 @@ var cloudProviders = map[string]func(logger log.Logger, conf []byte) (objstore.B
 // checkCloudConfig decodes the provider's config strictly (a typo in a
 // key is an error) and checks the fields it cannot work without, without
 // contacting the store or any credential source.
-func (c BucketConfig) checkCloudConfig() error {
+func (c Config) checkCloudConfig() error {
 	t := strings.ToUpper(c.Type)
 	if strings.Contains(c.Prefix, "..") {
 		return fmt.Errorf("bucket: prefix %q must not contain \"..\"", c.Prefix)
@@ -79,14 +79,14 @@ func (c BucketConfig) checkCloudConfig() error {
 }
 
 // isCloud reports whether c names one of cloudProviders.
-func (c BucketConfig) isCloud() bool {
+func (c Config) isCloud() bool {
 	_, ok := cloudProviders[strings.ToUpper(c.Type)]
 	return ok
 }
 
 // newCloudBucket opens a cloud bucket. Its provider checks the config;
 // nothing is written until the spool's first Put.
-func newCloudBucket(c BucketConfig, logger log.Logger) (objstore.Bucket, error) {
+func newCloudBucket(c Config, logger log.Logger) (objstore.Bucket, error) {
 	if err := c.checkCloudConfig(); err != nil {
 		return nil, err
 	}
