@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -84,6 +85,14 @@ func (t *Transformer) Transform(fams []*dto.MetricFamily, now time.Time) ([]*dto
 	st := TransformStats{Filtered: map[string]int{}}
 	elide := set(t.Elide)
 	anon := set(t.Anonymize)
+	// The added labels, built once and shared by every series.
+	extra := make([]*dto.LabelPair, 0, len(t.Labels))
+	for name, value := range t.Labels {
+		if anon[name] {
+			value = Anonymize(t.Salt, value)
+		}
+		extra = append(extra, &dto.LabelPair{Name: proto.String(name), Value: proto.String(value)})
+	}
 	var minTs int64 = math.MinInt64
 	if t.MaxAge > 0 {
 		minTs = now.Add(-t.MaxAge).UnixMilli()
@@ -122,7 +131,7 @@ func (t *Transformer) Transform(fams []*dto.MetricFamily, now time.Time) ([]*dto
 				st.Filtered[reason] += c
 				continue
 			}
-			labels, ok := t.labels(m.Label, elide, anon)
+			labels, ok := t.labels(m.Label, elide, anon, extra)
 			if !ok {
 				st.Filtered[FilterInvalid] += c
 				continue
@@ -241,10 +250,11 @@ func checkMetric(t dto.MetricType, m *dto.Metric, minTs int64) string {
 	return ""
 }
 
-// labels builds the output label set of one metric, sorted by name; ok is
-// false when the input labels are invalid.
-func (t *Transformer) labels(in []*dto.LabelPair, elide, anon map[string]bool) ([]*dto.LabelPair, bool) {
-	out := make([]*dto.LabelPair, 0, len(in)+len(t.Labels))
+// labels builds the output label set of one metric, sorted by name, from
+// in and the added labels extra; ok is false when the input labels are
+// invalid. A label kept as it is shares in's pair rather than copying it.
+func (t *Transformer) labels(in []*dto.LabelPair, elide, anon map[string]bool, extra []*dto.LabelPair) ([]*dto.LabelPair, bool) {
+	out := make([]*dto.LabelPair, 0, len(in)+len(extra))
 	var seen map[string]bool // only for many labels; few are compared pairwise
 	if len(in) > 16 {
 		seen = make(map[string]bool, len(in))
@@ -264,22 +274,17 @@ func (t *Transformer) labels(in []*dto.LabelPair, elide, anon map[string]bool) (
 			continue
 		}
 		if anon[name] {
-			value = Anonymize(t.Salt, value)
+			l = &dto.LabelPair{Name: l.Name, Value: proto.String(Anonymize(t.Salt, value))}
 		}
-		out = append(out, &dto.LabelPair{Name: proto.String(name), Value: proto.String(value)})
+		out = append(out, l)
 	}
-	for name, value := range t.Labels {
-		if anon[name] {
-			value = Anonymize(t.Salt, value)
-		}
-		out = append(out, &dto.LabelPair{Name: proto.String(name), Value: proto.String(value)})
-	}
+	out = append(out, extra...)
 	sortLabels(out)
 	return out, true
 }
 
 func sortLabels(ls []*dto.LabelPair) {
-	sort.Slice(ls, func(i, j int) bool { return ls[i].GetName() < ls[j].GetName() })
+	slices.SortFunc(ls, func(a, b *dto.LabelPair) int { return strings.Compare(a.GetName(), b.GetName()) })
 }
 
 // repeated reports whether name is among the labels before it: a pairwise
@@ -380,7 +385,7 @@ func dedupe(f *dto.MetricFamily, filtered map[string]int) []*dto.Metric {
 		kept = append(kept, keyed{sig, m})
 	}
 	// Each signature is built once, not once per comparison.
-	sort.Slice(kept, func(i, j int) bool { return kept[i].sig < kept[j].sig })
+	slices.SortFunc(kept, func(a, b keyed) int { return strings.Compare(a.sig, b.sig) })
 	out := make([]*dto.Metric, len(kept))
 	for i, k := range kept {
 		out[i] = k.m
