@@ -32,6 +32,8 @@ type budgetGatewayOpts struct {
 	// shippedLimits keeps the default request caps instead of the small
 	// ones the other tests use.
 	shippedLimits bool
+	// forward is extra YAML under forward: (indented by two spaces).
+	forward string
 }
 
 // startBudgetGateway runs the real binary with the e2e allowlist, the
@@ -68,7 +70,8 @@ forward:
   url: %s
   timeout: 5s
   max_retry_time: 10s
-`, pub, internal, o.web, o.authn, caps, o.limits, o.downstream)
+%s
+`, pub, internal, o.web, o.authn, caps, o.limits, o.downstream, o.forward)
 	must(t, os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(cfg), 0o600))
 	p := harness.StartProcess(t, harness.ProcessOptions{
 		Name:   "telegate-" + strings.ReplaceAll(pub, ":", "-"),
