@@ -696,3 +696,36 @@ func TestReloadWithLoadError(t *testing.T) {
 		t.Fatal("success not reported")
 	}
 }
+
+// The federate body is decoded as it streams in: a body past the limit is
+// too large even when it is malformed before the limit (no Content-Length
+// to go by), and a connection cut mid-body is a read error, not a decode
+// error.
+func TestFederateStreamedLimitAndReadErrors(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited")
+		switch r.URL.Query().Get("match[]") {
+		case "garbage":
+			for range 5 { // chunked: no Content-Length
+				w.Write(bytes.Repeat([]byte{0xff}, 1000))
+				w.(http.Flusher).Flush()
+			}
+		case "cut":
+			w.Header().Set("Content-Length", "5000")
+			w.Write(bytes.Repeat([]byte{0xff}, 100))
+		}
+	}))
+	defer srv.Close()
+	f := &Federator{Client: srv.Client(), URL: srv.URL + "/federate", Limit: 2000}
+	_, size, err := f.Federate(context.Background(), []string{"garbage"})
+	if tl, ok := err.(*TooLargeError); !ok || tl.Seen != 5000 || tl.AtLeast || size != 5000 {
+		t.Errorf("over-limit garbage: size %d, %v", size, err)
+	}
+	f.Limit = 10000
+	if _, _, err := f.Federate(context.Background(), []string{"garbage"}); err == nil || !strings.Contains(err.Error(), "decoding protobuf") {
+		t.Errorf("garbage within the limit: %v, want a decode error", err)
+	}
+	if _, _, err := f.Federate(context.Background(), []string{"cut"}); err == nil || !strings.Contains(err.Error(), "reading response") {
+		t.Errorf("cut body: %v, want a read error", err)
+	}
+}

@@ -84,29 +84,57 @@ func (f *Federator) Federate(ctx context.Context, matches []string) ([]*dto.Metr
 	if resp.ContentLength > f.Limit {
 		return nil, resp.ContentLength, &TooLargeError{Limit: f.Limit, Seen: resp.ContentLength}
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, f.Limit+1))
-	if err != nil {
-		return nil, int64(len(body)), fmt.Errorf("federate: reading response: %w", err)
+	// Decoded as it arrives (the body is never held whole), through a
+	// reader that stops one byte past the limit and counts.
+	body := &countingReader{r: io.LimitReader(resp.Body, f.Limit+1)}
+	fams, decErr := decodeFamilies(body, expfmt.ResponseFormat(resp.Header))
+	if decErr != nil && body.err == nil {
+		// A decode error before the limit may hide an over-limit body:
+		// count the rest up to the limit, as a whole read would have.
+		io.Copy(io.Discard, body)
 	}
-	if int64(len(body)) > f.Limit {
+	if body.err != nil {
+		return nil, body.n, fmt.Errorf("federate: reading response: %w", body.err)
+	}
+	if body.n > f.Limit {
 		rest, err := io.Copy(io.Discard, io.LimitReader(resp.Body, maxCountBeyondLimit))
-		return nil, int64(len(body)) + rest, &TooLargeError{Limit: f.Limit, Seen: int64(len(body)) + rest, AtLeast: err != nil || rest == maxCountBeyondLimit}
+		return nil, body.n + rest, &TooLargeError{Limit: f.Limit, Seen: body.n + rest, AtLeast: err != nil || rest == maxCountBeyondLimit}
 	}
-	fams, err := DecodeFamilies(body, expfmt.ResponseFormat(resp.Header))
-	if err != nil {
-		return nil, int64(len(body)), fmt.Errorf("federate: %w", err)
+	if decErr != nil {
+		return nil, body.n, fmt.Errorf("federate: %w", decErr)
 	}
-	return fams, int64(len(body)), nil
+	return fams, body.n, nil
+}
+
+// countingReader counts the bytes read through it and keeps the first
+// read error other than io.EOF (a decoder may hide it in its own).
+type countingReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
+	}
+	return n, err
 }
 
 // DecodeFamilies parses a federate body in the delimited protobuf or the
 // text format. Names are not validated here (Transform drops invalid
 // ones); malformed input is an error.
 func DecodeFamilies(body []byte, format expfmt.Format) ([]*dto.MetricFamily, error) {
+	return decodeFamilies(bytes.NewReader(body), format)
+}
+
+func decodeFamilies(body io.Reader, format expfmt.Format) ([]*dto.MetricFamily, error) {
 	switch format.FormatType() {
 	case expfmt.TypeProtoDelim:
 		var out []*dto.MetricFamily
-		r := bufio.NewReader(bytes.NewReader(body))
+		r := bufio.NewReader(body)
 		for {
 			mf := &dto.MetricFamily{}
 			err := protodelim.UnmarshalFrom(r, mf)
@@ -120,7 +148,7 @@ func DecodeFamilies(body []byte, format expfmt.Format) ([]*dto.MetricFamily, err
 		}
 	case expfmt.TypeTextPlain:
 		p := expfmt.NewTextParser(model.UTF8Validation)
-		m, err := p.TextToMetricFamilies(bytes.NewReader(body))
+		m, err := p.TextToMetricFamilies(body)
 		if err != nil {
 			return nil, fmt.Errorf("decoding text format: %w", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -77,11 +78,21 @@ func Anonymize(salt, value string) string {
 // elision, renames, extra labels and anonymization, then merges families
 // that now share a name (same type) and drops duplicate label sets
 // (keeping the newest sample). Output is sorted by family name and label
-// set. fams is not modified.
+// set. fams is not modified; the output shares its sample values (the
+// Gauge, Counter, ... messages), which nothing modifies, rather than
+// copying them.
 func (t *Transformer) Transform(fams []*dto.MetricFamily, now time.Time) ([]*dto.MetricFamily, TransformStats) {
 	st := TransformStats{Filtered: map[string]int{}}
 	elide := set(t.Elide)
 	anon := set(t.Anonymize)
+	// The added labels, built once and shared by every series.
+	extra := make([]*dto.LabelPair, 0, len(t.Labels))
+	for name, value := range t.Labels {
+		if anon[name] {
+			value = Anonymize(t.Salt, value)
+		}
+		extra = append(extra, &dto.LabelPair{Name: proto.String(name), Value: proto.String(value)})
+	}
 	var minTs int64 = math.MinInt64
 	if t.MaxAge > 0 {
 		minTs = now.Add(-t.MaxAge).UnixMilli()
@@ -97,7 +108,7 @@ func (t *Transformer) Transform(fams []*dto.MetricFamily, now time.Time) ([]*dto
 		}
 		st.In += n
 		name := in.GetName()
-		if !metricNameRE.MatchString(name) || !knownType(in.GetType()) {
+		if !isMetricName(name) || !knownType(in.GetType()) {
 			st.Filtered[FilterInvalid] += n
 			continue
 		}
@@ -120,14 +131,12 @@ func (t *Transformer) Transform(fams []*dto.MetricFamily, now time.Time) ([]*dto
 				st.Filtered[reason] += c
 				continue
 			}
-			nm := proto.Clone(m).(*dto.Metric)
-			labels, ok := t.labels(nm.Label, elide, anon)
+			labels, ok := t.labels(m.Label, elide, anon, extra)
 			if !ok {
 				st.Filtered[FilterInvalid] += c
 				continue
 			}
-			nm.Label = labels
-			out.Metric = append(out.Metric, nm)
+			out.Metric = append(out.Metric, shallowMetric(m, labels))
 		}
 		byName[name] = out
 	}
@@ -241,20 +250,23 @@ func checkMetric(t dto.MetricType, m *dto.Metric, minTs int64) string {
 	return ""
 }
 
-// labels builds the output label set of one metric, sorted by name; ok is
-// false when the input labels are invalid.
-func (t *Transformer) labels(in []*dto.LabelPair, elide, anon map[string]bool) ([]*dto.LabelPair, bool) {
-	seen := make(map[string]bool, len(in)+len(t.Labels))
-	out := make([]*dto.LabelPair, 0, len(in)+len(t.Labels))
-	for _, l := range in {
+// labels builds the output label set of one metric, sorted by name, from
+// in and the added labels extra; ok is false when the input labels are
+// invalid. A label kept as it is shares in's pair rather than copying it.
+func (t *Transformer) labels(in []*dto.LabelPair, elide, anon map[string]bool, extra []*dto.LabelPair) ([]*dto.LabelPair, bool) {
+	out := make([]*dto.LabelPair, 0, len(in)+len(extra))
+	var seen map[string]bool // only for many labels; few are compared pairwise
+	if len(in) > 16 {
+		seen = make(map[string]bool, len(in))
+	}
+	for i, l := range in {
 		if l == nil {
 			continue
 		}
 		name, value := l.GetName(), l.GetValue()
-		if !labelNameRE.MatchString(name) || !utf8.ValidString(value) || seen[name] {
+		if !isLabelName(name) || !utf8.ValidString(value) || repeated(in[:i], name, seen) {
 			return nil, false
 		}
-		seen[name] = true
 		if value == "" || elide[name] || name == "__name__" {
 			continue
 		}
@@ -262,22 +274,80 @@ func (t *Transformer) labels(in []*dto.LabelPair, elide, anon map[string]bool) (
 			continue
 		}
 		if anon[name] {
-			value = Anonymize(t.Salt, value)
+			l = &dto.LabelPair{Name: l.Name, Value: proto.String(Anonymize(t.Salt, value))}
 		}
-		out = append(out, &dto.LabelPair{Name: proto.String(name), Value: proto.String(value)})
+		out = append(out, l)
 	}
-	for name, value := range t.Labels {
-		if anon[name] {
-			value = Anonymize(t.Salt, value)
-		}
-		out = append(out, &dto.LabelPair{Name: proto.String(name), Value: proto.String(value)})
-	}
+	out = append(out, extra...)
 	sortLabels(out)
 	return out, true
 }
 
 func sortLabels(ls []*dto.LabelPair) {
-	sort.Slice(ls, func(i, j int) bool { return ls[i].GetName() < ls[j].GetName() })
+	slices.SortFunc(ls, func(a, b *dto.LabelPair) int { return strings.Compare(a.GetName(), b.GetName()) })
+}
+
+// repeated reports whether name is among the labels before it: a pairwise
+// scan of before, or, when seen is not nil, a lookup in seen (which it
+// then records name in).
+func repeated(before []*dto.LabelPair, name string, seen map[string]bool) bool {
+	if seen != nil {
+		if seen[name] {
+			return true
+		}
+		seen[name] = true
+		return false
+	}
+	for _, l := range before {
+		if l != nil && l.GetName() == name {
+			return true
+		}
+	}
+	return false
+}
+
+// isMetricName is metricNameRE without the regexp engine: the hot path
+// checks every family of every federate response.
+func isMetricName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == ':' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// isLabelName is labelNameRE without the regexp engine (every label of
+// every series).
+func isLabelName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// shallowMetric is m with labels in place of its own: a new message that
+// shares m's sample value, so neither the values nor m are copied.
+func shallowMetric(m *dto.Metric, labels []*dto.LabelPair) *dto.Metric {
+	return &dto.Metric{
+		Label:       labels,
+		Gauge:       m.Gauge,
+		Counter:     m.Counter,
+		Summary:     m.Summary,
+		Untyped:     m.Untyped,
+		Histogram:   m.Histogram,
+		TimestampMs: m.TimestampMs,
+	}
 }
 
 // signature identifies a sorted label set.
@@ -294,47 +364,63 @@ func signature(ls []*dto.LabelPair) string {
 
 // dedupe keeps one metric per label set (the newest) and sorts them.
 func dedupe(f *dto.MetricFamily, filtered map[string]int) []*dto.Metric {
+	type keyed struct {
+		sig string
+		m   *dto.Metric
+	}
 	bySig := make(map[string]int, len(f.Metric))
-	out := f.Metric[:0:0]
+	kept := make([]keyed, 0, len(f.Metric))
 	for _, m := range f.Metric {
 		sig := signature(m.Label)
 		if i, ok := bySig[sig]; ok {
-			old := out[i]
+			old := kept[i].m
 			if m.GetTimestampMs() > old.GetTimestampMs() {
-				out[i] = m
+				kept[i].m = m
 				m = old
 			}
 			filtered[FilterDuplicate] += sampleCount(f.GetType(), m)
 			continue
 		}
-		bySig[sig] = len(out)
-		out = append(out, m)
+		bySig[sig] = len(kept)
+		kept = append(kept, keyed{sig, m})
 	}
-	sort.Slice(out, func(i, j int) bool { return signature(out[i].Label) < signature(out[j].Label) })
+	// Each signature is built once, not once per comparison.
+	slices.SortFunc(kept, func(a, b keyed) int { return strings.Compare(a.sig, b.sig) })
+	out := make([]*dto.Metric, len(kept))
+	for i, k := range kept {
+		out[i] = k.m
+	}
 	return out
 }
 
-// WithLabels returns a deep copy of fams with labels set on every metric,
+// WithLabels returns a copy of fams with labels set on every metric,
 // replacing labels of the same name (the token labels of /authorize: the
-// identity comes from the credentials, never from the data).
+// identity comes from the credentials, never from the data). fams is not
+// modified: the families, metrics and label slices are new; the label
+// pairs and sample values, which nothing modifies, are shared.
 func WithLabels(fams []*dto.MetricFamily, labels map[string]string) []*dto.MetricFamily {
+	add := make([]*dto.LabelPair, 0, len(labels))
+	for k, v := range labels {
+		add = append(add, &dto.LabelPair{Name: proto.String(k), Value: proto.String(v)})
+	}
 	out := make([]*dto.MetricFamily, len(fams))
 	for i, f := range fams {
-		nf := proto.Clone(f).(*dto.MetricFamily)
-		if len(labels) > 0 {
-			for _, m := range nf.Metric {
-				ls := m.Label[:0]
+		nf := &dto.MetricFamily{Name: f.Name, Help: f.Help, Type: f.Type, Unit: f.Unit, Metric: make([]*dto.Metric, len(f.Metric))}
+		for j, m := range f.Metric {
+			ls := m.Label
+			if len(add) > 0 {
+				ls = make([]*dto.LabelPair, 0, len(m.Label)+len(add))
 				for _, l := range m.Label {
 					if _, ok := labels[l.GetName()]; !ok {
 						ls = append(ls, l)
 					}
 				}
-				for k, v := range labels {
-					ls = append(ls, &dto.LabelPair{Name: proto.String(k), Value: proto.String(v)})
-				}
+				ls = append(ls, add...)
 				sortLabels(ls)
-				m.Label = ls
+			} else {
+				ls = append([]*dto.LabelPair(nil), ls...)
 			}
+			nf.Metric[j] = shallowMetric(m, ls)
 		}
 		out[i] = nf
 	}

@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -148,5 +149,56 @@ func TestWithLabelsOverridesAndCopies(t *testing.T) {
 	}
 	if in[0].Metric[0].Label[0].GetValue() != "forged" {
 		t.Fatal("input modified")
+	}
+}
+
+// The hand-written name checks of the hot path accept exactly what the
+// config's regexps accept.
+func TestNameChecksMatchRegexps(t *testing.T) {
+	names := []string{"", "a", "A", "_", ":", "a:b", "a_b9", "9a", "a-b", "a b", "é", "a\x00", "__name__", "up", ":x:", "a9:", "0", "x.y", "Z_z"}
+	for i := 0; i < 256; i++ {
+		names = append(names, string([]byte{byte(i)}), "a"+string([]byte{byte(i)}))
+	}
+	for _, n := range names {
+		if got, want := isMetricName(n), metricNameRE.MatchString(n); got != want {
+			t.Errorf("isMetricName(%q) = %v, metricNameRE says %v", n, got, want)
+		}
+		if got, want := isLabelName(n), labelNameRE.MatchString(n); got != want {
+			t.Errorf("isLabelName(%q) = %v, labelNameRE says %v", n, got, want)
+		}
+	}
+}
+
+// A repeated label name makes the series invalid with few labels (compared
+// pairwise) and with many (a set), wherever the repeat is.
+func TestTransformRepeatedLabelName(t *testing.T) {
+	now := time.Now()
+	for _, n := range []int{2, 16, 17, 40} {
+		var kv []string
+		for i := 0; i < n; i++ {
+			kv = append(kv, fmt.Sprintf("l%d", i), "v")
+		}
+		ok := gauge("ok", 1, 0, kv...)
+		dup := gauge("dup", 1, 0, append(kv, "l0", "again")...)
+		out, st := (&Transformer{}).Transform([]*dto.MetricFamily{ok, dup}, now)
+		if len(out) != 1 || out[0].GetName() != "ok" || len(out[0].Metric[0].Label) != n || st.Filtered[FilterInvalid] != 1 {
+			t.Errorf("%d labels: kept %d families, filtered %v", n, len(out), st.Filtered)
+		}
+	}
+}
+
+// Transform and WithLabels share sample values with their input but never
+// modify it, and their output's label slices are their own.
+func TestTransformAndWithLabelsLeaveInputAlone(t *testing.T) {
+	in := []*dto.MetricFamily{gauge("m", 1, 5, "b", "2", "a", "1"), gauge("m", 3, 5, "a", "0")}
+	before := text(t, in)
+	out, _ := (&Transformer{Labels: map[string]string{"c": "3"}}).Transform(in, time.Now())
+	with := WithLabels(out, map[string]string{"_id": "x"})
+	with[0].Metric[0].Label[0] = &dto.LabelPair{Name: proto.String("zz"), Value: proto.String("changed")}
+	if got := text(t, in); got != before {
+		t.Errorf("input changed:\n%s\nwas\n%s", got, before)
+	}
+	if got, want := text(t, out), "# TYPE m gauge\nm{a=\"0\",c=\"3\"} 3 5\nm{a=\"1\",b=\"2\",c=\"3\"} 1 5\n"; got != want {
+		t.Errorf("Transform output changed through WithLabels' copy:\n%s\nwant\n%s", got, want)
 	}
 }
