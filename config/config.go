@@ -378,7 +378,7 @@ func defaultSpool() Spool {
 	}
 }
 
-func defaultForward() forward.Config {
+func defaultSender() forward.Config {
 	f := forward.DefaultConfig
 	f.Timeout = 10 * time.Second
 	return f
@@ -387,77 +387,105 @@ func defaultForward() forward.Config {
 // Default returns the built-in defaults every file is layered over.
 func Default() *Config {
 	return &Config{
-		Web: Web{
-			ListenAddress:         "0.0.0.0:9003",
-			InternalListenAddress: "127.0.0.1:9004",
-			ReadHeaderTimeout:     model.Duration(10 * time.Second),
-			ReadTimeout:           model.Duration(time.Minute),
-			WriteTimeout:          model.Duration(2 * time.Minute),
-			IdleTimeout:           model.Duration(2 * time.Minute),
-			ShutdownTimeout:       model.Duration(30 * time.Second),
+		Web:       defaultWeb(),
+		Authn:     defaultAuthn(),
+		Allowlist: defaultAllowlist(),
+		Relabel:   defaultRelabel(),
+		Limits:    defaultLimits(),
+		Forward:   defaultForward(),
+		Storage:   defaultStorage(),
+	}
+}
+
+func defaultWeb() Web {
+	return Web{
+		ListenAddress:         "0.0.0.0:9003",
+		InternalListenAddress: "127.0.0.1:9004",
+		ReadHeaderTimeout:     model.Duration(10 * time.Second),
+		ReadTimeout:           model.Duration(time.Minute),
+		WriteTimeout:          model.Duration(2 * time.Minute),
+		IdleTimeout:           model.Duration(2 * time.Minute),
+		ShutdownTimeout:       model.Duration(30 * time.Second),
+	}
+}
+
+func defaultAuthn() Authn {
+	return Authn{
+		ClusterIDLabel: "_id",
+		TokensFile:     "tokens.yaml",
+		Authorizer: Authorizer{
+			CacheTTL:         model.Duration(10 * time.Minute),
+			NegativeCacheTTL: model.Duration(30 * time.Second),
+			CacheSize:        100000,
+			Timeout:          model.Duration(5 * time.Second),
+			MaxConcurrent:    64,
+			HTTPClientConfig: config_util.DefaultHTTPClientConfig,
 		},
-		Authn: Authn{
-			ClusterIDLabel: "_id",
-			TokensFile:     "tokens.yaml",
-			Authorizer: Authorizer{
-				CacheTTL:         model.Duration(10 * time.Minute),
-				NegativeCacheTTL: model.Duration(30 * time.Second),
-				CacheSize:        100000,
-				Timeout:          model.Duration(5 * time.Second),
-				MaxConcurrent:    64,
-				HTTPClientConfig: config_util.DefaultHTTPClientConfig,
-			},
-			JWT: JWT{Expiry: model.Duration(24 * time.Hour)},
+		JWT: JWT{Expiry: model.Duration(24 * time.Hour)},
+	}
+}
+
+func defaultAllowlist() Allowlist {
+	return Allowlist{File: "allowlist.yaml", WatchInterval: model.Duration(10 * time.Second), Enforce: true, ExplainCacheBytes: 16 << 20}
+}
+
+func defaultRelabel() Relabel {
+	return Relabel{
+		DropLabels:       []string{"instance", "pod", "prometheus_replica"},
+		UploadTimestamps: "server",
+		MaxSampleAge:     model.Duration(time.Hour),
+		MaxFutureSkew:    model.Duration(10 * time.Minute),
+	}
+}
+
+func defaultLimits() Limits {
+	return Limits{
+		UploadInterval:                       model.Duration(4*time.Minute + 30*time.Second),
+		MaxRequestBytes:                      4 << 20,
+		MaxDecodedBytes:                      8 << 20,
+		MaxSeriesPerRequest:                  10000,
+		MaxLabelsPerSeries:                   64,
+		MaxLabelNameLength:                   256,
+		MaxLabelValueLength:                  4096,
+		MaxConcurrentRequests:                128,
+		MaxConcurrentRequestsPerInstallation: 16,
+		MaxInflightBytes:                     128 << 20,
+		MaxInflightBytesPerInstallation:      32 << 20,
+		BodyMinRate:                          10000,
+		BodyGrace:                            model.Duration(5 * time.Second),
+		FailedAuth:                           FailedAuth{PerMinute: 30, Burst: 20, MaxSources: 100000, MaxConcurrentPerSource: 4},
+		Budgets: Budgets{
+			ActiveSeries:            ActiveSeriesBudget{Enforce: true},
+			SamplesRate:             SamplesRateBudget{Enforce: true},
+			UploadInterval:          UploadIntervalBudget{Enforce: true},
+			OverridesReloadInterval: model.Duration(10 * time.Second),
 		},
-		Allowlist: Allowlist{File: "allowlist.yaml", WatchInterval: model.Duration(10 * time.Second), Enforce: true, ExplainCacheBytes: 16 << 20},
-		Relabel: Relabel{
-			DropLabels:       []string{"instance", "pod", "prometheus_replica"},
-			UploadTimestamps: "server",
-			MaxSampleAge:     model.Duration(time.Hour),
-			MaxFutureSkew:    model.Duration(10 * time.Minute),
-		},
-		Limits: Limits{
-			UploadInterval:                       model.Duration(4*time.Minute + 30*time.Second),
-			MaxRequestBytes:                      4 << 20,
-			MaxDecodedBytes:                      8 << 20,
-			MaxSeriesPerRequest:                  10000,
-			MaxLabelsPerSeries:                   64,
-			MaxLabelNameLength:                   256,
-			MaxLabelValueLength:                  4096,
-			MaxConcurrentRequests:                128,
-			MaxConcurrentRequestsPerInstallation: 16,
-			MaxInflightBytes:                     128 << 20,
-			MaxInflightBytesPerInstallation:      32 << 20,
-			BodyMinRate:                          10000,
-			BodyGrace:                            model.Duration(5 * time.Second),
-			FailedAuth:                           FailedAuth{PerMinute: 30, Burst: 20, MaxSources: 100000, MaxConcurrentPerSource: 4},
-			Budgets: Budgets{
-				ActiveSeries:            ActiveSeriesBudget{Enforce: true},
-				SamplesRate:             SamplesRateBudget{Enforce: true},
-				UploadInterval:          UploadIntervalBudget{Enforce: true},
-				OverridesReloadInterval: model.Duration(10 * time.Second),
-			},
-			Redis: Redis{KeyPrefix: "telegate:", Timeout: model.Duration(time.Second), FailOpen: true},
-		},
-		Forward: Forward{
-			Sender:          defaultForward(),
-			MaxRetryTime:    model.Duration(30 * time.Second),
-			Spool:           defaultSpool(),
-			MaxRequestBytes: forward.DefaultMaxRequestBytes,
-			SendExemplars:   true,
-			SendMetadata:    true,
-		},
-		Storage: Storage{
-			Path:          "./data",
-			RetentionTime: model.Duration(15 * 24 * time.Hour),
-			WALFsync:      true,
-			MaxExemplars:  100000,
-			Query: StorageQuery{
-				Timeout:       model.Duration(2 * time.Minute),
-				MaxSamples:    50000000,
-				MaxConcurrent: 20,
-				LookbackDelta: model.Duration(5 * time.Minute),
-			},
+		Redis: Redis{KeyPrefix: "telegate:", Timeout: model.Duration(time.Second), FailOpen: true},
+	}
+}
+
+func defaultForward() Forward {
+	return Forward{
+		Sender:          defaultSender(),
+		MaxRetryTime:    model.Duration(30 * time.Second),
+		Spool:           defaultSpool(),
+		MaxRequestBytes: forward.DefaultMaxRequestBytes,
+		SendExemplars:   true,
+		SendMetadata:    true,
+	}
+}
+
+func defaultStorage() Storage {
+	return Storage{
+		Path:          "./data",
+		RetentionTime: model.Duration(15 * 24 * time.Hour),
+		WALFsync:      true,
+		MaxExemplars:  100000,
+		Query: StorageQuery{
+			Timeout:       model.Duration(2 * time.Minute),
+			MaxSamples:    50000000,
+			MaxConcurrent: 20,
+			LookbackDelta: model.Duration(5 * time.Minute),
 		},
 	}
 }
@@ -534,18 +562,46 @@ func (c *Config) Embedded() bool {
 
 var labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
-// Validate checks values that parse but cannot work.
+// addFunc records one validation error for a key ("section.key: ...").
+type addFunc func(key, format string, args ...any)
+
+// Validate checks values that parse but cannot work. Each section checks
+// its own keys; the order of the checks is the order of the errors.
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
 	}
+	c.validateWeb(add)
+	c.validateAuthn(add)
+	c.validateAllowlist(add)
+	c.validateRelabel(add)
+	c.validateLimits(add)
+	if c.Forward.Sender.URL != "" {
+		if err := c.Forward.Sender.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	} else {
+		c.validateStorage(add)
+	}
+	c.validateRelabelConfigs(add)
+	c.validateBudgets(add)
+	c.validateForward(add)
+	return errors.Join(errs...)
+}
+
+// validateWeb checks the web section.
+func (c *Config) validateWeb(add addFunc) {
 	if c.Web.ListenAddress == "" {
 		add("web.listen_address", "must not be empty")
 	}
 	if c.Web.InternalListenAddress == "" {
 		add("web.internal_listen_address", "must not be empty")
 	}
+}
+
+// validateAuthn checks the authn section.
+func (c *Config) validateAuthn(add addFunc) {
 	if !labelNameRE.MatchString(c.Authn.ClusterIDLabel) {
 		add("authn.cluster_id_label", "%q is not a valid label name", c.Authn.ClusterIDLabel)
 	}
@@ -584,9 +640,18 @@ func (c *Config) Validate() error {
 	if c.Authn.JWT.Expiry <= 0 {
 		add("authn.jwt.expiry", "must be positive")
 	}
+}
+
+// validateAllowlist checks the allowlist section.
+func (c *Config) validateAllowlist(add addFunc) {
 	if c.Allowlist.File == "" {
 		add("allowlist.file", "must not be empty (an allowlist with an empty matches: list denies everything)")
 	}
+}
+
+// validateRelabel checks relabel's label and timestamp keys
+// (relabel_configs: validateRelabelConfigs).
+func (c *Config) validateRelabel(add addFunc) {
 	for _, l := range c.Relabel.DropLabels {
 		if !labelNameRE.MatchString(l) {
 			add("relabel.drop_labels", "%q is not a valid label name", l)
@@ -603,6 +668,11 @@ func (c *Config) Validate() error {
 	if c.Relabel.MaxSampleAge < 0 || c.Relabel.MaxFutureSkew < 0 {
 		add("relabel", "max_sample_age and max_future_skew must not be negative")
 	}
+}
+
+// validateLimits checks the per-request caps of the limits section
+// (concurrency, memory, failed_auth, budgets, redis: validateBudgets).
+func (c *Config) validateLimits(add addFunc) {
 	if c.Limits.UploadInterval < 0 {
 		add("limits.upload_interval", "must not be negative")
 	}
@@ -625,13 +695,10 @@ func (c *Config) Validate() error {
 			add(key, "must be positive")
 		}
 	}
-	if c.Forward.Sender.URL != "" {
-		if err := c.Forward.Sender.Validate(); err != nil {
-			errs = append(errs, err)
-		}
-	} else {
-		c.validateStorage(add)
-	}
+}
+
+// validateRelabelConfigs checks relabel.relabel_configs.
+func (c *Config) validateRelabelConfigs(add addFunc) {
 	for i, rc := range c.Relabel.RelabelConfigs {
 		if rc == nil {
 			add(fmt.Sprintf("relabel.relabel_configs[%d]", i), "empty entry")
@@ -641,7 +708,11 @@ func (c *Config) Validate() error {
 			add(fmt.Sprintf("relabel.relabel_configs[%d]", i), "%v", err)
 		}
 	}
-	c.validateBudgets(add)
+}
+
+// validateForward checks the forward section but its sender
+// (forward.Config.Validate, called only when forward.url is set).
+func (c *Config) validateForward(add addFunc) {
 	if c.Forward.MaxRetryTime <= 0 {
 		add("forward.max_retry_time", "must be positive")
 	}
@@ -669,12 +740,11 @@ func (c *Config) Validate() error {
 			add("forward.spool.replay.max_backoff", "must not be below min_backoff")
 		}
 	}
-	return errors.Join(errs...)
 }
 
 // validateStorage checks the storage section (single-binary mode only:
 // with forward.url set it is not used).
-func (c *Config) validateStorage(add func(key, format string, args ...any)) {
+func (c *Config) validateStorage(add addFunc) {
 	st := c.Storage
 	if st.Path == "" {
 		add("storage.path", "must not be empty when forward.url is empty (single-binary mode stores data there)")
@@ -730,7 +800,9 @@ func (osFS) Open(name string) (fs.File, error) { return os.Open(name) }
 // ReadFile implements fs.ReadFileFS so paths need not be fs.ValidPath.
 func (osFS) ReadFile(name string) ([]byte, error) { return os.ReadFile(name) }
 
-func (c *Config) validateBudgets(add func(key, format string, args ...any)) {
+// validateBudgets checks the limits section's concurrency and memory
+// bounds, failed_auth, budgets and redis.
+func (c *Config) validateBudgets(add addFunc) {
 	l := c.Limits
 	if l.MaxConcurrentRequests < 0 {
 		add("limits.max_concurrent_requests", "must not be negative (0 = unbounded)")
