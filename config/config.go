@@ -14,7 +14,6 @@ import (
 
 	config_util "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/relabel"
 	"go.yaml.in/yaml/v2"
 
 	"github.com/telegate/telegate/bucket"
@@ -39,33 +38,6 @@ type Config struct {
 	dir string
 	// Origin names where the config came from, for logs.
 	Origin string `yaml:"-"`
-}
-
-// Allowlist points at the allowlist file.
-type Allowlist struct {
-	File string `yaml:"file"`
-	// WatchInterval is how often the file is checked for changes; 0
-	// disables watching (SIGHUP and POST /-/reload still work).
-	WatchInterval model.Duration `yaml:"watch_interval"`
-	// ExplainCacheBytes bounds the memory that keeps each cluster's last
-	// /upload for GET /explain; 0 disables the endpoint.
-	ExplainCacheBytes Bytes `yaml:"explain_cache_bytes"`
-	// Enforce false is shadow mode: series the allowlist would drop are
-	// counted but forwarded.
-	Enforce bool `yaml:"enforce"`
-}
-
-// Relabel configures label stripping, relabeling and timestamp policy.
-type Relabel struct {
-	DropLabels     []string          `yaml:"drop_labels"`
-	RelabelConfigs []*relabel.Config `yaml:"relabel_configs"`
-	// UploadTimestamps is "server" (default: telemeter clients' clocks
-	// drift) or "client" for /upload.
-	UploadTimestamps string `yaml:"upload_timestamps"`
-	// MaxSampleAge and MaxFutureSkew bound client timestamps on remote
-	// write; samples outside are dropped and counted. 0 disables a bound.
-	MaxSampleAge  model.Duration `yaml:"max_sample_age"`
-	MaxFutureSkew model.Duration `yaml:"max_future_skew"`
 }
 
 // Limits holds the per-request caps and the upload cadence.
@@ -342,19 +314,6 @@ func Default() *Config {
 	}
 }
 
-func defaultAllowlist() Allowlist {
-	return Allowlist{File: "allowlist.yaml", WatchInterval: model.Duration(10 * time.Second), Enforce: true, ExplainCacheBytes: 16 << 20}
-}
-
-func defaultRelabel() Relabel {
-	return Relabel{
-		DropLabels:       []string{"instance", "pod", "prometheus_replica"},
-		UploadTimestamps: "server",
-		MaxSampleAge:     model.Duration(time.Hour),
-		MaxFutureSkew:    model.Duration(10 * time.Minute),
-	}
-}
-
 func defaultLimits() Limits {
 	return Limits{
 		UploadInterval:                       model.Duration(4*time.Minute + 30*time.Second),
@@ -507,34 +466,6 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// validateAllowlist checks the allowlist section.
-func (c *Config) validateAllowlist(add addFunc) {
-	if c.Allowlist.File == "" {
-		add("allowlist.file", "must not be empty (an allowlist with an empty matches: list denies everything)")
-	}
-}
-
-// validateRelabel checks relabel's label and timestamp keys
-// (relabel_configs: validateRelabelConfigs).
-func (c *Config) validateRelabel(add addFunc) {
-	for _, l := range c.Relabel.DropLabels {
-		if !labelNameRE.MatchString(l) {
-			add("relabel.drop_labels", "%q is not a valid label name", l)
-		}
-		if l == c.Authn.ClusterIDLabel || l == "__name__" {
-			add("relabel.drop_labels", "must not drop %q", l)
-		}
-	}
-	switch c.Relabel.UploadTimestamps {
-	case "server", "client":
-	default:
-		add("relabel.upload_timestamps", "%q must be \"server\" or \"client\"", c.Relabel.UploadTimestamps)
-	}
-	if c.Relabel.MaxSampleAge < 0 || c.Relabel.MaxFutureSkew < 0 {
-		add("relabel", "max_sample_age and max_future_skew must not be negative")
-	}
-}
-
 // validateLimits checks the per-request caps of the limits section
 // (concurrency, memory, failed_auth, budgets, redis: validateBudgets).
 func (c *Config) validateLimits(add addFunc) {
@@ -558,19 +489,6 @@ func (c *Config) validateLimits(add addFunc) {
 	} {
 		if v <= 0 {
 			add(key, "must be positive")
-		}
-	}
-}
-
-// validateRelabelConfigs checks relabel.relabel_configs.
-func (c *Config) validateRelabelConfigs(add addFunc) {
-	for i, rc := range c.Relabel.RelabelConfigs {
-		if rc == nil {
-			add(fmt.Sprintf("relabel.relabel_configs[%d]", i), "empty entry")
-			continue
-		}
-		if err := rc.Validate(model.LegacyValidation); err != nil {
-			add(fmt.Sprintf("relabel.relabel_configs[%d]", i), "%v", err)
 		}
 	}
 }
