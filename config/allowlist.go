@@ -20,6 +20,7 @@ type Allowlist struct {
 	Enforce bool `yaml:"enforce"`
 }
 
+// defaultAllowlist returns the allowlist section's built-in defaults.
 func defaultAllowlist() Allowlist {
 	return Allowlist{File: "allowlist.yaml", WatchInterval: model.Duration(10 * time.Second), Enforce: true, ExplainCacheBytes: 16 << 20}
 }

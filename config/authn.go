@@ -53,6 +53,7 @@ type JWT struct {
 	Expiry               model.Duration `yaml:"expiry"`
 }
 
+// defaultAuthn returns the authn section's built-in defaults.
 func defaultAuthn() Authn {
 	return Authn{
 		ClusterIDLabel: "_id",

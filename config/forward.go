@@ -108,6 +108,7 @@ func defaultSender() forward.Config {
 	return f
 }
 
+// defaultForward returns the forward section's built-in defaults.
 func defaultForward() Forward {
 	return Forward{
 		Sender:          defaultSender(),

@@ -133,6 +133,7 @@ type Redis struct {
 	FailOpen     bool                   `yaml:"fail_open"`
 }
 
+// defaultLimits returns the limits section's built-in defaults.
 func defaultLimits() Limits {
 	return Limits{
 		UploadInterval:                       model.Duration(4*time.Minute + 30*time.Second),

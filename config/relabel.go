@@ -21,6 +21,7 @@ type Relabel struct {
 	MaxFutureSkew model.Duration `yaml:"max_future_skew"`
 }
 
+// defaultRelabel returns the relabel section's built-in defaults.
 func defaultRelabel() Relabel {
 	return Relabel{
 		DropLabels:       []string{"instance", "pod", "prometheus_replica"},

@@ -46,6 +46,7 @@ type StorageQuery struct {
 // (forward.url empty) instead of forwarding it.
 func (c *Config) EmbeddedStorage() bool { return c.Forward.Sender.URL == "" }
 
+// defaultStorage returns the storage section's built-in defaults.
 func defaultStorage() Storage {
 	return Storage{
 		Path:          "./data",

@@ -17,6 +17,7 @@ type Web struct {
 	ShutdownTimeout       model.Duration `yaml:"shutdown_timeout"`
 }
 
+// defaultWeb returns the web section's built-in defaults.
 func defaultWeb() Web {
 	return Web{
 		ListenAddress:         "0.0.0.0:9003",
