@@ -96,17 +96,44 @@ type components struct {
 	certs         *authn.CertAuthenticator // authn.client_certificate; nil = off
 }
 
+// build builds the components a config describes, in the order of the
+// data flow (docs/design.md): authentication, allowlist, relabel pipeline,
+// forward sender (not in single-binary mode), budgets.
 func build(c *config.Config, logger log.Logger, reg prometheus.Registerer) (*components, error) {
 	out := &components{}
+	if err := buildAuthn(c, out, reg); err != nil {
+		return nil, err
+	}
+	if err := buildAllowlist(c, out); err != nil {
+		return nil, err
+	}
+	out.pipeline = buildPipeline(c)
+	if !c.EmbeddedStorage() {
+		sender, err := forward.New(c.Forward.Sender, logger, reg)
+		if err != nil {
+			return nil, err
+		}
+		out.sender = sender
+	}
+	if err := buildLimits(c, out, logger, reg); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// buildAuthn builds who may send: the tokens file and the upstream
+// authorizer (in that order), the client-certificate identity, and the
+// signer of the tokens /authorize issues.
+func buildAuthn(c *config.Config, out *components, reg prometheus.Registerer) error {
 	var chain []authn.Authenticator
 	if c.Authn.TokensFile != "" {
 		data, err := c.ReadFile(c.Authn.TokensFile)
 		if err != nil {
-			return nil, fmt.Errorf("authn.tokens_file: %w", err)
+			return fmt.Errorf("authn.tokens_file: %w", err)
 		}
 		tokens, err := authn.ParseTokens(data)
 		if err != nil {
-			return nil, fmt.Errorf("authn.tokens_file %s: %w", c.Path(c.Authn.TokensFile), err)
+			return fmt.Errorf("authn.tokens_file %s: %w", c.Path(c.Authn.TokensFile), err)
 		}
 		chain = append(chain, tokens)
 		if c.Embedded() {
@@ -116,15 +143,15 @@ func build(c *config.Config, logger log.Logger, reg prometheus.Registerer) (*com
 	if a := c.Authn.Authorizer; a.URL != "" {
 		client, err := config_util.NewClientFromConfig(a.HTTPClientConfig, "authorizer")
 		if err != nil {
-			return nil, fmt.Errorf("authn.authorizer: %w", err)
+			return fmt.Errorf("authn.authorizer: %w", err)
 		}
 		up, err := authn.NewUpstream(a.URL, client, authn.UpstreamOptions{Timeout: time.Duration(a.Timeout), MaxConcurrent: a.MaxConcurrent})
 		if err != nil {
-			return nil, fmt.Errorf("authn.authorizer: %w", err)
+			return fmt.Errorf("authn.authorizer: %w", err)
 		}
 		cached, err := authn.NewCachingAuthenticator(up, time.Duration(a.CacheTTL), time.Duration(a.NegativeCacheTTL), a.CacheSize, reg)
 		if err != nil {
-			return nil, fmt.Errorf("authn.authorizer: %w", err)
+			return fmt.Errorf("authn.authorizer: %w", err)
 		}
 		chain = append(chain, cached)
 	}
@@ -132,29 +159,34 @@ func build(c *config.Config, logger log.Logger, reg prometheus.Registerer) (*com
 	if cc := c.Authn.ClientCertificate; cc.ClusterIDFrom != "" {
 		certs, err := authn.NewCertAuthenticator(authn.CertOptions{Field: authn.CertField(cc.ClusterIDFrom), URIPrefix: cc.URIPrefix, DNSSuffix: cc.DNSSuffix})
 		if err != nil {
-			return nil, fmt.Errorf("authn.client_certificate: %w", err)
+			return fmt.Errorf("authn.client_certificate: %w", err)
 		}
 		out.certs = certs
 	}
+	return buildIssuer(c, out)
+}
 
+// buildIssuer builds the signer of the tokens /authorize issues: from
+// authn.jwt's key files, or an ephemeral key (with a warning).
+func buildIssuer(c *config.Config, out *components) error {
 	var err error
 	if f := c.Authn.JWT.SigningKeyFile; f != "" {
 		data, rerr := c.ReadFile(f)
 		if rerr != nil {
-			return nil, fmt.Errorf("authn.jwt.signing_key_file: %w", rerr)
+			return fmt.Errorf("authn.jwt.signing_key_file: %w", rerr)
 		}
 		keys, perr := authn.ParseKeysPEM(data)
 		if perr != nil {
-			return nil, fmt.Errorf("authn.jwt.signing_key_file %s: %w", c.Path(f), perr)
+			return fmt.Errorf("authn.jwt.signing_key_file %s: %w", c.Path(f), perr)
 		}
 		for _, vf := range c.Authn.JWT.VerificationKeyFiles {
 			data, rerr := c.ReadFile(vf)
 			if rerr != nil {
-				return nil, fmt.Errorf("authn.jwt.verification_key_files: %w", rerr)
+				return fmt.Errorf("authn.jwt.verification_key_files: %w", rerr)
 			}
 			more, perr := authn.ParseKeysPEM(data)
 			if perr != nil {
-				return nil, fmt.Errorf("authn.jwt.verification_key_files %s: %w", c.Path(vf), perr)
+				return fmt.Errorf("authn.jwt.verification_key_files %s: %w", c.Path(vf), perr)
 			}
 			keys = append(keys, more...)
 		}
@@ -164,19 +196,26 @@ func build(c *config.Config, logger log.Logger, reg prometheus.Registerer) (*com
 		out.warnings = append(out.warnings, "authn.jwt.signing_key_file is empty: signing tokens with an ephemeral key; every client must re-authorize after a restart and replicas cannot verify each other's tokens")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("authn.jwt: %w", err)
+		return fmt.Errorf("authn.jwt: %w", err)
 	}
+	return nil
+}
 
+// buildAllowlist reads and parses allowlist.file; the raw bytes let the
+// reloader tell a changed file from an unchanged one.
+func buildAllowlist(c *config.Config, out *components) error {
 	data, err := c.ReadFile(c.Allowlist.File)
 	if err != nil {
-		return nil, fmt.Errorf("allowlist.file: %w", err)
+		return fmt.Errorf("allowlist.file: %w", err)
 	}
 	out.allowlistRaw = data
 	out.allowlist, err = allowlist.Parse(data, c.Path(c.Allowlist.File))
-	if err != nil {
-		return nil, err
-	}
-	out.pipeline = relabel.New(relabel.Options{
+	return err
+}
+
+// buildPipeline builds the relabel stage: strip, stamp, validate, dedupe.
+func buildPipeline(c *config.Config) *relabel.Pipeline {
+	return relabel.New(relabel.Options{
 		ClusterIDLabel: c.Authn.ClusterIDLabel,
 		DropLabels:     c.Relabel.DropLabels,
 		RelabelConfigs: c.Relabel.RelabelConfigs,
@@ -186,45 +225,16 @@ func build(c *config.Config, logger log.Logger, reg prometheus.Registerer) (*com
 		MaxSampleAge:   time.Duration(c.Relabel.MaxSampleAge),
 		MaxFutureSkew:  time.Duration(c.Relabel.MaxFutureSkew),
 	})
-	if !c.EmbeddedStorage() {
-		out.sender, err = forward.New(c.Forward.Sender, logger, reg)
-		if err != nil {
-			return nil, err
-		}
-	}
-	if err := buildLimits(c, out, logger, reg); err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
+// run assembles the gateway in the order of the data flow
+// (docs/design.md) and runs it until a signal or a listener stops it.
 func (g *gatewayCmd) run(logger log.Logger) error {
-	c, err := g.loadConfig()
+	c, err := g.config(logger)
 	if err != nil {
 		return err
 	}
-	if g.listen != "" {
-		c.Web.ListenAddress = g.listen
-	}
-	if g.internalListen != "" {
-		c.Web.InternalListenAddress = g.internalListen
-	}
-	if err := g.storage.apply(c, logger); err != nil {
-		return err
-	}
-	if !g.internalWebConfigSet {
-		g.internalWebConfigFile = g.webConfigFile
-	}
-	for _, f := range []struct{ flag, file string }{{"web.config.file", g.webConfigFile}, {"web.internal-config.file", g.internalWebConfigFile}} {
-		if err := web.Validate(f.file); err != nil {
-			return fmt.Errorf("--%s %s: %w", f.flag, f.file, err)
-		}
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	promversion.Version, promversion.Revision = version, revision
-	reg.MustRegister(versioncollector.NewCollector("telegate"))
-	forward.Version = version
+	reg := newRegistry()
 
 	comp, err := build(c, logger, reg)
 	if err != nil {
@@ -234,32 +244,139 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 		fmt.Fprintf(os.Stdout, "%s: configuration OK (%d allowlist entries)\n", c.Origin, len(comp.allowlist.Entries))
 		return nil
 	}
+	g.logWarnings(comp, logger)
+	down, err := openDownstream(c, comp.sender, logger, reg)
+	if err != nil {
+		return err
+	}
+	if down.db != nil {
+		defer down.db.Close()
+	}
+	gw, err := newGateway(c, comp, down.forwarder, logger, reg)
+	if err != nil {
+		return err
+	}
+	reloader := newAllowlistReloader(c, gw, comp.allowlistRaw, comp.allowlist, logger, reg)
+	if comp.overrides != nil {
+		reloader.alsoReload(comp.overrides.Reload)
+	}
+	listeners := g.listeners(c, gw, reloader, down.queryAPI, logger, reg)
+
+	var gr run.Group
+	if err := addServers(&gr, c, listeners, gw, logger); err != nil {
+		return err
+	}
+	// SIGTERM/SIGINT stop (draining in-flight requests); SIGHUP reloads
+	// the allowlist and the budget overrides.
+	addSignalActor(&gr, logger, func() { reloader.Reload("SIGHUP") })
+	addAllowlistWatch(&gr, c, reloader)
+	addOverridesReload(&gr, c, comp)
+	if comp.redis != nil {
+		pingRedis(c, comp.redis, logger)
+		defer comp.redis.Close()
+	}
+	addReplay(&gr, c, down.spool, comp.sender)
+	level.Info(logger).Log("msg", "starting telegate gateway", "version", version, "config", c.Origin,
+		"allowlist_entries", len(comp.allowlist.Entries), "allowlist_hash", comp.allowlist.Hash(), "forward_url", c.Forward.Sender.URL)
+	err = gr.Run()
+	if comp.sender != nil {
+		comp.sender.Close()
+	}
+	if down.db != nil {
+		// Every listener has drained: flush the head and close the WAL.
+		if cerr := down.db.Close(); cerr != nil {
+			level.Error(logger).Log("msg", "closing the embedded storage", "err", cerr)
+			err = errors.Join(err, cerr)
+		}
+	}
+	level.Info(logger).Log("msg", "stopped")
+	return err
+}
+
+// config loads the configuration and applies the flags that override it
+// (listen addresses, --storage.*), and checks the web config files.
+func (g *gatewayCmd) config(logger log.Logger) (*config.Config, error) {
+	c, err := g.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	if g.listen != "" {
+		c.Web.ListenAddress = g.listen
+	}
+	if g.internalListen != "" {
+		c.Web.InternalListenAddress = g.internalListen
+	}
+	if err := g.storage.apply(c, logger); err != nil {
+		return nil, err
+	}
+	if !g.internalWebConfigSet {
+		g.internalWebConfigFile = g.webConfigFile
+	}
+	for _, f := range []struct{ flag, file string }{{"web.config.file", g.webConfigFile}, {"web.internal-config.file", g.internalWebConfigFile}} {
+		if err := web.Validate(f.file); err != nil {
+			return nil, fmt.Errorf("--%s %s: %w", f.flag, f.file, err)
+		}
+	}
+	return c, nil
+}
+
+// newRegistry is the registry /metrics serves: Go, process and build
+// information collectors, and every component's metrics.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	promversion.Version, promversion.Revision = version, revision
+	reg.MustRegister(versioncollector.NewCollector("telegate"))
+	forward.Version = version
+	return reg
+}
+
+// logWarnings logs what build found risky, and client_certificate
+// without TLS on the public listener.
+func (g *gatewayCmd) logWarnings(comp *components, logger log.Logger) {
 	if comp.certs != nil && g.webConfigFile == "" {
 		comp.warnings = append(comp.warnings, "authn.client_certificate is set but --web.config.file is not: without TLS and a client_ca_file no request carries a verified client certificate")
 	}
 	for _, w := range comp.warnings {
 		level.Warn(logger).Log("msg", w)
 	}
+}
+
+// downstream is where admitted data goes: the sender (behind the spool
+// when it is on), or the embedded TSDB and its query API.
+type downstream struct {
+	forwarder gateway.Forwarder
+	spool     *forward.Spool // nil: spool off or single-binary mode
+	db        *store.Store   // single-binary mode only
+	queryAPI  *store.API     // single-binary mode only
+}
+
+// openDownstream opens the embedded TSDB when forward.url is empty, the
+// spool in front of the sender otherwise.
+func openDownstream(c *config.Config, sender *forward.Sender, logger log.Logger, reg prometheus.Registerer) (downstream, error) {
 	var (
-		forwarder gateway.Forwarder
-		spool     *forward.Spool
-		db        *store.Store
-		queryAPI  *store.API
+		d   downstream
+		err error
 	)
 	if c.EmbeddedStorage() {
 		// Single-binary mode: the embedded TSDB is the downstream (no
 		// spool: a 2xx means the TSDB committed and fsynced the WAL).
-		if db, queryAPI, err = openStorage(c, logger, reg); err != nil {
-			return err
+		if d.db, d.queryAPI, err = openStorage(c, logger, reg); err != nil {
+			return d, err
 		}
-		defer db.Close()
-		forwarder = db
-	} else if forwarder, spool, err = openSpool(c, comp.sender, logger, reg); err != nil {
-		return err
+		d.forwarder = d.db
+		return d, nil
 	}
+	d.forwarder, d.spool, err = openSpool(c, sender, logger, reg)
+	return d, err
+}
+
+// newGateway builds the gateway handler from the components and the
+// downstream, and sets the Go memory limit from its memory bound.
+func newGateway(c *config.Config, comp *components, forwarder gateway.Forwarder, logger log.Logger, reg prometheus.Registerer) (*gateway.Gateway, error) {
 	trustedProxies, err := c.Limits.FailedAuth.TrustedProxyPrefixes()
 	if err != nil { // config.Validate refused it already
-		return fmt.Errorf("limits.failed_auth.trusted_proxies: %w", err)
+		return nil, fmt.Errorf("limits.failed_auth.trusted_proxies: %w", err)
 	}
 	opts := gateway.Options{
 		Logger:        logger,
@@ -308,12 +425,20 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 	}
 	limit, limitFrom := setMemoryLimit(logger, cgroupMemoryFiles, opts.MemoryBound())
 	checkMemoryBound(logger, opts.MemoryBound(), limit, limitFrom)
-	gw := gateway.New(opts)
+	return gateway.New(opts), nil
+}
 
-	reloader := newAllowlistReloader(c, gw, comp.allowlistRaw, comp.allowlist, logger, reg)
-	if comp.overrides != nil {
-		reloader.alsoReload(comp.overrides.Reload)
-	}
+// listener is one HTTP server to start.
+type listener struct {
+	name, addr string
+	handler    http.Handler
+	webConfig  string
+}
+
+// listeners are the web servers: public (the gateway), internal
+// (metrics, health, debug, reload) and, in single-binary mode with
+// storage.query.listen_address, the query API's own.
+func (g *gatewayCmd) listeners(c *config.Config, gw *gateway.Gateway, reloader *allowlistReloader, queryAPI *store.API, logger log.Logger, reg *prometheus.Registry) []listener {
 	internal := newInternalMux(internalOptions{
 		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Reload:          reloader,
@@ -321,11 +446,7 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 		EnableLifecycle: g.enableLifecycle,
 		EnablePprof:     g.enablePprof,
 	})
-	listeners := []struct {
-		name, addr string
-		handler    http.Handler
-		webConfig  string
-	}{
+	listeners := []listener{
 		{"public", c.Web.ListenAddress, gw.Handler(), g.webConfigFile},
 		{"internal", c.Web.InternalListenAddress, internal, g.internalWebConfigFile},
 	}
@@ -344,8 +465,14 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 		level.Info(logger).Log("msg", "single-binary mode: forward.url is empty, storing data in the embedded TSDB and serving the Prometheus query API",
 			"storage_path", c.Storage.Path, "query_url", queryURL(queryAddr, g.internalWebConfigFile))
 	}
+	return listeners
+}
 
-	var gr run.Group
+// addServers listens on every address (failing before anything runs if
+// one is taken) and adds one actor per server; stopping any of them
+// marks the gateway not ready and drains each server for up to
+// web.shutdown_timeout.
+func addServers(gr *run.Group, c *config.Config, listeners []listener, gw *gateway.Gateway, logger log.Logger) error {
 	shutdown := time.Duration(c.Web.ShutdownTimeout)
 	webLogger := kitslog.New(log.With(logger, "component", "web"))
 	for _, srv := range listeners {
@@ -381,55 +508,54 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 			}
 		})
 	}
-	// SIGTERM/SIGINT stop (draining in-flight requests); SIGHUP reloads
-	// the allowlist and the budget overrides.
-	addSignalActor(&gr, logger, func() { reloader.Reload("SIGHUP") })
-	if iv := time.Duration(c.Limits.Budgets.OverridesReloadInterval); comp.overrides != nil && iv > 0 {
-		ctx, cancel := context.WithCancel(context.Background())
-		gr.Add(func() error { return comp.overrides.Run(ctx, iv) }, func(error) { cancel() })
-	}
-	if comp.redis != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		if err := comp.redis.Ping(ctx); err != nil {
-			level.Warn(logger).Log("msg", "Redis for shared budgets is unreachable at start", "address", c.Limits.Redis.Address, "fail_open", c.Limits.Redis.FailOpen, "err", err)
-		}
-		cancel()
-		defer comp.redis.Close()
-	}
-	if spool != nil {
-		// Replay drains the spool into the downstream until shutdown; an
-		// object in flight then stays for the next start.
-		sp := c.Forward.Spool
-		ctx, cancel := context.WithCancel(context.Background())
-		gr.Add(func() error {
-			return spool.Replay(ctx, comp.sender, forward.ReplayOptions{
-				Concurrency: sp.Replay.Concurrency,
-				Timeout:     time.Duration(sp.Replay.Timeout),
-				MinBackoff:  time.Duration(sp.Replay.MinBackoff),
-				MaxBackoff:  time.Duration(sp.Replay.MaxBackoff),
-				Interval:    time.Duration(sp.Replay.Interval),
-			})
-		}, func(error) { cancel() })
-	}
+	return nil
+}
+
+// addAllowlistWatch re-reads the allowlist every
+// allowlist.watch_interval (not for the embedded config).
+func addAllowlistWatch(gr *run.Group, c *config.Config, reloader *allowlistReloader) {
 	if iv := time.Duration(c.Allowlist.WatchInterval); iv > 0 && !c.Embedded() {
 		ctx, cancel := context.WithCancel(context.Background())
 		gr.Add(func() error { return reloader.watch(ctx, iv) }, func(error) { cancel() })
 	}
-	level.Info(logger).Log("msg", "starting telegate gateway", "version", version, "config", c.Origin,
-		"allowlist_entries", len(comp.allowlist.Entries), "allowlist_hash", comp.allowlist.Hash(), "forward_url", c.Forward.Sender.URL)
-	err = gr.Run()
-	if comp.sender != nil {
-		comp.sender.Close()
+}
+
+// addOverridesReload re-reads the budget overrides file every
+// limits.budgets.overrides_reload_interval.
+func addOverridesReload(gr *run.Group, c *config.Config, comp *components) {
+	if iv := time.Duration(c.Limits.Budgets.OverridesReloadInterval); comp.overrides != nil && iv > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		gr.Add(func() error { return comp.overrides.Run(ctx, iv) }, func(error) { cancel() })
 	}
-	if db != nil {
-		// Every listener has drained: flush the head and close the WAL.
-		if cerr := db.Close(); cerr != nil {
-			level.Error(logger).Log("msg", "closing the embedded storage", "err", cerr)
-			err = errors.Join(err, cerr)
-		}
+}
+
+// pingRedis warns at start when the Redis of the shared budgets is
+// unreachable (the gateway starts anyway).
+func pingRedis(c *config.Config, redis *limits.RedisStore, logger log.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := redis.Ping(ctx); err != nil {
+		level.Warn(logger).Log("msg", "Redis for shared budgets is unreachable at start", "address", c.Limits.Redis.Address, "fail_open", c.Limits.Redis.FailOpen, "err", err)
 	}
-	level.Info(logger).Log("msg", "stopped")
-	return err
+}
+
+// addReplay drains the spool into the downstream until shutdown; an
+// object in flight then stays for the next start. No spool: nothing.
+func addReplay(gr *run.Group, c *config.Config, spool *forward.Spool, sender *forward.Sender) {
+	if spool == nil {
+		return
+	}
+	sp := c.Forward.Spool
+	ctx, cancel := context.WithCancel(context.Background())
+	gr.Add(func() error {
+		return spool.Replay(ctx, sender, forward.ReplayOptions{
+			Concurrency: sp.Replay.Concurrency,
+			Timeout:     time.Duration(sp.Replay.Timeout),
+			MinBackoff:  time.Duration(sp.Replay.MinBackoff),
+			MaxBackoff:  time.Duration(sp.Replay.MaxBackoff),
+			Interval:    time.Duration(sp.Replay.Interval),
+		})
+	}, func(error) { cancel() })
 }
 
 // buildLimits builds the per-cluster budgets: defaults from the config,
