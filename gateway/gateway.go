@@ -23,6 +23,7 @@ import (
 	"github.com/telegate/telegate/forward"
 	"github.com/telegate/telegate/gateway/decode"
 	"github.com/telegate/telegate/limits"
+	"github.com/telegate/telegate/privacy"
 	"github.com/telegate/telegate/relabel"
 )
 
@@ -83,8 +84,11 @@ type Options struct {
 	Issuer        Issuer
 	Allowlist     *allowlist.Allowlist
 	Pipeline      *relabel.Pipeline
-	Forwarder     Forwarder
-	Limits        Limits
+	// Privacy is the PII guard, run after the allowlist and before the
+	// pipeline; nil or disabled skips it.
+	Privacy   *privacy.Guard
+	Forwarder Forwarder
+	Limits    Limits
 	// ClientTimestamps keeps /upload samples' own timestamps instead of
 	// the server's clock.
 	ClientTimestamps bool
@@ -686,6 +690,11 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	tally.flush()
 	clear(b.Series[len(kept):])
 	b.Series = kept
+	// The PII guard sees only what the allowlist kept, before stamping.
+	var privacyDropped int
+	if g.opts.Privacy.Enabled() {
+		privacyDropped = g.opts.Privacy.Apply(b).DroppedSamples
+	}
 	// Stamping copies each kept series' labels (plus the cluster ID).
 	if err := t.add(pipelineBytes(b.Series)); err != nil {
 		return 0, forward.Written{}, err
@@ -701,6 +710,9 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	dropped := map[string]int{}
 	if deniedSamples > 0 {
 		dropped["allowlist"] = deniedSamples
+	}
+	if privacyDropped > 0 {
+		dropped[reasonPrivacy] = privacyDropped
 	}
 	for reason := relabel.Reason(0); reason < relabel.NumReasons; reason++ {
 		if n := st.Samples[reason]; n > 0 {
@@ -835,7 +847,7 @@ func setDroppedHeaders(h http.Header, dropped map[string]int) {
 		return
 	}
 	parts := make([]string, 0, len(dropped))
-	for _, reason := range []string{"allowlist", "budget", "relabel", "collision", "too_old", "too_new", "invalid"} {
+	for _, reason := range []string{"allowlist", "privacy", "budget", "relabel", "collision", "too_old", "too_new", "invalid"} {
 		if n := dropped[reason]; n > 0 {
 			parts = append(parts, reason+"="+strconv.Itoa(n))
 		}

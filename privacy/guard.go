@@ -190,6 +190,10 @@ func New(o Options) (*Guard, error) {
 		g.det.tokenMinLen = 32
 	}
 	g.det.tokenDetector = g.det.on[Token]
+	g.det.suffixDots = 1 << 30
+	for _, suf := range g.det.suffixes {
+		g.det.suffixDots = min(g.det.suffixDots, strings.Count(suf, "."))
+	}
 	// The shortest value any detector can match: a@b.cc (6), 1.2.3.4 (7),
 	// a::1 (4, IPv6), x://u@ (6); the token detector's minimum otherwise.
 	g.det.minTrigger = 4
@@ -275,12 +279,16 @@ func (g *Guard) Apply(b *batch.Batch) Stats {
 	if !g.Enabled() {
 		return st
 	}
-	kept := b.Series[:0]
+	w := 0
 	for i := range b.Series {
 		s := &b.Series[i]
-		metric := s.Name()
-		acts := g.actionsFor(metric)
-		if g.labels(s.Labels, metric, acts, &st) {
+		metric := ""
+		acts := &g.actions
+		if len(g.byMetric) > 0 {
+			metric = s.Name()
+			acts = g.actionsFor(metric)
+		}
+		if g.labels(s.Labels, s.Labels, metric, acts, &st) {
 			st.DroppedSeries++
 			st.DroppedSamples += s.Points()
 			continue
@@ -288,7 +296,7 @@ func (g *Guard) Apply(b *batch.Batch) Stats {
 		if len(s.Exemplars) > 0 {
 			ex := s.Exemplars[:0]
 			for j := range s.Exemplars {
-				if g.labels(s.Exemplars[j].Labels, metric, acts, &st) {
+				if g.labels(s.Exemplars[j].Labels, s.Labels, metric, acts, &st) {
 					st.DroppedExemplars++
 					continue
 				}
@@ -296,28 +304,41 @@ func (g *Guard) Apply(b *batch.Batch) Stats {
 			}
 			s.Exemplars = ex
 		}
-		kept = append(kept, *s)
+		if w != i {
+			b.Series[w] = *s
+		}
+		w++
 	}
-	clear(b.Series[len(kept):])
-	b.Series = kept
+	clear(b.Series[w:])
+	b.Series = b.Series[:w]
 	return st
 }
 
-// labels applies acts to ls and reports whether the owner must be dropped.
-func (g *Guard) labels(ls []batch.Label, metric string, acts *[NumDetectors]Action, st *Stats) bool {
+// labels applies acts to ls, labels of the series named by series' labels
+// (for the metric name, looked up only when something is found), and
+// reports whether the owner must be dropped.
+func (g *Guard) labels(ls, series []batch.Label, metric string, acts *[NumDetectors]Action, st *Stats) bool {
 	drop := false
 	for i := range ls {
 		l := &ls[i]
+		// Most values are not suspicious, which is cheaper to tell than
+		// the exemption, which is cheaper than finding.
+		if !g.det.suspicious(l.Value) {
+			continue
+		}
 		if _, ok := g.exempt[l.Name]; ok {
 			continue
 		}
 		d, found := g.det.find(l.Name, l.Value)
 		if !found || acts[d] == Off {
-			// A detector on for another metric only.
+			// Off: a detector on for another metric only.
 			continue
 		}
 		act := acts[d]
 		st.Findings[act]++
+		if metric == "" {
+			metric = nameOf(series)
+		}
 		g.count(metric, d, act)
 		switch act {
 		case Hash:
@@ -329,6 +350,15 @@ func (g *Guard) labels(ls []batch.Label, metric string, acts *[NumDetectors]Acti
 		}
 	}
 	return drop
+}
+
+func nameOf(ls []batch.Label) string {
+	for _, l := range ls {
+		if l.Name == batch.MetricName {
+			return l.Value
+		}
+	}
+	return ""
 }
 
 // Inspect returns what Apply would find in ls, for explain; it changes

@@ -303,3 +303,39 @@ func FuzzDetect(f *testing.F) {
 		}
 	})
 }
+
+func TestHasSeparator(t *testing.T) {
+	for _, v := range []string{"", "a", "a@", "abcdefg:", "abcdefgh.", "abcdefghijklmnop-", "-abcdefghijklmnop", "abcdefgh@ijklmnopq", "ab.cdefghijklmnopqrstuvwxyz", "abcdefghijklmnopqrstuvwxy:z", "a-b-c-d-e-f-g-h-i-j-k-", "----------------------------", "\x00\x80\xff@"} {
+		want := strings.ContainsAny(v, "@:.")
+		if got := hasSeparator(v); got != want {
+			t.Errorf("hasSeparator(%q) = %v, want %v", v, got, want)
+		}
+	}
+}
+
+// BenchmarkApply is the guard with every detector on over series shaped
+// like a cluster's (test/load's payload: namespace, job, pod, instance,
+// ...); it reports ns per series.
+func BenchmarkApply(b *testing.B) {
+	var all [NumDetectors]Action
+	for d := range all {
+		all[d] = Hash
+	}
+	g, err := New(Options{Actions: all, Key: []byte("k"), HostnameSuffixes: []string{"corp.example.com"},
+		ExemptLabels: []string{"_id", "instance", "pod", "prometheus_replica"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 1000
+	bt := &batch.Batch{}
+	for i := range n {
+		bt.Series = append(bt.Series, series("cluster_operator_conditions", "container", "kube-apiserver", "endpoint", "https",
+			"instance", "10.128.4."+itoa(i%250)+":8443", "job", "kube-apiserver", "namespace", "openshift-kube-apiserver",
+			"pod", "kube-apiserver-7d9f8c6b5d-x2k4q", "prometheus", "openshift-monitoring/k8s", "reason", "r"+itoa(i%20), "service", "kube-apiserver"))
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		g.Apply(bt)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/series")
+}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -31,6 +33,7 @@ import (
 	"github.com/telegate/telegate/gateway"
 	"github.com/telegate/telegate/internal/kitslog"
 	"github.com/telegate/telegate/limits"
+	"github.com/telegate/telegate/privacy"
 	"github.com/telegate/telegate/relabel"
 	"github.com/telegate/telegate/store"
 )
@@ -87,6 +90,7 @@ type components struct {
 	issuer        *authn.Signer
 	allowlist     *allowlist.Allowlist
 	allowlistRaw  []byte
+	guard         *privacy.Guard
 	pipeline      *relabel.Pipeline
 	sender        *forward.Sender
 	limiter       *limits.Limiter
@@ -97,14 +101,17 @@ type components struct {
 }
 
 // build builds the components a config describes, in the order of the
-// data flow (docs/design.md): authentication, allowlist, relabel pipeline,
-// forward sender (not in single-binary mode), budgets.
+// data flow (docs/design.md): authentication, allowlist, PII guard,
+// relabel pipeline, forward sender (not in single-binary mode), budgets.
 func build(c *config.Config, logger log.Logger, reg prometheus.Registerer) (*components, error) {
 	out := &components{}
 	if err := buildAuthn(c, out, reg); err != nil {
 		return nil, err
 	}
 	if err := buildAllowlist(c, out); err != nil {
+		return nil, err
+	}
+	if err := buildPrivacy(c, out, reg); err != nil {
 		return nil, err
 	}
 	out.pipeline = buildPipeline(c)
@@ -211,6 +218,60 @@ func buildAllowlist(c *config.Config, out *components) error {
 	out.allowlistRaw = data
 	out.allowlist, err = allowlist.Parse(data, c.Path(c.Allowlist.File))
 	return err
+}
+
+// buildPrivacy builds the PII guard of the privacy section, keyed by
+// privacy.hash_key_file (or a random key, with a warning, when it is empty
+// and an action hashes).
+func buildPrivacy(c *config.Config, out *components, reg prometheus.Registerer) error {
+	o, err := c.Privacy.GuardOptions()
+	if err != nil {
+		return err
+	}
+	// The cluster ID label is stamped after the guard, and the stripped
+	// labels never leave: inspecting them would only count noise.
+	o.ExemptLabels = append(o.ExemptLabels, c.Authn.ClusterIDLabel)
+	o.ExemptLabels = append(o.ExemptLabels, c.Relabel.DropLabels...)
+	o.Registerer = reg
+	if f := c.Privacy.HashKeyFile; f != "" {
+		if o.Key, err = c.ReadFile(f); err != nil {
+			return fmt.Errorf("privacy.hash_key_file: %w", err)
+		}
+		if len(bytes.TrimSpace(o.Key)) < 16 {
+			return fmt.Errorf("privacy.hash_key_file %s: the key must be at least 16 bytes", c.Path(f))
+		}
+	} else {
+		o.Key = make([]byte, 32)
+		if _, err := rand.Read(o.Key); err != nil {
+			return err
+		}
+		if !c.Privacy.Shadow && usesHash(c.Privacy) {
+			out.warnings = append(out.warnings, "privacy.hash_key_file is empty: hashing personal data with a random key; the same value hashes differently after a restart and on each replica")
+		}
+	}
+	out.guard, err = privacy.New(o)
+	if err != nil {
+		return fmt.Errorf("privacy: %w", err)
+	}
+	return nil
+}
+
+// usesHash reports whether any detector's action is hash.
+func usesHash(p config.Privacy) bool {
+	o, _ := p.GuardOptions()
+	for _, a := range o.Actions {
+		if a == privacy.Hash {
+			return true
+		}
+	}
+	for _, m := range o.Metrics {
+		for _, a := range m {
+			if a == privacy.Hash {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // buildPipeline builds the relabel stage: strip, stamp, validate, dedupe.
@@ -384,6 +445,7 @@ func newGateway(c *config.Config, comp *components, forwarder gateway.Forwarder,
 		Authenticator: comp.authenticator,
 		Issuer:        comp.issuer,
 		Allowlist:     comp.allowlist,
+		Privacy:       comp.guard,
 		Pipeline:      comp.pipeline,
 		Forwarder:     forwarder,
 		// Split below the downstream's size limit (forward.max_request_bytes).
