@@ -98,7 +98,7 @@ func BenchmarkReceivePrivacy(b *testing.B) {
 	if cpuOff <= 0 || cpuOn <= 0 {
 		return
 	}
-	nOn := float64((n+block)/(2*block)*block) // requests in "on" blocks, about
+	nOn := float64((n + block) / (2 * block) * block) // requests in "on" blocks, about
 	nOff := float64(n) - nOn
 	perOn, perOff := cpuOn.Seconds()/nOn, cpuOff.Seconds()/nOff
 	b.ReportMetric(float64(p.spec.Series())/perOn, "samples/cpu-s")
