@@ -3,6 +3,7 @@ package authn
 import (
 	"crypto/ecdsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // telemeterFixture is one /authorize answer of the real telemeter-server,
@@ -162,6 +165,24 @@ func TestRealTelemeterTokenChecks(t *testing.T) {
 		s := telemeterSigner(t, TelemeterCompat{Accept: true}, keys...)
 		at(s, iat.Add(time.Minute))
 		expectUnauthorized(t, s, strings.Join(parts, "."), "invalid token signature")
+	})
+	t.Run("forged algorithms", func(t *testing.T) {
+		s := telemeterSigner(t, TelemeterCompat{Accept: true}, keys...)
+		at(s, iat.Add(time.Minute))
+		parts := strings.Split(f.Response.Token, ".")
+		enc := base64.RawURLEncoding.EncodeToString
+		// alg none, no signature.
+		expectUnauthorized(t, s, enc([]byte(`{"alg":"none"}`))+"."+parts[1]+".", "unsupported token algorithm")
+		// HS256 keyed with the public key (algorithm confusion).
+		der, err := x509.MarshalPKIXPublicKey(keys[0].Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var claims tokenClaims
+		if _, _, err := jwt.NewParser().ParseUnverified(f.Response.Token, &claims); err != nil {
+			t.Fatal(err)
+		}
+		expectUnauthorized(t, s, craft(t, jwt.SigningMethodHS256, der, "", claims), "unsupported token algorithm")
 	})
 	t.Run("rotated: shared key verifies only", func(t *testing.T) {
 		// The gateway signs with a new key; the shared key stays as a
