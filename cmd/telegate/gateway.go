@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -174,35 +176,51 @@ func buildAuthn(c *config.Config, out *components, reg prometheus.Registerer) er
 }
 
 // buildIssuer builds the signer of the tokens /authorize issues: from
-// authn.jwt's key files, or an ephemeral key (with a warning).
+// authn.jwt's key files, or an ephemeral key (with a warning), compatible
+// with telemeter-server's tokens as authn.jwt.telemeter_compat says.
 func buildIssuer(c *config.Config, out *components) error {
-	var err error
+	opts := authn.SignerOptions{
+		Expiry: time.Duration(c.Authn.JWT.Expiry),
+		Telemeter: authn.TelemeterCompat{
+			Accept:         c.Authn.JWT.TelemeterCompat.Accept,
+			Issue:          c.Authn.JWT.TelemeterCompat.Issue,
+			PartitionLabel: c.Authn.ClusterIDLabel,
+		},
+	}
+	var keys []authn.Key
 	if f := c.Authn.JWT.SigningKeyFile; f != "" {
-		data, rerr := c.ReadFile(f)
-		if rerr != nil {
-			return fmt.Errorf("authn.jwt.signing_key_file: %w", rerr)
+		data, err := c.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("authn.jwt.signing_key_file: %w", err)
 		}
-		keys, perr := authn.ParseKeysPEM(data)
-		if perr != nil {
-			return fmt.Errorf("authn.jwt.signing_key_file %s: %w", c.Path(f), perr)
+		if keys, err = authn.ParseKeysPEM(data); err != nil {
+			return fmt.Errorf("authn.jwt.signing_key_file %s: %w", c.Path(f), err)
 		}
 		for _, vf := range c.Authn.JWT.VerificationKeyFiles {
-			data, rerr := c.ReadFile(vf)
-			if rerr != nil {
-				return fmt.Errorf("authn.jwt.verification_key_files: %w", rerr)
+			data, err := c.ReadFile(vf)
+			if err != nil {
+				return fmt.Errorf("authn.jwt.verification_key_files: %w", err)
 			}
-			more, perr := authn.ParseKeysPEM(data)
-			if perr != nil {
-				return fmt.Errorf("authn.jwt.verification_key_files %s: %w", c.Path(vf), perr)
+			more, err := authn.ParseKeysPEM(data)
+			if err != nil {
+				return fmt.Errorf("authn.jwt.verification_key_files %s: %w", c.Path(vf), err)
 			}
 			keys = append(keys, more...)
 		}
-		out.issuer, err = authn.NewSigner(keys, time.Duration(c.Authn.JWT.Expiry))
 	} else {
-		out.issuer, err = authn.NewEphemeralSigner(time.Duration(c.Authn.JWT.Expiry))
+		pk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return fmt.Errorf("authn.jwt: generating an ephemeral key: %w", err)
+		}
+		k, err := authn.NewKey(pk)
+		if err != nil {
+			return fmt.Errorf("authn.jwt: %w", err)
+		}
+		keys = []authn.Key{k}
 		out.warnings = append(out.warnings, "authn.jwt.signing_key_file is empty: signing tokens with an ephemeral key; every client must re-authorize after a restart and replicas cannot verify each other's tokens")
 	}
-	if err != nil {
+	var err error
+	if out.issuer, err = authn.NewSignerWithOptions(keys, opts); err != nil {
 		return fmt.Errorf("authn.jwt: %w", err)
 	}
 	return nil
