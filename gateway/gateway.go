@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -204,6 +205,11 @@ func (g *Gateway) Handler() http.Handler {
 	mux.Handle("/upload", g.instrument("upload", http.MethodPost, g.handleUpload))
 	mux.Handle("/api/v1/receive", g.instrument("receive", http.MethodPost, g.handleReceive))
 	mux.Handle("/metrics/v1/receive", g.instrument("receive", http.MethodPost, g.handleReceive))
+	push := []string{http.MethodPost, http.MethodPut}
+	mux.Handle(pushPath, g.instrumentMethods("push", g.handlePush, push...))
+	pushgateway := []string{http.MethodPost, http.MethodPut, http.MethodDelete}
+	mux.Handle(pushgatewayPrefix, g.instrumentMethods("push", g.handlePush, pushgateway...))
+	mux.Handle(pushgateway64Prefix, g.instrumentMethods("push", g.handlePush, pushgateway...))
 	mux.Handle("/allowlist", g.instrument("allowlist", http.MethodGet, g.handleAllowlist))
 	mux.Handle("/explain", g.instrument("explain", http.MethodGet, g.handleExplain))
 	g.health(mux)
@@ -231,13 +237,19 @@ func (g *Gateway) RegisterHealth(mux *http.ServeMux) { g.health(mux) }
 type handlerFunc func(w http.ResponseWriter, r *http.Request) int
 
 func (g *Gateway) instrument(name, method string, h handlerFunc) http.Handler {
+	return g.instrumentMethods(name, h, method)
+}
+
+// instrumentMethods is instrument for a route taking several methods.
+func (g *Gateway) instrumentMethods(name string, h handlerFunc, methods ...string) http.Handler {
+	allow := strings.Join(methods, ", ")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		att := &authAttempt{src: g.protect.authSource(r)}
 		var code int
-		if r.Method != method {
-			w.Header().Set("Allow", method)
-			code = g.writeError(w, r, newError(http.StatusMethodNotAllowed, "method_not_allowed", "use "+method))
+		if !slices.Contains(methods, r.Method) {
+			w.Header().Set("Allow", allow)
+			code = g.writeError(w, r, newError(http.StatusMethodNotAllowed, "method_not_allowed", "use "+allow))
 		} else if he := g.authLimited(att.src); he != nil {
 			code = g.writeError(w, r, he)
 		} else {

@@ -8,7 +8,11 @@
 // native histograms are re-encoded as remote write histograms), both
 // filling a *batch.Batch without allocating in steady state (but for the
 // chunks an upload's native histograms are encoded into), and the
-// Content-Type / Content-Encoding checks of both endpoints.
+// Content-Type / Content-Encoding checks of both endpoints. Pushes (push.go)
+// are Prometheus text or OpenMetrics 1.0, parsed by Prometheus' own
+// streaming parsers (model/textparse) into the same batch with the same
+// limits (a 400 names the line), or the /upload protobuf body; gzip and
+// snappy (framed or block) bodies are decompressed under the same caps.
 //
 // Every failure is an *Error carrying the HTTP status the gateway answers
 // with: 400 for malformed bodies, 413 when a cap is hit, 415 for an
