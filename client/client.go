@@ -521,7 +521,7 @@ func (c *Client) logStartup(s *settings) {
 		idFrom = s.idFile
 	}
 	level.Info(c.logger).Log("msg", "telemetry is enabled: series matching "+what+" are "+how+" and sent to the gateway every interval. "+
-		"To turn it off set --disabled (or disabled: true) and reload, or remove this client; see what is sent at /last-payload on the listen address.",
+		"To turn it off set --disabled (or disabled: true) and reload, or remove this client; see what is sent at /last-payload on the listen address, or with --dry-run.",
 		"from", from, "to", to, "id", s.id, "id_from", idFrom, "interval", s.interval,
 		"anonymized_labels", strings.Join(s.cfg.AnonymizeLabels, ","), "staging_dir", s.cfg.StagingDir)
 }
