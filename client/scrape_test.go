@@ -103,7 +103,7 @@ func newFakeApp(t *testing.T, tls bool) *fakeApp {
 // scrapeConfig reads urls and sends to gw with an explicit ID.
 func scrapeConfig(t *testing.T, gw string, urls ...string) *Config {
 	c := &Config{FromScrape: urls, To: gw, ID: "install-1", ToToken: "pull-secret",
-		Match: []string{`{__name__=~"app_.+"}`, `assisted_installer_cluster_installation_minutes_bucket`, `{__name__="assisted_installer_clusters_created_total",platform!=""}`},
+		Match:    []string{`{__name__=~"app_.+"}`, `assisted_installer_cluster_installation_minutes_bucket`, `{__name__="assisted_installer_clusters_created_total",platform!=""}`},
 		Interval: Duration(2 * time.Second), MinBackoff: Duration(20 * time.Millisecond), MaxBackoff: Duration(50 * time.Millisecond), StateDir: t.TempDir()}
 	c.SetDefaults()
 	return c
