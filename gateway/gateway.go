@@ -124,6 +124,9 @@ type Options struct {
 	// Authorization header is accepted as the certificate's cluster, and
 	// a bearer token for another cluster than the certificate's is 403.
 	ClientCertificates *authn.CertAuthenticator
+	// MaxInstallations bounds the installations whose activity the
+	// console is shown (0: DefaultMaxInstallations).
+	MaxInstallations int
 }
 
 // Gateway serves the public API.
@@ -144,6 +147,8 @@ type Gateway struct {
 	// decodeLabels is decode.Limits.MaxLabelsPerSeries (see
 	// Limits.MaxLabelsPerSeries).
 	decodeLabels int
+	// activity is what the console shows (activity.go).
+	activity *activity
 }
 
 // New returns a Gateway.
@@ -181,6 +186,8 @@ func New(o Options) *Gateway {
 	if o.ExplainCacheBytes > 0 {
 		g.lastUploads = newLastUploads(o.ExplainCacheBytes)
 	}
+	g.activity = newActivity(o.MaxInstallations, o.Now())
+	g.activity.setAllowlist(o.Allowlist, o.Now())
 	g.allowlist.Store(o.Allowlist)
 	g.ready.Store(true)
 	return g
@@ -188,7 +195,10 @@ func New(o Options) *Gateway {
 
 // SetAllowlist swaps the allowlist atomically; in-flight requests finish
 // with the one they started with.
-func (g *Gateway) SetAllowlist(a *allowlist.Allowlist) { g.allowlist.Store(a) }
+func (g *Gateway) SetAllowlist(a *allowlist.Allowlist) {
+	g.activity.setAllowlist(a, g.opts.Now())
+	g.allowlist.Store(a)
+}
 
 // SetReady flips the readiness probe (false while shutting down).
 func (g *Gateway) SetReady(ready bool) { g.ready.Store(ready) }
@@ -244,6 +254,9 @@ func (g *Gateway) instrument(name, method string, h handlerFunc) http.Handler {
 			if att.charged(code) {
 				g.authFailed(att.src)
 			}
+			if att.out.cluster != "" {
+				g.activity.record(name, code, &att.out, g.opts.Now())
+			}
 		}
 		g.metrics.requests.WithLabelValues(name, strconv.Itoa(code)).Inc()
 		g.metrics.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
@@ -272,6 +285,7 @@ func (g *Gateway) handleAuthorize(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
+	noteCluster(r, id.ClusterID)
 	id = g.identity(id)
 	jwt, exp, err := g.opts.Issuer.Issue(id)
 	if err != nil {
@@ -393,6 +407,7 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
+	noteCluster(r, id.ClusterID)
 	if err := decode.CheckUploadContentType(r.Header.Get("Content-Type")); err != nil {
 		return g.writeError(w, r, err)
 	}
@@ -489,6 +504,7 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
+	noteCluster(r, id.ClusterID)
 	if headerErr != nil {
 		return g.writeError(w, r, headerErr)
 	}
@@ -654,6 +670,10 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	var invalid error
 	var invalidSeries, invalidSamples int
 	tally := offenderTally{o: g.budgets.offenders}
+	var rules *ruleTally
+	if al != nil {
+		rules = getRuleTally(len(al.Entries))
+	}
 	kept := b.Series[:0]
 	for i := range b.Series {
 		s := &b.Series[i]
@@ -676,14 +696,21 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 				deniedSamples += s.Points()
 				continue
 			}
-		} else if _, ok := al.Match(s.Labels); !ok && g.allowlistDenies(s, shadow, &tally) {
-			deniedSeries++
-			deniedSamples += s.Points()
-			continue
+		} else if e, ok := al.Match(s.Labels); !ok {
+			if g.allowlistDenies(s, shadow, &tally) {
+				deniedSeries++
+				deniedSamples += s.Points()
+				continue
+			}
+		} else {
+			rules.add(e, name, s.Points())
 		}
 		kept = append(kept, *s)
 	}
 	tally.flush()
+	if rules != nil {
+		rules.flush(g.activity, al, id.ClusterID, now)
+	}
 	clear(b.Series[len(kept):])
 	b.Series = kept
 	// Stamping copies each kept series' labels (plus the cluster ID).
@@ -738,6 +765,9 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 			return 0, written, err
 		}
 		g.metrics.forwarded.Add(float64(b.Points()))
+	}
+	if a := attemptOf(r.Context()); a != nil {
+		a.out.acceptedSeries, a.out.acceptedSamples, a.out.dropped = len(b.Series), b.Points(), dropped
 	}
 	setDroppedHeaders(w.Header(), dropped)
 	setShadowHeaders(w.Header(), shadow)
@@ -806,6 +836,14 @@ type allowlistFilter struct {
 func (g *Gateway) forward(ctx context.Context, clusterID string, series []batch.Series, md []batch.Metadata) (forward.Written, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.opts.MaxRetryTime)
 	defer cancel()
+	start := time.Now()
+	written, err := g.forwardDown(ctx, clusterID, series, md)
+	g.activity.downstreamDone(g.opts.Now(), time.Since(start), err)
+	return written, err
+}
+
+// forwardDown is forward's write downstream.
+func (g *Gateway) forwardDown(ctx context.Context, clusterID string, series []batch.Series, md []batch.Metadata) (forward.Written, error) {
 	if bf, ok := g.opts.Forwarder.(BatchForwarder); ok {
 		if len(series) == 0 {
 			return forward.Written{}, nil // metadata only: not stored
