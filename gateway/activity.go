@@ -806,3 +806,5 @@ func (g *Gateway) RuleActivity() []RuleActivity {
 	}
 	return out
 }
+
+func maphashString(s string) uint64 { return maphash.String(activitySeed, s) }
