@@ -292,6 +292,7 @@ func (g *Gateway) Installations(q InstallationQuery) (rows []InstallationActivit
 	if q.Limit <= 0 {
 		q.Limit = 100
 	}
+	rows = []InstallationActivity{}
 	for i := range g.activity.shards {
 		s := &g.activity.shards[i]
 		s.mu.Lock()
@@ -808,3 +809,32 @@ func (g *Gateway) RuleActivity() []RuleActivity {
 }
 
 func maphashString(s string) uint64 { return maphash.String(activitySeed, s) }
+
+// InstallationBudget is an installation's effective budget (defaults
+// plus its override) and its use.
+type InstallationBudget struct {
+	MaxActiveSeries       int     `json:"max_active_series"`
+	ActiveSeriesWindow    string  `json:"active_series_window"`
+	EnforceActiveSeries   bool    `json:"enforce_active_series"`
+	SamplesPerSecond      float64 `json:"samples_per_second"`
+	SamplesBurst          int     `json:"samples_burst"`
+	EnforceSamplesRate    bool    `json:"enforce_samples_rate"`
+	EnforceUploadInterval bool    `json:"enforce_upload_interval"`
+	// ActiveSeries is the installation's tracked active series; -1 when
+	// the state is shared (Redis) and not held by this replica.
+	ActiveSeries int `json:"active_series"`
+}
+
+// Budget returns installation id's effective budget and its use.
+func (g *Gateway) Budget(id string) InstallationBudget {
+	b := g.opts.Budgets.Budget(id, g.opts.Now())
+	out := InstallationBudget{
+		MaxActiveSeries: b.ActiveSeries.Max, ActiveSeriesWindow: b.ActiveSeries.Window.String(), EnforceActiveSeries: b.ActiveSeries.Enforce,
+		SamplesPerSecond: b.SamplesRate.PerSecond, SamplesBurst: b.SamplesRate.Burst, EnforceSamplesRate: b.SamplesRate.Enforce,
+		EnforceUploadInterval: b.UploadInterval.Enforce, ActiveSeries: -1,
+	}
+	if n, ok := g.opts.Budgets.ActiveSeries(id); ok {
+		out.ActiveSeries = n
+	}
+	return out
+}
