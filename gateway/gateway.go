@@ -129,6 +129,9 @@ type Options struct {
 	// Authorization header is accepted as the certificate's cluster, and
 	// a bearer token for another cluster than the certificate's is 403.
 	ClientCertificates *authn.CertAuthenticator
+	// MaxInstallations bounds the installations whose activity the
+	// console is shown (0: DefaultMaxInstallations).
+	MaxInstallations int
 }
 
 // Gateway serves the public API.
@@ -149,6 +152,8 @@ type Gateway struct {
 	// decodeLabels is decode.Limits.MaxLabelsPerSeries (see
 	// Limits.MaxLabelsPerSeries).
 	decodeLabels int
+	// activity is what the console shows (activity.go).
+	activity *activity
 }
 
 // New returns a Gateway.
@@ -186,6 +191,8 @@ func New(o Options) *Gateway {
 	if o.ExplainCacheBytes > 0 {
 		g.lastUploads = newLastUploads(o.ExplainCacheBytes)
 	}
+	g.activity = newActivity(o.MaxInstallations, o.Now())
+	g.activity.setAllowlist(o.Allowlist, o.Now())
 	g.allowlist.Store(o.Allowlist)
 	g.ready.Store(true)
 	return g
@@ -193,7 +200,10 @@ func New(o Options) *Gateway {
 
 // SetAllowlist swaps the allowlist atomically; in-flight requests finish
 // with the one they started with.
-func (g *Gateway) SetAllowlist(a *allowlist.Allowlist) { g.allowlist.Store(a) }
+func (g *Gateway) SetAllowlist(a *allowlist.Allowlist) {
+	g.activity.setAllowlist(a, g.opts.Now())
+	g.allowlist.Store(a)
+}
 
 // SetReady flips the readiness probe (false while shutting down).
 func (g *Gateway) SetReady(ready bool) { g.ready.Store(ready) }
@@ -260,6 +270,9 @@ func (g *Gateway) instrumentMethods(name string, h handlerFunc, methods ...strin
 			if att.charged(code) {
 				g.authFailed(att.src)
 			}
+			if att.out.cluster != "" {
+				g.activity.record(name, code, &att.out, g.opts.Now())
+			}
 		}
 		g.metrics.requests.WithLabelValues(name, strconv.Itoa(code)).Inc()
 		g.metrics.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
@@ -288,6 +301,7 @@ func (g *Gateway) handleAuthorize(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
+	noteCluster(r, id.ClusterID)
 	id = g.identity(id)
 	jwt, exp, err := g.opts.Issuer.Issue(id)
 	if err != nil {
@@ -409,6 +423,7 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
+	noteCluster(r, id.ClusterID)
 	if err := decode.CheckUploadContentType(r.Header.Get("Content-Type")); err != nil {
 		return g.writeError(w, r, err)
 	}
@@ -505,6 +520,7 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
+	noteCluster(r, id.ClusterID)
 	if headerErr != nil {
 		return g.writeError(w, r, headerErr)
 	}
@@ -670,6 +686,10 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	var invalid error
 	var invalidSeries, invalidSamples int
 	tally := offenderTally{o: g.budgets.offenders}
+	var rules *ruleTally
+	if al != nil {
+		rules = getRuleTally(len(al.Entries))
+	}
 	kept := b.Series[:0]
 	for i := range b.Series {
 		s := &b.Series[i]
@@ -692,14 +712,21 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 				deniedSamples += s.Points()
 				continue
 			}
-		} else if _, ok := al.Match(s.Labels); !ok && g.allowlistDenies(s, shadow, &tally) {
-			deniedSeries++
-			deniedSamples += s.Points()
-			continue
+		} else if e, ok := al.Match(s.Labels); !ok {
+			if g.allowlistDenies(s, shadow, &tally) {
+				deniedSeries++
+				deniedSamples += s.Points()
+				continue
+			}
+		} else {
+			rules.add(e, name, s.Points())
 		}
 		kept = append(kept, *s)
 	}
 	tally.flush()
+	if rules != nil {
+		rules.flush(g.activity, al, id.ClusterID, now)
+	}
 	clear(b.Series[len(kept):])
 	b.Series = kept
 	// The PII guard sees only what the allowlist kept, before stamping.
@@ -762,6 +789,9 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 			return 0, written, err
 		}
 		g.metrics.forwarded.Add(float64(b.Points()))
+	}
+	if a := attemptOf(r.Context()); a != nil {
+		a.out.acceptedSeries, a.out.acceptedSamples, a.out.dropped = len(b.Series), b.Points(), dropped
 	}
 	setDroppedHeaders(w.Header(), dropped)
 	setShadowHeaders(w.Header(), shadow)
@@ -830,6 +860,14 @@ type allowlistFilter struct {
 func (g *Gateway) forward(ctx context.Context, clusterID string, series []batch.Series, md []batch.Metadata) (forward.Written, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.opts.MaxRetryTime)
 	defer cancel()
+	start := time.Now()
+	written, err := g.forwardDown(ctx, clusterID, series, md)
+	g.activity.downstreamDone(g.opts.Now(), time.Since(start), err)
+	return written, err
+}
+
+// forwardDown is forward's write downstream.
+func (g *Gateway) forwardDown(ctx context.Context, clusterID string, series []batch.Series, md []batch.Metadata) (forward.Written, error) {
 	if bf, ok := g.opts.Forwarder.(BatchForwarder); ok {
 		if len(series) == 0 {
 			return forward.Written{}, nil // metadata only: not stored

@@ -69,7 +69,7 @@ func registerGateway(app *kingpin.Application) *gatewayCmd {
 	g.cmd = app.Command("gateway", "Run the gateway: /authorize, /upload and /api/v1/receive on the public listener; /metrics, health, /debug/limits (and, when enabled, /-/reload and /debug/pprof) on the internal one.")
 	g.cmd.Flag("config.file", "Gateway configuration file (YAML). Empty: the built-in development config (examples/gateway.yaml).").StringVar(&g.configFile)
 	g.cmd.Flag("web.listen-address", "Public listen address; overrides web.listen_address.").StringVar(&g.listen)
-	g.cmd.Flag("web.internal-listen-address", "Internal listen address (/metrics, health, /debug/limits, /-/reload, /debug/pprof); overrides web.internal_listen_address.").StringVar(&g.internalListen)
+	g.cmd.Flag("web.internal-listen-address", "Internal listen address (the web console at /, /metrics, health, /debug/limits, /-/reload, /debug/pprof); overrides web.internal_listen_address.").StringVar(&g.internalListen)
 	g.cmd.Flag("config.check", "Load and validate the configuration and every file it references, then exit.").BoolVar(&g.printConfigOnly)
 	g.cmd.Flag("web.config.file", "Exporter-toolkit web configuration of the public listener: TLS certificate and key, client CA and client_auth_type (mTLS), min_version, cipher_suites; re-read on every TLS handshake, so rotated certificates apply without a restart. Empty: plain HTTP.").StringVar(&g.webConfigFile)
 	g.cmd.Flag("web.internal-config.file", "Web configuration of the internal listener (/metrics, pprof, health, reload). Default: the same as --web.config.file; set it to \"\" for plain HTTP there.").IsSetByUser(&g.internalWebConfigSet).StringVar(&g.internalWebConfigFile)
@@ -339,7 +339,11 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 	if comp.overrides != nil {
 		reloader.alsoReload(comp.overrides.Reload)
 	}
-	listeners := g.listeners(c, gw, reloader, down.queryAPI, logger, reg)
+	con, err := g.newConsole(c, gw, down.spool)
+	if err != nil {
+		return err
+	}
+	listeners := g.listeners(c, gw, reloader, down.queryAPI, con, logger, reg)
 
 	var gr run.Group
 	if err := addServers(&gr, c, listeners, gw, logger); err != nil {
@@ -516,13 +520,13 @@ type listener struct {
 }
 
 // listeners are the web servers: public (the gateway), internal
-// (metrics, health, debug, reload) and, in single-binary mode with
+// (metrics, health, debug, reload, the console at /) and, in single-binary mode with
 // storage.query.listen_address, the query API's own.
-func (g *gatewayCmd) listeners(c *config.Config, gw *gateway.Gateway, reloader *allowlistReloader, queryAPI *store.API, logger log.Logger, reg *prometheus.Registry) []listener {
+func (g *gatewayCmd) listeners(c *config.Config, gw *gateway.Gateway, reloader *allowlistReloader, queryAPI *store.API, console func(*http.ServeMux), logger log.Logger, reg *prometheus.Registry) []listener {
 	internal := newInternalMux(internalOptions{
 		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Reload:          reloader,
-		Register:        []func(*http.ServeMux){gw.RegisterHealth, gw.RegisterDebug},
+		Register:        []func(*http.ServeMux){gw.RegisterHealth, gw.RegisterDebug, console},
 		EnableLifecycle: g.enableLifecycle,
 		EnablePprof:     g.enablePprof,
 	})
