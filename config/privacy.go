@@ -27,6 +27,10 @@ type Privacy struct {
 	HostnameSuffixes []string `yaml:"hostname_suffixes"`
 	// TokenMinLength is the shortest run the token detector looks at.
 	TokenMinLength int `yaml:"token_min_length"`
+	// OptOutFile lists installations that opted out (privacy.ParseOptOuts'
+	// format); their requests are 403 opted_out. Reloaded on SIGHUP, POST
+	// /-/reload and when it changes (every allowlist.watch_interval).
+	OptOutFile string `yaml:"opt_out_file"`
 	// ExemptLabels are never inspected (besides __name__, le, quantile
 	// and the cluster ID label).
 	ExemptLabels []string `yaml:"exempt_labels"`

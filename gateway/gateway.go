@@ -87,7 +87,10 @@ type Options struct {
 	Pipeline      *relabel.Pipeline
 	// Privacy is the PII guard, run after the allowlist and before the
 	// pipeline; nil or disabled skips it.
-	Privacy   *privacy.Guard
+	Privacy *privacy.Guard
+	// OptOuts are the installations that opted out: every request of
+	// theirs is 403 opted_out once authenticated. nil = none.
+	OptOuts   *privacy.OptOuts
 	Forwarder Forwarder
 	Limits    Limits
 	// ClientTimestamps keeps /upload samples' own timestamps instead of
@@ -354,7 +357,20 @@ func (g *Gateway) verifyJWT(r *http.Request) (authn.Identity, error) {
 		return authn.Identity{}, g.settleAuth(r, newError(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer header; call /authorize first"))
 	}
 	id, err := g.opts.Issuer.Verify(token)
-	return id, g.settleAuth(r, err)
+	if err = g.settleAuth(r, err); err != nil {
+		return id, err
+	}
+	return id, g.optedOut(id.ClusterID)
+}
+
+// optedOut answers 403 opted_out for an installation on the opt-out
+// list. It runs once the credentials are accepted, so it is not a failed
+// attempt and says nothing to someone without them.
+func (g *Gateway) optedOut(id string) error {
+	if _, ok := g.opts.OptOuts.Contains(id); ok {
+		return newError(http.StatusForbidden, "opted_out", "this installation has opted out of telemetry: send nothing more (the gateway refuses it)")
+	}
+	return nil
 }
 
 // authenticate checks token for clusterID on behalf of r's source and
@@ -368,7 +384,10 @@ func (g *Gateway) authenticate(r *http.Request, token, clusterID string) (authn.
 		}
 	}
 	id, err := g.opts.Authenticator.Authenticate(ctx, token, clusterID)
-	return id, g.settleAuth(r, err)
+	if err = g.settleAuth(r, err); err != nil {
+		return id, err
+	}
+	return id, g.optedOut(id.ClusterID)
 }
 
 // settleAuth records the outcome of r's authentication for instrument,
@@ -650,7 +669,10 @@ func (g *Gateway) receiveIdentity(r *http.Request) (authn.Identity, error) {
 	bearer, ok := authn.BearerToken(r)
 	if !ok {
 		if fromCert && r.Header.Get("Authorization") == "" {
-			return certID, g.settleAuth(r, nil)
+			if err := g.settleAuth(r, nil); err != nil {
+				return certID, err
+			}
+			return certID, g.optedOut(certID.ClusterID)
 		}
 		return authn.Identity{}, g.settleAuth(r, newError(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer header (base64 of {\"authorization_token\":...,\"cluster_id\":...})"))
 	}

@@ -1,11 +1,14 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/telegate/telegate/privacy"
 	"github.com/telegate/telegate/test/e2e/harness"
@@ -103,4 +106,45 @@ func BenchmarkReceivePrivacy(b *testing.B) {
 	perOn, perOff := cpuOn.Seconds()/nOn, cpuOff.Seconds()/nOff
 	b.ReportMetric(float64(p.spec.Series())/perOn, "samples/cpu-s")
 	b.ReportMetric(100*(perOn-perOff)/perOn, "%privacy")
+}
+
+// An opted-out installation is refused with 403 opted_out on every path
+// once its credentials are accepted (a token issued before the opt-out
+// included); others are not affected, and a reload takes it back.
+func TestOptedOutInstallation(t *testing.T) {
+	var opt privacy.OptOuts
+	f := newFixture(t, func(o *Options) { o.OptOuts = &opt })
+	ctx := context.Background()
+	jwt, _, status, err := harness.Authorize(ctx, f.srv.URL, "dev", "c1")
+	if err != nil || status != http.StatusOK {
+		t.Fatalf("authorize: %d %v", status, err)
+	}
+	opt.Set([]privacy.OptOut{{ID: "c1"}}, time.Now())
+	ms := f.now.UnixMilli()
+	status, body, _ := f.write(t, harness.CompositeToken("dev", "c1"), ts(1, ms, "__name__", "cluster_version"))
+	if status != http.StatusForbidden || !strings.Contains(body, `"reason":"opted_out"`) {
+		t.Fatalf("remote write: %d %s", status, body)
+	}
+	if _, _, status, _ := harness.Authorize(ctx, f.srv.URL, "dev", "c1"); status != http.StatusForbidden {
+		t.Fatalf("authorize: %d", status)
+	}
+	status, body, _, _ = harness.Upload(ctx, f.srv.URL, jwt, []*dto.MetricFamily{gauge("cluster_version", 1)})
+	if status != http.StatusForbidden || !strings.Contains(body, "opted_out") {
+		t.Fatalf("upload with an earlier token: %d %s", status, body)
+	}
+	// A wrong token is still a 401: the opt-out says nothing without
+	// credentials.
+	if status, _, _ := f.write(t, harness.CompositeToken("nope", "c1"), ts(1, ms, "__name__", "cluster_version")); status != http.StatusUnauthorized {
+		t.Fatalf("bad token: %d", status)
+	}
+	if status, body, _ := f.write(t, harness.CompositeToken("dev", "c2"), ts(1, ms, "__name__", "cluster_version")); status != http.StatusNoContent {
+		t.Fatalf("another installation: %d %s", status, body)
+	}
+	if n := len(f.fwd.series()); n != 1 {
+		t.Fatalf("%d series forwarded, want c2's only", n)
+	}
+	opt.Set(nil, time.Now())
+	if status, body, _ := f.write(t, harness.CompositeToken("dev", "c1"), ts(1, ms, "__name__", "cluster_version")); status != http.StatusNoContent {
+		t.Fatalf("after opting back in: %d %s", status, body)
+	}
 }

@@ -93,6 +93,7 @@ type components struct {
 	allowlist     *allowlist.Allowlist
 	allowlistRaw  []byte
 	guard         *privacy.Guard
+	optOuts       *optOuts
 	pipeline      *relabel.Pipeline
 	sender        *forward.Sender
 	limiter       *limits.Limiter
@@ -114,6 +115,10 @@ func build(c *config.Config, logger log.Logger, reg prometheus.Registerer) (*com
 		return nil, err
 	}
 	if err := buildPrivacy(c, out, reg); err != nil {
+		return nil, err
+	}
+	var err error
+	if out.optOuts, err = newOptOuts(c, logger, reg); err != nil {
 		return nil, err
 	}
 	out.pipeline = buildPipeline(c)
@@ -339,11 +344,12 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 	if comp.overrides != nil {
 		reloader.alsoReload(comp.overrides.Reload)
 	}
+	reloader.alsoReload(comp.optOuts.Reload)
 	con, err := g.newConsole(c, gw, down.spool)
 	if err != nil {
 		return err
 	}
-	listeners := g.listeners(c, gw, reloader, down.queryAPI, con, logger, reg)
+	listeners := g.listeners(c, gw, reloader, down.queryAPI, con, comp.optOuts.register, logger, reg)
 
 	var gr run.Group
 	if err := addServers(&gr, c, listeners, gw, logger); err != nil {
@@ -353,6 +359,10 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 	// the allowlist and the budget overrides.
 	addSignalActor(&gr, logger, func() { reloader.Reload("SIGHUP") })
 	addAllowlistWatch(&gr, c, reloader)
+	if iv := time.Duration(c.Allowlist.WatchInterval); iv > 0 && comp.optOuts.path != "" {
+		ctx, cancel := context.WithCancel(context.Background())
+		gr.Add(func() error { return comp.optOuts.watch(ctx, iv) }, func(error) { cancel() })
+	}
 	addOverridesReload(&gr, c, comp)
 	if comp.redis != nil {
 		pingRedis(c, comp.redis, logger)
@@ -468,6 +478,7 @@ func newGateway(c *config.Config, comp *components, forwarder gateway.Forwarder,
 		Issuer:        comp.issuer,
 		Allowlist:     comp.allowlist,
 		Privacy:       comp.guard,
+		OptOuts:       &comp.optOuts.set,
 		Pipeline:      comp.pipeline,
 		Forwarder:     forwarder,
 		// Split below the downstream's size limit (forward.max_request_bytes).
@@ -522,11 +533,11 @@ type listener struct {
 // listeners are the web servers: public (the gateway), internal
 // (metrics, health, debug, reload, the console at /) and, in single-binary mode with
 // storage.query.listen_address, the query API's own.
-func (g *gatewayCmd) listeners(c *config.Config, gw *gateway.Gateway, reloader *allowlistReloader, queryAPI *store.API, console func(*http.ServeMux), logger log.Logger, reg *prometheus.Registry) []listener {
+func (g *gatewayCmd) listeners(c *config.Config, gw *gateway.Gateway, reloader *allowlistReloader, queryAPI *store.API, console, optOutAPI func(*http.ServeMux), logger log.Logger, reg *prometheus.Registry) []listener {
 	internal := newInternalMux(internalOptions{
 		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Reload:          reloader,
-		Register:        []func(*http.ServeMux){gw.RegisterHealth, gw.RegisterDebug, console},
+		Register:        []func(*http.ServeMux){gw.RegisterHealth, gw.RegisterDebug, optOutAPI, console},
 		EnableLifecycle: g.enableLifecycle,
 		EnablePprof:     g.enablePprof,
 	})
