@@ -12,6 +12,9 @@
 // Values it wrote itself (hashes and redactions) pass untouched, so a
 // value the client hashed is not hashed again by the gateway.
 //
+// It also holds the opt-out list (OptOuts): installations that asked to
+// send nothing more, refused by the gateway once authenticated.
+//
 // False positives matter as much as misses: metric names, the cluster ID,
 // le and quantile, versions, UUIDs and ordinary values pass untouched; the
 // table test in guard_test.go keeps a corpus of both kinds.
