@@ -454,7 +454,7 @@ func (t *translator) allowlist(context.Context) error {
 	}
 	t.res.Files[AllowlistFile] = []byte(b.String())
 	if len(t.fs.list("whitelist")) > 0 {
-		t.done("whitelist", "%s (%d entries in all, owners to fill in)", AllowlistFile, n)
+		t.done("whitelist", "%s (%d distinct rules with --whitelist-file, owners to fill in)", AllowlistFile, n)
 	}
 	if t.fs.set("whitelist-file") {
 		t.done("whitelist-file", "%s (read now: later edits go to %s, which telegate reloads when it changes)", AllowlistFile, AllowlistFile)
