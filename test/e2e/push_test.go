@@ -125,7 +125,6 @@ func directQuantile(t *testing.T) float64 {
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
 	direct := harness.StartPrometheus(t, harness.PrometheusOptions{
 		Name:          "direct",
-		Binary:        harness.Prometheus3Binary(t),
 		ScrapeConfigs: fmt.Sprintf("- job_name: installer\n  static_configs: [{targets: [\"127.0.0.1:%s\"]}]\n", port),
 	})
 	v := direct.QueryEventually(t, installerQuantile, harness.Len(1), 30*time.Second)
@@ -148,7 +147,7 @@ func sameQuantile(t *testing.T, where string, v model.Vector, want float64) {
 // the pushing service's _id.
 func TestPushInstallerHistogramToPrometheus(t *testing.T) {
 	want := directQuantile(t)
-	down := harness.StartPrometheus(t, harness.PrometheusOptions{Name: "downstream", Binary: harness.Prometheus3Binary(t), EnableRemoteWriteReceiver: true})
+	down := harness.StartPrometheus(t, harness.PrometheusOptions{Name: "downstream", EnableRemoteWriteReceiver: true})
 	gw := startPushGateway(t, down.RemoteWriteURL())
 	tok := harness.CompositeToken("fleet-token", "installer-service")
 
