@@ -300,9 +300,7 @@ func TestPushClientGolang(t *testing.T) {
 		t.Fatalf("%d series forwarded, want %d", len(got), 4*64)
 	}
 	for _, want := range []string{
-		// The protobuf decoder writes le as /upload does, the text
-		// parser as a Prometheus scrape does.
-		"__name__=assisted_installer_cluster_installation_minutes_bucket,_id=c1,job=assisted-installer,le=42,region=us/east 4",
+		// Protobuf and text alike: le as a Prometheus 3 scrape writes it.
 		"__name__=assisted_installer_cluster_installation_minutes_bucket,_id=c1,job=assisted-installer,le=42.0,region=us/east 4",
 		"__name__=assisted_installer_clusters_created_total,_id=c1,job=assisted-installer,region=us/east 7",
 	} {
