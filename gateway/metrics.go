@@ -27,7 +27,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"handler"}),
 		received: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "telegate_samples_received_total",
-			Help: "Samples decoded from requests, by protocol (upload, receive).",
+			Help: "Samples decoded from requests, by protocol (upload, receive, push).",
 		}, []string{"protocol"}),
 		forwarded: f.NewCounter(prometheus.CounterOpts{
 			Name: "telegate_samples_forwarded_total",

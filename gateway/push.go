@@ -118,7 +118,7 @@ func (g *Gateway) handlePush(w http.ResponseWriter, r *http.Request) int {
 	al := g.allowlist.Load() // one version for decoding and filtering, as in handleReceive
 	now := g.opts.Now()
 	if format == decode.PushProtobuf {
-		_, err = decode.UnmarshalMetricFamiliesFiltered(b.Buf, b, now.UnixMilli(), false, g.decodeLimits(decode.UploadBudget(len(b.Buf)), t), g.nameFilter(al))
+		_, err = decode.UnmarshalPushedFamilies(b.Buf, b, now.UnixMilli(), g.decodeLimits(decode.UploadBudget(len(b.Buf)), t), g.nameFilter(al))
 	} else {
 		if len(b.Buf) == cap(b.Buf) {
 			// The text parsers append a newline: give them the byte.

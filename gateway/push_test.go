@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -151,6 +152,7 @@ func TestPushHostile(t *testing.T) {
 	// (256 KiB) once gunzipped.
 	big := bytes.Repeat([]byte("# "+strings.Repeat("x", 1000)+"\n"), 70)
 	bomb := gz(bytes.Repeat([]byte("#\n"), 1<<20))
+	millions := gz(bytes.Repeat([]byte("a 1\n"), 1<<20))
 	hugeLine := gz([]byte("assisted_installer_x{a=\"" + strings.Repeat("y", 200<<10) + "\"} 1\n"))
 	for _, c := range []struct {
 		name string
@@ -175,6 +177,8 @@ func TestPushHostile(t *testing.T) {
 		{"too many series", pushReq{bearer: tok, ct: txt, body: []byte(many.String())}, 413, "max_series_per_request"},
 		{"body over max_request_bytes", pushReq{bearer: tok, ct: txt, body: big}, 413, "max_request_bytes"},
 		{"gzip bomb", pushReq{bearer: tok, ct: txt, enc: "gzip", body: bomb}, 413, "max_decoded_bytes"},
+		{"a million series", pushReq{bearer: tok, ct: txt, enc: "gzip", body: millions}, 413, "max_decoded_bytes"},
+		{"10000 series under the decoded cap", pushReq{bearer: tok, ct: txt, enc: "gzip", body: gz(bytes.Repeat([]byte("assisted_installer_a 1\n"), 10000))}, 413, "max_series_per_request"},
 		{"corrupt gzip", pushReq{bearer: tok, ct: txt, enc: "gzip", body: []byte("not gzip at all")}, 400, "gzip"},
 		{"huge line", pushReq{bearer: tok, ct: txt, enc: "gzip", body: hugeLine}, 400, "max_label_value_length"},
 		{"odd path", pushReq{path: "/metrics/job/j/region", bearer: tok, ct: txt, body: []byte("a 1\n")}, 400, "odd number"},
@@ -300,9 +304,7 @@ func TestPushClientGolang(t *testing.T) {
 		t.Fatalf("%d series forwarded, want %d", len(got), 4*64)
 	}
 	for _, want := range []string{
-		// The protobuf decoder writes le as /upload does, the text
-		// parser as a Prometheus scrape does.
-		"__name__=assisted_installer_cluster_installation_minutes_bucket,_id=c1,job=assisted-installer,le=42,region=us/east 4",
+		// Protobuf and text alike: le as a Prometheus 3 scrape writes it.
 		"__name__=assisted_installer_cluster_installation_minutes_bucket,_id=c1,job=assisted-installer,le=42.0,region=us/east 4",
 		"__name__=assisted_installer_clusters_created_total,_id=c1,job=assisted-installer,region=us/east 7",
 	} {
@@ -313,5 +315,35 @@ func TestPushClientGolang(t *testing.T) {
 	// Without credentials the helper reports the 401.
 	if err := push.New(f.srv.URL, "x").Gatherer(reg).Push(); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("push without credentials: %v", err)
+	}
+}
+
+// TestPushHostileMemory: two million one-line series (8 MiB of text in a
+// small gzip body) under a 10000-series cap are refused after the cap's
+// worth of work, allocating about the decoded body, not the series.
+func TestPushHostileMemory(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.Limits.MaxRequestBytes = 1 << 20
+		o.Limits.MaxDecodedBytes = 16 << 20
+		o.Limits.MaxSeriesPerRequest = 10000
+	})
+	body := gz(bytes.Repeat([]byte("a 1\n"), 2<<20))
+	tok := harness.CompositeToken("dev", "c1")
+	f.push(t, pushReq{path: "/metrics/v1/push", bearer: tok, ct: decode.TextContentType, enc: "gzip", body: body}) // warm the pools
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	status, _, resp := f.push(t, pushReq{path: "/metrics/v1/push", bearer: tok, ct: decode.TextContentType, enc: "gzip", body: body})
+	runtime.ReadMemStats(&after)
+	if status != http.StatusRequestEntityTooLarge || !strings.Contains(resp, "max_series_per_request") {
+		t.Fatalf("status %d %s", status, resp)
+	}
+	// The decoded body (8 MiB, grown by doubling to 16 MiB: about
+	// 32 MiB in all) and 10000 series (2 MiB); building the two million
+	// series would take 300 MiB. Measured: 38 MiB.
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("allocated %.1f MiB", float64(alloc)/(1<<20))
+	if alloc > 56<<20 {
+		t.Fatalf("refusing the push allocated %d MiB", alloc>>20)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/encoding/protodelim"
@@ -95,6 +96,27 @@ func UnmarshalMetricFamiliesFiltered(buf []byte, b *batch.Batch, nowMs int64, us
 	return d.st, err
 }
 
+// UnmarshalPushedFamilies is UnmarshalMetricFamiliesFiltered for a
+// protobuf push (POST /metrics/v1/push): a metric's timestamp_ms is kept
+// when set, and le and quantile values are written as Prometheus 3's
+// scrape and the text parsers write them (OpenMetrics floats: "1.0",
+// "0.25", "1e+06", "+Inf"), so a family pushed as text or as protobuf is
+// one set of series. /upload keeps the shortest form ("1") its stored
+// series have always had.
+func UnmarshalPushedFamilies(buf []byte, b *batch.Batch, nowMs int64, l Limits, f *NameFilter) (Stats, error) {
+	d := mfDecoder{buf: buf, b: b, now: nowMs, maxSeries: l.MaxSeries, omFloats: true,
+		maxLabels: l.MaxLabelsPerSeries, bud: newBudget(l, len(buf)), filter: f}
+	if d.maxLabels <= 0 {
+		d.maxLabels = int(^uint(0) >> 1)
+	}
+	err := d.families()
+	if err != nil {
+		b.DiscardSeries()
+	}
+	d.st.BatchBytes = d.bud.used()
+	return d.st, err
+}
+
 // EncodeMetricFamilies writes mfs to w as varint-length-delimited protobuf,
 // the /upload body format (before snappy framing).
 func EncodeMetricFamilies(w io.Writer, mfs []*dto.MetricFamily) error {
@@ -112,9 +134,12 @@ type mfDecoder struct {
 	st         Stats
 	now        int64
 	serverTime bool
-	maxSeries  int
-	maxLabels  int
-	bud        budget
+	// omFloats writes le and quantile values as OpenMetrics floats
+	// (UnmarshalPushedFamilies).
+	omFloats  bool
+	maxSeries int
+	maxLabels int
+	bud       budget
 
 	// Per family.
 	name                        string
@@ -886,9 +911,10 @@ func (d *mfDecoder) startSeries(name, extraName, extraValue string, sample int) 
 
 // formatFloat renders a le or quantile value like the Prometheus text
 // format: 'g' with the shortest representation, "+Inf", "-Inf", "NaN", and
-// "0" for negative zero. Recent values are cached.
+// "0" for negative zero; with omFloats as OpenMetrics does (".0" added to
+// an integer, "-0.0" kept). Recent values are cached.
 func (d *mfDecoder) formatFloat(f float64) string {
-	if f == 0 {
+	if f == 0 && !d.omFloats {
 		return "0"
 	}
 	bits := math.Float64bits(f)
@@ -906,6 +932,9 @@ func (d *mfDecoder) formatFloat(f float64) string {
 		s = "NaN"
 	default:
 		s = strconv.FormatFloat(f, 'g', -1, 64)
+		if d.omFloats && !strings.ContainsAny(s, "e.") {
+			s += ".0"
+		}
 		d.strBytes += len(s) // charged by the emit that uses it
 	}
 	*slot = floatStr{bits: bits, s: s}

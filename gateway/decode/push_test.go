@@ -397,3 +397,63 @@ func TestAdversarialTextBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestPushedFamiliesMatchText: a family pushed as protobuf and the same
+// family as text become the same series (le and quantile as a Prometheus
+// 3 scrape writes them), where /upload keeps its shortest form.
+func TestPushedFamiliesMatchText(t *testing.T) {
+	mfs := []*dto.MetricFamily{{
+		Name: proto.String("h"), Help: proto.String("x"), Type: dto.MetricType_HISTOGRAM.Enum(),
+		Metric: []*dto.Metric{{Label: []*dto.LabelPair{{Name: proto.String("a"), Value: proto.String("b")}},
+			Histogram: &dto.Histogram{SampleCount: proto.Uint64(9), SampleSum: proto.Float64(3), Bucket: []*dto.Bucket{
+				{UpperBound: proto.Float64(0), CumulativeCount: proto.Uint64(1)},
+				{UpperBound: proto.Float64(0.25), CumulativeCount: proto.Uint64(2)},
+				{UpperBound: proto.Float64(1), CumulativeCount: proto.Uint64(3)},
+				{UpperBound: proto.Float64(1e6), CumulativeCount: proto.Uint64(8)},
+			}}}},
+	}, {
+		Name: proto.String("s"), Type: dto.MetricType_SUMMARY.Enum(),
+		Metric: []*dto.Metric{{Summary: &dto.Summary{SampleCount: proto.Uint64(2), SampleSum: proto.Float64(1),
+			Quantile: []*dto.Quantile{{Quantile: proto.Float64(0.5), Value: proto.Float64(0.4)}, {Quantile: proto.Float64(1), Value: proto.Float64(0.9)}}}}},
+	}}
+	var pb, text bytes.Buffer
+	if err := EncodeMetricFamilies(&pb, mfs); err != nil {
+		t.Fatal(err)
+	}
+	enc := expfmt.NewEncoder(&text, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	render := func(b *batch.Batch) []string {
+		var out []string
+		for _, s := range b.Series {
+			s.SortLabels()
+			out = append(out, seriesString(s))
+		}
+		slices.Sort(out)
+		return out
+	}
+	fromPB, fromText, upload := &batch.Batch{}, &batch.Batch{}, &batch.Batch{}
+	if _, err := UnmarshalPushedFamilies(pb.Bytes(), fromPB, pushNow, Limits{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := UnmarshalText(text.Bytes(), fromText, PushText, pushNow, Limits{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := render(fromPB), render(fromText); !slices.Equal(got, want) {
+		t.Fatalf("protobuf push\n%s\ntext push\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, want := range []string{"le=0.0 ", "le=0.25 ", "le=1.0 ", "le=1e+06 ", "le=+Inf ", "quantile=0.5 ", "quantile=1.0 "} {
+		if !strings.Contains(strings.Join(render(fromPB), "\n"), want) {
+			t.Fatalf("%q missing from %v", want, render(fromPB))
+		}
+	}
+	if _, err := UnmarshalMetricFamilies(pb.Bytes(), upload, pushNow, true, Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(render(upload), "\n"); !strings.Contains(got, "le=1 ") || !strings.Contains(got, "le=0 ") {
+		t.Fatalf("/upload's le values changed:\n%s", got)
+	}
+}
