@@ -616,3 +616,25 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// The start-up line lists at most maxLoggedSelectors selectors, and says
+// when the client sends once.
+func TestStartupLineBounded(t *testing.T) {
+	gw := newFakeGateway(t, nil)
+	cfg := scrapeConfig(t, gw.URL, "http://127.0.0.1:1/metrics")
+	cfg.Match = nil
+	for i := range 25 {
+		cfg.Match = append(cfg.Match, fmt.Sprintf("metric_%d", i))
+	}
+	var logs syncBuffer
+	c, err := New(cfg, Options{Logger: kitlog.NewLogfmtLogger(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.logStartup(c.settings.Load(), true)
+	out := logs.String()
+	if !strings.Contains(out, "25 selectors (metric_0 metric_1") || !strings.Contains(out, "metric_19 and 5 more)") || strings.Contains(out, "metric_20") ||
+		!strings.Contains(out, "sent to the gateway once (--once)") {
+		t.Errorf("start-up line:\n%s", out)
+	}
+}
