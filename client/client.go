@@ -296,7 +296,7 @@ func (c *Client) Run(ctx context.Context) error {
 	c.ready.Store(true)
 	defer c.ready.Store(false)
 	s := c.settings.Load()
-	c.logStartup(s)
+	c.logStartup(s, false)
 	// A fleet restarted together must not arrive together: the first
 	// cycle starts after a random part of a tenth of the interval (at most
 	// 30s), and every cycle is stretched by up to a twentieth.
@@ -423,7 +423,7 @@ func (c *Client) Run(ctx context.Context) error {
 // mode). A disabled client sends nothing and succeeds.
 func (c *Client) Once(ctx context.Context) error {
 	s := c.settings.Load()
-	c.logStartup(s)
+	c.logStartup(s, true)
 	if s.cfg.Disabled {
 		return nil
 	}
@@ -496,12 +496,21 @@ func isPermanent(err error) bool {
 	return (errors.As(err, &re) && !re.Retryable()) || errors.As(err, &tl)
 }
 
-func (c *Client) logStartup(s *settings) {
+// maxLoggedSelectors bounds how many selectors the start-up line lists.
+const maxLoggedSelectors = 20
+
+func (c *Client) logStartup(s *settings, once bool) {
 	if s.cfg.Disabled {
 		level.Info(c.logger).Log("msg", "telemetry is disabled: nothing is collected or sent. Remove --disabled (disabled: false) and reload to turn it on.")
 		return
 	}
-	what := fmt.Sprintf("%d selectors (%s)", len(s.matches), strings.Join(s.matches, " "))
+	listed := s.matches
+	more := ""
+	if len(listed) > maxLoggedSelectors {
+		listed = listed[:maxLoggedSelectors]
+		more = fmt.Sprintf(" and %d more", len(s.matches)-maxLoggedSelectors)
+	}
+	what := fmt.Sprintf("%d selectors (%s%s)", len(s.matches), strings.Join(listed, " "), more)
 	if s.cfg.MatchFromGateway {
 		what = "the selectors of the gateway's allowlist"
 	}
@@ -520,7 +529,11 @@ func (c *Client) logStartup(s *settings) {
 	if s.idFile != "" {
 		idFrom = s.idFile
 	}
-	level.Info(c.logger).Log("msg", "telemetry is enabled: series matching "+what+" are "+how+" and sent to the gateway every interval. "+
+	when := "every interval"
+	if once {
+		when = "once (--once)"
+	}
+	level.Info(c.logger).Log("msg", "telemetry is enabled: series matching "+what+" are "+how+" and sent to the gateway "+when+". "+
 		"To turn it off set --disabled (or disabled: true) and reload, or remove this client; see what is sent at /last-payload on the listen address, or with --dry-run.",
 		"from", from, "to", to, "id", s.id, "id_from", idFrom, "interval", s.interval,
 		"anonymized_labels", strings.Join(s.cfg.AnonymizeLabels, ","), "staging_dir", s.cfg.StagingDir)

@@ -9,6 +9,8 @@ import (
 	"io"
 	"io/fs"
 	"log"
+
+	kitlog "github.com/go-kit/log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -549,5 +551,90 @@ func TestInstallationID(t *testing.T) {
 	kept, _ := ReadID(state)
 	if ids[0] != kept || ids[1] != kept {
 		t.Errorf("sent as %q, want the kept ID %q both times", ids, kept)
+	}
+}
+
+// The long-running client in scrape mode: it uploads every interval,
+// logs at start what it sends, from where, to where and how to turn it
+// off, and logs every send at info level; a dry run prints only the
+// selected series.
+func TestScrapeRunLogsAndDryRun(t *testing.T) {
+	app := newFakeApp(t, false)
+	gw := newFakeGateway(t, nil)
+	cfg := scrapeConfig(t, gw.URL, app.URL+"/metrics", app.URL+"/installer.om")
+	cfg.Interval, cfg.FromTimeout, cfg.ToTimeout = Duration(time.Second), Duration(500*time.Millisecond), Duration(500*time.Millisecond)
+	var logs syncBuffer
+	c, err := New(cfg, Options{Logger: kitlog.NewLogfmtLogger(&logs), Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	waitFor(t, "two uploads", 5*time.Second, func() bool { _, u := gw.snapshot(); return len(u) >= 2 })
+	cancel()
+	<-done
+	out := logs.String()
+	for _, want := range []string{"telemetry is enabled", "read from 2 metrics endpoints", app.URL + "/metrics," + app.URL + "/installer.om",
+		gw.URL + "/upload", "--disabled", `{__name__=~\"app_.+\"}`, "id=install-1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("start-up log lacks %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, `level=info msg="sent telemetry" to=`+gw.URL+"/upload id=install-1 series=14 "); n < 2 {
+		t.Errorf("%d send lines for 2 uploads:\n%s", n, out)
+	}
+
+	var dry bytes.Buffer
+	dc, err := New(cfg, Options{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dc.DryRun(context.Background(), &dry); err != nil {
+		t.Fatal(err)
+	}
+	got := dry.String()
+	if !strings.Contains(got, "# from: "+app.URL+"/metrics,"+app.URL+"/installer.om") || !strings.Contains(got, `app_requests_total{code="200"} 5`) ||
+		strings.Contains(got, "go_goroutines") || strings.Contains(got, "hunter2") {
+		t.Errorf("dry run:\n%s", got)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// The start-up line lists at most maxLoggedSelectors selectors, and says
+// when the client sends once.
+func TestStartupLineBounded(t *testing.T) {
+	gw := newFakeGateway(t, nil)
+	cfg := scrapeConfig(t, gw.URL, "http://127.0.0.1:1/metrics")
+	cfg.Match = nil
+	for i := range 25 {
+		cfg.Match = append(cfg.Match, fmt.Sprintf("metric_%d", i))
+	}
+	var logs syncBuffer
+	c, err := New(cfg, Options{Logger: kitlog.NewLogfmtLogger(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.logStartup(c.settings.Load(), true)
+	out := logs.String()
+	if !strings.Contains(out, "25 selectors (metric_0 metric_1") || !strings.Contains(out, "metric_19 and 5 more)") || strings.Contains(out, "metric_20") ||
+		!strings.Contains(out, "sent to the gateway once (--once)") {
+		t.Errorf("start-up line:\n%s", out)
 	}
 }

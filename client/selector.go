@@ -91,9 +91,20 @@ type selParser struct {
 	pos int
 }
 
+// skipSpace skips white space and # comments (to the end of the line), as
+// PromQL does.
 func (p *selParser) skipSpace() {
-	for p.pos < len(p.in) && strings.IndexByte(" \t\r\n", p.in[p.pos]) >= 0 {
-		p.pos++
+	for p.pos < len(p.in) {
+		switch c := p.in[p.pos]; {
+		case strings.IndexByte(" \t\r\n", c) >= 0:
+			p.pos++
+		case c == '#':
+			for p.pos < len(p.in) && p.in[p.pos] != '\n' && p.in[p.pos] != '\r' {
+				p.pos++
+			}
+		default:
+			return
+		}
 	}
 }
 
@@ -227,6 +238,9 @@ func (p *selParser) str() (string, error) {
 	}
 	p.pos = i + 1
 	lit := p.in[start:p.pos]
+	if !utf8.ValidString(lit) {
+		return "", fmt.Errorf("at offset %d: invalid UTF-8", start)
+	}
 	if q == '\'' {
 		// Re-quote as a double-quoted literal: \' stays an escaped quote,
 		// a bare " needs escaping.
