@@ -288,6 +288,25 @@ func CheckThanosReadPath(t testing.TB, r *ThanosReceive, q *ThanosQuery, timeout
 	q.QueryEventually(t, name, func(v model.Vector) bool { return len(v) == 1 }, timeout)
 }
 
+// CheckThanosHashringReadPath is CheckThanosReadPath for a hashring: one
+// sample written to its first node is returned by Query once per replica
+// (ReplicationFactor raw copies, no deduplication).
+func CheckThanosHashringReadPath(t testing.TB, h *ThanosHashring, q *ThanosQuery, timeout time.Duration) {
+	t.Helper()
+	name := fmt.Sprintf("harness_read_path_probe_%d", time.Now().UnixNano())
+	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+		Labels:  []prompb.Label{{Name: "__name__", Value: name}},
+		Samples: []prompb.Sample{{Value: 1, Timestamp: time.Now().UnixMilli()}},
+	}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	code, body, _, err := RemoteWrite(ctx, h.Receivers[0].RemoteWriteURL(), "", req)
+	if err != nil || code/100 != 2 {
+		t.Fatalf("harness: remote write to the thanos hashring: %d %s %v", code, body, err)
+	}
+	q.QueryEventually(t, name, Len(h.replicationFactor), timeout)
+}
+
 // Ready reports whether url answers 200 now.
 func Ready(url string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
