@@ -57,6 +57,10 @@ type Client struct {
 	settings atomic.Pointer[settings]
 	wake     chan struct{}
 	ready    atomic.Bool
+	// optedOut is set when the gateway answered 403 opted_out: the
+	// installation is on its opt-out list, so the client sends nothing
+	// more until a reload or restart.
+	optedOut atomic.Bool
 
 	mu          sync.Mutex
 	last        []*dto.MetricFamily // last payload built, with token labels
@@ -118,6 +122,7 @@ func (c *Client) ReloadWith(load func() (*Config, error)) error {
 }
 
 func (c *Client) apply(s *settings) {
+	c.optedOut.Store(false)
 	c.settings.Store(s)
 	c.metrics.reloadOK.Set(1)
 	c.metrics.reloadTime.SetToCurrentTime()
@@ -221,12 +226,17 @@ func (c *Client) build(cfg *Config) (*settings, error) {
 			return nil, err
 		}
 	}
+	guard, err := c.piiGuard(cfg, salt)
+	if err != nil {
+		return nil, err
+	}
 	s.transformer = &Transformer{
 		Rename:    cfg.Rename,
 		Labels:    cfg.Label,
 		Elide:     cfg.ElideLabel,
 		Anonymize: cfg.AnonymizeLabels,
 		Salt:      salt,
+		Guard:     guard,
 		MaxAge:    max(time.Hour, 2*s.interval),
 	}
 
@@ -360,7 +370,7 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 			collect, attempt, retryAt = true, 0, now
 		}
-		if s.cfg.Disabled {
+		if s.cfg.Disabled || c.optedOut.Load() {
 			drop()
 			collect = false
 			continue
@@ -402,6 +412,11 @@ func (c *Client) Run(ctx context.Context) error {
 			if attempt > 0 {
 				level.Info(c.logger).Log("msg", "snapshot sent after retries", "attempts", attempt+1)
 			}
+			pending = nil
+			continue
+		}
+		if isOptedOut(err) {
+			c.stopOptedOut(err)
 			pending = nil
 			continue
 		}
@@ -488,6 +503,21 @@ func (c *Client) Once(ctx context.Context) error {
 			return werr
 		}
 	}
+}
+
+// isOptedOut reports whether the gateway refused err's request because
+// this installation opted out (403 opted_out).
+func isOptedOut(err error) bool {
+	var re *RequestError
+	return errors.As(err, &re) && re.Status == http.StatusForbidden && re.Reason == "opted_out"
+}
+
+// stopOptedOut stops sending after a 403 opted_out, and says so.
+func (c *Client) stopOptedOut(err error) {
+	if !c.optedOut.Swap(true) {
+		level.Warn(c.logger).Log("msg", "the gateway says this installation has opted out of telemetry: sending nothing more (a reload or restart asks again)", "err", err)
+	}
+	c.metrics.enabled.Set(0)
 }
 
 func isPermanent(err error) bool {

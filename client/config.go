@@ -92,6 +92,11 @@ type Config struct {
 	AnonymizeSalt     string   `yaml:"anonymize_salt"`
 	AnonymizeSaltFile string   `yaml:"anonymize_salt_file"`
 
+	// PIIGuard is what the PII guard does with label values that look
+	// like e-mail, IP or MAC addresses or URLs with credentials: hash
+	// (default), redact, drop (the series), shadow (count only) or off.
+	PIIGuard string `yaml:"pii_guard"`
+
 	StagingDir  string `yaml:"staging_dir"`
 	StagingKeep int    `yaml:"staging_keep"`
 
@@ -181,6 +186,9 @@ func (c *Config) Path(p string) string {
 // SetDefaults fills unset keys with their defaults. Nil maps and lists get
 // the default; an explicitly empty one (rename: {}) stays empty.
 func (c *Config) SetDefaults() {
+	if c.PIIGuard == "" {
+		c.PIIGuard = "hash"
+	}
 	if c.Interval == 0 {
 		c.Interval = Duration(DefaultInterval)
 	}
@@ -234,6 +242,11 @@ func (c *Config) Validate(needGateway bool) error {
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if c.Disabled {
 		return nil
+	}
+	switch c.PIIGuard {
+	case "hash", "redact", "drop", "shadow", "off":
+	default:
+		bad("pii_guard: %q must be hash, redact, drop, shadow or off", c.PIIGuard)
 	}
 	switch {
 	case c.From == "" && len(c.FromScrape) == 0:

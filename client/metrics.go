@@ -1,6 +1,8 @@
 package client
 
 import (
+	"github.com/telegate/telegate/privacy"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -14,6 +16,8 @@ const (
 )
 
 type metrics struct {
+	// piiFindings counts the PII guard's findings across reloads.
+	piiFindings      *prometheus.CounterVec
 	federateRequests *prometheus.CounterVec
 	federateDuration prometheus.Histogram
 	federatedBytes   prometheus.Gauge
@@ -119,5 +123,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{SnapshotSent, SnapshotRejected, SnapshotReplaced, SnapshotDropped} {
 		m.snapshots.WithLabelValues(r)
 	}
+	m.piiFindings = privacy.NewFindingsCounter("telegate_client")
+	reg.MustRegister(m.piiFindings)
 	return m
 }

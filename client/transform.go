@@ -13,6 +13,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/telegate/telegate/privacy"
 )
 
 // Reasons a sample is filtered out by Transform.
@@ -25,10 +27,12 @@ const (
 	// FilterUnselected counts scraped samples no selector matched (scrape
 	// mode applies the selectors on the client; Transform never does).
 	FilterUnselected = "unselected"
+	// FilterPrivacy counts samples of series the PII guard dropped.
+	FilterPrivacy = "privacy"
 )
 
 // FilterReasons lists every reason, for metrics.
-var FilterReasons = []string{FilterInvalid, FilterStale, FilterTooOld, FilterDuplicate, FilterConflict, FilterUnselected}
+var FilterReasons = []string{FilterInvalid, FilterStale, FilterTooOld, FilterDuplicate, FilterConflict, FilterUnselected, FilterPrivacy}
 
 // staleNaN is the bit pattern Prometheus uses for staleness markers.
 const staleNaN uint64 = 0x7ff0000000000002
@@ -50,6 +54,10 @@ type Transformer struct {
 	// Anonymize(Salt, value).
 	Anonymize []string
 	Salt      string
+	// Guard is the PII guard (package privacy) applied to every label
+	// value after anonymization; nil = none. A series it drops is
+	// filtered as FilterPrivacy.
+	Guard *privacy.Guard
 	// MaxAge drops samples whose timestamp is older than now-MaxAge
 	// (0: no bound).
 	MaxAge time.Duration
@@ -134,9 +142,9 @@ func (t *Transformer) Transform(fams []*dto.MetricFamily, now time.Time) ([]*dto
 				st.Filtered[reason] += c
 				continue
 			}
-			labels, ok := t.labels(m.Label, elide, anon, extra)
-			if !ok {
-				st.Filtered[FilterInvalid] += c
+			labels, reason := t.labels(name, m.Label, elide, anon, extra)
+			if reason != "" {
+				st.Filtered[reason] += c
 				continue
 			}
 			out.Metric = append(out.Metric, shallowMetric(m, labels))
@@ -256,7 +264,7 @@ func checkMetric(t dto.MetricType, m *dto.Metric, minTs int64) string {
 // labels builds the output label set of one metric, sorted by name, from
 // in and the added labels extra; ok is false when the input labels are
 // invalid. A label kept as it is shares in's pair rather than copying it.
-func (t *Transformer) labels(in []*dto.LabelPair, elide, anon map[string]bool, extra []*dto.LabelPair) ([]*dto.LabelPair, bool) {
+func (t *Transformer) labels(metric string, in []*dto.LabelPair, elide, anon map[string]bool, extra []*dto.LabelPair) ([]*dto.LabelPair, string) {
 	out := make([]*dto.LabelPair, 0, len(in)+len(extra))
 	var seen map[string]bool // only for many labels; few are compared pairwise
 	if len(in) > 16 {
@@ -268,7 +276,7 @@ func (t *Transformer) labels(in []*dto.LabelPair, elide, anon map[string]bool, e
 		}
 		name, value := l.GetName(), l.GetValue()
 		if !isLabelName(name) || !utf8.ValidString(value) || repeated(in[:i], name, seen) {
-			return nil, false
+			return nil, FilterInvalid
 		}
 		if value == "" || elide[name] || name == "__name__" {
 			continue
@@ -278,12 +286,20 @@ func (t *Transformer) labels(in []*dto.LabelPair, elide, anon map[string]bool, e
 		}
 		if anon[name] {
 			l = &dto.LabelPair{Name: l.Name, Value: proto.String(Anonymize(t.Salt, value))}
+		} else if t.Guard != nil {
+			v, drop := t.Guard.Value(metric, name, value)
+			if drop {
+				return nil, FilterPrivacy
+			}
+			if v != value {
+				l = &dto.LabelPair{Name: l.Name, Value: proto.String(v)}
+			}
 		}
 		out = append(out, l)
 	}
 	out = append(out, extra...)
 	sortLabels(out)
-	return out, true
+	return out, ""
 }
 
 func sortLabels(ls []*dto.LabelPair) {

@@ -124,6 +124,7 @@ func registerFlags(on flagCommander) *Command {
 	c.listFlag("anonymize-labels", "Labels whose values are replaced by a salted hash; repeatable or comma-separated.", true, func(cfg *client.Config, v []string) { cfg.AnonymizeLabels = v })
 	c.strFlag("anonymize-salt", "The secret, unguessable salt of the anonymizing hash.", func(cfg *client.Config, v string) { cfg.AnonymizeSalt = v })
 	c.strFlag("anonymize-salt-file", "A file holding the salt (re-read on reload).", func(cfg *client.Config, v string) { cfg.AnonymizeSaltFile = v })
+	c.strFlag("pii-guard", "What the PII guard does with label values that look like e-mail, IP or MAC addresses or URLs with credentials, before anything is sent: hash (default: a keyed hash, the key being the anonymize salt or a random key kept in --state-dir), redact, drop (the series), shadow (count in telegate_client_privacy_findings_total only) or off.", func(cfg *client.Config, v string) { cfg.PIIGuard = v })
 	c.strFlag("staging-dir", "Keep the last --staging-keep payloads, exactly as uploaded, in this directory (see `telegate client inspect`).", func(cfg *client.Config, v string) { cfg.StagingDir = v })
 	c.intFlag("staging-keep", "How many payloads --staging-dir keeps. Default 10.", func(cfg *client.Config, v int) { cfg.StagingKeep = v })
 	c.durFlag("min-backoff", "First retry delay after a failure; doubles per retry. Default 2s.", func(cfg *client.Config, v model.Duration) { cfg.MinBackoff = client.Duration(v) })
