@@ -283,7 +283,7 @@ func checkConsolePages(t *testing.T, b *browser, gw *gatewayProc, mode, shots st
 
 	// The form: allowlisted, refused and stripped metrics.
 	b.load(t, base+"/diagnose", filepath.Join(shots, "console-diagnose-empty.png"))
-	var png []byte
+	var png, full []byte
 	verdicts := map[string]string{}
 	var stripping string
 	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
@@ -307,9 +307,11 @@ func checkConsolePages(t *testing.T, b *browser, gw *gatewayProc, mode, shots st
 		}),
 		chromedp.Text(`section.metric[data-metric="node_cpu_seconds_total"] tr[data-stage="label stripping"]`, &stripping, chromedp.ByQuery),
 		chromedp.Sleep(200*time.Millisecond),
-		chromedp.FullScreenshot(&png, 100),
+		chromedp.CaptureScreenshot(&png),
+		chromedp.FullScreenshot(&full, 100),
 	))
 	must(t, os.WriteFile(filepath.Join(shots, "console-diagnose.png"), png, 0o644))
+	must(t, os.WriteFile(filepath.Join(shots, "console-diagnose-full.png"), full, 0o644))
 	if verdicts["cluster_version"] != "pass" || verdicts["refused_metric_total"] != "drop" || verdicts["node_cpu_seconds_total"] != "pass" {
 		t.Errorf("verdicts %v", verdicts)
 	}
