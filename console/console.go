@@ -109,6 +109,9 @@ func (c *Console) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /installations/{id...}", c.installation)
 	mux.HandleFunc("GET /api/console/installations/{id...}", c.json(c.installation))
 	mux.Handle("GET /static/", http.FileServerFS(assets))
+	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/static/favicon.svg", http.StatusMovedPermanently)
+	})
 }
 
 // json serves h's JSON twin.
@@ -327,6 +330,9 @@ func formValue(r *http.Request, key string) string {
 // (separated by spaces or commas) or series (name{label="value"}, one per
 // line), then the exposition text's.
 func seriesOf(metric, text string) ([][]batch.Label, error) {
+	// Browsers submit a textarea's lines with CRLF.
+	metric = strings.ReplaceAll(metric, "\r\n", "\n")
+	text = strings.ReplaceAll(text, "\r\n", "\n")
 	var out [][]batch.Label
 	if metric != "" {
 		if strings.Contains(metric, "{") {

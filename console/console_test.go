@@ -334,6 +334,11 @@ func TestSeriesOf(t *testing.T) {
 	if err != nil || len(s) != 3 {
 		t.Fatalf("%v %v", s, err)
 	}
+	// A browser submits a textarea with CRLF line ends.
+	s, err = seriesOf("", "# TYPE z gauge\r\nz 1\r\nw 2\r\n")
+	if err != nil || len(s) != 2 {
+		t.Fatalf("%v %v", s, err)
+	}
 }
 
 // fill makes the gateway know n installations, with a few series each.
