@@ -354,3 +354,23 @@ func mustAbs(t *testing.T, p string) string {
 	}
 	return a
 }
+
+// FuzzParseFlags: any command line parses or is an error, never a panic.
+func FuzzParseFlags(f *testing.F) {
+	f.Add("--listen=0.0.0.0:9003\x00--label\x00a=1,\"b=2\"\x00-v\x00--")
+	f.Add("--whitelist\x00{__name__=\"up\"}\x00--ratelimit=1m\x00--verbose=false")
+	f.Fuzz(func(t *testing.T, joined string) {
+		fs, err := parseFlags(strings.Split(joined, "\x00"))
+		if err != nil {
+			return
+		}
+		for name := range fs.values {
+			if _, ok := serverFlags[name]; !ok {
+				t.Fatalf("parsed unknown flag %q", name)
+			}
+		}
+		fs.duration("ratelimit")
+		fs.int("limit-bytes")
+		fs.bool("verbose")
+	})
+}
