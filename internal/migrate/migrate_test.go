@@ -254,6 +254,14 @@ func TestTranslateTLSAndOIDC(t *testing.T) {
 		t.Error("redact leaks the secret")
 	}
 
+	// With nothing to authenticate to, the OIDC flags are reported, and
+	// discovery is not even tried.
+	discovered = 0
+	r = translate(t, work, "--oidc-issuer="+issuer.URL+"/realms/x", "--client-id=x")
+	if !slices.Contains(flags(r.Untranslated), "--oidc-issuer") || slices.Contains(flags(r.Translated), "--oidc-issuer") || discovered != 0 {
+		t.Errorf("OIDC without targets: translated %v, untranslated %v, %d discoveries", r.Translated, r.Untranslated, discovered)
+	}
+
 	// Discovery failing is reported, and the config still loads.
 	r = translate(t, work, "--authorize=http://authz/", "--oidc-issuer="+issuer.URL+"/nowhere", "--client-id=x")
 	write(t, r)

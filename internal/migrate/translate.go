@@ -114,6 +114,7 @@ type translator struct {
 
 	tokenURL  string // of --oidc-issuer, once discovered
 	oidcError bool   // discovery failed (reported once)
+	oidcUsed  bool   // oauth2 written somewhere
 }
 
 func (t *translator) done(flag, format string, args ...any) {
@@ -341,6 +342,7 @@ func (t *translator) oidc(ctx context.Context, targets ...*node) error {
 	if t.fs.set("client-secret") {
 		t.res.Files[ClientSecretFile] = []byte(t.fs.str("client-secret"))
 	}
+	t.oidcUsed = true
 	for _, n := range targets {
 		o := n.child("oauth2")
 		o.set("client_id", t.fs.str("client-id"), "--client-id")
@@ -358,6 +360,10 @@ func (t *translator) oidc(ctx context.Context, targets ...*node) error {
 // oidcDone records the OIDC flags once both targets are written.
 func (t *translator) oidcDone() {
 	if t.fs.str("oidc-issuer") == "" || t.oidcError {
+		return
+	}
+	if !t.oidcUsed {
+		t.skip("oidc-issuer", "neither --authorize nor --forward-url is set: nothing to authenticate to; not translated")
 		return
 	}
 	t.done("oidc-issuer", "oauth2.token_url of authn.authorizer and forward (client credentials, as telemeter-server)")
@@ -575,9 +581,6 @@ func (t *translator) forward(ctx context.Context) error {
 		f.child("headers").set("THANOS-TENANT", t.fs.str("tenant-id"), t.origin("tenant-id"))
 		t.done("tenant-id", "forward.headers.THANOS-TENANT")
 		f.child("spool").set("enabled", false, "telemeter-server had no spool (a failed forward is a 502 the client retries); enable it with a bucket for durability")
-	}
-	if t.fs.str("authorize") == "" && t.fs.str("oidc-issuer") != "" {
-		t.skip("oidc-issuer", "telemeter-server used it for --authorize too, which is not set")
 	}
 	if u != "" {
 		if err := t.oidc(ctx, f); err != nil {
