@@ -95,6 +95,9 @@ func TestTranslateFullCommandLine(t *testing.T) {
 	if tc := c.Authn.JWT.TelemeterCompat; !tc.Accept || !tc.Issue {
 		t.Errorf("telemeter_compat: %+v", tc)
 	}
+	if !reflect.DeepEqual(c.Authn.AuthorizeLabels, map[string]string{"region": "eu-west"}) {
+		t.Errorf("authorize_labels: %v", c.Authn.AuthorizeLabels)
+	}
 	if !reflect.DeepEqual(c.Relabel.DropLabels, []string{"prometheus_replica", "pod"}) {
 		t.Errorf("drop_labels: %v", c.Relabel.DropLabels)
 	}
@@ -102,7 +105,7 @@ func TestTranslateFullCommandLine(t *testing.T) {
 	for _, rc := range c.Relabel.RelabelConfigs {
 		stamped = append(stamped, rc.TargetLabel+"="+rc.Replacement)
 	}
-	if !reflect.DeepEqual(stamped, []string{"env=prod", "team=t", "region=eu-west"}) {
+	if !reflect.DeepEqual(stamped, []string{"env=prod", "team=t"}) {
 		t.Errorf("relabel_configs stamp %v", stamped)
 	}
 	if time.Duration(c.Limits.UploadInterval) != 2*time.Minute || c.Limits.MaxRequestBytes != 1<<20 || c.Limits.MaxDecodedBytes != 8<<20 {
@@ -134,12 +137,12 @@ func TestTranslateFullCommandLine(t *testing.T) {
 	}
 
 	// Every flag given is accounted for.
-	for _, f := range []string{"--listen", "--shared-key", "--authorize", "--whitelist", "--whitelist-file", "--elide-label", "--label", "--ratelimit", "--forward-url", "--tenant-id", "--token-expire-seconds", "--partition-label", "--log-level"} {
+	for _, f := range []string{"--listen", "--shared-key", "--authorize", "--whitelist", "--whitelist-file", "--elide-label", "--label", "--required-label", "--ratelimit", "--forward-url", "--tenant-id", "--token-expire-seconds", "--partition-label", "--log-level"} {
 		if !slices.Contains(flags(r.Translated), f) {
 			t.Errorf("%s not reported as translated", f)
 		}
 	}
-	for _, f := range []string{"--memcached", "--memcached-expire", "--tenant-key", "--internal.tracing.endpoint", "--required-label", "--limit-bytes"} {
+	for _, f := range []string{"--memcached", "--memcached-expire", "--tenant-key", "--internal.tracing.endpoint", "--limit-bytes"} {
 		if !slices.Contains(flags(r.Untranslated), f) {
 			t.Errorf("%s not reported as untranslated: %v", f, r.Untranslated)
 		}

@@ -248,6 +248,27 @@ func (t *translator) authn(ctx context.Context) error {
 	part := t.fs.str("partition-label")
 	a.set("cluster_id_label", part, t.origin("partition-label"))
 	t.done("partition-label", "authn.cluster_id_label (also the label holding the cluster ID in telemeter tokens)")
+	required, err := keyValues("required-label", t.fs.list("required-label"))
+	if err != nil {
+		return err
+	}
+	if len(required) > 0 {
+		labels := make(map[string]string)
+		for _, kv := range required {
+			switch {
+			case !labelNameOK(kv[0]) || strings.HasPrefix(kv[0], "__"):
+				t.skip("required-label", "%s=%s: %q is not a valid label name; not translated", kv[0], kv[1], kv[0])
+			case kv[0] == part || kv[0] == authn.ClusterIDLabel:
+				t.skip("required-label", "%s=%s: the cluster ID label always holds the cluster ID; not translated", kv[0], kv[1])
+			default:
+				labels[kv[0]] = kv[1]
+			}
+		}
+		if len(labels) > 0 {
+			a.setNode("authorize_labels", labels, "--required-label: in /authorize's answer and the tokens; clients stamp them")
+			t.done("required-label", "authn.authorize_labels (returned by /authorize and carried in tokens, as telemeter-server did; telegate does not refuse series without them, telemeter-server answered 400)")
+		}
+	}
 
 	if u := t.fs.str("authorize"); u != "" {
 		if _, err := url.Parse(u); err != nil {
@@ -500,10 +521,6 @@ func (t *translator) relabel(context.Context) error {
 	if err != nil {
 		return err
 	}
-	required, err := keyValues("required-label", t.fs.list("required-label"))
-	if err != nil {
-		return err
-	}
 	var configs []map[string]any
 	stamp := func(kv [2]string) error {
 		if !labelNameOK(kv[0]) {
@@ -523,16 +540,8 @@ func (t *translator) relabel(context.Context) error {
 	if len(labels) > 0 {
 		t.done("label", "relabel.relabel_configs: one replace per label, setting it on every series as telemeter-server did")
 	}
-	for _, kv := range required {
-		if err := stamp(kv); err != nil {
-			t.skip("required-label", "%s=%s: %v; not translated", kv[0], kv[1], err)
-		}
-	}
-	if len(required) > 0 {
-		t.skip("required-label", "approximated: telemeter-server put these labels in its tokens and answered 400 to series without them (clients stamp them from /authorize's answer); telegate stamps them on every series instead (relabel.relabel_configs), overwriting a client's value, and /authorize's answer does not list them. Tokens telemeter-server issued keep carrying them")
-	}
 	if configs != nil {
-		r.setNode("relabel_configs", configs, "--label, --required-label")
+		r.setNode("relabel_configs", configs, "--label")
 	}
 	return nil
 }
