@@ -352,3 +352,43 @@ func ExampleTelemeterCompat() {
 	fmt.Println(TelemeterIssuer, TelemeterAudience, TelemeterClaim)
 	// Output: telemeter.selfsigned telemeter-client telemeter.openshift.io
 }
+
+// FuzzVerifyTelemeter: whatever the token, Verify with telemeter tokens
+// accepted answers Unauthorized or an identity with a cluster ID; it never
+// panics.
+func FuzzVerifyTelemeter(f *testing.F) {
+	data, err := os.ReadFile("testdata/telemeter/tokens.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	var doc struct {
+		Tokens []telemeterFixture `json:"tokens"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		f.Fatal(err)
+	}
+	for _, tok := range doc.Tokens {
+		f.Add(tok.Response.Token)
+	}
+	keys, err := LoadSigningKeyFile("testdata/telemeter/shared-key.pem")
+	if err != nil {
+		f.Fatal(err)
+	}
+	s, err := NewSignerWithOptions(keys, SignerOptions{Expiry: time.Hour, Telemeter: TelemeterCompat{Accept: true, Issue: true}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	s.now = func() time.Time { return time.Unix(1796300400, 0) }
+	f.Fuzz(func(t *testing.T, token string) {
+		id, err := s.Verify(token)
+		if err != nil {
+			if KindOf(err) != Unauthorized {
+				t.Fatalf("error kind %v: %v", KindOf(err), err)
+			}
+			return
+		}
+		if id.ClusterID == "" {
+			t.Fatalf("accepted %q without a cluster ID", token)
+		}
+	})
+}

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,10 +14,14 @@ import (
 
 // Authn configures who may send.
 type Authn struct {
-	ClusterIDLabel string     `yaml:"cluster_id_label"`
-	TokensFile     string     `yaml:"tokens_file"`
-	Authorizer     Authorizer `yaml:"authorizer"`
-	JWT            JWT        `yaml:"jwt"`
+	ClusterIDLabel string `yaml:"cluster_id_label"`
+	TokensFile     string `yaml:"tokens_file"`
+	// AuthorizeLabels are added to every identity: /authorize returns
+	// them, telemeter clients stamp them on their series, and tokens
+	// carry them (telemeter-server's --required-label).
+	AuthorizeLabels map[string]string `yaml:"authorize_labels"`
+	Authorizer      Authorizer        `yaml:"authorizer"`
+	JWT             JWT               `yaml:"jwt"`
 	// ClientCertificate takes the cluster ID of remote-write requests
 	// from a verified TLS client certificate (mTLS, --web.config.file).
 	ClientCertificate ClientCertificate `yaml:"client_certificate"`
@@ -90,6 +96,14 @@ func defaultAuthn() Authn {
 func (c *Config) validateAuthn(add addFunc) {
 	if !labelNameRE.MatchString(c.Authn.ClusterIDLabel) {
 		add("authn.cluster_id_label", "%q is not a valid label name", c.Authn.ClusterIDLabel)
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.Authn.AuthorizeLabels)) {
+		switch {
+		case !labelNameRE.MatchString(k) || strings.HasPrefix(k, "__"):
+			add("authn.authorize_labels", "%q is not a valid label name", k)
+		case k == c.Authn.ClusterIDLabel || k == authn.ClusterIDLabel:
+			add("authn.authorize_labels", "%q is the cluster ID label, which always holds the cluster ID", k)
+		}
 	}
 	switch cc := c.Authn.ClientCertificate; cc.ClusterIDFrom {
 	case "", "common_name", "uri_san", "dns_san":

@@ -90,6 +90,8 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		"negative timeout":          {"relabel:\n  max_sample_age: -1h\n" + minimal, ""},
 		"negative authorizer bound": {"authn:\n  authorizer: {max_concurrent: -1}\n" + minimal, "authn.authorizer.max_concurrent"},
 		"negative per-source bound": {"limits:\n  failed_auth: {max_concurrent_per_source: -1}\n" + minimal, "limits.failed_auth.max_concurrent_per_source"},
+		"authorize label id":        {"authn:\n  authorize_labels: {_id: x}\n" + minimal, "authn.authorize_labels"},
+		"authorize label name":      {"authn:\n  authorize_labels: {1x: x}\n" + minimal, "authn.authorize_labels"},
 		"telemeter issue alone":     {"authn:\n  jwt: {telemeter_compat: {accept: false}}\n" + minimal, "authn.jwt.telemeter_compat.issue"},
 	} {
 		t.Run(name, func(t *testing.T) {

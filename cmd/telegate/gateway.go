@@ -169,7 +169,7 @@ func buildAuthn(c *config.Config, out *components, reg prometheus.Registerer) er
 		}
 		chain = append(chain, cached)
 	}
-	out.authenticator = authn.Chain(chain...)
+	out.authenticator = authn.WithLabels(authn.Chain(chain...), c.Authn.AuthorizeLabels)
 	if cc := c.Authn.ClientCertificate; cc.ClusterIDFrom != "" {
 		certs, err := authn.NewCertAuthenticator(authn.CertOptions{Field: authn.CertField(cc.ClusterIDFrom), URIPrefix: cc.URIPrefix, DNSSuffix: cc.DNSSuffix})
 		if err != nil {

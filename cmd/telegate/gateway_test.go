@@ -168,3 +168,34 @@ func TestTelemeterCompatWired(t *testing.T) {
 		})
 	}
 }
+
+// authn.authorize_labels reach every identity the authenticator answers,
+// hence /authorize's answer and the token.
+func TestAuthorizeLabelsWired(t *testing.T) {
+	dir := t.TempDir()
+	for name, data := range map[string]string{
+		"allowlist.yaml": "matches: []\n",
+		"tokens.yaml":    "tokens:\n- token: s3cr3t\n  clusters: ['*']\n",
+		"gateway.yaml": "authn:\n  authorize_labels: {region: eu-west}\n" +
+			"allowlist: {file: allowlist.yaml}\nforward:\n  url: http://127.0.0.1:1/api/v1/write\n  spool: {enabled: false}\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := config.LoadFile(filepath.Join(dir, "gateway.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	comp, err := build(c, log.NewNopLogger(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := comp.authenticator.Authenticate(context.Background(), "s3cr3t", "c1")
+	if err != nil || id.Labels["region"] != "eu-west" || id.Labels["_id"] != "c1" {
+		t.Fatalf("identity %+v, %v", id, err)
+	}
+	if _, err := comp.authenticator.Authenticate(context.Background(), "wrong", "c1"); err == nil {
+		t.Fatal("a wrong token is allowed")
+	}
+}

@@ -11,7 +11,8 @@
 //     the flag it came from. It keeps telemeter-server's behaviour where
 //     telegate's defaults differ: listen addresses, --elide-label as the
 //     exact drop_labels, --ratelimit, server-side /upload timestamps, the
-//     THANOS-TENANT header, no spool, the same --shared-key with
+//     THANOS-TENANT header, no spool, --required-label as
+//     authn.authorize_labels, the same --shared-key with
 //     authn.jwt.telemeter_compat on (accept and issue) so that no cluster
 //     re-authorizes at the cut-over or on a rollback.
 //   - allowlist.yaml: one entry per --whitelist rule and --whitelist-file
@@ -26,8 +27,7 @@
 //     oidc-client-secret for --client-secret.
 //
 // Result.Untranslated lists every flag with no exact equivalent and why
-// (memcached, tenant key, tracing, the approximations of --required-label
-// and the body limits). The written gateway.yaml loads with
+// (memcached, tenant key, tracing, the approximation of the body limits). The written gateway.yaml loads with
 // config.LoadFile as is. Translate reads the files the flags name
 // (--whitelist-file, --shared-key, resolved against Options.WorkDir) and,
 // with --oidc-issuer, fetches the issuer's discovery document unless

@@ -95,6 +95,9 @@ func TestTranslateFullCommandLine(t *testing.T) {
 	if tc := c.Authn.JWT.TelemeterCompat; !tc.Accept || !tc.Issue {
 		t.Errorf("telemeter_compat: %+v", tc)
 	}
+	if !reflect.DeepEqual(c.Authn.AuthorizeLabels, map[string]string{"region": "eu-west"}) {
+		t.Errorf("authorize_labels: %v", c.Authn.AuthorizeLabels)
+	}
 	if !reflect.DeepEqual(c.Relabel.DropLabels, []string{"prometheus_replica", "pod"}) {
 		t.Errorf("drop_labels: %v", c.Relabel.DropLabels)
 	}
@@ -102,7 +105,7 @@ func TestTranslateFullCommandLine(t *testing.T) {
 	for _, rc := range c.Relabel.RelabelConfigs {
 		stamped = append(stamped, rc.TargetLabel+"="+rc.Replacement)
 	}
-	if !reflect.DeepEqual(stamped, []string{"env=prod", "team=t", "region=eu-west"}) {
+	if !reflect.DeepEqual(stamped, []string{"env=prod", "team=t"}) {
 		t.Errorf("relabel_configs stamp %v", stamped)
 	}
 	if time.Duration(c.Limits.UploadInterval) != 2*time.Minute || c.Limits.MaxRequestBytes != 1<<20 || c.Limits.MaxDecodedBytes != 8<<20 {
@@ -134,12 +137,12 @@ func TestTranslateFullCommandLine(t *testing.T) {
 	}
 
 	// Every flag given is accounted for.
-	for _, f := range []string{"--listen", "--shared-key", "--authorize", "--whitelist", "--whitelist-file", "--elide-label", "--label", "--ratelimit", "--forward-url", "--tenant-id", "--token-expire-seconds", "--partition-label", "--log-level"} {
+	for _, f := range []string{"--listen", "--shared-key", "--authorize", "--whitelist", "--whitelist-file", "--elide-label", "--label", "--required-label", "--ratelimit", "--forward-url", "--tenant-id", "--token-expire-seconds", "--partition-label", "--log-level"} {
 		if !slices.Contains(flags(r.Translated), f) {
 			t.Errorf("%s not reported as translated", f)
 		}
 	}
-	for _, f := range []string{"--memcached", "--memcached-expire", "--tenant-key", "--internal.tracing.endpoint", "--required-label", "--limit-bytes"} {
+	for _, f := range []string{"--memcached", "--memcached-expire", "--tenant-key", "--internal.tracing.endpoint", "--limit-bytes"} {
 		if !slices.Contains(flags(r.Untranslated), f) {
 			t.Errorf("%s not reported as untranslated: %v", f, r.Untranslated)
 		}
@@ -254,6 +257,14 @@ func TestTranslateTLSAndOIDC(t *testing.T) {
 		t.Error("redact leaks the secret")
 	}
 
+	// With nothing to authenticate to, the OIDC flags are reported, and
+	// discovery is not even tried.
+	discovered = 0
+	r = translate(t, work, "--oidc-issuer="+issuer.URL+"/realms/x", "--client-id=x")
+	if !slices.Contains(flags(r.Untranslated), "--oidc-issuer") || slices.Contains(flags(r.Translated), "--oidc-issuer") || discovered != 0 {
+		t.Errorf("OIDC without targets: translated %v, untranslated %v, %d discoveries", r.Translated, r.Untranslated, discovered)
+	}
+
 	// Discovery failing is reported, and the config still loads.
 	r = translate(t, work, "--authorize=http://authz/", "--oidc-issuer="+issuer.URL+"/nowhere", "--client-id=x")
 	write(t, r)
@@ -353,4 +364,24 @@ func mustAbs(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// FuzzParseFlags: any command line parses or is an error, never a panic.
+func FuzzParseFlags(f *testing.F) {
+	f.Add("--listen=0.0.0.0:9003\x00--label\x00a=1,\"b=2\"\x00-v\x00--")
+	f.Add("--whitelist\x00{__name__=\"up\"}\x00--ratelimit=1m\x00--verbose=false")
+	f.Fuzz(func(t *testing.T, joined string) {
+		fs, err := parseFlags(strings.Split(joined, "\x00"))
+		if err != nil {
+			return
+		}
+		for name := range fs.values {
+			if _, ok := serverFlags[name]; !ok {
+				t.Fatalf("parsed unknown flag %q", name)
+			}
+		}
+		fs.duration("ratelimit")
+		fs.int("limit-bytes")
+		fs.bool("verbose")
+	})
 }

@@ -114,6 +114,7 @@ type translator struct {
 
 	tokenURL  string // of --oidc-issuer, once discovered
 	oidcError bool   // discovery failed (reported once)
+	oidcUsed  bool   // oauth2 written somewhere
 }
 
 func (t *translator) done(flag, format string, args ...any) {
@@ -247,6 +248,27 @@ func (t *translator) authn(ctx context.Context) error {
 	part := t.fs.str("partition-label")
 	a.set("cluster_id_label", part, t.origin("partition-label"))
 	t.done("partition-label", "authn.cluster_id_label (also the label holding the cluster ID in telemeter tokens)")
+	required, err := keyValues("required-label", t.fs.list("required-label"))
+	if err != nil {
+		return err
+	}
+	if len(required) > 0 {
+		labels := make(map[string]string)
+		for _, kv := range required {
+			switch {
+			case !labelNameOK(kv[0]) || strings.HasPrefix(kv[0], "__"):
+				t.skip("required-label", "%s=%s: %q is not a valid label name; not translated", kv[0], kv[1], kv[0])
+			case kv[0] == part || kv[0] == authn.ClusterIDLabel:
+				t.skip("required-label", "%s=%s: the cluster ID label always holds the cluster ID; not translated", kv[0], kv[1])
+			default:
+				labels[kv[0]] = kv[1]
+			}
+		}
+		if len(labels) > 0 {
+			a.setNode("authorize_labels", labels, "--required-label: in /authorize's answer and the tokens; clients stamp them")
+			t.done("required-label", "authn.authorize_labels (returned by /authorize and carried in tokens, as telemeter-server did; telegate does not refuse series without them, telemeter-server answered 400)")
+		}
+	}
 
 	if u := t.fs.str("authorize"); u != "" {
 		if _, err := url.Parse(u); err != nil {
@@ -341,6 +363,7 @@ func (t *translator) oidc(ctx context.Context, targets ...*node) error {
 	if t.fs.set("client-secret") {
 		t.res.Files[ClientSecretFile] = []byte(t.fs.str("client-secret"))
 	}
+	t.oidcUsed = true
 	for _, n := range targets {
 		o := n.child("oauth2")
 		o.set("client_id", t.fs.str("client-id"), "--client-id")
@@ -358,6 +381,10 @@ func (t *translator) oidc(ctx context.Context, targets ...*node) error {
 // oidcDone records the OIDC flags once both targets are written.
 func (t *translator) oidcDone() {
 	if t.fs.str("oidc-issuer") == "" || t.oidcError {
+		return
+	}
+	if !t.oidcUsed {
+		t.skip("oidc-issuer", "neither --authorize nor --forward-url is set: nothing to authenticate to; not translated")
 		return
 	}
 	t.done("oidc-issuer", "oauth2.token_url of authn.authorizer and forward (client credentials, as telemeter-server)")
@@ -494,10 +521,6 @@ func (t *translator) relabel(context.Context) error {
 	if err != nil {
 		return err
 	}
-	required, err := keyValues("required-label", t.fs.list("required-label"))
-	if err != nil {
-		return err
-	}
 	var configs []map[string]any
 	stamp := func(kv [2]string) error {
 		if !labelNameOK(kv[0]) {
@@ -517,16 +540,8 @@ func (t *translator) relabel(context.Context) error {
 	if len(labels) > 0 {
 		t.done("label", "relabel.relabel_configs: one replace per label, setting it on every series as telemeter-server did")
 	}
-	for _, kv := range required {
-		if err := stamp(kv); err != nil {
-			t.skip("required-label", "%s=%s: %v; not translated", kv[0], kv[1], err)
-		}
-	}
-	if len(required) > 0 {
-		t.skip("required-label", "approximated: telemeter-server put these labels in its tokens and answered 400 to series without them (clients stamp them from /authorize's answer); telegate stamps them on every series instead (relabel.relabel_configs), overwriting a client's value, and /authorize's answer does not list them. Tokens telemeter-server issued keep carrying them")
-	}
 	if configs != nil {
-		r.setNode("relabel_configs", configs, "--label, --required-label")
+		r.setNode("relabel_configs", configs, "--label")
 	}
 	return nil
 }
@@ -575,9 +590,6 @@ func (t *translator) forward(ctx context.Context) error {
 		f.child("headers").set("THANOS-TENANT", t.fs.str("tenant-id"), t.origin("tenant-id"))
 		t.done("tenant-id", "forward.headers.THANOS-TENANT")
 		f.child("spool").set("enabled", false, "telemeter-server had no spool (a failed forward is a 502 the client retries); enable it with a bucket for durability")
-	}
-	if t.fs.str("authorize") == "" && t.fs.str("oidc-issuer") != "" {
-		t.skip("oidc-issuer", "telemeter-server used it for --authorize too, which is not set")
 	}
 	if u != "" {
 		if err := t.oidc(ctx, f); err != nil {
