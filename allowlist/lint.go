@@ -63,13 +63,14 @@ var personalDataWords = map[string]bool{
 	"login": true, "ip": true, "ipv4": true, "ipv6": true, "ipaddr": true, "address": true,
 	"addr": true, "host": true, "hostname": true, "fqdn": true, "mac": true, "phone": true,
 	"firstname": true, "lastname": true, "fullname": true, "ssn": true,
+	"url": true, "uri": true, "path": true,
 }
 
 // PersonalDataLabel reports whether a label name suggests personal data:
 // the name, or one of its "_"-separated words, is one of email, mail, user,
 // username, userid, uid, login, ip, ipv4, ipv6, ipaddr, address, addr,
-// host, hostname, fqdn, mac, phone, firstname, lastname, fullname, ssn
-// (case-insensitive).
+// host, hostname, fqdn, mac, phone, firstname, lastname, fullname, ssn,
+// url, uri, path (case-insensitive).
 func PersonalDataLabel(name string) bool {
 	name = strings.ToLower(name)
 	if personalDataWords[name] {

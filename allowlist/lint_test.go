@@ -134,6 +134,7 @@ func TestPersonalDataLabel(t *testing.T) {
 		"email": true, "user_email": true, "Username": true, "remote_ip": true, "hostname": true,
 		"host": true, "ip": true, "mac_address": true, "job": false, "namespace": false, "pipeline": false,
 		"type": false, "version": false, "provider_type": false, "users_total": false,
+		"url": true, "request_path": true, "repo_uri": true, "paths_total": false,
 	} {
 		if got := PersonalDataLabel(name); got != want {
 			t.Errorf("PersonalDataLabel(%q) = %v, want %v", name, got, want)

@@ -8,7 +8,10 @@
 // and combined with Chain.
 //
 // It also issues and verifies the short-lived JWTs handed out by /authorize
-// and presented on /upload (Signer), and decodes the composite bearer used
+// and presented on /upload (Signer); with TelemeterCompat it also accepts,
+// and can issue, the tokens of OpenShift's telemeter-server signed with the
+// same key, so traffic moves between the two without re-authorization. It
+// decodes the composite bearer used
 // by remote write (ParseCompositeToken, BearerToken). Optionally a verified
 // TLS client certificate names the cluster (CertAuthenticator), as an
 // alternative to the token for remote write.

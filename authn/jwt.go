@@ -31,6 +31,8 @@ type identityClaim struct {
 type tokenClaims struct {
 	jwt.RegisteredClaims
 	Telegate *identityClaim `json:"telegate,omitempty"`
+	// Telemeter is telemeter-server's private claim (TelemeterClaim).
+	Telemeter *telemeterClaim `json:"telemeter.openshift.io,omitempty"`
 }
 
 // Signer issues the JWTs returned by /authorize and verifies the ones
@@ -39,19 +41,36 @@ type tokenClaims struct {
 // never change (rotation is a new Signer), and it remembers the tokens it
 // verified until they expire (see verifiedTokens).
 type Signer struct {
-	active   Key
-	byID     map[string]Key
-	ids      []string
-	methods  []string
-	expiry   time.Duration
-	now      func() time.Time
-	verified *verifiedTokens
+	active    Key
+	byID      map[string]Key
+	ids       []string
+	methods   []string
+	expiry    time.Duration
+	telemeter TelemeterCompat
+	now       func() time.Time
+	verified  *verifiedTokens
 }
 
 // NewSigner returns a Signer issuing tokens valid for expiry. keys[0] must be
 // a private key and signs; all keys verify. Keys with the same ID are
-// deduplicated (the first wins).
+// deduplicated (the first wins). It issues and accepts only telegate's own
+// token format; NewSignerWithOptions adds telemeter-server compatibility.
 func NewSigner(keys []Key, expiry time.Duration) (*Signer, error) {
+	return NewSignerWithOptions(keys, SignerOptions{Expiry: expiry})
+}
+
+// SignerOptions configure NewSignerWithOptions.
+type SignerOptions struct {
+	// Expiry is the lifetime of issued tokens; it must be positive.
+	Expiry time.Duration
+	// Telemeter makes the Signer compatible with telemeter-server's tokens.
+	Telemeter TelemeterCompat
+}
+
+// NewSignerWithOptions is NewSigner with telemeter-server compatibility
+// (see TelemeterCompat).
+func NewSignerWithOptions(keys []Key, o SignerOptions) (*Signer, error) {
+	expiry := o.Expiry
 	if len(keys) == 0 {
 		return nil, errors.New("signer: no keys")
 	}
@@ -61,7 +80,14 @@ func NewSigner(keys []Key, expiry time.Duration) (*Signer, error) {
 	if expiry <= 0 {
 		return nil, errors.New("signer: token expiry must be positive")
 	}
-	s := &Signer{active: keys[0], byID: make(map[string]Key, len(keys)), expiry: expiry, now: time.Now,
+	tc := o.Telemeter
+	if tc.Issue && !tc.Accept {
+		return nil, errors.New("signer: issuing telemeter-server tokens requires accepting them")
+	}
+	if tc.PartitionLabel == "" {
+		tc.PartitionLabel = ClusterIDLabel
+	}
+	s := &Signer{active: keys[0], byID: make(map[string]Key, len(keys)), expiry: expiry, telemeter: tc, now: time.Now,
 		verified: newVerifiedTokens(DefaultVerifiedTokens)}
 	seenAlg := make(map[string]bool)
 	for i, k := range keys {
@@ -106,11 +132,19 @@ func (s *Signer) KeyIDs() []string { return slices.Clone(s.ids) }
 // Expiry returns the lifetime of issued tokens.
 func (s *Signer) Expiry() time.Duration { return s.expiry }
 
+// Telemeter returns the signer's telemeter-server compatibility, its
+// PartitionLabel filled in.
+func (s *Signer) Telemeter() TelemeterCompat { return s.telemeter }
+
 // Issue signs a token for id, valid from now for the signer's expiry. The
-// token's labels always include ClusterIDLabel=id.ClusterID.
+// token's labels always include ClusterIDLabel=id.ClusterID (in the
+// telemeter format: TelemeterCompat.PartitionLabel=id.ClusterID).
 func (s *Signer) Issue(id Identity) (token string, expiresIn time.Duration, err error) {
 	if id.ClusterID == "" {
 		return "", 0, errors.New("issue token: empty cluster ID")
+	}
+	if s.telemeter.Issue {
+		return s.issueTelemeter(id)
 	}
 	labels := maps.Clone(id.Labels)
 	if labels == nil {
@@ -129,6 +163,11 @@ func (s *Signer) Issue(id Identity) (token string, expiresIn time.Duration, err 
 		},
 		Telegate: &identityClaim{AccountID: id.AccountID, Labels: labels},
 	}
+	return s.sign(claims)
+}
+
+// sign signs claims with the active key, naming it in the "kid" header.
+func (s *Signer) sign(claims tokenClaims) (string, time.Duration, error) {
 	t := jwt.NewWithClaims(s.active.method, claims)
 	t.Header["kid"] = s.active.id
 	signed, err := t.SignedString(s.active.private)
@@ -140,6 +179,7 @@ func (s *Signer) Issue(id Identity) (token string, expiresIn time.Duration, err 
 
 var (
 	errNoKid          = errors.New("token has no key ID")
+	errTelemeterOff   = errors.New("telemeter-server tokens are not accepted")
 	errUnknownKid     = errors.New("token signed by an unknown key")
 	errAlgKeyMismatch = errors.New("token algorithm does not match its key")
 )
@@ -171,10 +211,11 @@ func (s *Signer) Verify(token string) (Identity, error) {
 // leeway.
 func (s *Signer) verify(token string) (id Identity, from, until time.Time, err error) {
 	var claims tokenClaims
+	// The issuer and audience are checked by tokenIdentity: which pair is
+	// valid depends on the token's format. The issuer is checked after
+	// the signature, so only a signature by one of our keys reaches it.
 	t, err := jwt.ParseWithClaims(token, &claims, s.keyFunc,
 		jwt.WithValidMethods(s.methods),
-		jwt.WithIssuer(TokenIssuer),
-		jwt.WithAudience(TokenAudience),
 		jwt.WithLeeway(TokenLeeway),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
@@ -183,18 +224,8 @@ func (s *Signer) verify(token string) (id Identity, from, until time.Time, err e
 	if err != nil {
 		return Identity{}, from, until, NewUnauthorized(s.reason(t, err))
 	}
-	if claims.Subject == "" {
-		return Identity{}, from, until, NewUnauthorized("token has no subject")
-	}
-	id = NewIdentity(claims.Subject, "")
-	if claims.Telegate != nil {
-		id.AccountID = claims.Telegate.AccountID
-		if v, ok := claims.Telegate.Labels[ClusterIDLabel]; ok && v != claims.Subject {
-			return Identity{}, from, until, NewUnauthorized("token labels do not match its subject")
-		}
-		for k, v := range claims.Telegate.Labels {
-			id.Labels[k] = v
-		}
+	if id, err = s.tokenIdentity(&claims); err != nil {
+		return Identity{}, from, until, err
 	}
 	if claims.NotBefore != nil {
 		from = claims.NotBefore.Time
@@ -205,9 +236,50 @@ func (s *Signer) verify(token string) (id Identity, from, until time.Time, err e
 	return id, from.Add(-TokenLeeway), claims.ExpiresAt.Add(TokenLeeway), nil
 }
 
+// tokenIdentity checks the issuer, audience and claims of a token whose
+// signature and times are valid and returns its Identity.
+func (s *Signer) tokenIdentity(claims *tokenClaims) (Identity, error) {
+	switch {
+	case claims.Issuer == TokenIssuer:
+	case claims.Issuer == TelemeterIssuer && s.telemeter.Accept:
+		if !slices.Contains(claims.Audience, TelemeterAudience) {
+			return Identity{}, NewUnauthorized("wrong token audience")
+		}
+		return s.telemeterIdentity(claims)
+	default:
+		return Identity{}, NewUnauthorized("wrong token issuer")
+	}
+	if !slices.Contains(claims.Audience, TokenAudience) {
+		return Identity{}, NewUnauthorized("wrong token audience")
+	}
+	if claims.Subject == "" {
+		return Identity{}, NewUnauthorized("token has no subject")
+	}
+	id := NewIdentity(claims.Subject, "")
+	if claims.Telegate != nil {
+		id.AccountID = claims.Telegate.AccountID
+		if v, ok := claims.Telegate.Labels[ClusterIDLabel]; ok && v != claims.Subject {
+			return Identity{}, NewUnauthorized("token labels do not match its subject")
+		}
+		for k, v := range claims.Telegate.Labels {
+			id.Labels[k] = v
+		}
+	}
+	return id, nil
+}
+
 func (s *Signer) keyFunc(t *jwt.Token) (any, error) {
 	kid, ok := t.Header["kid"].(string)
+	if (!ok || kid == "") && s.acceptsWithoutKid(t) {
+		if set := s.keySet(t); len(set.Keys) > 0 {
+			return set, nil
+		}
+		return nil, errUnknownKid
+	}
 	if !ok || kid == "" {
+		if c, isOurs := t.Claims.(*tokenClaims); isOurs && c.Issuer == TelemeterIssuer {
+			return nil, errTelemeterOff
+		}
 		return nil, errNoKid
 	}
 	k, ok := s.byID[kid]
@@ -225,6 +297,8 @@ func (s *Signer) reason(t *jwt.Token, err error) string {
 	switch {
 	case errors.Is(err, errNoKid):
 		return errNoKid.Error()
+	case errors.Is(err, errTelemeterOff):
+		return errTelemeterOff.Error()
 	case errors.Is(err, errUnknownKid):
 		return errUnknownKid.Error()
 	case errors.Is(err, errAlgKeyMismatch):

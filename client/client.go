@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,9 +34,13 @@ type Options struct {
 type settings struct {
 	cfg         *Config
 	interval    time.Duration
-	federator   *Federator
-	gateway     *Gateway // nil in a dry run without match_from_gateway
+	federator   *Federator // nil in scrape mode
+	scraper     *Scraper   // nil in federate mode
+	gateway     *Gateway   // nil in a dry run without match_from_gateway
 	matches     []string
+	selectors   Selectors // matches parsed, in scrape mode
+	id          string    // the ID sent to /authorize
+	idFile      string    // where id is kept; empty when set by id
 	transformer *Transformer
 	staging     *Staging // nil without staging_dir
 }
@@ -58,6 +63,8 @@ type Client struct {
 	lastAt      time.Time
 	gwMatches   []string // last allowlist from the gateway
 	gwMatchHash string
+	gwSelKey    string    // the allowlist gwSel was parsed from
+	gwSel       Selectors // gwMatches parsed, in scrape mode
 }
 
 // New validates cfg (after SetDefaults) and builds a client.
@@ -125,9 +132,20 @@ func (c *Client) build(cfg *Config) (*settings, error) {
 	if err := cfg.Validate(!c.dryRun); err != nil {
 		return nil, err
 	}
-	s := &settings{cfg: cfg, interval: time.Duration(cfg.Interval)}
+	s := &settings{cfg: cfg, interval: time.Duration(cfg.Interval), id: cfg.ID}
 	if cfg.Disabled {
 		return s, nil
+	}
+	if s.id == "" {
+		dir := cfg.StateDirPath()
+		id, created, err := LoadOrCreateID(dir)
+		if err != nil {
+			return nil, fmt.Errorf("installation ID (no id given): %w", err)
+		}
+		s.id, s.idFile = id, filepath.Join(dir, IDFile)
+		if created {
+			level.Info(c.logger).Log("msg", "generated a new installation ID; it is kept across restarts and upgrades (delete the file or use --rotate-id to replace it)", "id", id, "file", s.idFile)
+		}
 	}
 	readSecret := func(key, file string) (string, error) {
 		b, err := os.ReadFile(cfg.Path(file))
@@ -142,7 +160,8 @@ func (c *Client) build(cfg *Config) (*settings, error) {
 	}
 
 	fromHTTP := config_util.HTTPClientConfig{
-		TLSConfig:       config_util.TLSConfig{CAFile: cfg.Path(cfg.FromCAFile), CertFile: cfg.Path(cfg.FromCertFile), KeyFile: cfg.Path(cfg.FromKeyFile)},
+		TLSConfig: config_util.TLSConfig{CAFile: cfg.Path(cfg.FromCAFile), CertFile: cfg.Path(cfg.FromCertFile), KeyFile: cfg.Path(cfg.FromKeyFile),
+			ServerName: cfg.FromServerName, InsecureSkipVerify: cfg.FromInsecureSkipVerify},
 		FollowRedirects: true,
 		EnableHTTP2:     true,
 		ProxyConfig:     config_util.ProxyConfig{ProxyFromEnvironment: true},
@@ -156,17 +175,27 @@ func (c *Client) build(cfg *Config) (*settings, error) {
 		}
 		// Re-read on every request: service-account tokens rotate.
 		fromHTTP.Authorization = &config_util.Authorization{Type: "Bearer", CredentialsFile: cfg.Path(cfg.FromTokenFile)}
+	case cfg.FromBasicAuthUser != "":
+		if _, err := readSecret("from_basic_auth_password_file", cfg.FromBasicAuthPasswordFile); err != nil {
+			return nil, err
+		}
+		// Re-read on every request, like the token file.
+		fromHTTP.BasicAuth = &config_util.BasicAuth{Username: cfg.FromBasicAuthUser, PasswordFile: cfg.Path(cfg.FromBasicAuthPasswordFile)}
 	}
 	fromClient, err := newHTTPClient(fromHTTP, "from")
 	if err != nil {
 		return nil, err
 	}
 	fromClient.Timeout = time.Duration(cfg.FromTimeout)
-	federateURL, err := joinURL(cfg.From, "/federate")
-	if err != nil {
-		return nil, err
+	if len(cfg.FromScrape) > 0 {
+		s.scraper = &Scraper{Client: fromClient, URLs: cfg.FromScrape, Limit: int64(cfg.LimitBytes)}
+	} else {
+		federateURL, err := joinURL(cfg.From, "/federate")
+		if err != nil {
+			return nil, err
+		}
+		s.federator = &Federator{Client: fromClient, URL: federateURL, Limit: int64(cfg.LimitBytes)}
 	}
-	s.federator = &Federator{Client: fromClient, URL: federateURL, Limit: int64(cfg.LimitBytes)}
 
 	s.matches = append(s.matches, cfg.Match...)
 	if cfg.MatchFile != "" {
@@ -179,6 +208,11 @@ func (c *Client) build(cfg *Config) (*settings, error) {
 			return nil, fmt.Errorf("match_file %s holds no selectors", cfg.Path(cfg.MatchFile))
 		}
 		s.matches = append(s.matches, m...)
+	}
+	if s.scraper != nil && !cfg.MatchFromGateway {
+		if s.selectors, err = ParseSelectors(s.matches); err != nil {
+			return nil, err
+		}
 	}
 
 	salt := cfg.AnonymizeSalt
@@ -211,7 +245,7 @@ func (c *Client) build(cfg *Config) (*settings, error) {
 		if err != nil {
 			return nil, err
 		}
-		g := &Gateway{Client: toClient, ClusterID: cfg.ID, Token: token, Timeout: time.Duration(cfg.ToTimeout),
+		g := &Gateway{Client: toClient, ClusterID: s.id, Token: token, Timeout: time.Duration(cfg.ToTimeout),
 			UploadURL: cfg.ToUpload, AuthorizeURL: cfg.ToAuthorize,
 			OnAuthorize: func(r string) { c.metrics.authorize.WithLabelValues(r).Inc() }}
 		if g.UploadURL == "" {
@@ -252,6 +286,9 @@ type snapshot struct {
 	fams   []*dto.MetricFamily
 	at     time.Time
 	staged bool
+	// sourceErr: in scrape mode, the endpoints that failed (the series of
+	// the others are in fams).
+	sourceErr error
 }
 
 // Run federates and uploads every interval until ctx is cancelled.
@@ -259,7 +296,7 @@ func (c *Client) Run(ctx context.Context) error {
 	c.ready.Store(true)
 	defer c.ready.Store(false)
 	s := c.settings.Load()
-	c.logStartup(s)
+	c.logStartup(s, false)
 	// A fleet restarted together must not arrive together: the first
 	// cycle starts after a random part of a tenth of the interval (at most
 	// 30s), and every cycle is stretched by up to a twentieth.
@@ -378,28 +415,147 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 }
 
+// Once collects and sends one snapshot and returns, for cron-style
+// senders (--once). A failure that may pass (a network error, 5xx, 429) is
+// retried with backoff, honouring Retry-After, for at most one interval;
+// a refusal (4xx) is not. It returns an error when the snapshot was not
+// sent, or when it was but some metrics endpoint could not be read (scrape
+// mode). A disabled client sends nothing and succeeds.
+func (c *Client) Once(ctx context.Context) error {
+	s := c.settings.Load()
+	c.logStartup(s, true)
+	if s.cfg.Disabled {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.interval)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	attempt := 0
+	wait := func(err error) error {
+		attempt++
+		d := backoff(attempt, time.Duration(s.cfg.MinBackoff), time.Duration(s.cfg.MaxBackoff))
+		var re *RequestError
+		if errors.As(err, &re) && re.RetryAfter > d {
+			d = re.RetryAfter
+		}
+		if time.Now().Add(d).After(deadline) {
+			return fmt.Errorf("giving up after %d attempts within the interval (%s): %w", attempt, s.interval, err)
+		}
+		c.metrics.retries.Inc()
+		c.metrics.backoffSeconds.Add(d.Seconds())
+		level.Warn(c.logger).Log("msg", "retrying", "attempt", attempt, "retry_in", d.Round(time.Millisecond), "err", err)
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return err
+		case <-t.C:
+			return nil
+		}
+	}
+	var snap *snapshot
+	for {
+		var err error
+		if snap, err = c.collect(ctx, s, time.Now()); err == nil {
+			break
+		}
+		if ctx.Err() != nil || isPermanent(err) {
+			return err
+		}
+		if werr := wait(err); werr != nil {
+			return werr
+		}
+	}
+	attempt = 0
+	for {
+		err := c.send(ctx, s, snap)
+		switch {
+		case err == nil:
+			c.metrics.snapshots.WithLabelValues(SnapshotSent).Inc()
+			if snap.sourceErr != nil {
+				return fmt.Errorf("sent, but some metrics endpoints could not be read: %w", snap.sourceErr)
+			}
+			return nil
+		case isPermanent(err):
+			c.metrics.snapshots.WithLabelValues(SnapshotRejected).Inc()
+			return fmt.Errorf("the gateway refused the snapshot: %w", err)
+		case ctx.Err() != nil:
+			c.metrics.snapshots.WithLabelValues(SnapshotDropped).Inc()
+			return err
+		}
+		if werr := wait(err); werr != nil {
+			c.metrics.snapshots.WithLabelValues(SnapshotDropped).Inc()
+			return werr
+		}
+	}
+}
+
 func isPermanent(err error) bool {
 	var re *RequestError
 	var tl *TooLargeError
 	return (errors.As(err, &re) && !re.Retryable()) || errors.As(err, &tl)
 }
 
-func (c *Client) logStartup(s *settings) {
+// maxLoggedSelectors bounds how many selectors the start-up line lists.
+const maxLoggedSelectors = 20
+
+func (c *Client) logStartup(s *settings, once bool) {
 	if s.cfg.Disabled {
 		level.Info(c.logger).Log("msg", "telemetry is disabled: nothing is collected or sent. Remove --disabled (disabled: false) and reload to turn it on.")
 		return
 	}
-	what := fmt.Sprintf("%d selectors", len(s.matches))
+	listed := s.matches
+	more := ""
+	if len(listed) > maxLoggedSelectors {
+		listed = listed[:maxLoggedSelectors]
+		more = fmt.Sprintf(" and %d more", len(s.matches)-maxLoggedSelectors)
+	}
+	what := fmt.Sprintf("%d selectors (%s%s)", len(s.matches), strings.Join(listed, " "), more)
 	if s.cfg.MatchFromGateway {
 		what = "the selectors of the gateway's allowlist"
 	}
-	level.Info(c.logger).Log("msg", "telemetry is enabled: series matching "+what+" are read from Prometheus and sent to the gateway every interval. "+
-		"To turn it off set --disabled (or disabled: true) and reload, or remove this client; see what is sent at /last-payload on the listen address.",
-		"from", redact(s.federator.URL), "to", redact(s.gateway.UploadURL), "id", s.cfg.ID, "interval", s.interval,
+	from, how := "", "read from Prometheus"
+	if s.scraper != nil {
+		how = fmt.Sprintf("read from %d metrics endpoints", len(s.scraper.URLs))
+		from = redactAll(s.scraper.URLs)
+	} else {
+		from = redact(s.federator.URL)
+	}
+	to := ""
+	if s.gateway != nil {
+		to = redact(s.gateway.UploadURL)
+	}
+	idFrom := "id"
+	if s.idFile != "" {
+		idFrom = s.idFile
+	}
+	when := "every interval"
+	if once {
+		when = "once (--once)"
+	}
+	level.Info(c.logger).Log("msg", "telemetry is enabled: series matching "+what+" are "+how+" and sent to the gateway "+when+". "+
+		"To turn it off set --disabled (or disabled: true) and reload, or remove this client; see what is sent at /last-payload on the listen address, or with --dry-run.",
+		"from", from, "to", to, "id", s.id, "id_from", idFrom, "interval", s.interval,
 		"anonymized_labels", strings.Join(s.cfg.AnonymizeLabels, ","), "staging_dir", s.cfg.StagingDir)
 }
 
-// collect federates and transforms one snapshot.
+// source names where a snapshot is read from, for logs.
+func (s *settings) source() string {
+	if s.scraper != nil {
+		return redactAll(s.scraper.URLs)
+	}
+	return redact(s.federator.URL)
+}
+
+func redactAll(urls []string) string {
+	out := make([]string, len(urls))
+	for i, u := range urls {
+		out[i] = redact(u)
+	}
+	return strings.Join(out, ",")
+}
+
+// collect federates (or scrapes) and transforms one snapshot.
 func (c *Client) collect(ctx context.Context, s *settings, now time.Time) (*snapshot, error) {
 	matches := s.matches
 	if s.cfg.MatchFromGateway {
@@ -407,6 +563,9 @@ func (c *Client) collect(ctx context.Context, s *settings, now time.Time) (*snap
 		if matches, err = c.gatewayMatches(ctx, s); err != nil {
 			return nil, err
 		}
+	}
+	if s.scraper != nil {
+		return c.scrape(ctx, s, matches, now)
 	}
 	start := time.Now()
 	fams, size, err := s.federator.Federate(ctx, matches)
@@ -429,6 +588,74 @@ func (c *Client) collect(ctx context.Context, s *settings, now time.Time) (*snap
 	}
 	level.Debug(c.logger).Log("msg", "federated", "bytes", size, "samples", st.In, "kept", st.Out, "families", len(out))
 	return &snapshot{fams: out, at: now}, nil
+}
+
+// scrape reads the metrics endpoints, keeps what the selectors match and
+// transforms it.
+func (c *Client) scrape(ctx context.Context, s *settings, matches []string, now time.Time) (*snapshot, error) {
+	sel := s.selectors
+	if s.cfg.MatchFromGateway {
+		sel = c.gatewaySelectors(matches)
+		if len(sel) == 0 {
+			return nil, &RequestError{Op: "allowlist", Status: http.StatusOK, Message: "no selector of the gateway's allowlist could be parsed: nothing to send", Result: ResultRejected}
+		}
+	}
+	start := time.Now()
+	res, err := s.scraper.Scrape(ctx, sel, now)
+	c.metrics.federateDuration.Observe(time.Since(start).Seconds())
+	if res != nil {
+		c.metrics.federatedBytes.Set(float64(res.Bytes))
+		c.metrics.federateRequests.WithLabelValues("success").Add(float64(len(s.scraper.URLs) - len(res.Errors)))
+		for _, e := range res.Errors {
+			var tl *TooLargeError
+			if errors.As(e, &tl) {
+				c.metrics.federateRequests.WithLabelValues("too_large").Inc()
+			} else {
+				c.metrics.federateRequests.WithLabelValues("error").Inc()
+			}
+		}
+		c.metrics.samplesFederated.Add(float64(res.Unselected))
+		c.metrics.samplesFiltered.WithLabelValues(FilterUnselected).Add(float64(res.Unselected))
+	}
+	if err != nil {
+		return nil, err
+	}
+	snap := &snapshot{at: now}
+	if len(res.Errors) > 0 {
+		snap.sourceErr = errors.Join(res.Errors...)
+		level.Warn(c.logger).Log("msg", "some metrics endpoints could not be read; sending the others' series", "failed", len(res.Errors), "of", len(s.scraper.URLs), "err", snap.sourceErr)
+	}
+	out, st := s.transformer.Transform(res.Families, now)
+	c.metrics.samplesFederated.Add(float64(st.In))
+	for reason, n := range st.Filtered {
+		c.metrics.samplesFiltered.WithLabelValues(reason).Add(float64(n))
+	}
+	level.Debug(c.logger).Log("msg", "scraped", "bytes", res.Bytes, "samples", res.Samples, "selected", st.In, "kept", st.Out, "families", len(out))
+	snap.fams = out
+	return snap, nil
+}
+
+// gatewaySelectors parses the gateway's allowlist for scrape mode (cached
+// while it does not change); a selector this client cannot parse is left
+// out, which only ever sends less.
+func (c *Client) gatewaySelectors(matches []string) Selectors {
+	key := strings.Join(matches, "\x00")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if key == c.gwSelKey && c.gwSel != nil {
+		return c.gwSel
+	}
+	var sel Selectors
+	for _, m := range matches {
+		p, err := ParseSelector(m)
+		if err != nil {
+			level.Warn(c.logger).Log("msg", "a selector of the gateway's allowlist cannot be parsed here; series it selects are not sent", "err", err)
+			continue
+		}
+		sel = append(sel, p)
+	}
+	c.gwSelKey, c.gwSel = key, sel
+	return sel
 }
 
 // gatewayMatches fetches the gateway's allowlist; when that fails, the last
@@ -485,7 +712,8 @@ func (c *Client) send(ctx context.Context, s *settings, snap *snapshot) error {
 		c.metrics.samplesSent.Add(float64(CountSamples(fams)))
 		c.metrics.sentBytes.Add(float64(len(body)))
 		c.metrics.lastSuccess.SetToCurrentTime()
-		level.Debug(c.logger).Log("msg", "uploaded", "bytes", len(body), "families", len(fams))
+		level.Info(c.logger).Log("msg", "sent telemetry", "to", redact(s.gateway.UploadURL), "id", s.id, "series", CountSamples(fams),
+			"families", len(fams), "bytes", len(body), "from", s.source())
 		return nil
 	})
 	c.metrics.uploadAttempts.WithLabelValues(result(err)).Inc()
@@ -521,14 +749,17 @@ func (c *Client) DryRun(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	fams := snap.fams
-	fmt.Fprintf(w, "# telegate client dry run: nothing was sent.\n# from: %s\n", redact(s.federator.URL))
+	fmt.Fprintf(w, "# telegate client dry run: nothing was sent.\n# from: %s\n", s.source())
+	if snap.sourceErr != nil {
+		fmt.Fprintf(w, "# not read: %s\n", strings.ReplaceAll(snap.sourceErr.Error(), "\n", "\n# not read: "))
+	}
 	if s.gateway != nil {
 		_, labels, err := s.gateway.Authorize(ctx)
 		if err != nil {
 			return err
 		}
 		fams = WithLabels(fams, labels)
-		fmt.Fprintf(w, "# to: %s as cluster %q (token labels included)\n", redact(s.gateway.UploadURL), s.cfg.ID)
+		fmt.Fprintf(w, "# to: %s as cluster %q (token labels included)\n", redact(s.gateway.UploadURL), s.id)
 	} else {
 		fmt.Fprintf(w, "# to: the gateway adds its token labels (e.g. the cluster ID) from /authorize\n")
 	}

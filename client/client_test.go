@@ -435,9 +435,15 @@ func TestConfigValidation(t *testing.T) {
 		mod  func(*Config)
 		want string
 	}{
-		"no from":          {func(c *Config) { c.From = "" }, "from:"},
-		"bad scheme":       {func(c *Config) { c.To = "ftp://x" }, "scheme"},
-		"no id":            {func(c *Config) { c.ID = "" }, "id:"},
+		"no from":         {func(c *Config) { c.From = "" }, "from:"},
+		"bad scheme":      {func(c *Config) { c.To = "ftp://x" }, "scheme"},
+		"from and scrape": {func(c *Config) { c.FromScrape = []string{"http://app/metrics"} }, "mutually exclusive"},
+		"bad scrape url":  {func(c *Config) { c.From, c.FromScrape = "", []string{"app:9000/metrics"} }, "from_scrape"},
+		"bad selector": {func(c *Config) {
+			c.From, c.FromScrape, c.Match = "", []string{"http://app/metrics"}, []string{`{a="b"`}
+		}, "match:"},
+		"user no password": {func(c *Config) { c.FromBasicAuthUser = "u" }, "from_basic_auth_password_file"},
+		"token and basic":  {func(c *Config) { c.FromToken, c.FromBasicAuthUser, c.FromBasicAuthPasswordFile = "t", "u", "p" }, "mutually exclusive"},
 		"no token":         {func(c *Config) { c.ToToken = "" }, "to_token"},
 		"no matches":       {func(c *Config) { c.Match = nil }, "no series"},
 		"both match modes": {func(c *Config) { c.MatchFromGateway = true }, "match_from_gateway"},

@@ -45,16 +45,28 @@ func DefaultElideLabels() []string { return []string{"prometheus_replica"} }
 type Config struct {
 	// Disabled turns telemetry off: nothing is federated nor sent.
 	Disabled bool `yaml:"disabled"`
-	// ID is the cluster ID sent to /authorize.
+	// ID is the cluster (installation) ID sent to /authorize. Empty: the
+	// installation ID kept in StateDir (a random UUID generated on first
+	// start).
 	ID string `yaml:"id"`
+	// StateDir keeps the installation ID (file installation-id); empty:
+	// DefaultStateDir().
+	StateDir string `yaml:"state_dir"`
 
-	From          string   `yaml:"from"` // Prometheus base URL; /federate is appended
-	FromToken     string   `yaml:"from_token"`
-	FromTokenFile string   `yaml:"from_token_file"`
-	FromCAFile    string   `yaml:"from_ca_file"`
-	FromCertFile  string   `yaml:"from_cert_file"`
-	FromKeyFile   string   `yaml:"from_key_file"`
-	FromTimeout   Duration `yaml:"from_timeout"`
+	From string `yaml:"from"` // Prometheus base URL; /federate is appended
+	// FromScrape are plain metrics endpoints read instead of /federate
+	// (scrape mode); the selectors are applied on the client.
+	FromScrape                []string `yaml:"from_scrape"`
+	FromToken                 string   `yaml:"from_token"`
+	FromTokenFile             string   `yaml:"from_token_file"`
+	FromBasicAuthUser         string   `yaml:"from_basic_auth_user"`
+	FromBasicAuthPasswordFile string   `yaml:"from_basic_auth_password_file"`
+	FromCAFile                string   `yaml:"from_ca_file"`
+	FromCertFile              string   `yaml:"from_cert_file"`
+	FromKeyFile               string   `yaml:"from_key_file"`
+	FromServerName            string   `yaml:"from_server_name"`
+	FromInsecureSkipVerify    bool     `yaml:"from_insecure_skip_verify"`
+	FromTimeout               Duration `yaml:"from_timeout"`
 
 	To          string   `yaml:"to"`           // gateway base URL
 	ToUpload    string   `yaml:"to_upload"`    // default {to}/upload
@@ -148,6 +160,15 @@ func ParseConfig(data []byte) (*Config, error) {
 	return c, nil
 }
 
+// StateDirPath is the state directory: StateDir resolved against the
+// config file's directory, or DefaultStateDir().
+func (c *Config) StateDirPath() string {
+	if c.StateDir == "" {
+		return DefaultStateDir()
+	}
+	return c.Path(c.StateDir)
+}
+
 // Path resolves a file path of the config against the config file's
 // directory (when it came from a file).
 func (c *Config) Path(p string) string {
@@ -165,6 +186,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.LimitBytes == 0 {
 		c.LimitBytes = DefaultLimitBytes
+		if len(c.FromScrape) > 0 {
+			c.LimitBytes = DefaultScrapeLimitBytes
+		}
 	}
 	if c.Rename == nil {
 		c.Rename = DefaultRename()
@@ -211,13 +235,29 @@ func (c *Config) Validate(needGateway bool) error {
 	if c.Disabled {
 		return nil
 	}
-	if c.From == "" {
-		bad("from: the Prometheus URL to federate from is required")
-	} else if err := checkURL(c.From); err != nil {
-		bad("from: %v", err)
+	switch {
+	case c.From == "" && len(c.FromScrape) == 0:
+		bad("from: the Prometheus URL to federate from (or from_scrape: the metrics endpoints to read) is required")
+	case c.From != "" && len(c.FromScrape) > 0:
+		bad("from and from_scrape are mutually exclusive: federate from a Prometheus or read metrics endpoints")
+	case c.From != "":
+		if err := checkURL(c.From); err != nil {
+			bad("from: %v", err)
+		}
+	}
+	for _, u := range c.FromScrape {
+		if err := checkURL(u); err != nil {
+			bad("from_scrape: %v", err)
+		}
 	}
 	if c.FromToken != "" && c.FromTokenFile != "" {
 		bad("from_token and from_token_file are mutually exclusive")
+	}
+	if (c.FromToken != "" || c.FromTokenFile != "") && c.FromBasicAuthUser != "" {
+		bad("from_basic_auth_user and a bearer token (from_token, from_token_file) are mutually exclusive")
+	}
+	if (c.FromBasicAuthUser == "") != (c.FromBasicAuthPasswordFile == "") {
+		bad("from_basic_auth_user and from_basic_auth_password_file must be set together")
 	}
 	if (c.FromCertFile == "") != (c.FromKeyFile == "") {
 		bad("from_cert_file and from_key_file must be set together")
@@ -236,9 +276,6 @@ func (c *Config) Validate(needGateway bool) error {
 				}
 			}
 		}
-		if c.ID == "" {
-			bad("id: the cluster ID is required")
-		}
 		if c.ToToken == "" && c.ToTokenFile == "" {
 			bad("to_token or to_token_file is required (the pull-secret token for /authorize)")
 		}
@@ -252,6 +289,12 @@ func (c *Config) Validate(needGateway bool) error {
 	if !c.MatchFromGateway && len(c.Match) == 0 && c.MatchFile == "" {
 		bad("no series to federate: set match, match_file or match_from_gateway")
 	}
+	if len(c.FromScrape) > 0 {
+		// Scrape mode applies the selectors itself: they must parse.
+		if _, err := ParseSelectors(c.Match); err != nil {
+			bad("match: %v", err)
+		}
+	}
 	for _, m := range c.Match {
 		if strings.TrimSpace(m) == "" {
 			bad("match: empty selector")
@@ -262,7 +305,7 @@ func (c *Config) Validate(needGateway bool) error {
 		bad("interval %s: must be at least 1s", interval)
 	}
 	if c.FromTimeout <= 0 || time.Duration(c.FromTimeout) >= interval {
-		bad("from_timeout %s: must be positive and below the interval (%s), so federation never piles up", time.Duration(c.FromTimeout), interval)
+		bad("from_timeout %s: must be positive and below the interval (%s), so reads never pile up", time.Duration(c.FromTimeout), interval)
 	}
 	if c.ToTimeout <= 0 || time.Duration(c.ToTimeout) >= interval {
 		bad("to_timeout %s: must be positive and below the interval (%s)", time.Duration(c.ToTimeout), interval)

@@ -26,18 +26,24 @@ const FederateAccept = "application/vnd.google.protobuf;proto=io.prometheus.clie
 // just to report its size.
 const maxCountBeyondLimit = 64 << 20
 
-// TooLargeError is returned when a federate response exceeds the limit.
+// TooLargeError is returned when a federate (or scrape) response exceeds
+// the limit.
 type TooLargeError struct {
 	Limit int64
 	Seen  int64
 	// AtLeast is true when Seen is a lower bound (the rest was not read).
 	AtLeast bool
+	// Source is the scraped endpoint in scrape mode; empty for /federate.
+	Source string
 }
 
 func (e *TooLargeError) Error() string {
 	s := fmt.Sprintf("%d bytes", e.Seen)
 	if e.AtLeast {
 		s = "at least " + s
+	}
+	if e.Source != "" {
+		return fmt.Sprintf("scrape of %s: response of %s exceeds --limit-bytes=%d: raise the limit", e.Source, s, e.Limit)
 	}
 	return fmt.Sprintf("federate response of %s exceeds --limit-bytes=%d: federate fewer series or raise the limit", s, e.Limit)
 }

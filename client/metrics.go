@@ -38,24 +38,24 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		federateRequests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "telegate_client_federate_requests_total",
-			Help: "Federate requests to Prometheus, by result (success, error, too_large).",
+			Help: "Federate requests to Prometheus (in scrape mode: requests to each metrics endpoint), by result (success, error, too_large).",
 		}, []string{"result"}),
 		federateDuration: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "telegate_client_federate_duration_seconds",
-			Help:    "Duration of federate requests.",
+			Help:    "Duration of federate requests (in scrape mode: of reading all endpoints).",
 			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
 		federatedBytes: f.NewGauge(prometheus.GaugeOpts{
 			Name: "telegate_client_federated_bytes",
-			Help: "Size of the last federate response (compare with --limit-bytes).",
+			Help: "Size of the last federate response (in scrape mode: of all endpoints' responses; compare with --limit-bytes).",
 		}),
 		samplesFederated: f.NewCounter(prometheus.CounterOpts{
 			Name: "telegate_client_samples_federated_total",
-			Help: "Samples read from Prometheus.",
+			Help: "Samples read from Prometheus (or the scraped endpoints).",
 		}),
 		samplesFiltered: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "telegate_client_samples_filtered_total",
-			Help: "Samples dropped by the client's transforms, by reason.",
+			Help: "Samples dropped by the client's transforms (and, in scrape mode, unselected: no selector matched), by reason.",
 		}, []string{"reason"}),
 		samplesSent: f.NewCounter(prometheus.CounterOpts{
 			Name: "telegate_client_samples_sent_total",

@@ -22,10 +22,13 @@ const (
 	FilterTooOld    = "too_old"   // timestamp older than the max age
 	FilterDuplicate = "duplicate" // same labels twice after the transforms
 	FilterConflict  = "conflict"  // a rename met a family of another type
+	// FilterUnselected counts scraped samples no selector matched (scrape
+	// mode applies the selectors on the client; Transform never does).
+	FilterUnselected = "unselected"
 )
 
 // FilterReasons lists every reason, for metrics.
-var FilterReasons = []string{FilterInvalid, FilterStale, FilterTooOld, FilterDuplicate, FilterConflict}
+var FilterReasons = []string{FilterInvalid, FilterStale, FilterTooOld, FilterDuplicate, FilterConflict, FilterUnselected}
 
 // staleNaN is the bit pattern Prometheus uses for staleness markers.
 const staleNaN uint64 = 0x7ff0000000000002

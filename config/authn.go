@@ -51,6 +51,20 @@ type JWT struct {
 	SigningKeyFile       string         `yaml:"signing_key_file"`
 	VerificationKeyFiles []string       `yaml:"verification_key_files"`
 	Expiry               model.Duration `yaml:"expiry"`
+	// TelemeterCompat makes the tokens interchangeable with those of a
+	// telemeter-server holding the same key (its --shared-key).
+	TelemeterCompat TelemeterCompat `yaml:"telemeter_compat"`
+}
+
+// TelemeterCompat is authn.TelemeterCompat in the config file; the
+// partition label is authn.cluster_id_label.
+type TelemeterCompat struct {
+	// Accept: /upload (and /allowlist, /explain) also accept tokens
+	// telemeter-server issued.
+	Accept bool `yaml:"accept"`
+	// Issue: /authorize issues tokens in telemeter-server's format, which
+	// telemeter-server accepts too. Requires Accept.
+	Issue bool `yaml:"issue"`
 }
 
 // defaultAuthn returns the authn section's built-in defaults.
@@ -66,7 +80,9 @@ func defaultAuthn() Authn {
 			MaxConcurrent:    64,
 			HTTPClientConfig: config_util.DefaultHTTPClientConfig,
 		},
-		JWT: JWT{Expiry: model.Duration(24 * time.Hour)},
+		// Both on: a gateway replacing telemeter-server with its key keeps
+		// the fleet's tokens valid, and so does a rollback.
+		JWT: JWT{Expiry: model.Duration(24 * time.Hour), TelemeterCompat: TelemeterCompat{Accept: true, Issue: true}},
 	}
 }
 
@@ -109,5 +125,8 @@ func (c *Config) validateAuthn(add addFunc) {
 	}
 	if c.Authn.JWT.Expiry <= 0 {
 		add("authn.jwt.expiry", "must be positive")
+	}
+	if tc := c.Authn.JWT.TelemeterCompat; tc.Issue && !tc.Accept {
+		add("authn.jwt.telemeter_compat.issue", "requires accept: true (the gateway must accept the tokens it issues)")
 	}
 }

@@ -17,6 +17,7 @@ type Config struct {
 	Web       Web       `yaml:"web"`
 	Authn     Authn     `yaml:"authn"`
 	Allowlist Allowlist `yaml:"allowlist"`
+	Privacy   Privacy   `yaml:"privacy"`
 	Relabel   Relabel   `yaml:"relabel"`
 	Limits    Limits    `yaml:"limits"`
 	Forward   Forward   `yaml:"forward"`
@@ -39,6 +40,7 @@ func Default() *Config {
 		Authn:     defaultAuthn(),
 		Allowlist: defaultAllowlist(),
 		Relabel:   defaultRelabel(),
+		Privacy:   defaultPrivacy(),
 		Limits:    defaultLimits(),
 		Forward:   defaultForward(),
 		Storage:   defaultStorage(),
@@ -131,6 +133,7 @@ func (c *Config) Validate() error {
 	c.validateAuthn(add)
 	c.validateAllowlist(add)
 	c.validateRelabel(add)
+	c.validatePrivacy(add)
 	c.validateLimits(add)
 	if c.Forward.Sender.URL != "" {
 		if err := c.Forward.Sender.Validate(); err != nil {

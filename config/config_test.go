@@ -25,6 +25,9 @@ func TestDefaults(t *testing.T) {
 	if c.Authn.ClusterIDLabel != "_id" || c.Authn.TokensFile != "tokens.yaml" || time.Duration(c.Authn.Authorizer.CacheTTL) != 10*time.Minute || time.Duration(c.Authn.JWT.Expiry) != 24*time.Hour {
 		t.Errorf("authn defaults: %+v", c.Authn)
 	}
+	if tc := c.Authn.JWT.TelemeterCompat; !tc.Accept || !tc.Issue {
+		t.Errorf("telemeter_compat defaults (the migration case: both on): %+v", tc)
+	}
 	if c.Authn.Authorizer.MaxConcurrent != 64 || c.Limits.FailedAuth.MaxConcurrentPerSource != 4 {
 		t.Errorf("authorizer call bounds: %d total, %d per source", c.Authn.Authorizer.MaxConcurrent, c.Limits.FailedAuth.MaxConcurrentPerSource)
 	}
@@ -87,6 +90,7 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		"negative timeout":          {"relabel:\n  max_sample_age: -1h\n" + minimal, ""},
 		"negative authorizer bound": {"authn:\n  authorizer: {max_concurrent: -1}\n" + minimal, "authn.authorizer.max_concurrent"},
 		"negative per-source bound": {"limits:\n  failed_auth: {max_concurrent_per_source: -1}\n" + minimal, "limits.failed_auth.max_concurrent_per_source"},
+		"telemeter issue alone":     {"authn:\n  jwt: {telemeter_compat: {accept: false}}\n" + minimal, "authn.jwt.telemeter_compat.issue"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.doc), "gw.yaml", fstest.MapFS{}, "")

@@ -65,7 +65,7 @@ func checkGatewayExposure(t reporter, build string, objs []object) {
 		internal  containerPort
 	)
 	for _, o := range objs {
-		if o.id() != "Deployment/"+gatewayName {
+		if o.id() != "StatefulSet/"+gatewayName {
 			continue
 		}
 		podLabels = dict(o.raw, "spec", "template", "metadata", "labels")
@@ -376,7 +376,7 @@ func TestGatewayExposure(t *testing.T) {
 		}
 	}
 	const (
-		deploy = "Deployment/" + gatewayName
+		deploy = "StatefulSet/" + gatewayName
 		public = "Service/" + gatewayName
 		intern = "Service/" + internalServiceName
 		policy = "NetworkPolicy/" + gatewayName

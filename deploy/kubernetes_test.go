@@ -241,7 +241,7 @@ func checkObjects(t *testing.T, build string, objs []object, generated map[strin
 	var pods []map[string]any
 	for _, o := range objs {
 		switch o.kind() {
-		case "Deployment":
+		case "Deployment", "StatefulSet":
 			spec := dict(o.raw, "spec")
 			sel := dict(spec, "selector", "matchLabels")
 			podLabels := dict(spec, "template", "metadata", "labels")
@@ -463,10 +463,10 @@ func TestKustomizationsRender(t *testing.T) {
 			sort.Strings(kinds)
 			all := strings.Join(kinds, ",")
 			for _, want := range map[string][]string{
-				"gateway":             {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount"},
+				"gateway":             {"ConfigMap", "StatefulSet", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount"},
 				"client":              {"ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Service", "ServiceAccount"},
 				"overlays/production": {"HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget"},
-				"overlays/dev":        {"Namespace", "Secret", "Deployment"},
+				"overlays/dev":        {"Namespace", "Secret", "Deployment", "StatefulSet"},
 			}[b] {
 				if !strings.Contains(all, want) {
 					t.Errorf("%s renders no %s (%s)", b, want, all)

@@ -35,7 +35,12 @@
 //     Spool.Replay drains it in the background: oldest first per cluster,
 //     clusters in turn, delete only after a 2xx, dead/ for what the
 //     downstream refuses for good; each body is sent as the message it was
-//     encoded as. Dead letters count against the spool's MaxBytes until
+//     encoded as. A refusal of samples as out of order (ErrOutOfOrder:
+//     409 "out of order sample" / "out of bounds" / "too old sample",
+//     what Thanos Receive answers when another gateway replica forwarded
+//     newer samples of the series first) is counted apart and retried a
+//     bounded number of times, its cluster waiting, before dead/; the
+//     receivers' out-of-order window is what lets such samples in. Dead letters count against the spool's MaxBytes until
 //     Replay's sweep deletes them after DeadRetention.
 //   - Its self-metrics (telegate_forward_*, telegate_spool_*).
 //

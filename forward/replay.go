@@ -48,6 +48,20 @@ type ReplayOptions struct {
 	// Interval is how often an idle replayer looks again even without a
 	// wake-up. Default 5s.
 	Interval time.Duration
+	// ConflictRetries is how many times an object the downstream refuses
+	// as out of order (ErrOutOfOrder) is tried again before it is
+	// dead-lettered as DeadConflict; the first try is not counted.
+	// Meanwhile its cluster waits (its later objects and new requests
+	// queue behind it), other clusters go on. Retrying helps when the
+	// downstream changes under the gateway (an out-of-order window rolled
+	// out, a hashring member catching up); a receiver without an
+	// out-of-order window refuses the same samples every time. Default
+	// 5; negative means none (dead-letter at once).
+	ConflictRetries int
+	// ConflictBackoff is the wait before the first retry of a conflict;
+	// it doubles for each further one (the defaults: 10s, 20s, 40s, 80s,
+	// 160s, about 5 minutes in all). Default 10s.
+	ConflictBackoff time.Duration
 	// DeadSweepInterval is how often dead/ is listed again (to notice
 	// dead letters removed by hand) and the ones older than
 	// SpoolOptions.DeadRetention are deleted. Default 1m.
@@ -62,6 +76,8 @@ const (
 	DefaultReplayMaxBackoff  = time.Minute
 	DefaultReplayInterval    = 5 * time.Second
 	DefaultDeadSweepInterval = time.Minute
+	DefaultConflictRetries   = 5
+	DefaultConflictBackoff   = 10 * time.Second
 )
 
 func (o *ReplayOptions) setDefaults() {
@@ -83,6 +99,25 @@ func (o *ReplayOptions) setDefaults() {
 	if o.DeadSweepInterval <= 0 {
 		o.DeadSweepInterval = DefaultDeadSweepInterval
 	}
+	switch {
+	case o.ConflictRetries == 0:
+		o.ConflictRetries = DefaultConflictRetries
+	case o.ConflictRetries < 0:
+		o.ConflictRetries = 0
+	}
+	if o.ConflictBackoff <= 0 {
+		o.ConflictBackoff = DefaultConflictBackoff
+	}
+}
+
+// conflictWait is the wait before retry number n (1-based) of an object
+// refused as out of order.
+func (o *ReplayOptions) conflictWait(n int) time.Duration {
+	w := o.ConflictBackoff
+	for i := 1; i < n && w < time.Hour; i++ {
+		w *= 2
+	}
+	return min(w, time.Hour)
 }
 
 // replayer is the shared state of Replay's workers: the pause after a
@@ -103,7 +138,10 @@ type replayer struct {
 // downstream refuses for good (400, 409, 413, 422, other 4xx except
 // 401/403/404/408, which mean the gateway is misconfigured or the
 // downstream busy) or whose samples are all older than MaxSampleAge is
-// moved to dead/ with the reason. Anything else leaves the object in place
+// moved to dead/ with the reason. A refusal of samples as out of order
+// (ErrOutOfOrder) is counted in telegate_spool_replay_conflicts_total and
+// retried ConflictRetries times, its cluster waiting, before it is
+// dead-lettered as DeadConflict. Anything else leaves the object in place
 // and pauses replay with exponential backoff. Alongside, it sweeps dead/
 // every DeadSweepInterval (see DeadRetention). It returns nil when ctx is
 // cancelled; an object being sent then stays for the next run.
@@ -135,7 +173,7 @@ func (r *replayer) work(ctx context.Context) {
 			}
 			continue
 		}
-		key, e, ok := r.s.next()
+		key, e, conflicts, ok := r.s.next()
 		if !ok {
 			t := time.NewTimer(r.o.Interval)
 			select {
@@ -152,7 +190,16 @@ func (r *replayer) work(ctx context.Context) {
 		// (it goes back to sleep if not). Only a worker that found work
 		// passes the signal on, so idle workers never spin.
 		r.s.signal()
-		removed, err := r.replayOne(ctx, e)
+		removed, conflict, err := r.replayOne(ctx, e, conflicts)
+		if conflict {
+			// The downstream is up; only this cluster waits.
+			wait := r.o.conflictWait(conflicts + 1)
+			r.s.postpone(key, wait)
+			r.succeeded()
+			level.Warn(r.s.logger).Log("msg", "downstream refused spooled samples as out of order; retrying later. Give the receivers an out-of-order window at least as long as the spool keeps data (Thanos Receive --tsdb.out-of-order.time-window)",
+				"object", e.name, "attempt", conflicts+1, "of", r.o.ConflictRetries+1, "retry_in", wait, "err", err)
+			continue
+		}
 		r.s.done(key, removed)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -171,36 +218,38 @@ func (r *replayer) work(ctx context.Context) {
 	}
 }
 
-// replayOne sends one object. removed says the object left the spool; a
-// non-nil error means try again later.
-func (r *replayer) replayOne(ctx context.Context, e entry) (removed bool, err error) {
+// replayOne sends one object, which the downstream refused as out of
+// order conflicts times before. removed says the object left the spool;
+// conflict that it was refused as out of order again and is to be retried
+// later (err says how); otherwise a non-nil error means try again later.
+func (r *replayer) replayOne(ctx context.Context, e entry, conflicts int) (removed, conflict bool, err error) {
 	s := r.s
 	rc, err := s.bkt.Get(ctx, e.name)
 	if err != nil {
 		if s.bkt.IsObjNotFoundErr(err) {
 			level.Warn(s.logger).Log("msg", "spooled object vanished; dropping it from the index", "object", e.name)
-			return true, nil
+			return true, false, nil
 		}
-		return false, fmt.Errorf("reading %s: %w", e.name, err)
+		return false, false, fmt.Errorf("reading %s: %w", e.name, err)
 	}
 	raw, err := readAllLimit(rc, maxObjectBytes)
 	rc.Close()
 	if err != nil {
-		return false, fmt.Errorf("reading %s: %w", e.name, err)
+		return false, false, fmt.Errorf("reading %s: %w", e.name, err)
 	}
 	h, body, derr := decodeObject(raw)
 	if derr != nil {
 		if err := s.deadLetter(ctx, e.name, raw, nil, nil, DeadCorrupt, derr.Error()); err != nil {
-			return false, err
+			return false, false, err
 		}
-		return true, nil
+		return true, false, nil
 	}
 	if age := s.opts.MaxSampleAge; age > 0 && h.Samples > 0 && h.MaxTS < s.opts.Now().Add(-age).UnixMilli() {
 		msg := fmt.Sprintf("newest sample %s is older than max_sample_age %s", time.UnixMilli(h.MaxTS).UTC().Format(time.RFC3339), age)
 		if err := s.deadLetter(ctx, e.name, raw, h, body, DeadTooOld, msg); err != nil {
-			return false, err
+			return false, false, err
 		}
-		return true, nil
+		return true, false, nil
 	}
 
 	sctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
@@ -215,19 +264,27 @@ func (r *replayer) replayOne(ctx context.Context, e entry) (removed bool, err er
 		if derr := s.bkt.Delete(ctx, e.name); derr != nil && !s.bkt.IsObjNotFoundErr(derr) {
 			// Sent but still there: the next attempt resends it, which
 			// the downstream ignores (identical samples).
-			return false, fmt.Errorf("deleting replayed %s: %w", e.name, derr)
+			return false, false, fmt.Errorf("deleting replayed %s: %w", e.name, derr)
 		}
 		s.m.replayed.Inc()
-		return true, nil
+		return true, false, nil
 	}
 	reason := deadReason(err)
 	if reason == "" {
-		return false, err
+		return false, false, err
 	}
-	if derr := s.deadLetter(ctx, e.name, raw, h, body, reason, err.Error()); derr != nil {
-		return false, derr
+	msg := err.Error()
+	if errors.Is(err, ErrOutOfOrder) {
+		s.m.conflicts.Inc()
+		if conflicts < r.o.ConflictRetries {
+			return false, true, err
+		}
+		msg = fmt.Sprintf("refused as out of order %d times: %s", conflicts+1, msg)
 	}
-	return true, nil
+	if derr := s.deadLetter(ctx, e.name, raw, h, body, reason, msg); derr != nil {
+		return false, false, derr
+	}
+	return true, false, nil
 }
 
 // sweepDeadEvery runs sweepDead now and every interval until ctx is done.

@@ -51,9 +51,47 @@ const (
 // retried; the gateway's configuration must change.
 var ErrUnsupported = errors.New("forward: downstream does not support the configured protobuf_message")
 
+// ErrOutOfOrder is wrapped by the *Error of a downstream that refused
+// samples for their timestamps relative to what it already holds for the
+// series: Thanos Receive answers 409 "out of order sample", "out of
+// bounds" or "too old sample", Prometheus 400 with the same words. The
+// rest of the request was written. It happens when the same series reaches
+// the downstream through different gateway replicas in a different order,
+// e.g. one replica replays its spool after another forwarded newer samples
+// of the same installation. A receiver with an out-of-order window
+// (Thanos Receive --tsdb.out-of-order.time-window, Prometheus
+// tsdb.out_of_order_time_window) at least as long as the spool keeps data
+// takes such samples; without one, no retry can store them. Like any 4xx
+// it is not recoverable for Send; Spool.Replay retries it a bounded number
+// of times before dead-lettering (see ReplayOptions.ConflictRetries).
+var ErrOutOfOrder = errors.New("forward: downstream refused samples as out of order")
+
+// outOfOrderMarkers are the downstream messages ErrOutOfOrder stands for
+// (Prometheus tsdb's storage.ErrOutOfOrderSample, ErrOutOfBounds,
+// ErrTooOldSample), matched case-insensitively.
+var outOfOrderMarkers = []string{"out of order sample", "out of bounds", "too old sample"}
+
+// isOutOfOrderAnswer reports whether a 409 or 400 with this body is an
+// out-of-order refusal.
+func isOutOfOrderAnswer(code int, msg string) bool {
+	if code != http.StatusConflict && code != http.StatusBadRequest {
+		return false
+	}
+	msg = strings.ToLower(msg)
+	for _, m := range outOfOrderMarkers {
+		if strings.Contains(msg, m) {
+			return true
+		}
+	}
+	return false
+}
+
 const (
 	// maxErrorMsgBytes bounds Error.Msg (the downstream's response body).
 	maxErrorMsgBytes = 256
+	// maxClassifyBytes bounds how much of a refusal's body is searched for
+	// the reason (ErrOutOfOrder).
+	maxClassifyBytes = 4 << 10
 	// maxDrainBytes bounds how much of a response body is read to let the
 	// connection be reused; anything larger closes the connection instead.
 	maxDrainBytes = 64 << 10
@@ -360,7 +398,14 @@ func (s *Sender) attempt(ctx context.Context, body []byte, msg string) *Error {
 		// A refusal of part of the request: the rest was written.
 		s.m.partial.Inc()
 	}
-	e := &Error{Status: code, Msg: readMsg(resp.Body)}
+	// Read more than Msg keeps: a Thanos hashring names every replica's
+	// endpoint before the cause.
+	head := make([]byte, maxClassifyBytes)
+	n, _ := io.ReadFull(resp.Body, head)
+	e := &Error{Status: code, Msg: readMsg(bytes.NewReader(head[:n]))}
+	if isOutOfOrderAnswer(code, string(head[:n])) {
+		e.err = ErrOutOfOrder
+	}
 	if code >= 500 || code == http.StatusTooManyRequests {
 		e.Recoverable = true
 		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())

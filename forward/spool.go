@@ -242,6 +242,10 @@ type queue struct {
 	key  string
 	objs []entry
 	busy bool // its head is being replayed
+	// conflicts counts the head's refusals as out of order; notBefore is
+	// when it may be tried again.
+	conflicts int
+	notBefore time.Time
 }
 
 // deadEntry is one object under dead/ in the index.
@@ -300,6 +304,7 @@ type spoolMetrics struct {
 	writes     *prometheus.CounterVec
 	replayErrs prometheus.Counter
 	expired    prometheus.Counter
+	conflicts  prometheus.Counter
 }
 
 // OpenSpool lists the pending objects of bkt (left by an earlier process)
@@ -485,6 +490,10 @@ func (s *Spool) registerMetrics(reg prometheus.Registerer) error {
 			Name: "telegate_spool_dead_expired_total",
 			Help: "Dead-lettered objects deleted because they were older than dead_letter_retention.",
 		}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "telegate_spool_replay_conflicts_total",
+			Help: "Replay attempts the downstream refused as out of order (409 out of order sample / out of bounds / too old sample), each retried a bounded number of times before dead-lettering; the receivers need an out-of-order window.",
+		}),
 	}
 	for _, r := range deadReasons {
 		m.dead.WithLabelValues(r)
@@ -496,7 +505,7 @@ func (s *Spool) registerMetrics(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	cs := []prometheus.Collector{m.replayed, m.dead, m.writes, m.replayErrs, m.expired,
+	cs := []prometheus.Collector{m.replayed, m.dead, m.writes, m.replayErrs, m.expired, m.conflicts,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "telegate_spool_objects",
 			Help: "Objects waiting in the spool for replay.",
@@ -632,22 +641,35 @@ func (s *Spool) signal() {
 }
 
 // next picks the head of the next cluster in round-robin order that has
-// objects and none in replay, and marks it busy.
-func (s *Spool) next() (key string, e entry, ok bool) {
+// objects, none in replay and no retry postponed to later, and marks it
+// busy. conflicts is how often the head was refused as out of order.
+func (s *Spool) next() (key string, e entry, conflicts int, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := time.Now()
 	n := len(s.order)
 	for i := 0; i < n; i++ {
 		k := s.order[(s.cursor+i)%n]
 		q := s.queues[k]
-		if q.busy || len(q.objs) == 0 {
+		if q.busy || len(q.objs) == 0 || now.Before(q.notBefore) {
 			continue
 		}
 		s.cursor = (s.cursor + i + 1) % n
 		q.busy = true
-		return k, q.objs[0], true
+		return k, q.objs[0], q.conflicts, true
 	}
-	return "", entry{}, false
+	return "", entry{}, 0, false
+}
+
+// postpone releases a cluster's head after a refusal as out of order: it
+// stays in place, counted, and is not picked again before wait.
+func (s *Spool) postpone(key string, wait time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.queues[key]
+	q.busy = false
+	q.conflicts++
+	q.notBefore = time.Now().Add(wait)
 }
 
 // done releases a cluster's head after replay; removed says it left the
@@ -658,6 +680,7 @@ func (s *Spool) done(key string, removed bool) {
 	q := s.queues[key]
 	q.busy = false
 	if removed {
+		q.conflicts, q.notBefore = 0, time.Time{}
 		s.bytes -= q.objs[0].size
 		s.objects--
 		q.objs = q.objs[1:]

@@ -108,11 +108,11 @@ func TestReplayHistogramOnlyObjectAge(t *testing.T) {
 	r := &replayer{s: s, down: down, o: ReplayOptions{}}
 	r.o.setDefaults()
 	for range 2 {
-		key, e, ok := s.next()
+		key, e, _, ok := s.next()
 		if !ok {
 			t.Fatal("nothing to replay")
 		}
-		removed, err := r.replayOne(ctx, e)
+		removed, _, err := r.replayOne(ctx, e, 0)
 		s.done(key, removed)
 		if err != nil || !removed {
 			t.Fatalf("replay %s: removed %v, %v", e.name, removed, err)
@@ -183,11 +183,11 @@ func TestReplaySendsAsEncoded(t *testing.T) {
 	r := &replayer{s: s, down: down}
 	r.o.setDefaults()
 	replay := func() {
-		key, e, ok := s.next()
+		key, e, _, ok := s.next()
 		if !ok {
 			t.Fatal("nothing to replay")
 		}
-		removed, err := r.replayOne(ctx, e)
+		removed, _, err := r.replayOne(ctx, e, 0)
 		s.done(key, removed)
 		if err != nil || !removed {
 			t.Fatalf("replay %s: removed %v, %v", e.name, removed, err)

@@ -29,6 +29,7 @@ const (
 	reasonSamplesRate    = "samples_rate"    // request over the samples-per-second budget
 	reasonUploadInterval = "upload_interval" // second /upload inside the interval
 	reasonAllowlist      = "allowlist"
+	reasonPrivacy        = "privacy" // series the PII guard drops (action drop)
 )
 
 // budgetState is the gateway's side of limits: metrics, the offenders

@@ -99,6 +99,9 @@ func toHTTP(err error) *httpError {
 // writeError answers err as JSON with the status of the table.
 func (g *Gateway) writeError(w http.ResponseWriter, r *http.Request, err error) int {
 	he := toHTTP(err)
+	if a := attemptOf(r.Context()); a != nil {
+		a.out.errReason, a.out.errMsg = he.reason, he.msg
+	}
 	if he.status >= 500 && he.status != http.StatusServiceUnavailable {
 		level.Error(g.logger).Log("msg", "internal error", "path", r.URL.Path, "err", err)
 	} else {

@@ -24,6 +24,7 @@ import (
 	"github.com/telegate/telegate/forward"
 	"github.com/telegate/telegate/gateway/decode"
 	"github.com/telegate/telegate/limits"
+	"github.com/telegate/telegate/privacy"
 	"github.com/telegate/telegate/relabel"
 )
 
@@ -84,8 +85,14 @@ type Options struct {
 	Issuer        Issuer
 	Allowlist     *allowlist.Allowlist
 	Pipeline      *relabel.Pipeline
-	Forwarder     Forwarder
-	Limits        Limits
+	// Privacy is the PII guard, run after the allowlist and before the
+	// pipeline; nil or disabled skips it.
+	Privacy *privacy.Guard
+	// OptOuts are the installations that opted out: every request of
+	// theirs is 403 opted_out once authenticated. nil = none.
+	OptOuts   *privacy.OptOuts
+	Forwarder Forwarder
+	Limits    Limits
 	// ClientTimestamps keeps /upload samples' own timestamps instead of
 	// the server's clock.
 	ClientTimestamps bool
@@ -125,6 +132,9 @@ type Options struct {
 	// Authorization header is accepted as the certificate's cluster, and
 	// a bearer token for another cluster than the certificate's is 403.
 	ClientCertificates *authn.CertAuthenticator
+	// MaxInstallations bounds the installations whose activity the
+	// console is shown (0: DefaultMaxInstallations).
+	MaxInstallations int
 }
 
 // Gateway serves the public API.
@@ -145,6 +155,8 @@ type Gateway struct {
 	// decodeLabels is decode.Limits.MaxLabelsPerSeries (see
 	// Limits.MaxLabelsPerSeries).
 	decodeLabels int
+	// activity is what the console shows (activity.go).
+	activity *activity
 }
 
 // New returns a Gateway.
@@ -182,6 +194,8 @@ func New(o Options) *Gateway {
 	if o.ExplainCacheBytes > 0 {
 		g.lastUploads = newLastUploads(o.ExplainCacheBytes)
 	}
+	g.activity = newActivity(o.MaxInstallations, o.Now())
+	g.activity.setAllowlist(o.Allowlist, o.Now())
 	g.allowlist.Store(o.Allowlist)
 	g.ready.Store(true)
 	return g
@@ -189,7 +203,10 @@ func New(o Options) *Gateway {
 
 // SetAllowlist swaps the allowlist atomically; in-flight requests finish
 // with the one they started with.
-func (g *Gateway) SetAllowlist(a *allowlist.Allowlist) { g.allowlist.Store(a) }
+func (g *Gateway) SetAllowlist(a *allowlist.Allowlist) {
+	g.activity.setAllowlist(a, g.opts.Now())
+	g.allowlist.Store(a)
+}
 
 // SetReady flips the readiness probe (false while shutting down).
 func (g *Gateway) SetReady(ready bool) { g.ready.Store(ready) }
@@ -256,6 +273,9 @@ func (g *Gateway) instrumentMethods(name string, h handlerFunc, methods ...strin
 			if att.charged(code) {
 				g.authFailed(att.src)
 			}
+			if att.out.cluster != "" {
+				g.activity.record(name, code, &att.out, g.opts.Now())
+			}
 		}
 		g.metrics.requests.WithLabelValues(name, strconv.Itoa(code)).Inc()
 		g.metrics.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
@@ -284,6 +304,7 @@ func (g *Gateway) handleAuthorize(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
+	noteCluster(r, id.ClusterID)
 	id = g.identity(id)
 	jwt, exp, err := g.opts.Issuer.Issue(id)
 	if err != nil {
@@ -336,7 +357,20 @@ func (g *Gateway) verifyJWT(r *http.Request) (authn.Identity, error) {
 		return authn.Identity{}, g.settleAuth(r, newError(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer header; call /authorize first"))
 	}
 	id, err := g.opts.Issuer.Verify(token)
-	return id, g.settleAuth(r, err)
+	if err = g.settleAuth(r, err); err != nil {
+		return id, err
+	}
+	return id, g.optedOut(id.ClusterID)
+}
+
+// optedOut answers 403 opted_out for an installation on the opt-out
+// list. It runs once the credentials are accepted, so it is not a failed
+// attempt and says nothing to someone without them.
+func (g *Gateway) optedOut(id string) error {
+	if _, ok := g.opts.OptOuts.Contains(id); ok {
+		return newError(http.StatusForbidden, "opted_out", "this installation has opted out of telemetry: send nothing more (the gateway refuses it)")
+	}
+	return nil
 }
 
 // authenticate checks token for clusterID on behalf of r's source and
@@ -350,7 +384,10 @@ func (g *Gateway) authenticate(r *http.Request, token, clusterID string) (authn.
 		}
 	}
 	id, err := g.opts.Authenticator.Authenticate(ctx, token, clusterID)
-	return id, g.settleAuth(r, err)
+	if err = g.settleAuth(r, err); err != nil {
+		return id, err
+	}
+	return id, g.optedOut(id.ClusterID)
 }
 
 // settleAuth records the outcome of r's authentication for instrument,
@@ -405,6 +442,7 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
+	noteCluster(r, id.ClusterID)
 	if err := decode.CheckUploadContentType(r.Header.Get("Content-Type")); err != nil {
 		return g.writeError(w, r, err)
 	}
@@ -501,6 +539,7 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
+	noteCluster(r, id.ClusterID)
 	if headerErr != nil {
 		return g.writeError(w, r, headerErr)
 	}
@@ -630,7 +669,10 @@ func (g *Gateway) receiveIdentity(r *http.Request) (authn.Identity, error) {
 	bearer, ok := authn.BearerToken(r)
 	if !ok {
 		if fromCert && r.Header.Get("Authorization") == "" {
-			return certID, g.settleAuth(r, nil)
+			if err := g.settleAuth(r, nil); err != nil {
+				return certID, err
+			}
+			return certID, g.optedOut(certID.ClusterID)
 		}
 		return authn.Identity{}, g.settleAuth(r, newError(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer header (base64 of {\"authorization_token\":...,\"cluster_id\":...})"))
 	}
@@ -666,6 +708,10 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	var invalid error
 	var invalidSeries, invalidSamples int
 	tally := offenderTally{o: g.budgets.offenders}
+	var rules *ruleTally
+	if al != nil {
+		rules = getRuleTally(len(al.Entries))
+	}
 	kept := b.Series[:0]
 	for i := range b.Series {
 		s := &b.Series[i]
@@ -688,16 +734,28 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 				deniedSamples += s.Points()
 				continue
 			}
-		} else if _, ok := al.Match(s.Labels); !ok && g.allowlistDenies(s, shadow, &tally) {
-			deniedSeries++
-			deniedSamples += s.Points()
-			continue
+		} else if e, ok := al.Match(s.Labels); !ok {
+			if g.allowlistDenies(s, shadow, &tally) {
+				deniedSeries++
+				deniedSamples += s.Points()
+				continue
+			}
+		} else {
+			rules.add(e, name, s.Points())
 		}
 		kept = append(kept, *s)
 	}
 	tally.flush()
+	if rules != nil {
+		rules.flush(g.activity, al, id.ClusterID, now)
+	}
 	clear(b.Series[len(kept):])
 	b.Series = kept
+	// The PII guard sees only what the allowlist kept, before stamping.
+	var privacyDropped int
+	if g.opts.Privacy.Enabled() {
+		privacyDropped = g.opts.Privacy.Apply(b).DroppedSamples
+	}
 	// Stamping copies each kept series' labels (plus the cluster ID).
 	if err := t.add(pipelineBytes(b.Series)); err != nil {
 		return 0, forward.Written{}, err
@@ -713,6 +771,9 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	dropped := map[string]int{}
 	if deniedSamples > 0 {
 		dropped["allowlist"] = deniedSamples
+	}
+	if privacyDropped > 0 {
+		dropped[reasonPrivacy] = privacyDropped
 	}
 	for reason := relabel.Reason(0); reason < relabel.NumReasons; reason++ {
 		if n := st.Samples[reason]; n > 0 {
@@ -750,6 +811,9 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 			return 0, written, err
 		}
 		g.metrics.forwarded.Add(float64(b.Points()))
+	}
+	if a := attemptOf(r.Context()); a != nil {
+		a.out.acceptedSeries, a.out.acceptedSamples, a.out.dropped = len(b.Series), b.Points(), dropped
 	}
 	setDroppedHeaders(w.Header(), dropped)
 	setShadowHeaders(w.Header(), shadow)
@@ -818,6 +882,14 @@ type allowlistFilter struct {
 func (g *Gateway) forward(ctx context.Context, clusterID string, series []batch.Series, md []batch.Metadata) (forward.Written, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.opts.MaxRetryTime)
 	defer cancel()
+	start := time.Now()
+	written, err := g.forwardDown(ctx, clusterID, series, md)
+	g.activity.downstreamDone(g.opts.Now(), time.Since(start), err)
+	return written, err
+}
+
+// forwardDown is forward's write downstream.
+func (g *Gateway) forwardDown(ctx context.Context, clusterID string, series []batch.Series, md []batch.Metadata) (forward.Written, error) {
 	if bf, ok := g.opts.Forwarder.(BatchForwarder); ok {
 		if len(series) == 0 {
 			return forward.Written{}, nil // metadata only: not stored
@@ -847,7 +919,7 @@ func setDroppedHeaders(h http.Header, dropped map[string]int) {
 		return
 	}
 	parts := make([]string, 0, len(dropped))
-	for _, reason := range []string{"allowlist", "budget", "relabel", "collision", "too_old", "too_new", "invalid"} {
+	for _, reason := range []string{"allowlist", "privacy", "budget", "relabel", "collision", "too_old", "too_new", "invalid"} {
 		if n := dropped[reason]; n > 0 {
 			parts = append(parts, reason+"="+strconv.Itoa(n))
 		}

@@ -378,6 +378,8 @@ func (p *protection) callGate(src netip.Prefix) authn.CallGate {
 type authAttempt struct {
 	src    netip.Prefix
 	result authResult
+	// out is what the request did, for the console's activity record.
+	out outcome
 }
 
 type authResult uint8

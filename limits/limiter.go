@@ -327,3 +327,14 @@ func (m *MemoryStore) ReserveUpload(_ context.Context, cluster string, interval 
 	release, wait, ok := il.Reserve(cluster, now)
 	return release, wait, ok, nil
 }
+
+// ActiveSeries returns the active series tracked for cluster when the
+// state is in memory; ok is false with a shared store (Redis), whose
+// count this replica does not hold.
+func (l *Limiter) ActiveSeries(cluster string) (n int, ok bool) {
+	m, ok := l.opts.Store.(*MemoryStore)
+	if !ok {
+		return 0, false
+	}
+	return m.Series.Active(cluster), true
+}

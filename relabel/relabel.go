@@ -114,6 +114,11 @@ func (p *Pipeline) ClusterIDLabel() string { return p.opts.ClusterIDLabel }
 // DropLabels returns the labels the pipeline strips.
 func (p *Pipeline) DropLabels() []string { return append([]string(nil), p.opts.DropLabels...) }
 
+// TimestampBounds returns MaxSampleAge and MaxFutureSkew (0: no bound).
+func (p *Pipeline) TimestampBounds() (maxAge, maxFutureSkew time.Duration) {
+	return p.opts.MaxSampleAge, p.opts.MaxFutureSkew
+}
+
 // Scratch is reusable per-request state. The zero value is ready.
 type Scratch struct {
 	seen map[uint64]int

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -33,6 +36,10 @@ type Command struct {
 	version    string
 	configFile string
 	dryRun     bool
+	once       bool
+	printID    bool
+	rotateID   bool
+	stdout     io.Writer // os.Stdout; tests replace it
 	overlay    []func(*client.Config) error
 	webConfig  string // --web.config.file: TLS of --listen
 
@@ -49,7 +56,7 @@ type flagCommander interface {
 }
 
 // Help is the client command's description.
-const Help = "Run the cluster-side client: federate from Prometheus every interval and upload to a telemeter-compatible gateway. " +
+const Help = "Run the client: federate from Prometheus (or read plain metrics endpoints, --from-scrape) every interval and upload to a telemeter-compatible gateway. " +
 	"Flags override the keys of --config.file of the same name (--from-token-file: from_token_file)."
 
 // Action is one runnable command: its full kingpin name (what Parse
@@ -73,21 +80,30 @@ func Register(on flagCommander, version string) (*Command, []Action) {
 }
 
 func registerFlags(on flagCommander) *Command {
-	c := &Command{cmd: on}
+	c := &Command{cmd: on, stdout: os.Stdout}
 	cmd := on
 	cmd.Flag("config.file", "Client configuration file (YAML); its keys are the flag names with _ for -. Flags given override it.").StringVar(&c.configFile)
 	cmd.Flag("web.config.file", "Exporter-toolkit web configuration of --listen: TLS certificate and key, client CA and client_auth_type, basic auth; re-read on every TLS handshake. Empty: plain HTTP.").StringVar(&c.webConfig)
 	cmd.Flag("dry-run", "Federate and transform once, print exactly what would be sent (Prometheus text) and exit. Nothing is uploaded.").BoolVar(&c.dryRun)
+	cmd.Flag("once", "Collect and upload one snapshot, then exit: 0 when it was sent, 1 when not (retryable failures are retried for at most one interval), for cron-style senders. No listener.").BoolVar(&c.once)
+	cmd.Flag("print-id", "Print the installation ID (--id, or the one kept in --state-dir, generated if there is none yet) and exit.").BoolVar(&c.printID)
+	cmd.Flag("rotate-id", "Replace the installation ID kept in --state-dir with a new random UUID, print it and exit (or delete the file: a new one is generated on the next start).").BoolVar(&c.rotateID)
 
 	c.boolFlag("disabled", "Turn telemetry off: nothing is federated or sent; health and metrics still serve.", func(cfg *client.Config, v bool) { cfg.Disabled = v })
-	c.strFlag("id", "The cluster ID, sent to /authorize.", func(cfg *client.Config, v string) { cfg.ID = v })
+	c.strFlag("id", "The cluster (installation) ID, sent to /authorize. Default: a random UUID generated on first start and kept in --state-dir.", func(cfg *client.Config, v string) { cfg.ID = v })
+	c.strFlag("state-dir", "Where the installation ID is kept (file installation-id) when --id is not given. Default: $STATE_DIRECTORY, else $XDG_STATE_HOME/telegate-client, else ~/.local/state/telegate-client, else /var/lib/telegate-client.", func(cfg *client.Config, v string) { cfg.StateDir = v })
 	c.strFlag("from", "The Prometheus base URL to federate from; /federate is appended.", func(cfg *client.Config, v string) { cfg.From = v })
-	c.strFlag("from-token", "A bearer token for Prometheus.", func(cfg *client.Config, v string) { cfg.FromToken = v })
-	c.strFlag("from-token-file", "A file holding the bearer token for Prometheus (re-read on every request).", func(cfg *client.Config, v string) { cfg.FromTokenFile = v })
-	c.strFlag("from-ca-file", "CA bundle to verify Prometheus.", func(cfg *client.Config, v string) { cfg.FromCAFile = v })
-	c.strFlag("from-cert-file", "Client certificate for Prometheus.", func(cfg *client.Config, v string) { cfg.FromCertFile = v })
-	c.strFlag("from-key-file", "Client key for Prometheus.", func(cfg *client.Config, v string) { cfg.FromKeyFile = v })
-	c.durFlag("from-timeout", "Timeout of one federate request; must be below the interval. Default: 30s or half the interval if shorter.", func(cfg *client.Config, v model.Duration) { cfg.FromTimeout = client.Duration(v) })
+	c.listFlag("from-scrape", "Scrape mode: a plain metrics endpoint (OpenMetrics or Prometheus text) to read instead of --from; repeatable. The selectors are applied on the client.", false, func(cfg *client.Config, v []string) { cfg.FromScrape = v })
+	c.strFlag("from-token", "A bearer token for the source (Prometheus or the endpoints).", func(cfg *client.Config, v string) { cfg.FromToken = v })
+	c.strFlag("from-token-file", "A file holding the bearer token for the source (re-read on every request).", func(cfg *client.Config, v string) { cfg.FromTokenFile = v })
+	c.strFlag("from-basic-auth-user", "Basic auth user for the source; needs --from-basic-auth-password-file.", func(cfg *client.Config, v string) { cfg.FromBasicAuthUser = v })
+	c.strFlag("from-basic-auth-password-file", "A file holding the basic auth password for the source (re-read on every request).", func(cfg *client.Config, v string) { cfg.FromBasicAuthPasswordFile = v })
+	c.strFlag("from-ca-file", "CA bundle to verify the source.", func(cfg *client.Config, v string) { cfg.FromCAFile = v })
+	c.strFlag("from-cert-file", "Client certificate for the source.", func(cfg *client.Config, v string) { cfg.FromCertFile = v })
+	c.strFlag("from-key-file", "Client key for the source.", func(cfg *client.Config, v string) { cfg.FromKeyFile = v })
+	c.strFlag("from-server-name", "The server name the source's certificate is verified against (and sent as SNI), if not the URL's host.", func(cfg *client.Config, v string) { cfg.FromServerName = v })
+	c.boolFlag("from-insecure-skip-verify", "Do not verify the source's TLS certificate (testing only).", func(cfg *client.Config, v bool) { cfg.FromInsecureSkipVerify = v })
+	c.durFlag("from-timeout", "Timeout of one federate (or scrape) request; must be below the interval. Default: 30s or half the interval if shorter.", func(cfg *client.Config, v model.Duration) { cfg.FromTimeout = client.Duration(v) })
 	c.strFlag("to", "The gateway base URL; /authorize, /upload and /allowlist are appended.", func(cfg *client.Config, v string) { cfg.To = v })
 	c.strFlag("to-upload", "The upload URL, if not {to}/upload.", func(cfg *client.Config, v string) { cfg.ToUpload = v })
 	c.strFlag("to-authorize", "The authorize URL, if not {to}/authorize.", func(cfg *client.Config, v string) { cfg.ToAuthorize = v })
@@ -101,7 +117,7 @@ func registerFlags(on flagCommander) *Command {
 	c.strFlag("match-file", "A file of series selectors, one per line (# comments).", func(cfg *client.Config, v string) { cfg.MatchFile = v })
 	c.boolFlag("match-from-gateway", "Federate exactly the selectors of the gateway's allowlist (GET {to}/allowlist), fetched every cycle.", func(cfg *client.Config, v bool) { cfg.MatchFromGateway = v })
 	c.durFlag("interval", "How often to federate and upload. Default 4m30s.", func(cfg *client.Config, v model.Duration) { cfg.Interval = client.Duration(v) })
-	c.bytesFlag("limit-bytes", "The maximum size of a federate response (e.g. 204800 or 200KiB). Default 200KiB.", func(cfg *client.Config, v client.Bytes) { cfg.LimitBytes = v })
+	c.bytesFlag("limit-bytes", "The maximum size of a federate response, or of each scraped response (e.g. 204800 or 200KiB). Default 200KiB; 10MiB in scrape mode.", func(cfg *client.Config, v client.Bytes) { cfg.LimitBytes = v })
 	c.mapFlag("rename", "Rename a metric: OLD=NEW; repeatable or comma-separated. Default ALERTS=alerts.", true, func(cfg *client.Config, v map[string]string) { cfg.Rename = v })
 	c.mapFlag("label", "Add a label to every series: NAME=VALUE; repeatable.", false, func(cfg *client.Config, v map[string]string) { cfg.Label = v })
 	c.listFlag("elide-label", "Remove a label from every series; repeatable or comma-separated. Default prometheus_replica.", true, func(cfg *client.Config, v []string) { cfg.ElideLabel = v })
@@ -239,11 +255,41 @@ func (c *Command) inspect(logger log.Logger) error {
 	return client.Inspect(os.Stdout, c.inspectPath, c.inspectIndex)
 }
 
+// identity runs --print-id and --rotate-id.
+func (c *Command) identity(cfg *client.Config) error {
+	if cfg.ID != "" {
+		if c.rotateID {
+			return errors.New("--rotate-id: the ID is set by --id (or id in the config file), not generated; change it there")
+		}
+		fmt.Fprintln(c.stdout, cfg.ID)
+		return nil
+	}
+	dir := cfg.StateDirPath()
+	var id string
+	var err error
+	if c.rotateID {
+		id, err = client.RotateID(dir)
+	} else {
+		id, _, err = client.LoadOrCreateID(dir)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(c.stdout, id)
+	return nil
+}
+
 func (c *Command) run(logger log.Logger) error {
 	client.UserAgent = "telegate-client/" + c.version
 	cfg, err := c.LoadConfig()
 	if err != nil {
 		return err
+	}
+	if c.printID || c.rotateID {
+		return c.identity(cfg)
+	}
+	if c.once && c.dryRun {
+		return errors.New("--once and --dry-run are mutually exclusive (a dry run already runs once)")
 	}
 	if err := web.Validate(c.webConfig); err != nil {
 		return fmt.Errorf("--web.config.file %s: %w", c.webConfig, err)
@@ -257,7 +303,12 @@ func (c *Command) run(logger log.Logger) error {
 	if c.dryRun {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.FromTimeout)+2*time.Duration(cfg.ToTimeout))
 		defer cancel()
-		return cl.DryRun(ctx, os.Stdout)
+		return cl.DryRun(ctx, c.stdout)
+	}
+	if c.once {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return cl.Once(ctx)
 	}
 
 	reload := func() error {

@@ -5,6 +5,8 @@
 // small image (the Dockerfile's client stage).
 //
 //	telegate-client --from=http://prometheus:9090 --to=https://gw --id=ID ...   (run, the default)
+//	telegate-client --from-scrape=http://localhost:8080/metrics --to=https://gw --match-from-gateway [--once] ...
+//	telegate-client --print-id | --rotate-id [--state-dir=DIR]
 //	telegate-client inspect DIR [--index N]
 package main
 

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -31,6 +35,7 @@ import (
 	"github.com/telegate/telegate/gateway"
 	"github.com/telegate/telegate/internal/kitslog"
 	"github.com/telegate/telegate/limits"
+	"github.com/telegate/telegate/privacy"
 	"github.com/telegate/telegate/relabel"
 	"github.com/telegate/telegate/store"
 )
@@ -64,7 +69,7 @@ func registerGateway(app *kingpin.Application) *gatewayCmd {
 	g.cmd = app.Command("gateway", "Run the gateway: /authorize, /upload and /api/v1/receive on the public listener; /metrics, health, /debug/limits (and, when enabled, /-/reload and /debug/pprof) on the internal one.")
 	g.cmd.Flag("config.file", "Gateway configuration file (YAML). Empty: the built-in development config (examples/gateway.yaml).").StringVar(&g.configFile)
 	g.cmd.Flag("web.listen-address", "Public listen address; overrides web.listen_address.").StringVar(&g.listen)
-	g.cmd.Flag("web.internal-listen-address", "Internal listen address (/metrics, health, /debug/limits, /-/reload, /debug/pprof); overrides web.internal_listen_address.").StringVar(&g.internalListen)
+	g.cmd.Flag("web.internal-listen-address", "Internal listen address (the web console at /, /metrics, health, /debug/limits, /-/reload, /debug/pprof); overrides web.internal_listen_address.").StringVar(&g.internalListen)
 	g.cmd.Flag("config.check", "Load and validate the configuration and every file it references, then exit.").BoolVar(&g.printConfigOnly)
 	g.cmd.Flag("web.config.file", "Exporter-toolkit web configuration of the public listener: TLS certificate and key, client CA and client_auth_type (mTLS), min_version, cipher_suites; re-read on every TLS handshake, so rotated certificates apply without a restart. Empty: plain HTTP.").StringVar(&g.webConfigFile)
 	g.cmd.Flag("web.internal-config.file", "Web configuration of the internal listener (/metrics, pprof, health, reload). Default: the same as --web.config.file; set it to \"\" for plain HTTP there.").IsSetByUser(&g.internalWebConfigSet).StringVar(&g.internalWebConfigFile)
@@ -87,6 +92,8 @@ type components struct {
 	issuer        *authn.Signer
 	allowlist     *allowlist.Allowlist
 	allowlistRaw  []byte
+	guard         *privacy.Guard
+	optOuts       *optOuts
 	pipeline      *relabel.Pipeline
 	sender        *forward.Sender
 	limiter       *limits.Limiter
@@ -97,14 +104,21 @@ type components struct {
 }
 
 // build builds the components a config describes, in the order of the
-// data flow (docs/design.md): authentication, allowlist, relabel pipeline,
-// forward sender (not in single-binary mode), budgets.
+// data flow (docs/design.md): authentication, allowlist, PII guard,
+// relabel pipeline, forward sender (not in single-binary mode), budgets.
 func build(c *config.Config, logger log.Logger, reg prometheus.Registerer) (*components, error) {
 	out := &components{}
 	if err := buildAuthn(c, out, reg); err != nil {
 		return nil, err
 	}
 	if err := buildAllowlist(c, out); err != nil {
+		return nil, err
+	}
+	if err := buildPrivacy(c, out, reg); err != nil {
+		return nil, err
+	}
+	var err error
+	if out.optOuts, err = newOptOuts(c, logger, reg); err != nil {
 		return nil, err
 	}
 	out.pipeline = buildPipeline(c)
@@ -167,35 +181,51 @@ func buildAuthn(c *config.Config, out *components, reg prometheus.Registerer) er
 }
 
 // buildIssuer builds the signer of the tokens /authorize issues: from
-// authn.jwt's key files, or an ephemeral key (with a warning).
+// authn.jwt's key files, or an ephemeral key (with a warning), compatible
+// with telemeter-server's tokens as authn.jwt.telemeter_compat says.
 func buildIssuer(c *config.Config, out *components) error {
-	var err error
+	opts := authn.SignerOptions{
+		Expiry: time.Duration(c.Authn.JWT.Expiry),
+		Telemeter: authn.TelemeterCompat{
+			Accept:         c.Authn.JWT.TelemeterCompat.Accept,
+			Issue:          c.Authn.JWT.TelemeterCompat.Issue,
+			PartitionLabel: c.Authn.ClusterIDLabel,
+		},
+	}
+	var keys []authn.Key
 	if f := c.Authn.JWT.SigningKeyFile; f != "" {
-		data, rerr := c.ReadFile(f)
-		if rerr != nil {
-			return fmt.Errorf("authn.jwt.signing_key_file: %w", rerr)
+		data, err := c.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("authn.jwt.signing_key_file: %w", err)
 		}
-		keys, perr := authn.ParseKeysPEM(data)
-		if perr != nil {
-			return fmt.Errorf("authn.jwt.signing_key_file %s: %w", c.Path(f), perr)
+		if keys, err = authn.ParseKeysPEM(data); err != nil {
+			return fmt.Errorf("authn.jwt.signing_key_file %s: %w", c.Path(f), err)
 		}
 		for _, vf := range c.Authn.JWT.VerificationKeyFiles {
-			data, rerr := c.ReadFile(vf)
-			if rerr != nil {
-				return fmt.Errorf("authn.jwt.verification_key_files: %w", rerr)
+			data, err := c.ReadFile(vf)
+			if err != nil {
+				return fmt.Errorf("authn.jwt.verification_key_files: %w", err)
 			}
-			more, perr := authn.ParseKeysPEM(data)
-			if perr != nil {
-				return fmt.Errorf("authn.jwt.verification_key_files %s: %w", c.Path(vf), perr)
+			more, err := authn.ParseKeysPEM(data)
+			if err != nil {
+				return fmt.Errorf("authn.jwt.verification_key_files %s: %w", c.Path(vf), err)
 			}
 			keys = append(keys, more...)
 		}
-		out.issuer, err = authn.NewSigner(keys, time.Duration(c.Authn.JWT.Expiry))
 	} else {
-		out.issuer, err = authn.NewEphemeralSigner(time.Duration(c.Authn.JWT.Expiry))
+		pk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return fmt.Errorf("authn.jwt: generating an ephemeral key: %w", err)
+		}
+		k, err := authn.NewKey(pk)
+		if err != nil {
+			return fmt.Errorf("authn.jwt: %w", err)
+		}
+		keys = []authn.Key{k}
 		out.warnings = append(out.warnings, "authn.jwt.signing_key_file is empty: signing tokens with an ephemeral key; every client must re-authorize after a restart and replicas cannot verify each other's tokens")
 	}
-	if err != nil {
+	var err error
+	if out.issuer, err = authn.NewSignerWithOptions(keys, opts); err != nil {
 		return fmt.Errorf("authn.jwt: %w", err)
 	}
 	return nil
@@ -211,6 +241,60 @@ func buildAllowlist(c *config.Config, out *components) error {
 	out.allowlistRaw = data
 	out.allowlist, err = allowlist.Parse(data, c.Path(c.Allowlist.File))
 	return err
+}
+
+// buildPrivacy builds the PII guard of the privacy section, keyed by
+// privacy.hash_key_file (or a random key, with a warning, when it is empty
+// and an action hashes).
+func buildPrivacy(c *config.Config, out *components, reg prometheus.Registerer) error {
+	o, err := c.Privacy.GuardOptions()
+	if err != nil {
+		return err
+	}
+	// The cluster ID label is stamped after the guard, and the stripped
+	// labels never leave: inspecting them would only count noise.
+	o.ExemptLabels = append(o.ExemptLabels, c.Authn.ClusterIDLabel)
+	o.ExemptLabels = append(o.ExemptLabels, c.Relabel.DropLabels...)
+	o.Registerer = reg
+	if f := c.Privacy.HashKeyFile; f != "" {
+		if o.Key, err = c.ReadFile(f); err != nil {
+			return fmt.Errorf("privacy.hash_key_file: %w", err)
+		}
+		if len(bytes.TrimSpace(o.Key)) < 16 {
+			return fmt.Errorf("privacy.hash_key_file %s: the key must be at least 16 bytes", c.Path(f))
+		}
+	} else {
+		o.Key = make([]byte, 32)
+		if _, err := rand.Read(o.Key); err != nil {
+			return err
+		}
+		if !c.Privacy.Shadow && usesHash(c.Privacy) {
+			out.warnings = append(out.warnings, "privacy.hash_key_file is empty: hashing personal data with a random key; the same value hashes differently after a restart and on each replica")
+		}
+	}
+	out.guard, err = privacy.New(o)
+	if err != nil {
+		return fmt.Errorf("privacy: %w", err)
+	}
+	return nil
+}
+
+// usesHash reports whether any detector's action is hash.
+func usesHash(p config.Privacy) bool {
+	o, _ := p.GuardOptions()
+	for _, a := range o.Actions {
+		if a == privacy.Hash {
+			return true
+		}
+	}
+	for _, m := range o.Metrics {
+		for _, a := range m {
+			if a == privacy.Hash {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // buildPipeline builds the relabel stage: strip, stamp, validate, dedupe.
@@ -260,7 +344,12 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 	if comp.overrides != nil {
 		reloader.alsoReload(comp.overrides.Reload)
 	}
-	listeners := g.listeners(c, gw, reloader, down.queryAPI, logger, reg)
+	reloader.alsoReload(comp.optOuts.Reload)
+	con, err := g.newConsole(c, gw, down.spool)
+	if err != nil {
+		return err
+	}
+	listeners := g.listeners(c, gw, reloader, down.queryAPI, con, comp.optOuts.register, logger, reg)
 
 	var gr run.Group
 	if err := addServers(&gr, c, listeners, gw, logger); err != nil {
@@ -270,6 +359,10 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 	// the allowlist and the budget overrides.
 	addSignalActor(&gr, logger, func() { reloader.Reload("SIGHUP") })
 	addAllowlistWatch(&gr, c, reloader)
+	if iv := time.Duration(c.Allowlist.WatchInterval); iv > 0 && comp.optOuts.path != "" {
+		ctx, cancel := context.WithCancel(context.Background())
+		gr.Add(func() error { return comp.optOuts.watch(ctx, iv) }, func(error) { cancel() })
+	}
 	addOverridesReload(&gr, c, comp)
 	if comp.redis != nil {
 		pingRedis(c, comp.redis, logger)
@@ -384,6 +477,8 @@ func newGateway(c *config.Config, comp *components, forwarder gateway.Forwarder,
 		Authenticator: comp.authenticator,
 		Issuer:        comp.issuer,
 		Allowlist:     comp.allowlist,
+		Privacy:       comp.guard,
+		OptOuts:       &comp.optOuts.set,
 		Pipeline:      comp.pipeline,
 		Forwarder:     forwarder,
 		// Split below the downstream's size limit (forward.max_request_bytes).
@@ -436,13 +531,13 @@ type listener struct {
 }
 
 // listeners are the web servers: public (the gateway), internal
-// (metrics, health, debug, reload) and, in single-binary mode with
+// (metrics, health, debug, reload, the console at /) and, in single-binary mode with
 // storage.query.listen_address, the query API's own.
-func (g *gatewayCmd) listeners(c *config.Config, gw *gateway.Gateway, reloader *allowlistReloader, queryAPI *store.API, logger log.Logger, reg *prometheus.Registry) []listener {
+func (g *gatewayCmd) listeners(c *config.Config, gw *gateway.Gateway, reloader *allowlistReloader, queryAPI *store.API, console, optOutAPI func(*http.ServeMux), logger log.Logger, reg *prometheus.Registry) []listener {
 	internal := newInternalMux(internalOptions{
 		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Reload:          reloader,
-		Register:        []func(*http.ServeMux){gw.RegisterHealth, gw.RegisterDebug},
+		Register:        []func(*http.ServeMux){gw.RegisterHealth, gw.RegisterDebug, optOutAPI, console},
 		EnableLifecycle: g.enableLifecycle,
 		EnablePprof:     g.enablePprof,
 	})

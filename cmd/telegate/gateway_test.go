@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -102,5 +105,66 @@ func TestAuthorizerMaxConcurrentWired(t *testing.T) {
 	}
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("authorizer calls: %d, want 1", n)
+	}
+}
+
+// authn.jwt.telemeter_compat and authn.cluster_id_label reach the signer,
+// with a signing key file and with an ephemeral key.
+func TestTelemeterCompatWired(t *testing.T) {
+	dir := t.TempDir()
+	key, err := os.ReadFile("../../authn/testdata/telemeter/shared-key.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct{ name, data string }{{"allowlist.yaml", "matches: []\n"}, {"key.pem", string(key)}, {"tokens.yaml", "tokens: []\n"}} {
+		if err := os.WriteFile(filepath.Join(dir, f.name), []byte(f.data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, tc := range map[string]struct {
+		jwt       string
+		want      authn.TelemeterCompat
+		wantIssue string
+	}{
+		"defaults":      {jwt: "{signing_key_file: key.pem}", want: authn.TelemeterCompat{Accept: true, Issue: true, PartitionLabel: "cluster_id"}, wantIssue: authn.TelemeterIssuer},
+		"ephemeral":     {jwt: "{}", want: authn.TelemeterCompat{Accept: true, Issue: true, PartitionLabel: "cluster_id"}, wantIssue: authn.TelemeterIssuer},
+		"accept only":   {jwt: "{signing_key_file: key.pem, telemeter_compat: {issue: false}}", want: authn.TelemeterCompat{Accept: true, PartitionLabel: "cluster_id"}, wantIssue: authn.TokenIssuer},
+		"telegate only": {jwt: "{telemeter_compat: {accept: false, issue: false}}", want: authn.TelemeterCompat{PartitionLabel: "cluster_id"}, wantIssue: authn.TokenIssuer},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := "authn:\n  cluster_id_label: cluster_id\n  jwt: " + tc.jwt + "\n" +
+				"allowlist: {file: allowlist.yaml}\nforward:\n  url: http://127.0.0.1:1/api/v1/write\n  spool: {enabled: false}\n"
+			if err := os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := config.LoadFile(filepath.Join(dir, "gateway.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			comp, err := build(c, log.NewNopLogger(), prometheus.NewRegistry())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := comp.issuer.Telemeter(); got != tc.want {
+				t.Fatalf("signer compat %+v, want %+v", got, tc.want)
+			}
+			tok, _, err := comp.issuer.Issue(authn.Identity{ClusterID: "c1", Labels: map[string]string{"cluster_id": "c1"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			payload, err := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			var claims struct {
+				Iss string `json:"iss"`
+			}
+			if err := json.Unmarshal(payload, &claims); err != nil || claims.Iss != tc.wantIssue {
+				t.Fatalf("issued token's iss %q (%v), want %q", claims.Iss, err, tc.wantIssue)
+			}
+			if id, err := comp.issuer.Verify(tok); err != nil || id.ClusterID != "c1" {
+				t.Fatalf("the gateway refuses its own token: %+v %v", id, err)
+			}
+		})
 	}
 }

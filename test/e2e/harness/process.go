@@ -236,6 +236,20 @@ func (p *Process) Kill() {
 	<-done
 }
 
+// Signal sends sig to the current run (e.g. SIGSTOP and SIGCONT to stall
+// it, SIGHUP to reload); a run that has exited is left alone.
+func (p *Process) Signal(sig os.Signal) error {
+	p.opMu.Lock()
+	defer p.opMu.Unlock()
+	cmd, done := p.state()
+	select {
+	case <-done:
+		return fmt.Errorf("%s has exited", p.opts.Name)
+	default:
+	}
+	return cmd.Process.Signal(sig)
+}
+
 // Restart stops the process (if it is still running) and starts it again
 // with the same binary, arguments, environment and working directory. It
 // fails the test if the new run cannot be started.

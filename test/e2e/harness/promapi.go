@@ -114,6 +114,29 @@ func (a *PromAPI) query(ctx context.Context, params url.Values) (model.Vector, e
 	}
 }
 
+// QueryMatrixErr runs an instant query whose result is a range vector
+// (e.g. `metric[10m]`): the raw samples as stored, one stream per series.
+// Against Thanos Query without --query.replica-label each receiver's copy
+// is a series of its own (its replica label differs): nothing is
+// deduplicated.
+func (a *PromAPI) QueryMatrixErr(ctx context.Context, promql string) (model.Matrix, error) {
+	var data struct {
+		ResultType model.ValueType `json:"resultType"`
+		Result     json.RawMessage `json:"result"`
+	}
+	if err := a.get(ctx, "/api/v1/query", url.Values{"query": {promql}}, &data); err != nil {
+		return nil, err
+	}
+	if data.ResultType != model.ValMatrix {
+		return nil, fmt.Errorf("query %q returned a %s, want a matrix", promql, data.ResultType)
+	}
+	var m model.Matrix
+	if err := json.Unmarshal(data.Result, &m); err != nil {
+		return nil, fmt.Errorf("decoding matrix: %w", err)
+	}
+	return m, nil
+}
+
 // Query runs an instant query and fails the test on any error.
 func (a *PromAPI) Query(t testing.TB, promql string) model.Vector {
 	t.Helper()

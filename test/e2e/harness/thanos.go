@@ -2,8 +2,10 @@ package harness
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -56,15 +58,29 @@ type ThanosReceive struct {
 // stopped when the test ends.
 func StartThanosReceive(t testing.TB, opts ThanosReceiveOptions) *ThanosReceive {
 	t.Helper()
+	r := newThanosReceive(t, opts, FreeAddr(t))
+	r.start(t, opts, `--label=receive_replica="0"`)
+	r.proc.WaitHTTP("http://"+r.http+"/-/ready", r.deadline)
+	return r
+}
+
+// newThanosReceive picks Receive's other ports and its directory.
+func newThanosReceive(t testing.TB, opts ThanosReceiveOptions, grpc string) *ThanosReceive {
+	if opts.StartTimeout <= 0 {
+		opts.StartTimeout = 60 * time.Second
+	}
+	return &ThanosReceive{t: t, http: FreeAddr(t), grpc: grpc, rw: FreeAddr(t), dir: t.TempDir(), deadline: opts.StartTimeout}
+}
+
+// start runs `thanos receive` with the common flags, then args, then
+// opts.ExtraArgs; it does not wait.
+func (r *ThanosReceive) start(t testing.TB, opts ThanosReceiveOptions, args ...string) {
+	t.Helper()
 	bin := ThanosBinary(t)
 	if opts.Name == "" {
 		opts.Name = "thanos-receive"
 	}
-	if opts.StartTimeout <= 0 {
-		opts.StartTimeout = 60 * time.Second
-	}
-	r := &ThanosReceive{t: t, http: FreeAddr(t), grpc: FreeAddr(t), rw: FreeAddr(t), dir: t.TempDir(), deadline: opts.StartTimeout}
-	args := []string{
+	all := []string{
 		"receive",
 		"--log.level=info",
 		"--http-address=" + r.http,
@@ -75,13 +91,98 @@ func StartThanosReceive(t testing.TB, opts ThanosReceiveOptions) *ThanosReceive 
 		"--receive.capnproto-address=" + FreeAddr(t),
 		"--tsdb.path=" + filepath.Join(r.dir, "tsdb"),
 		"--tsdb.retention=1d",
-		`--label=receive_replica="0"`,
 	}
-	args = append(args, opts.ExtraArgs...)
-	r.proc = StartProcess(t, ProcessOptions{Name: opts.Name, Binary: bin, Args: args, Dir: r.dir})
-	r.proc.WaitHTTP("http://"+r.http+"/-/ready", opts.StartTimeout)
-	return r
+	all = append(all, args...)
+	all = append(all, opts.ExtraArgs...)
+	r.proc = StartProcess(t, ProcessOptions{Name: opts.Name, Binary: bin, Args: all, Dir: r.dir})
 }
+
+// ThanosHashringOptions configure StartThanosHashring.
+type ThanosHashringOptions struct {
+	// Receivers is the number of Receive nodes; default 3.
+	Receivers int
+	// ReplicationFactor is --receive.replication-factor; default
+	// Receivers. Thanos' write quorum is ReplicationFactor/2+1.
+	ReplicationFactor int
+	// ExtraArgs are appended to every receiver's command line (e.g.
+	// --tsdb.out-of-order.time-window=1h).
+	ExtraArgs []string
+	// StartTimeout bounds each receiver's wait for /-/ready; default 60s.
+	StartTimeout time.Duration
+}
+
+// ThanosHashring is a set of Receive nodes sharing one hashring (one
+// hashring JSON file naming their gRPC addresses): any of them takes
+// remote write and forwards each series to ReplicationFactor nodes. Node
+// i carries the external label receive_replica="i", so the same sample
+// stored by several nodes is several raw samples to Query (without
+// deduplication).
+type ThanosHashring struct {
+	// Receivers are the nodes, in hashring order.
+	Receivers         []*ThanosReceive
+	replicationFactor int
+}
+
+// StartThanosHashring starts opts.Receivers Receive nodes in one hashring
+// and waits until all are ready. They are stopped when the test ends.
+func StartThanosHashring(t testing.TB, opts ThanosHashringOptions) *ThanosHashring {
+	t.Helper()
+	if opts.Receivers <= 0 {
+		opts.Receivers = 3
+	}
+	if opts.ReplicationFactor <= 0 {
+		opts.ReplicationFactor = opts.Receivers
+	}
+	grpcs := make([]string, opts.Receivers)
+	for i := range grpcs {
+		grpcs[i] = FreeAddr(t)
+	}
+	ring, err := json.Marshal([]map[string]any{{"hashring": "default", "endpoints": grpcs}})
+	if err != nil {
+		t.Fatalf("harness: hashring json: %v", err)
+	}
+	ringFile := filepath.Join(t.TempDir(), "hashrings.json")
+	if err := os.WriteFile(ringFile, ring, 0o600); err != nil {
+		t.Fatalf("harness: writing hashring file: %v", err)
+	}
+	h := &ThanosHashring{replicationFactor: opts.ReplicationFactor}
+	for i, g := range grpcs {
+		ro := ThanosReceiveOptions{Name: fmt.Sprintf("thanos-receive-%d", i), ExtraArgs: opts.ExtraArgs, StartTimeout: opts.StartTimeout}
+		r := newThanosReceive(t, ro, g)
+		r.start(t, ro,
+			fmt.Sprintf(`--label=receive_replica="%d"`, i),
+			"--receive.hashrings-file="+ringFile,
+			"--receive.local-endpoint="+g,
+			fmt.Sprintf("--receive.replication-factor=%d", opts.ReplicationFactor),
+		)
+		h.Receivers = append(h.Receivers, r)
+	}
+	for _, r := range h.Receivers {
+		r.proc.WaitHTTP("http://"+r.http+"/-/ready", r.deadline)
+	}
+	return h
+}
+
+// GRPCAddrs are the nodes' store API addresses (for Thanos Query).
+func (h *ThanosHashring) GRPCAddrs() []string {
+	out := make([]string, len(h.Receivers))
+	for i, r := range h.Receivers {
+		out[i] = r.GRPCAddr()
+	}
+	return out
+}
+
+// RemoteWriteURLs are the nodes' remote write endpoints.
+func (h *ThanosHashring) RemoteWriteURLs() []string {
+	out := make([]string, len(h.Receivers))
+	for i, r := range h.Receivers {
+		out[i] = r.RemoteWriteURL()
+	}
+	return out
+}
+
+// ReplicationFactor is how many nodes store each sample.
+func (h *ThanosHashring) ReplicationFactor() int { return h.replicationFactor }
 
 // RemoteWriteURL is where Receive takes remote write 1.0.
 func (r *ThanosReceive) RemoteWriteURL() string { return "http://" + r.rw + "/api/v1/receive" }
@@ -185,6 +286,25 @@ func CheckThanosReadPath(t testing.TB, r *ThanosReceive, q *ThanosQuery, timeout
 		t.Fatalf("harness: remote write to thanos receive: %d %s %v", code, body, err)
 	}
 	q.QueryEventually(t, name, func(v model.Vector) bool { return len(v) == 1 }, timeout)
+}
+
+// CheckThanosHashringReadPath is CheckThanosReadPath for a hashring: one
+// sample written to its first node is returned by Query once per replica
+// (ReplicationFactor raw copies, no deduplication).
+func CheckThanosHashringReadPath(t testing.TB, h *ThanosHashring, q *ThanosQuery, timeout time.Duration) {
+	t.Helper()
+	name := fmt.Sprintf("harness_read_path_probe_%d", time.Now().UnixNano())
+	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+		Labels:  []prompb.Label{{Name: "__name__", Value: name}},
+		Samples: []prompb.Sample{{Value: 1, Timestamp: time.Now().UnixMilli()}},
+	}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	code, body, _, err := RemoteWrite(ctx, h.Receivers[0].RemoteWriteURL(), "", req)
+	if err != nil || code/100 != 2 {
+		t.Fatalf("harness: remote write to the thanos hashring: %d %s %v", code, body, err)
+	}
+	q.QueryEventually(t, name, Len(h.replicationFactor), timeout)
 }
 
 // Ready reports whether url answers 200 now.

@@ -1,0 +1,150 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/telegate/telegate/privacy"
+	"github.com/telegate/telegate/test/e2e/harness"
+)
+
+// The PII guard runs on what the allowlist kept, before stamping: values
+// found are hashed (or the series dropped, counted as reason privacy),
+// stripped labels and the cluster ID are not its business.
+func TestPrivacyGuardOnIngest(t *testing.T) {
+	guard, err := privacy.New(privacy.Options{
+		Actions:      privacy.Defaults(),
+		Metrics:      map[string]map[privacy.Detector]privacy.Action{"rpc_duration_seconds": {privacy.Email: privacy.Drop}},
+		Key:          []byte("0123456789abcdef"),
+		ExemptLabels: []string{"_id", "instance", "pod"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(o *Options) { o.Privacy = guard })
+	ms := f.now.UnixMilli()
+	status, body, hdr := f.write(t, harness.CompositeToken("dev", "c1"),
+		ts(1, ms, "__name__", "cluster_version", "instance", "10.0.0.1:9090", "owner", "alice@example.com", "type", "current"),
+		ts(2, ms, "__name__", "rpc_duration_seconds", "user", "bob@example.com"),
+		ts(3, ms, "__name__", "rpc_duration_seconds", "user", "nobody"),
+	)
+	if status != http.StatusNoContent {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	got := strings.Join(f.fwd.series(), "\n")
+	if strings.Contains(got, "@example.com") || !strings.Contains(got, "owner=pii:email:") {
+		t.Fatalf("forwarded\n%s", got)
+	}
+	if !strings.Contains(got, "user=nobody") || strings.Count(got, "rpc_duration_seconds") != 1 {
+		t.Fatalf("per-metric drop: forwarded\n%s", got)
+	}
+	if d := hdr.Get("X-Telegate-Dropped-Samples"); d != "privacy=1" {
+		t.Fatalf("dropped header %q", d)
+	}
+}
+
+// BenchmarkReceivePrivacy is BenchmarkReceive with every PII detector on
+// (hash), measured against the same gateway without the guard in the same
+// run: blocks of requests alternate between the two. It reports the
+// guard's share of the ingest path's CPU (target under 10%).
+func BenchmarkReceivePrivacy(b *testing.B) {
+	var all [privacy.NumDetectors]privacy.Action
+	for d := range all {
+		all[d] = privacy.Hash
+	}
+	guard, err := privacy.New(privacy.Options{Actions: all, Key: []byte("0123456789abcdef"),
+		HostnameSuffixes: []string{"corp.example.com"}, ExemptLabels: []string{"_id", "instance", "pod", "prometheus_replica"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := benchPayload()
+	if os.Getenv("PRIVACY_BASELINE") != "" {
+		guard = nil // both sides without the guard: the method's own noise
+	}
+	on := newBenchGatewayWith(b, staticAuth(b), time.Now, p.allowlist, func(o *Options) { o.Privacy = guard })
+	off := newBenchGatewayWith(b, staticAuth(b), time.Now, p.allowlist)
+	rq := receiveRequest(p)
+	w := &discardWriter{h: http.Header{}}
+	wantDropped := "allowlist=" + itoa(p.spec.Series()/2)
+	for range 10 {
+		serveOnce(b, on.h, w, rq.rewind(), http.StatusNoContent, wantDropped)
+		serveOnce(b, off.h, w, rq.rewind(), http.StatusNoContent, wantDropped)
+	}
+	const block = 16
+	var cpuOn, cpuOff time.Duration
+	n := 0
+	b.ResetTimer()
+	for b.Loop() {
+		h := on.h
+		if (n/block)%2 == 1 {
+			h = off.h
+		}
+		start := cpuTime()
+		w.reset()
+		h.ServeHTTP(w, rq.rewind())
+		if (n/block)%2 == 1 {
+			cpuOff += cpuTime() - start
+		} else {
+			cpuOn += cpuTime() - start
+		}
+		if w.code != http.StatusNoContent {
+			b.Fatalf("status %d", w.code)
+		}
+		n++
+	}
+	if cpuOff <= 0 || cpuOn <= 0 {
+		return
+	}
+	nOn := float64((n + block) / (2 * block) * block) // requests in "on" blocks, about
+	nOff := float64(n) - nOn
+	perOn, perOff := cpuOn.Seconds()/nOn, cpuOff.Seconds()/nOff
+	b.ReportMetric(float64(p.spec.Series())/perOn, "samples/cpu-s")
+	b.ReportMetric(100*(perOn-perOff)/perOn, "%privacy")
+}
+
+// An opted-out installation is refused with 403 opted_out on every path
+// once its credentials are accepted (a token issued before the opt-out
+// included); others are not affected, and a reload takes it back.
+func TestOptedOutInstallation(t *testing.T) {
+	var opt privacy.OptOuts
+	f := newFixture(t, func(o *Options) { o.OptOuts = &opt })
+	ctx := context.Background()
+	jwt, _, status, err := harness.Authorize(ctx, f.srv.URL, "dev", "c1")
+	if err != nil || status != http.StatusOK {
+		t.Fatalf("authorize: %d %v", status, err)
+	}
+	opt.Set([]privacy.OptOut{{ID: "c1"}}, time.Now())
+	ms := f.now.UnixMilli()
+	status, body, _ := f.write(t, harness.CompositeToken("dev", "c1"), ts(1, ms, "__name__", "cluster_version"))
+	if status != http.StatusForbidden || !strings.Contains(body, `"reason":"opted_out"`) {
+		t.Fatalf("remote write: %d %s", status, body)
+	}
+	if _, _, status, _ := harness.Authorize(ctx, f.srv.URL, "dev", "c1"); status != http.StatusForbidden {
+		t.Fatalf("authorize: %d", status)
+	}
+	status, body, _, _ = harness.Upload(ctx, f.srv.URL, jwt, []*dto.MetricFamily{gauge("cluster_version", 1)})
+	if status != http.StatusForbidden || !strings.Contains(body, "opted_out") {
+		t.Fatalf("upload with an earlier token: %d %s", status, body)
+	}
+	// A wrong token is still a 401: the opt-out says nothing without
+	// credentials.
+	if status, _, _ := f.write(t, harness.CompositeToken("nope", "c1"), ts(1, ms, "__name__", "cluster_version")); status != http.StatusUnauthorized {
+		t.Fatalf("bad token: %d", status)
+	}
+	if status, body, _ := f.write(t, harness.CompositeToken("dev", "c2"), ts(1, ms, "__name__", "cluster_version")); status != http.StatusNoContent {
+		t.Fatalf("another installation: %d %s", status, body)
+	}
+	if n := len(f.fwd.series()); n != 1 {
+		t.Fatalf("%d series forwarded, want c2's only", n)
+	}
+	opt.Set(nil, time.Now())
+	if status, body, _ := f.write(t, harness.CompositeToken("dev", "c1"), ts(1, ms, "__name__", "cluster_version")); status != http.StatusNoContent {
+		t.Fatalf("after opting back in: %d %s", status, body)
+	}
+}
