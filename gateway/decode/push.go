@@ -2,6 +2,7 @@ package decode
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -152,7 +153,7 @@ func DecodePushBody(dst, src []byte, enc PushEncoding, maxDecoded int, reserve R
 			return dst[:0], re.err
 		}
 		if err != nil {
-			if de := (*Error)(nil); asError(err, &de) {
+			if de := (*Error)(nil); errors.As(err, &de) {
 				return dst[:0], de
 			}
 			return dst[:0], BadRequest("gzip: %v", err)
@@ -181,14 +182,6 @@ func DecodePushBody(dst, src []byte, enc PushEncoding, maxDecoded int, reserve R
 		return DecodeBlock(dst, src, maxDecoded)
 	}
 	return ReadAllCapped(dst, bytes.NewReader(src), maxDecoded, reserve)
-}
-
-func asError(err error, target **Error) bool {
-	e, ok := err.(*Error)
-	if ok {
-		*target = e
-	}
-	return ok
 }
 
 // TextBudget is the MaxBatchBytes of a text or OpenMetrics push whose

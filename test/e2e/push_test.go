@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/push"
 	"github.com/prometheus/common/model"
 
 	"github.com/telegate/telegate/test/e2e/harness"
@@ -140,8 +142,9 @@ func sameQuantile(t *testing.T, where string, v model.Vector, want float64) {
 }
 
 // TestPushInstallerHistogramToPrometheus: the installer histogram pushed
-// as text (with curl, to /metrics/v1/push) and as OpenMetrics (to the
-// Pushgateway path form) through the gateway into a stock Prometheus'
+// as text (with curl, to /metrics/v1/push), as OpenMetrics (to the
+// Pushgateway path form) and by client_golang's push helper through the
+// gateway into a stock Prometheus'
 // remote-write receiver gives the histogram_quantile a Prometheus
 // scraping the same exposition directly gives, every bucket stamped with
 // the pushing service's _id.
@@ -172,6 +175,18 @@ func TestPushInstallerHistogramToPrometheus(t *testing.T) {
 	// _created is kept (the allowlist takes it).
 	down.QueryEventually(t, `assisted_installer_cluster_installation_minutes_created{job="openmetrics"}`, harness.Len(1), 10*time.Second)
 
+	// client_golang's push helper, unchanged (delimited protobuf, PUT to
+	// the path form): the same buckets, observed.
+	pushWithClientGolang(t, gw.url, tok)
+	down.QueryEventually(t, `assisted_installer_cluster_installation_minutes_count{job="client-golang"}`, harness.Len(1), 30*time.Second)
+	sameQuantile(t, "client_golang push", down.Query(t, `histogram_quantile(0.5, sum by (le) (assisted_installer_cluster_installation_minutes_bucket{job="client-golang"}))`), want)
+	// The three pushes name their buckets alike (le="1.0"): summed, still
+	// 61 buckets and the same median.
+	sameQuantile(t, "three pushes", down.Query(t, installerQuantile), want)
+	if v := down.Query(t, `count(sum by (le) (assisted_installer_cluster_installation_minutes_bucket))`); len(v) != 1 || v[0].Value != 61 {
+		t.Fatalf("buckets named differently across formats: %v", v)
+	}
+
 	// Malformed text is refused with its line and nothing arrives.
 	if code := pushWithCurl(t, gw.url+"/metrics/job/broken", tok, "text/plain; version=0.0.4", "assisted_installer_ok 1\nassisted_installer_bad{ 1\n"); code != http.StatusBadRequest {
 		t.Fatalf("malformed push: %d", code)
@@ -181,7 +196,27 @@ func TestPushInstallerHistogramToPrometheus(t *testing.T) {
 	}
 }
 
-// TestPushInstallerHistogramToEmbeddedStore: the same pushes into the
+// pushWithClientGolang observes the installer histogram's buckets (2i-1
+// installations of i minutes, for i from 1 to 60: i*i at le=i) and pushes
+// it with client_golang's push helper as job "client-golang".
+func pushWithClientGolang(t *testing.T, url, bearer string) {
+	t.Helper()
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "assisted_installer_cluster_installation_minutes",
+		Help:    "Minutes an installation took.",
+		Buckets: prometheus.LinearBuckets(1, 1, 60),
+	})
+	for i := 1; i <= 60; i++ {
+		for range 2*i - 1 {
+			h.Observe(float64(i))
+		}
+	}
+	err := push.New(url, "client-golang").Collector(h).
+		Header(http.Header{"Authorization": {"Bearer " + bearer}}).Push()
+	must(t, err)
+}
+
+// TestPushInstallerHistogramToEmbeddedStore: the same three pushes into the
 // single binary's embedded TSDB give the same answer.
 func TestPushInstallerHistogramToEmbeddedStore(t *testing.T) {
 	want := directQuantile(t)
@@ -195,7 +230,9 @@ func TestPushInstallerHistogramToEmbeddedStore(t *testing.T) {
 		t.Fatalf("OpenMetrics push: %d", code)
 	}
 	sameQuantile(t, "embedded, OpenMetrics push", gw.query.Query(t, `histogram_quantile(0.5, sum by (le) (assisted_installer_cluster_installation_minutes_bucket{job="openmetrics",_id="installer-service"}))`), want)
-	sameQuantile(t, "embedded, both pushes", gw.query.Query(t, installerQuantile), want)
+	pushWithClientGolang(t, gw.url, tok)
+	sameQuantile(t, "embedded, client_golang push", gw.query.Query(t, `histogram_quantile(0.5, sum by (le) (assisted_installer_cluster_installation_minutes_bucket{job="client-golang"}))`), want)
+	sameQuantile(t, "embedded, three pushes", gw.query.Query(t, installerQuantile), want)
 	if strings.Contains(gw.Stderr(), "level=error") {
 		t.Fatalf("errors logged:\n%s", gw.Stderr())
 	}
