@@ -366,7 +366,11 @@ func TestScaleOutUnderFaults(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("spools still hold %v objects", pending)
+			var conflicts []float64
+			for _, g := range gws {
+				conflicts = append(conflicts, metricOf(g, "telegate_spool_replay_conflicts_total"))
+			}
+			t.Fatalf("spools still hold %v objects; replay conflicts (out of order) by gateway %v", pending, conflicts)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
