@@ -381,6 +381,9 @@ func TestScaleOutUnderFaults(t *testing.T) {
 		if d := metricOf(g, "telegate_spool_dead_objects"); d != 0 {
 			t.Errorf("gateway %d dead-lettered %v objects", i, d)
 		}
+		if c := metricOf(g, "telegate_spool_replay_conflicts_total"); c != 0 {
+			t.Errorf("gateway %d: %v replays refused as out of order despite the receivers' window", i, c)
+		}
 	}
 
 	window := time.Since(f.start) + 2*time.Minute
