@@ -366,7 +366,11 @@ func TestScaleOutUnderFaults(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("spools still hold %v objects", pending)
+			var conflicts []float64
+			for _, g := range gws {
+				conflicts = append(conflicts, metricOf(g, "telegate_spool_replay_conflicts_total"))
+			}
+			t.Fatalf("spools still hold %v objects; replay conflicts (out of order) by gateway %v", pending, conflicts)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
@@ -376,6 +380,9 @@ func TestScaleOutUnderFaults(t *testing.T) {
 			metricOf(g, "telegate_spool_dead_objects"), metricOf(g, "telegate_spool_writes_total", "result", "ok"))
 		if d := metricOf(g, "telegate_spool_dead_objects"); d != 0 {
 			t.Errorf("gateway %d dead-lettered %v objects", i, d)
+		}
+		if c := metricOf(g, "telegate_spool_replay_conflicts_total"); c != 0 {
+			t.Errorf("gateway %d: %v replays refused as out of order despite the receivers' window", i, c)
 		}
 	}
 

@@ -1,7 +1,9 @@
 // Package harness is the tooling for telegate's end-to-end tests: it starts
 // real processes on 127.0.0.1 (Prometheus, Debian's 2.42 or the pinned
-// Prometheus 3 of Prometheus3Binary; Thanos; and telegate itself built
-// from this module), speaks the wire protocols a cluster speaks
+// Prometheus 3 of Prometheus3Binary; Thanos, one Receive or a hashring of
+// several with a replication factor, and Query; Redis; HAProxy; and
+// telegate itself built from this module), signals them (Kill, Signal for
+// SIGSTOP/SIGCONT, HAProxy's reload), speaks the wire protocols a cluster speaks
 // (telemeter /authorize and /upload, Prometheus remote write 1.0), and reads
 // results back from the real store with PromQL.
 //
