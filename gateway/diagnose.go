@@ -2,12 +2,14 @@ package gateway
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/telegate/telegate/allowlist"
 	"github.com/telegate/telegate/batch"
+	"github.com/telegate/telegate/privacy"
 	"github.com/telegate/telegate/relabel"
 )
 
@@ -88,7 +90,7 @@ func (g *Gateway) Diagnose(cluster string, series [][]batch.Label) *Diagnosis {
 		m := &d.Report.Metrics[i]
 		md := MetricDiagnosis{Name: m.Name, Series: m.Series}
 		md.Stages = append(md.Stages, authn, g.allowlistStage(m, d.Report.File))
-		md.Stages = append(md.Stages, strippingStage(m, drop), personalStage(m))
+		md.Stages = append(md.Stages, strippingStage(m, drop), personalStage(m), g.guardStage(byName[m.Name], drop))
 		md.Stages = append(md.Stages, g.pipelineStages(cluster, byName[m.Name], al, now)...)
 		md.Stages = append(md.Stages, budgets)
 		md.Verdict, md.Summary = summarize(md.Stages)
@@ -170,6 +172,44 @@ func personalStage(m *allowlist.MetricReport) Stage {
 		return Stage{Name: "personal data", Verdict: VerdictPass, Detail: "no label name suggests personal data"}
 	}
 	return Stage{Name: "personal data", Verdict: VerdictWarn, Detail: "label names that suggest personal data: " + strings.Join(m.PersonalData, ", ")}
+}
+
+// guardStage says what the PII guard does to the metric's series: the
+// values it finds, by label and detector, and its action (Guard.Inspect,
+// the guard's own detectors). Stripped labels are not its business.
+func (g *Gateway) guardStage(series [][]batch.Label, drop []string) Stage {
+	st := Stage{Name: "PII guard", Verdict: VerdictPass}
+	if !g.opts.Privacy.Enabled() {
+		st.Detail = "off"
+		return st
+	}
+	seen := map[string]bool{}
+	var found []string
+	dropped := false
+	for _, ls := range series {
+		for _, f := range g.opts.Privacy.Inspect(ls) {
+			if slices.Contains(drop, f.Label) {
+				continue
+			}
+			k := fmt.Sprintf("%s: %s (%s)", f.Label, f.Detector, f.Action)
+			if !seen[k] {
+				seen[k] = true
+				found = append(found, k)
+			}
+			dropped = dropped || f.Action == privacy.Drop
+		}
+	}
+	switch {
+	case len(found) == 0:
+		st.Detail = "no label value looks like personal data"
+	case dropped:
+		st.Verdict = VerdictDrop
+		st.Detail = "series with personal data are dropped: " + strings.Join(found, "; ")
+	default:
+		st.Verdict = VerdictWarn
+		st.Detail = "label values that look like personal data are replaced: " + strings.Join(found, "; ")
+	}
+	return st
 }
 
 // pipelineStages runs the relabel pipeline on a copy of the metric's

@@ -10,6 +10,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/telegate/telegate/batch"
 	"github.com/telegate/telegate/privacy"
 	"github.com/telegate/telegate/test/e2e/harness"
 )
@@ -146,5 +147,34 @@ func TestOptedOutInstallation(t *testing.T) {
 	opt.Set(nil, time.Now())
 	if status, body, _ := f.write(t, harness.CompositeToken("dev", "c1"), ts(1, ms, "__name__", "cluster_version")); status != http.StatusNoContent {
 		t.Fatalf("after opting back in: %d %s", status, body)
+	}
+}
+
+// The console's "why is my metric not arriving?" shows the PII guard's
+// verdict with the guard's own detectors.
+func TestDiagnoseShowsPIIGuard(t *testing.T) {
+	guard, err := privacy.New(privacy.Options{Actions: privacy.Defaults(), Key: []byte("0123456789abcdef"),
+		Metrics: map[string]map[privacy.Detector]privacy.Action{"rpc_duration_seconds": {privacy.Email: privacy.Drop}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(o *Options) { o.Privacy = guard })
+	d := f.gw.Diagnose("c1", [][]batch.Label{
+		{{Name: "__name__", Value: "cluster_version"}, {Name: "owner", Value: "alice@example.com"}, {Name: "instance", Value: "10.0.0.1:9090"}},
+		{{Name: "__name__", Value: "rpc_duration_seconds"}, {Name: "user", Value: "bob@example.com"}},
+	})
+	verdicts := map[string]string{}
+	for _, m := range d.Metrics {
+		for _, st := range m.Stages {
+			if st.Name == "PII guard" {
+				verdicts[m.Name] = st.Verdict + ": " + st.Detail
+			}
+		}
+	}
+	if v := verdicts["cluster_version"]; !strings.HasPrefix(v, "warn") || !strings.Contains(v, "owner: email (hash)") || strings.Contains(v, "instance") {
+		t.Errorf("cluster_version: %q", v)
+	}
+	if v := verdicts["rpc_duration_seconds"]; !strings.HasPrefix(v, "drop") || !strings.Contains(v, "user: email (drop)") {
+		t.Errorf("rpc_duration_seconds: %q", v)
 	}
 }
