@@ -14,14 +14,15 @@ import (
 
 // Config is the gateway's whole configuration file.
 type Config struct {
-	Web       Web       `yaml:"web"`
-	Authn     Authn     `yaml:"authn"`
-	Allowlist Allowlist `yaml:"allowlist"`
-	Privacy   Privacy   `yaml:"privacy"`
-	Relabel   Relabel   `yaml:"relabel"`
-	Limits    Limits    `yaml:"limits"`
-	Forward   Forward   `yaml:"forward"`
-	Storage   Storage   `yaml:"storage"`
+	Web        Web        `yaml:"web"`
+	Authn      Authn      `yaml:"authn"`
+	Allowlist  Allowlist  `yaml:"allowlist"`
+	Privacy    Privacy    `yaml:"privacy"`
+	Relabel    Relabel    `yaml:"relabel"`
+	Limits     Limits     `yaml:"limits"`
+	Forward    Forward    `yaml:"forward"`
+	Storage    Storage    `yaml:"storage"`
+	PublicView PublicView `yaml:"public_view"`
 
 	// source reads the files the config points at: relative to the config
 	// file's directory, or from the embedded example set.
@@ -36,14 +37,15 @@ type Config struct {
 // Default returns the built-in defaults every file is layered over.
 func Default() *Config {
 	return &Config{
-		Web:       defaultWeb(),
-		Authn:     defaultAuthn(),
-		Allowlist: defaultAllowlist(),
-		Relabel:   defaultRelabel(),
-		Privacy:   defaultPrivacy(),
-		Limits:    defaultLimits(),
-		Forward:   defaultForward(),
-		Storage:   defaultStorage(),
+		Web:        defaultWeb(),
+		Authn:      defaultAuthn(),
+		Allowlist:  defaultAllowlist(),
+		Relabel:    defaultRelabel(),
+		Privacy:    defaultPrivacy(),
+		Limits:     defaultLimits(),
+		Forward:    defaultForward(),
+		Storage:    defaultStorage(),
+		PublicView: defaultPublicView(),
 	}
 }
 
@@ -134,6 +136,7 @@ func (c *Config) Validate() error {
 	c.validateAllowlist(add)
 	c.validateRelabel(add)
 	c.validatePrivacy(add)
+	c.validatePublicView(add)
 	c.validateLimits(add)
 	if c.Forward.Sender.URL != "" {
 		if err := c.Forward.Sender.Validate(); err != nil {

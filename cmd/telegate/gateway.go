@@ -36,6 +36,7 @@ import (
 	"github.com/telegate/telegate/internal/kitslog"
 	"github.com/telegate/telegate/limits"
 	"github.com/telegate/telegate/privacy"
+	"github.com/telegate/telegate/publicview"
 	"github.com/telegate/telegate/relabel"
 	"github.com/telegate/telegate/store"
 )
@@ -297,6 +298,35 @@ func usesHash(p config.Privacy) bool {
 	return false
 }
 
+// buildPublicView builds the public aggregate view (nil when
+// public_view.listen_address is empty) over public_view.query_url, or the
+// embedded store's query API in this process.
+func buildPublicView(c *config.Config, queryAPI *store.API, reg prometheus.Registerer) (http.Handler, error) {
+	p := c.PublicView
+	if p.ListenAddress == "" {
+		return nil, nil
+	}
+	var q publicview.Querier
+	switch {
+	case p.QueryURL != "":
+		q = &publicview.HTTPQuerier{URL: p.QueryURL, Client: &http.Client{Timeout: 10 * time.Second}}
+	case queryAPI != nil:
+		q = publicview.HandlerQuerier{H: queryMux(queryAPI)}
+	default:
+		return nil, errors.New("public_view.query_url: required when forwarding")
+	}
+	o := publicview.Options{InstallationLabel: c.Authn.ClusterIDLabel, K: p.K, CacheTTL: time.Duration(p.CacheTTL),
+		RequestsPerSecond: p.RequestsPerSecond, Burst: p.Burst, Querier: q, Registerer: reg}
+	for _, a := range p.Aggregations {
+		o.Aggregations = append(o.Aggregations, publicview.Aggregation{Name: a.Name, Query: a.Query, Help: a.Help})
+	}
+	v, err := publicview.New(o)
+	if err != nil {
+		return nil, fmt.Errorf("public_view: %w", err)
+	}
+	return v, nil
+}
+
 // buildPipeline builds the relabel stage: strip, stamp, validate, dedupe.
 func buildPipeline(c *config.Config) *relabel.Pipeline {
 	return relabel.New(relabel.Options{
@@ -349,7 +379,11 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 	if err != nil {
 		return err
 	}
-	listeners := g.listeners(c, gw, reloader, down.queryAPI, con, comp.optOuts.register, logger, reg)
+	pv, err := buildPublicView(c, down.queryAPI, reg)
+	if err != nil {
+		return err
+	}
+	listeners := g.listeners(c, gw, reloader, down.queryAPI, con, comp.optOuts.register, pv, logger, reg)
 
 	var gr run.Group
 	if err := addServers(&gr, c, listeners, gw, logger); err != nil {
@@ -533,7 +567,7 @@ type listener struct {
 // listeners are the web servers: public (the gateway), internal
 // (metrics, health, debug, reload, the console at /) and, in single-binary mode with
 // storage.query.listen_address, the query API's own.
-func (g *gatewayCmd) listeners(c *config.Config, gw *gateway.Gateway, reloader *allowlistReloader, queryAPI *store.API, console, optOutAPI func(*http.ServeMux), logger log.Logger, reg *prometheus.Registry) []listener {
+func (g *gatewayCmd) listeners(c *config.Config, gw *gateway.Gateway, reloader *allowlistReloader, queryAPI *store.API, console, optOutAPI func(*http.ServeMux), publicView http.Handler, logger log.Logger, reg *prometheus.Registry) []listener {
 	internal := newInternalMux(internalOptions{
 		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Reload:          reloader,
@@ -544,6 +578,10 @@ func (g *gatewayCmd) listeners(c *config.Config, gw *gateway.Gateway, reloader *
 	listeners := []listener{
 		{"public", c.Web.ListenAddress, gw.Handler(), g.webConfigFile},
 		{"internal", c.Web.InternalListenAddress, internal, g.internalWebConfigFile},
+	}
+	if publicView != nil {
+		// The public aggregate view: its own address, the public web config.
+		listeners = append(listeners, listener{"public-view", c.PublicView.ListenAddress, publicView, g.webConfigFile})
 	}
 	if queryAPI != nil {
 		// The query API: on the internal listener, or on its own with
