@@ -10,9 +10,10 @@
 // It also issues and verifies the short-lived JWTs handed out by /authorize
 // and presented on /upload (Signer); with TelemeterCompat it also accepts,
 // and can issue, the tokens of OpenShift's telemeter-server signed with the
-// same key, so traffic moves between the two without re-authorization. It
-// decodes the composite bearer used
-// by remote write (ParseCompositeToken, BearerToken). Optionally a verified
+// same key, so traffic moves between the two without re-authorization.
+// WithLabels adds fixed labels to every identity (telemeter-server's
+// --required-label). It decodes the composite bearer used by remote write
+// (ParseCompositeToken, BearerToken). Optionally a verified
 // TLS client certificate names the cluster (CertAuthenticator), as an
 // alternative to the token for remote write.
 //

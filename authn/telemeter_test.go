@@ -113,6 +113,8 @@ func TestVerifyRealTelemeterTokens(t *testing.T) {
 		{fixture: "partition_label", reason: "token has no cluster ID label"},
 		// Signed by another telemeter-server's key.
 		{fixture: "other_key", reason: "invalid token signature"},
+		// RS256: the RSA key is not among the keys.
+		{fixture: "rsa", reason: "unsupported token algorithm"},
 	} {
 		t.Run(tc.fixture+"/"+tc.partition, func(t *testing.T) {
 			f, ok := fx[tc.fixture]
@@ -183,6 +185,34 @@ func TestRealTelemeterTokenChecks(t *testing.T) {
 			t.Fatal(err)
 		}
 		expectUnauthorized(t, s, craft(t, jwt.SigningMethodHS256, der, "", claims), "unsupported token algorithm")
+	})
+	t.Run("RS256 from an RSA shared key", func(t *testing.T) {
+		rsaKeys, err := LoadSigningKeyFile("testdata/telemeter/rsa-key.pem")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := telemeterFixtures(t)["rsa"]
+		// With the EC key first (signing) and the RSA key verifying, as
+		// after moving off telemeter-server's RSA key.
+		s := telemeterSigner(t, TelemeterCompat{Accept: true}, append(keys, rsaKeys...)...)
+		at(s, issuedAt(t, f.Response.Token).Add(time.Minute))
+		id, err := s.Verify(f.Response.Token)
+		if err != nil || id.ClusterID != "cluster-r" || id.AccountID != "acct-42" {
+			t.Fatalf("Verify = %+v, %v", id, err)
+		}
+		// Signing with it, telemeter-server's verification accepts the
+		// token as RS256.
+		s = telemeterSigner(t, TelemeterCompat{Accept: true, Issue: true}, rsaKeys...)
+		tok, _, err := s.Issue(NewIdentity("cluster-r2", "a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(tok, base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"RS256"`))[:16]) {
+			t.Fatalf("token header is not RS256: %s", tok)
+		}
+		if _, err := s.Verify(tok); err != nil {
+			t.Fatal(err)
+		}
 	})
 	t.Run("rotated: shared key verifies only", func(t *testing.T) {
 		// The gateway signs with a new key; the shared key stays as a
