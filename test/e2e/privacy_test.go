@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -189,5 +190,83 @@ func TestPrivacyEndToEnd(t *testing.T) {
 	}
 	if v := down.Query(t, `count(owner_info)`); len(v) != 1 || v[0].Value != model.SampleValue(4) {
 		t.Errorf("owner_info series %v, want the 4 from before", v)
+	}
+}
+
+// TestPublicViewKAnonymity: the gateway in single-binary mode with a
+// public view of count by (version) (cluster_version), k = 3. Five
+// installations run one version, two another: the view publishes the
+// first group with its count, from the embedded store, and never the
+// group of two; a query that would group by installation does not load.
+func TestPublicViewKAnonymity(t *testing.T) {
+	bin := harness.BuildBinary(t, "./cmd/telegate")
+	dir := t.TempDir()
+	pub, internal, view := harness.FreeAddr(t), harness.FreeAddr(t), harness.FreeAddr(t)
+	must(t, os.WriteFile(filepath.Join(dir, "allowlist.yaml"), []byte("matches:\n- '{__name__=\"cluster_version\"}'\n"), 0o600))
+	must(t, os.WriteFile(filepath.Join(dir, "tokens.yaml"), []byte(tokensYAML), 0o600))
+	cfg := func(query string) string {
+		return fmt.Sprintf(`web:
+  listen_address: %s
+  internal_listen_address: %s
+authn:
+  tokens_file: tokens.yaml
+allowlist:
+  file: allowlist.yaml
+storage:
+  path: %s
+public_view:
+  listen_address: %s
+  k: 3
+  cache_ttl: 1s
+  requests_per_second: 100
+  aggregations:
+  - name: cluster_versions
+    query: '%s'
+`, pub, internal, filepath.Join(dir, "data"), view, query)
+	}
+	// A per-installation grouping is refused at start.
+	must(t, os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte(cfg(`count by (version, _id) (cluster_version)`)), 0o600))
+	code, _, stderr := runOnce(t, bin, "gateway", "--config.file="+filepath.Join(dir, "bad.yaml"), "--config.check")
+	if code == 0 || !strings.Contains(stderr, "installation label") {
+		t.Fatalf("per-installation grouping: exit %d:\n%s", code, stderr)
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(cfg(`count by (version) (cluster_version)`)), 0o600))
+	p := harness.StartProcess(t, harness.ProcessOptions{Name: "telegate-gateway", Binary: bin,
+		Args: []string{"gateway", "--config.file=" + filepath.Join(dir, "gateway.yaml")}, Dir: dir})
+	p.WaitHTTP("http://"+internal+"/-/ready", 30*time.Second)
+
+	now := time.Now().UnixMilli()
+	for i := range 7 {
+		version := "4.14.0"
+		if i >= 5 {
+			version = "4.15.0-rc.1"
+		}
+		status, body, _, err := harness.RemoteWrite(context.Background(), "http://"+pub+"/api/v1/receive", harness.CompositeToken("fleet-token", fmt.Sprintf("inst-%d", i)),
+			&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: []prompb.Label{{Name: "__name__", Value: "cluster_version"}, {Name: "version", Value: version}},
+				Samples: []prompb.Sample{{Value: 1, Timestamp: now}}}}})
+		if err != nil || status != http.StatusNoContent {
+			t.Fatalf("remote write %d: %d %s %v", i, status, body, err)
+		}
+	}
+	var body string
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + view + "/metrics")
+		must(t, err)
+		b := new(strings.Builder)
+		_, err = io.Copy(b, resp.Body)
+		resp.Body.Close()
+		must(t, err)
+		body = b.String()
+		if strings.Contains(body, `cluster_versions{version="4.14.0"} 5`) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if !strings.Contains(body, `cluster_versions{version="4.14.0"} 5`) || !strings.HasSuffix(body, "# EOF\n") {
+		t.Fatalf("public view:\n%s", body)
+	}
+	if strings.Contains(body, "4.15.0") || strings.Contains(body, "inst-") || strings.Contains(body, "_id") {
+		t.Fatalf("a group of fewer than k installations, or an installation, is published:\n%s", body)
 	}
 }
