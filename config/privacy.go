@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 
+	"github.com/telegate/telegate/bucket"
+
 	"github.com/telegate/telegate/privacy"
 )
 
@@ -31,6 +33,10 @@ type Privacy struct {
 	// format); their requests are 403 opted_out. Reloaded on SIGHUP, POST
 	// /-/reload and when it changes (every allowlist.watch_interval).
 	OptOutFile string `yaml:"opt_out_file"`
+	// DeletionsBucket keeps the installations' deletion requests (every
+	// replica must share it). Type "" = the spool's bucket when
+	// forwarding, FILESYSTEM under storage.path in single-binary mode.
+	DeletionsBucket bucket.Config `yaml:"deletions_bucket"`
 	// ExemptLabels are never inspected (besides __name__, le, quantile
 	// and the cluster ID label).
 	ExemptLabels []string `yaml:"exempt_labels"`
@@ -113,6 +119,11 @@ func (c *Config) validatePrivacy(add addFunc) {
 	}
 	if c.Privacy.TokenMinLength < 8 {
 		add("privacy.token_min_length", "must be at least 8")
+	}
+	if b := c.Privacy.DeletionsBucket; b.Type != "" {
+		if err := b.Validate(); err != nil {
+			add("privacy.deletions_bucket", "%v", err)
+		}
 	}
 	// A key so New can check everything else; the real one is read later.
 	o.Key = []byte("validate")

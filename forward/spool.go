@@ -732,3 +732,49 @@ func (s *Spool) deadLetter(ctx context.Context, name string, raw []byte, h *objH
 	level.Warn(s.logger).Log("msg", "spooled object dead-lettered", "object", name, "dead_object", deadName, "reason", reason, "detail", msg)
 	return nil
 }
+
+// Purge deletes clusterID's pending objects (an installation's data, on
+// its deletion request) and its dead letters, and returns how many it
+// deleted. An object being replayed at that moment is left to its replay.
+func (s *Spool) Purge(ctx context.Context, clusterID string) (int, error) {
+	key := clusterKey(clusterID)
+	s.mu.Lock()
+	var names []string
+	emptied := false
+	if q, ok := s.queues[key]; ok {
+		keep := 0
+		if q.busy && len(q.objs) > 0 {
+			keep = 1
+		}
+		for _, e := range q.objs[keep:] {
+			names = append(names, e.name)
+			s.bytes -= e.size
+			s.objects--
+		}
+		q.objs = q.objs[:keep]
+		emptied = keep == 0
+	}
+	var dead []string
+	for name := range s.dead {
+		if strings.HasPrefix(name, deadDir+key+"/") {
+			dead = append(dead, name)
+		}
+	}
+	s.mu.Unlock()
+	if emptied {
+		s.done(key, false) // drops the empty queue from the rotation
+	}
+	n := 0
+	for _, name := range append(names, dead...) {
+		if err := s.bkt.Delete(ctx, name); err != nil && !s.bkt.IsObjNotFoundErr(err) {
+			return n, fmt.Errorf("forward: spool: purging %s: %w", name, err)
+		}
+		n++
+	}
+	s.mu.Lock()
+	for _, name := range dead {
+		s.dropDead(name)
+	}
+	s.mu.Unlock()
+	return n, nil
+}

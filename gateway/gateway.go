@@ -90,7 +90,11 @@ type Options struct {
 	Privacy *privacy.Guard
 	// OptOuts are the installations that opted out: every request of
 	// theirs is 403 opted_out once authenticated. nil = none.
-	OptOuts   *privacy.OptOuts
+	OptOuts *privacy.OptOuts
+	// Deletions are the installations' deletion requests: POST /deletion
+	// records one, and a requested ID is 403 deleted. nil = POST
+	// /deletion answers 404.
+	Deletions Deletions
 	Forwarder Forwarder
 	Limits    Limits
 	// ClientTimestamps keeps /upload samples' own timestamps instead of
@@ -225,6 +229,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux.Handle(pushgateway64Prefix, g.instrumentMethods("push", g.handlePush, pushgateway...))
 	mux.Handle("/allowlist", g.instrument("allowlist", http.MethodGet, g.handleAllowlist))
 	mux.Handle("/explain", g.instrument("explain", http.MethodGet, g.handleExplain))
+	mux.Handle("/deletion", g.instrument("deletion", http.MethodPost, g.handleDeletion))
 	g.health(mux)
 	return g.limitConcurrency(mux)
 }
@@ -369,6 +374,9 @@ func (g *Gateway) verifyJWT(r *http.Request) (authn.Identity, error) {
 func (g *Gateway) optedOut(id string) error {
 	if _, ok := g.opts.OptOuts.Contains(id); ok {
 		return newError(http.StatusForbidden, "opted_out", "this installation has opted out of telemetry: send nothing more (the gateway refuses it)")
+	}
+	if g.opts.Deletions != nil && g.opts.Deletions.Deleted(id) {
+		return newError(http.StatusForbidden, "deleted", "this installation asked for its data to be deleted: send nothing more (the gateway refuses it)")
 	}
 	return nil
 }

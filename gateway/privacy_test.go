@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -176,5 +177,66 @@ func TestDiagnoseShowsPIIGuard(t *testing.T) {
 	}
 	if v := verdicts["rpc_duration_seconds"]; !strings.HasPrefix(v, "drop") || !strings.Contains(v, "user: email (drop)") {
 		t.Errorf("rpc_duration_seconds: %q", v)
+	}
+}
+
+type memDeletions struct{ ids map[string]time.Time }
+
+func (m *memDeletions) Deleted(id string) bool { _, ok := m.ids[id]; return ok }
+func (m *memDeletions) RequestDeletion(_ context.Context, id string) (string, time.Time, bool, error) {
+	if at, ok := m.ids[id]; ok {
+		return "pending", at, false, nil
+	}
+	m.ids[id] = time.Now()
+	return "pending", m.ids[id], true, nil
+}
+
+// POST /deletion records an installation's request with its own
+// credentials (composite token or JWT); from then on it is 403 deleted,
+// asking again answers the same request, and without credentials nothing
+// is recorded.
+func TestDeletionRequest(t *testing.T) {
+	del := &memDeletions{ids: map[string]time.Time{}}
+	f := newFixture(t, func(o *Options) { o.Deletions = del })
+	ctx := context.Background()
+	post := func(bearer string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/deletion", nil)
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b := new(strings.Builder)
+		io.Copy(b, resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	jwt, _, _, err := harness.Authorize(ctx, f.srv.URL, "dev", "c2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := post(""); code != http.StatusUnauthorized || len(del.ids) != 0 {
+		t.Fatalf("no credentials: %d %s", code, body)
+	}
+	if code, body := post(harness.CompositeToken("nope", "c1")); code != http.StatusUnauthorized || len(del.ids) != 0 {
+		t.Fatalf("bad token: %d %s", code, body)
+	}
+	if code, body := post(harness.CompositeToken("dev", "c1")); code != http.StatusAccepted || !strings.Contains(body, `"created":true`) || !del.Deleted("c1") {
+		t.Fatalf("composite token: %d %s", code, body)
+	}
+	if code, body := post(harness.CompositeToken("dev", "c1")); code != http.StatusAccepted || !strings.Contains(body, `"created":false`) {
+		t.Fatalf("again: %d %s", code, body)
+	}
+	if code, body := post(jwt); code != http.StatusAccepted || !del.Deleted("c2") {
+		t.Fatalf("JWT: %d %s", code, body)
+	}
+	status, body, _ := f.write(t, harness.CompositeToken("dev", "c1"), ts(1, f.now.UnixMilli(), "__name__", "cluster_version"))
+	if status != http.StatusForbidden || !strings.Contains(body, `"reason":"deleted"`) {
+		t.Fatalf("write after deletion: %d %s", status, body)
+	}
+	if status, _, _ := f.write(t, harness.CompositeToken("dev", "c3"), ts(1, f.now.UnixMilli(), "__name__", "cluster_version")); status != http.StatusNoContent {
+		t.Fatalf("another installation: %d", status)
 	}
 }

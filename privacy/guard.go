@@ -95,6 +95,19 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// MetricsPrefix names the findings counter (default "telegate").
 	MetricsPrefix string
+	// Findings, when set, is the counter to count in instead of one
+	// registered with Registerer: a caller that rebuilds its guard on
+	// reload keeps one counter (NewFindingsCounter).
+	Findings *prometheus.CounterVec
+}
+
+// NewFindingsCounter returns the findings counter, named
+// <prefix>_privacy_findings_total, unregistered.
+func NewFindingsCounter(prefix string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: prefix + "_privacy_findings_total",
+		Help: "Label values the PII guard found, by metric name (at most 1000, then \"other\"), detector and the action taken (shadow: counted only).",
+	}, []string{"metric", "detector", "action"})
 }
 
 // Guard applies Options to batches. It is safe for concurrent use.
@@ -198,15 +211,13 @@ func New(o Options) (*Guard, error) {
 	// a::1 (4, IPv6), x://u@ (6); the token detector's minimum otherwise.
 	g.det.minTrigger = 4
 	g.macs.New = func() any { return hmac.New(sha256.New, g.key) }
-	if o.Registerer != nil {
+	g.findings = o.Findings
+	if g.findings == nil && o.Registerer != nil {
 		prefix := o.MetricsPrefix
 		if prefix == "" {
 			prefix = "telegate"
 		}
-		g.findings = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: prefix + "_privacy_findings_total",
-			Help: "Label values the PII guard found, by metric name (at most 1000, then \"other\"), detector and the action taken (shadow: counted only).",
-		}, []string{"metric", "detector", "action"})
+		g.findings = NewFindingsCounter(prefix)
 		if err := o.Registerer.Register(g.findings); err != nil {
 			return nil, err
 		}
@@ -359,6 +370,34 @@ func nameOf(ls []batch.Label) string {
 		}
 	}
 	return ""
+}
+
+// Value applies the guard to one label value of a series of metric, for
+// callers that do not hold a batch (the client's transformer): the value
+// to keep and whether the series must be dropped. Findings are counted.
+func (g *Guard) Value(metric, label, value string) (string, bool) {
+	if !g.Enabled() || !g.det.suspicious(value) {
+		return value, false
+	}
+	if _, ok := g.exempt[label]; ok {
+		return value, false
+	}
+	d, found := g.det.find(label, value)
+	acts := g.actionsFor(metric)
+	if !found || acts[d] == Off {
+		return value, false
+	}
+	act := acts[d]
+	g.count(metric, d, act)
+	switch act {
+	case Hash:
+		return g.hash(d, value), false
+	case Redact:
+		return outputPrefix + d.String() + ":" + redacted, false
+	case Drop:
+		return value, true
+	}
+	return value, false
 }
 
 // Inspect returns what Apply would find in ls, for explain; it changes

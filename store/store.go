@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -529,4 +530,22 @@ func fsyncFile(name string) error {
 		err = cerr
 	}
 	return err
+}
+
+// DeleteSeries deletes every sample of the series whose label name has
+// value (an installation's data, on its deletion request) and cleans the
+// tombstones, so the samples are gone from the blocks on disk, not only
+// hidden from queries.
+func (s *Store) DeleteSeries(ctx context.Context, name, value string) error {
+	m, err := labels.NewMatcher(labels.MatchEqual, name, value)
+	if err != nil {
+		return err
+	}
+	if err := s.db.Delete(ctx, math.MinInt64, math.MaxInt64, m); err != nil {
+		return fmt.Errorf("store: deleting %s=%q: %w", name, value, err)
+	}
+	if err := s.db.CleanTombstones(); err != nil {
+		return fmt.Errorf("store: cleaning tombstones: %w", err)
+	}
+	return nil
 }

@@ -95,6 +95,7 @@ type components struct {
 	allowlistRaw  []byte
 	guard         *privacy.Guard
 	optOuts       *optOuts
+	deletions     *deletions // opened with the downstream (its bucket)
 	pipeline      *relabel.Pipeline
 	sender        *forward.Sender
 	limiter       *limits.Limiter
@@ -366,6 +367,9 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 	if down.db != nil {
 		defer down.db.Close()
 	}
+	if comp.deletions, err = openDeletions(c, down, logger, reg); err != nil {
+		return err
+	}
 	gw, err := newGateway(c, comp, down.forwarder, logger, reg)
 	if err != nil {
 		return err
@@ -383,7 +387,11 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 	if err != nil {
 		return err
 	}
-	listeners := g.listeners(c, gw, reloader, down.queryAPI, con, comp.optOuts.register, pv, logger, reg)
+	admin := func(mux *http.ServeMux) {
+		comp.optOuts.register(mux)
+		comp.deletions.register(mux)
+	}
+	listeners := g.listeners(c, gw, reloader, down.queryAPI, con, admin, pv, logger, reg)
 
 	var gr run.Group
 	if err := addServers(&gr, c, listeners, gw, logger); err != nil {
@@ -393,6 +401,10 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 	// the allowlist and the budget overrides.
 	addSignalActor(&gr, logger, func() { reloader.Reload("SIGHUP") })
 	addAllowlistWatch(&gr, c, reloader)
+	{
+		ctx, cancel := context.WithCancel(context.Background())
+		gr.Add(func() error { return comp.deletions.run(ctx, time.Minute) }, func(error) { cancel() })
+	}
 	if iv := time.Duration(c.Allowlist.WatchInterval); iv > 0 && comp.optOuts.path != "" {
 		ctx, cancel := context.WithCancel(context.Background())
 		gr.Add(func() error { return comp.optOuts.watch(ctx, iv) }, func(error) { cancel() })
@@ -513,6 +525,7 @@ func newGateway(c *config.Config, comp *components, forwarder gateway.Forwarder,
 		Allowlist:     comp.allowlist,
 		Privacy:       comp.guard,
 		OptOuts:       &comp.optOuts.set,
+		Deletions:     comp.deletions,
 		Pipeline:      comp.pipeline,
 		Forwarder:     forwarder,
 		// Split below the downstream's size limit (forward.max_request_bytes).
