@@ -347,3 +347,25 @@ func TestPushHostileMemory(t *testing.T) {
 		t.Fatalf("refusing the push allocated %d MiB", alloc>>20)
 	}
 }
+
+// TestPushActivity: a push is an installation's activity for the console,
+// like a remote write.
+func TestPushActivity(t *testing.T) {
+	f := newPushFixture(t)
+	tok := harness.CompositeToken("dev", "c1")
+	status, _, resp := f.push(t, pushReq{path: "/metrics/job/installer", bearer: tok, ct: decode.TextContentType, body: []byte("assisted_installer_a 1\nnot_allowed 2\n")})
+	if status != http.StatusOK {
+		t.Fatalf("status %d: %s", status, resp)
+	}
+	f.push(t, pushReq{path: "/metrics/v1/push", bearer: tok, ct: decode.TextContentType, body: []byte("assisted_installer_a{ 1\n")})
+	a, ok := f.gw.Installation("c1")
+	if !ok {
+		t.Fatal("c1 unknown")
+	}
+	if a.Requests != 2 || a.AcceptedSamples != 1 || a.Dropped["allowlist"] != 1 || a.LastPush.IsZero() || !a.LastReceive.IsZero() {
+		t.Fatalf("activity %+v", a)
+	}
+	if len(a.Errors) != 1 || a.Errors[0].Handler != "push" || !strings.Contains(a.Errors[0].Message, "line 1") {
+		t.Fatalf("errors %+v", a.Errors)
+	}
+}
