@@ -58,7 +58,7 @@ const (
 )
 
 // Protocols of an installation's last requests, by handler name.
-var activityProtocols = [...]string{"receive", "upload", "authorize"}
+var activityProtocols = [...]string{"receive", "upload", "authorize", "push"}
 
 // Drop reasons of an installation's dropped samples: those of
 // X-Telegate-Dropped-Samples.
@@ -222,8 +222,11 @@ type InstallationActivity struct {
 	LastReceive   time.Time `json:"last_receive,omitzero"`
 	LastUpload    time.Time `json:"last_upload,omitzero"`
 	LastAuthorize time.Time `json:"last_authorize,omitzero"`
-	LastSeen      time.Time `json:"last_seen"`
-	Requests      int64     `json:"requests"`
+	// LastPush is the time of its last answered push (/metrics/v1/push
+	// or the Pushgateway path form).
+	LastPush time.Time `json:"last_push,omitzero"`
+	LastSeen time.Time `json:"last_seen"`
+	Requests int64     `json:"requests"`
 	// AcceptedSeries and AcceptedSamples were forwarded (or stored);
 	// Dropped are samples dropped by policy, by reason.
 	AcceptedSeries  int64            `json:"accepted_series"`
@@ -245,6 +248,7 @@ func (r *installRecord) snapshot(id string, withErrors bool) InstallationActivit
 		return time.Unix(0, ns).UTC()
 	}
 	out.LastReceive, out.LastUpload, out.LastAuthorize, out.LastSeen = ts(r.last[0]), ts(r.last[1]), ts(r.last[2]), ts(r.lastAny)
+	out.LastPush = ts(r.last[3])
 	for i, n := range r.dropped {
 		if n > 0 {
 			out.Dropped[dropReasons[i]] = n

@@ -56,6 +56,7 @@ func (g *Gateway) handlePush(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
+	noteCluster(r, id.ClusterID)
 	if reqErr != nil {
 		return g.writeError(w, r, reqErr)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/telegate/telegate/allowlist"
 	"github.com/telegate/telegate/batch"
 	"github.com/telegate/telegate/gateway/decode"
+	"github.com/telegate/telegate/privacy"
 	"github.com/telegate/telegate/test/e2e/harness"
 )
 
@@ -345,5 +346,47 @@ func TestPushHostileMemory(t *testing.T) {
 	t.Logf("allocated %.1f MiB", float64(alloc)/(1<<20))
 	if alloc > 56<<20 {
 		t.Fatalf("refusing the push allocated %d MiB", alloc>>20)
+	}
+}
+
+// TestPushActivity: a push is an installation's activity for the console,
+// like a remote write.
+func TestPushActivity(t *testing.T) {
+	f := newPushFixture(t)
+	tok := harness.CompositeToken("dev", "c1")
+	status, _, resp := f.push(t, pushReq{path: "/metrics/job/installer", bearer: tok, ct: decode.TextContentType, body: []byte("assisted_installer_a 1\nnot_allowed 2\n")})
+	if status != http.StatusOK {
+		t.Fatalf("status %d: %s", status, resp)
+	}
+	f.push(t, pushReq{path: "/metrics/v1/push", bearer: tok, ct: decode.TextContentType, body: []byte("assisted_installer_a{ 1\n")})
+	a, ok := f.gw.Installation("c1")
+	if !ok {
+		t.Fatal("c1 unknown")
+	}
+	if a.Requests != 2 || a.AcceptedSamples != 1 || a.Dropped["allowlist"] != 1 || a.LastPush.IsZero() || !a.LastReceive.IsZero() {
+		t.Fatalf("activity %+v", a)
+	}
+	if len(a.Errors) != 1 || a.Errors[0].Handler != "push" || !strings.Contains(a.Errors[0].Message, "line 1") {
+		t.Fatalf("errors %+v", a.Errors)
+	}
+}
+
+// TestPushOptedOut: an installation on the opt-out list is refused on
+// push (403 opted_out), DELETE included, as on every write.
+func TestPushOptedOut(t *testing.T) {
+	var opt privacy.OptOuts
+	f := newFixture(t, func(o *Options) { o.OptOuts = &opt })
+	opt.Set([]privacy.OptOut{{ID: "c1"}}, time.Now())
+	tok := harness.CompositeToken("dev", "c1")
+	for _, r := range []pushReq{
+		{path: "/metrics/v1/push", bearer: tok, ct: decode.TextContentType, body: []byte("cluster_version 1\n")},
+		{method: http.MethodDelete, path: "/metrics/job/x", bearer: tok},
+	} {
+		if status, _, body := f.push(t, r); status != http.StatusForbidden || !strings.Contains(body, "opted_out") {
+			t.Fatalf("%s %s: %d %s", r.method, r.path, status, body)
+		}
+	}
+	if n := len(f.fwd.series()); n != 0 {
+		t.Fatalf("%d series forwarded", n)
 	}
 }
