@@ -853,3 +853,14 @@ func randDuration(d time.Duration) time.Duration {
 	}
 	return time.Duration(rand.Int64N(int64(d) + 1))
 }
+
+// RequestDeletion asks the gateway to delete every series of this
+// installation (--request-deletion) and returns its answer.
+func (c *Client) RequestDeletion(ctx context.Context) ([]byte, error) {
+	s := c.settings.Load()
+	if s.gateway == nil {
+		return nil, errors.New("no gateway to ask: set --to")
+	}
+	level.Info(c.logger).Log("msg", "asking the gateway to delete all data of this installation", "id", s.id, "to", redact(s.gateway.DeletionURL()))
+	return s.gateway.RequestDeletion(ctx)
+}

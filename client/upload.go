@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -335,4 +336,30 @@ func DecodePayload(data []byte) ([]*dto.MetricFamily, error) {
 		out = append(out, mf)
 	}
 	return out, nil
+}
+
+// DeletionURL is the gateway's deletion endpoint next to UploadURL.
+func (g *Gateway) DeletionURL() string {
+	return strings.TrimSuffix(strings.TrimRight(g.UploadURL, "/"), "/upload") + "/deletion"
+}
+
+// RequestDeletion asks the gateway to delete all of this installation's
+// data (POST /deletion), authenticated by the pull secret and the ID
+// themselves (remote write's composite token), so it works even when
+// /authorize is refused (an installation that opted out). It returns the
+// gateway's answer.
+func (g *Gateway) RequestDeletion(ctx context.Context) ([]byte, error) {
+	raw, err := json.Marshal(map[string]string{"authorization_token": g.Token, "cluster_id": g.ClusterID})
+	if err != nil {
+		return nil, err
+	}
+	bearer := base64.StdEncoding.EncodeToString(raw)
+	status, body, hdr, err := g.do(ctx, "deletion", http.MethodPost, g.DeletionURL(), bearer, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusAccepted {
+		return nil, requestError("deletion", status, body, hdr)
+	}
+	return body, nil
 }

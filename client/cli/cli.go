@@ -38,6 +38,7 @@ type Command struct {
 	dryRun     bool
 	once       bool
 	printID    bool
+	deletion   bool
 	rotateID   bool
 	stdout     io.Writer // os.Stdout; tests replace it
 	overlay    []func(*client.Config) error
@@ -86,6 +87,7 @@ func registerFlags(on flagCommander) *Command {
 	cmd.Flag("web.config.file", "Exporter-toolkit web configuration of --listen: TLS certificate and key, client CA and client_auth_type, basic auth; re-read on every TLS handshake. Empty: plain HTTP.").StringVar(&c.webConfig)
 	cmd.Flag("dry-run", "Federate and transform once, print exactly what would be sent (Prometheus text) and exit. Nothing is uploaded.").BoolVar(&c.dryRun)
 	cmd.Flag("once", "Collect and upload one snapshot, then exit: 0 when it was sent, 1 when not (retryable failures are retried for at most one interval), for cron-style senders. No listener.").BoolVar(&c.once)
+	cmd.Flag("request-deletion", "Ask the gateway to delete all data of this installation (--id, or the one kept in --state-dir), print its answer and exit. The gateway refuses the installation's data from then on (403 deleted).").BoolVar(&c.deletion)
 	cmd.Flag("print-id", "Print the installation ID (--id, or the one kept in --state-dir, generated if there is none yet) and exit.").BoolVar(&c.printID)
 	cmd.Flag("rotate-id", "Replace the installation ID kept in --state-dir with a new random UUID, print it and exit (or delete the file: a new one is generated on the next start).").BoolVar(&c.rotateID)
 
@@ -310,6 +312,16 @@ func (c *Command) run(logger log.Logger) error {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return cl.Once(ctx)
+	}
+	if c.deletion {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		answer, err := cl.RequestDeletion(ctx)
+		if err != nil {
+			return fmt.Errorf("requesting deletion: %w", err)
+		}
+		fmt.Fprintf(c.stdout, "%s", answer)
+		return nil
 	}
 
 	reload := func() error {
