@@ -397,6 +397,7 @@ func TestScaleOutUnderFaults(t *testing.T) {
 	sort.Strings(codes)
 	t.Logf("answers: %s", strings.Join(codes, ", "))
 	t.Logf("FIGURES: %s; dropped by budget %d; %.1fs in all", tl, f.dropped, time.Since(begin).Seconds())
+	t.Logf("stored on fewer than %d receivers: %s", ring.ReplicationFactor(), underReplicated(st, ring.ReplicationFactor(), f.start))
 	if tl.lost != 0 {
 		t.Errorf("%d acknowledged samples not stored, e.g. %v", tl.lost, tl.lostExamples)
 	}
