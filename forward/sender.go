@@ -115,7 +115,7 @@ type Error struct {
 	// RetryAfter is the downstream's Retry-After, 0 if it sent none.
 	RetryAfter time.Duration
 
-	err error // underlying network/context error, for errors.Is
+	err error // underlying network/context error, ErrUnsupported or ErrOutOfOrder, for errors.Is
 }
 
 func (e *Error) Error() string {
@@ -128,7 +128,8 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("forward: remote write answered HTTP %d: %s", e.Status, e.Msg)
 }
 
-// Unwrap returns the underlying network or context error, if any.
+// Unwrap returns the underlying network or context error, or
+// ErrUnsupported or ErrOutOfOrder for those refusals; nil otherwise.
 func (e *Error) Unwrap() error { return e.err }
 
 // Sender posts snappy-compressed WriteRequests to one remote write endpoint

@@ -190,6 +190,7 @@ func (l *ledger) record(endpoint string, status int, samples map[sampleKey]float
 // metrics, by sample: the values each receiver holds.
 type stored struct {
 	copies      map[sampleKey][]float64
+	replicas    map[sampleKey][]string // receive_replica of each copy
 	raw         int
 	wrongTenant []string
 	series      map[string]bool
@@ -198,7 +199,7 @@ type stored struct {
 // readStored reads every raw sample of metrics over the last window from
 // q, without deduplication: each receiver's copy is its own stream.
 func readStored(q *harness.ThanosQuery, window time.Duration, metrics ...string) (*stored, error) {
-	st := &stored{copies: map[sampleKey][]float64{}, series: map[string]bool{}}
+	st := &stored{copies: map[sampleKey][]float64{}, replicas: map[sampleKey][]string{}, series: map[string]bool{}}
 	for _, m := range metrics {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		mat, err := q.QueryMatrixErr(ctx, fmt.Sprintf("%s[%ds]", m, int(window.Seconds())))
@@ -216,6 +217,7 @@ func readStored(q *harness.ThanosQuery, window time.Duration, metrics ...string)
 			for _, p := range ss.Values {
 				k := sampleKey{sid, int64(p.Timestamp)}
 				st.copies[k] = append(st.copies[k], float64(p.Value))
+				st.replicas[k] = append(st.replicas[k], string(ss.Metric["receive_replica"]))
 				st.raw++
 			}
 		}
@@ -285,4 +287,26 @@ func waitFound(t *testing.T, q *harness.ThanosQuery, l *ledger, window, timeout 
 		}
 		time.Sleep(time.Second)
 	}
+}
+
+// underReplicated describes the samples stored on fewer than want
+// receivers: how many by the receivers holding them and by when they
+// were sent (seconds after start, in 5s steps).
+func underReplicated(st *stored, want int, start time.Time) string {
+	by := map[string]int{}
+	for k, rs := range st.replicas {
+		if len(rs) >= want {
+			continue
+		}
+		rs = append([]string(nil), rs...)
+		sort.Strings(rs)
+		at := int(time.UnixMilli(k.ts).Sub(start)/(5*time.Second)) * 5
+		by[fmt.Sprintf("on receiver %s sent at t=%02ds", strings.Join(rs, "+"), at)]++
+	}
+	var out []string
+	for k, n := range by {
+		out = append(out, fmt.Sprintf("%d %s", n, k))
+	}
+	sort.Strings(out)
+	return strings.Join(out, "; ")
 }

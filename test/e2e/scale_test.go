@@ -326,11 +326,11 @@ func TestScaleOutUnderFaults(t *testing.T) {
 	recvs[0].Start()
 	at(27*time.Second, "SIGSTOP receiver 1")
 	must(t, recvs[1].Process().Signal(syscall.SIGSTOP))
-	at(39*time.Second, "SIGCONT receiver 1")
+	at(42*time.Second, "SIGCONT receiver 1 (stalled 15s)")
 	must(t, recvs[1].Process().Signal(syscall.SIGCONT))
-	at(42*time.Second, "restart Redis")
+	at(44*time.Second, "restart Redis")
 	redis.Restart(t)
-	at(46*time.Second, "reload HAProxy")
+	at(47*time.Second, "reload HAProxy")
 	must(t, lb.Reload())
 	// Together: quorum lost (one receiver killed, one stalled), so the
 	// replicas spool; one of them is killed with its spool and comes
@@ -397,6 +397,7 @@ func TestScaleOutUnderFaults(t *testing.T) {
 	sort.Strings(codes)
 	t.Logf("answers: %s", strings.Join(codes, ", "))
 	t.Logf("FIGURES: %s; dropped by budget %d; %.1fs in all", tl, f.dropped, time.Since(begin).Seconds())
+	t.Logf("stored on fewer than %d receivers: %s", ring.ReplicationFactor(), underReplicated(st, ring.ReplicationFactor(), f.start))
 	if tl.lost != 0 {
 		t.Errorf("%d acknowledged samples not stored, e.g. %v", tl.lost, tl.lostExamples)
 	}
