@@ -270,3 +270,69 @@ public_view:
 		t.Fatalf("a group of fewer than k installations, or an installation, is published:\n%s", body)
 	}
 }
+
+// TestDeletionOnRequest: in single-binary mode, an installation asks with
+// its own credentials (telegate-client --request-deletion) for all its
+// data to be removed: its series are gone from the embedded store (PromQL
+// before and after) while every other installation's are intact, further
+// data of it is refused 403 deleted, and the request with its audit trail
+// is listed by the admin API, done.
+func TestDeletionOnRequest(t *testing.T) {
+	bin := harness.BuildBinary(t, "./cmd/telegate")
+	lean := harness.BuildBinary(t, "./cmd/telegate-client")
+	dir := t.TempDir()
+	pub, internal := harness.FreeAddr(t), harness.FreeAddr(t)
+	must(t, os.WriteFile(filepath.Join(dir, "allowlist.yaml"), []byte("matches:\n- '{__name__=\"cluster_version\"}'\n"), 0o600))
+	must(t, os.WriteFile(filepath.Join(dir, "tokens.yaml"), []byte(tokensYAML), 0o600))
+	must(t, os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(fmt.Sprintf(`web:
+  listen_address: %s
+  internal_listen_address: %s
+authn:
+  tokens_file: tokens.yaml
+allowlist:
+  file: allowlist.yaml
+storage:
+  path: %s
+`, pub, internal, filepath.Join(dir, "data"))), 0o600))
+	p := harness.StartProcess(t, harness.ProcessOptions{Name: "telegate-gateway", Binary: bin,
+		Args: []string{"gateway", "--config.file=" + filepath.Join(dir, "gateway.yaml")}, Dir: dir})
+	p.WaitHTTP("http://"+internal+"/-/ready", 30*time.Second)
+	store := harness.NewPromAPI("http://" + internal)
+
+	write := func(id string, ts int64) (int, string) {
+		status, body, _, err := harness.RemoteWrite(context.Background(), "http://"+pub+"/api/v1/receive", harness.CompositeToken("fleet-token", id),
+			&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: []prompb.Label{{Name: "__name__", Value: "cluster_version"}, {Name: "version", Value: "4.14.0"}},
+				Samples: []prompb.Sample{{Value: 1, Timestamp: ts}}}}})
+		must(t, err)
+		return status, body
+	}
+	now := time.Now().UnixMilli()
+	for _, id := range []string{"keep-1", "gone-1", "keep-2"} {
+		if status, body := write(id, now); status != http.StatusNoContent {
+			t.Fatalf("write %s: %d %s", id, status, body)
+		}
+	}
+	store.QueryEventually(t, `cluster_version`, harness.Len(3), 20*time.Second)
+
+	code, out, stderr := runOnce(t, lean, "--request-deletion", "--to=http://"+pub, "--to-token=fleet-token", "--id=gone-1",
+		"--from-scrape=http://127.0.0.1:1/metrics", "--match=cluster_version", "--state-dir="+t.TempDir())
+	if code != 0 || !strings.Contains(out, `"state":"pending"`) {
+		t.Fatalf("--request-deletion: exit %d, %s\n%s", code, out, stderr)
+	}
+	// Carried out at once: the series is gone, the others stay.
+	store.QueryEventually(t, `cluster_version{_id="gone-1"}`, harness.Len(0), 20*time.Second)
+	if v := store.Query(t, `count(cluster_version)`); len(v) != 1 || v[0].Value != 2 {
+		t.Fatalf("other installations after the deletion: %v", v)
+	}
+	if status, body := write("gone-1", now+1000); status != http.StatusForbidden || !strings.Contains(body, `"reason":"deleted"`) {
+		t.Fatalf("write after deletion: %d %s", status, body)
+	}
+	resp, err := http.Get("http://" + internal + "/api/v1/deletions")
+	must(t, err)
+	b := new(strings.Builder)
+	io.Copy(b, resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(b.String(), `"id":"gone-1"`) || !strings.Contains(b.String(), `"state":"done"`) || !strings.Contains(b.String(), "series deleted") {
+		t.Fatalf("admin API: %s", b)
+	}
+}
