@@ -23,7 +23,8 @@ import (
 // ingest's rule tally), never once per series under a shared lock.
 type activity struct {
 	shards   [activityShards]installShard
-	perShard int
+	perShard int // max/activityShards: the whole never holds more than max
+	max      int
 	since    time.Time
 
 	rate rateRing
@@ -98,7 +99,7 @@ func newActivity(maxInstallations int, now time.Time) *activity {
 	if maxInstallations <= 0 {
 		maxInstallations = DefaultMaxInstallations
 	}
-	a := &activity{perShard: max(1, maxInstallations/activityShards), since: now}
+	a := &activity{perShard: max(1, maxInstallations/activityShards), max: maxInstallations, since: now}
 	for i := range a.shards {
 		a.shards[i].m = map[string]*installRecord{}
 	}
@@ -477,7 +478,7 @@ type AllowlistVersion struct {
 func (g *Gateway) Fleet(topOffenders int) Fleet {
 	now := g.opts.Now()
 	a := g.activity
-	f := Fleet{Now: now.UTC(), Since: a.since.UTC(), Installations: g.InstallationCount(), MaxInstallations: a.perShard * activityShards, DroppedTotal: map[string]int64{}, ShadowAllowlist: g.opts.AllowlistShadow}
+	f := Fleet{Now: now.UTC(), Since: a.since.UTC(), Installations: g.InstallationCount(), MaxInstallations: a.max, DroppedTotal: map[string]int64{}, ShadowAllowlist: g.opts.AllowlistShadow}
 	acc, drop, writes, werr, wt, wmax := a.rate.window(now)
 	f.AcceptedPerSecond, f.DroppedPerSecond = float64(acc)/60, float64(drop)/60
 	f.Downstream = DownstreamActivity{Writes: writes, Errors: werr, MaxLatency: wmax.Seconds(), ForwardMessage: g.opts.ForwardMessage}
