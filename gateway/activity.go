@@ -118,8 +118,7 @@ type outcome struct {
 	cluster         string
 	acceptedSeries  int
 	acceptedSamples int
-	forwarded       int
-	dropped         map[string]int
+	dropped         [len(dropReasons)]int64 // samples, by dropReasons
 	errReason       string
 	errMsg          string
 }
@@ -129,6 +128,13 @@ type outcome struct {
 func noteCluster(r *http.Request, cluster string) {
 	if a := attemptOf(r.Context()); a != nil {
 		a.out.cluster = cluster
+	}
+}
+
+// setDropped copies a request's dropped samples by reason.
+func (o *outcome) setDropped(dropped map[string]int) {
+	for i, r := range dropReasons {
+		o.dropped[i] = int64(dropped[r])
 	}
 }
 
@@ -143,13 +149,9 @@ func (a *activity) record(handler string, code int, o *outcome, now time.Time) {
 	if proto < 0 {
 		return
 	}
-	var dropped [len(dropReasons)]int64
 	var droppedSum int64
-	for i, r := range dropReasons {
-		if n := o.dropped[r]; n > 0 {
-			dropped[i] = int64(n)
-			droppedSum += int64(n)
-		}
+	for _, n := range o.dropped {
+		droppedSum += n
 	}
 	a.rate.add(now, int64(o.acceptedSamples), droppedSum)
 	s := a.shard(o.cluster)
@@ -169,8 +171,8 @@ func (a *activity) record(handler string, code int, o *outcome, now time.Time) {
 	rec.requests++
 	rec.acceptedSeries += int64(o.acceptedSeries)
 	rec.acceptedSamples += int64(o.acceptedSamples)
-	for i := range dropped {
-		rec.dropped[i] += dropped[i]
+	for i, n := range o.dropped {
+		rec.dropped[i] += n
 	}
 	if code >= 400 {
 		if rec.errors == nil {
