@@ -202,3 +202,46 @@ func TestDiagnose(t *testing.T) {
 		t.Fatalf("%+v", m)
 	}
 }
+
+// BenchmarkActivityPerRequest is what the console's tracker adds to one
+// request of 1,000 series over 10 allowlist entries: the rule tally per
+// series, its flush, and the installation's record; with 10,000
+// installations known, in parallel.
+func BenchmarkActivityPerRequest(b *testing.B) {
+	var src strings.Builder
+	src.WriteString("matches:\n")
+	for i := range 10 {
+		fmt.Fprintf(&src, "- '{__name__=~\"m%d_.*\"}'\n", i)
+	}
+	al, err := allowlist.Parse([]byte(src.String()), "a.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := newActivity(0, time.Now())
+	names := make([]string, 1000)
+	for i := range names {
+		names[i] = fmt.Sprintf("m%d_metric_%d", i%10, i/100)
+	}
+	ids := make([]string, 10000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("installation-%d", i)
+	}
+	dropped := map[string]int{"allowlist": 3}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			now := time.Now()
+			id := ids[i%len(ids)]
+			i++
+			t := getRuleTally(len(al.Entries))
+			for k, n := range names {
+				t.add(k/100, n, 1)
+			}
+			t.flush(a, al, id, now)
+			o := outcome{cluster: id, acceptedSeries: 1000, acceptedSamples: 1000}
+			o.setDropped(dropped)
+			a.record("receive", 204, &o, now)
+		}
+	})
+}
