@@ -1,11 +1,14 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/telegate/telegate/allowlist"
 	"github.com/telegate/telegate/batch"
@@ -244,4 +247,34 @@ func BenchmarkActivityPerRequest(b *testing.B) {
 			a.record("receive", 204, &o, now)
 		}
 	})
+}
+
+func TestActivityRecordsUploads(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	jwt, _, status, err := harness.Authorize(ctx, f.srv.URL, "dev", "c1")
+	if err != nil || status != 200 {
+		t.Fatalf("authorize: %d %v", status, err)
+	}
+	if status, body, _, err := harness.Upload(ctx, f.srv.URL, jwt, []*dto.MetricFamily{gauge("cluster_version", 1, "type", "current"), gauge("secret", 1)}); err != nil || status != 200 {
+		t.Fatalf("upload: %d %q %v", status, body, err)
+	}
+	// Inside the interval: 429, recorded as an error answer of upload.
+	f.now = f.now.Add(time.Minute)
+	if status, _, _, _ := harness.Upload(ctx, f.srv.URL, jwt, []*dto.MetricFamily{gauge("cluster_version", 1)}); status != http.StatusTooManyRequests {
+		t.Fatalf("second upload: %d", status)
+	}
+	a, ok := f.gw.Installation("c1")
+	if !ok || a.LastAuthorize.IsZero() || a.LastUpload.IsZero() || !a.LastReceive.IsZero() || a.Requests != 3 {
+		t.Fatalf("%+v", a)
+	}
+	if a.AcceptedSamples != 1 || a.Dropped["allowlist"] != 1 || len(a.Errors) != 1 || a.Errors[0].Status != 429 || a.Errors[0].Reason != "upload_interval" || a.Errors[0].Handler != "upload" {
+		t.Fatalf("%+v", a)
+	}
+	d := f.gw.Diagnose("c1", [][]batch.Label{{{Name: "__name__", Value: "cluster_version"}}})
+	for _, s := range d.Metrics[0].Stages {
+		if s.Name == "budgets" && (s.Verdict != VerdictWarn || !strings.Contains(s.Detail, "429")) {
+			t.Fatalf("budget stage %+v", s)
+		}
+	}
 }
