@@ -295,7 +295,13 @@ func (g *Gateway) Installations(q InstallationQuery) (rows []InstallationActivit
 	if q.Limit <= 0 {
 		q.Limit = 100
 	}
-	rows = []InstallationActivity{}
+	// Sort light keys, then snapshot only the rows returned.
+	type key struct {
+		id            string
+		last, dropped int64
+		errors        int
+	}
+	var keys []key
 	for i := range g.activity.shards {
 		s := &g.activity.shards[i]
 		s.mu.Lock()
@@ -303,31 +309,44 @@ func (g *Gateway) Installations(q InstallationQuery) (rows []InstallationActivit
 			if q.Contains != "" && !strings.Contains(id, q.Contains) {
 				continue
 			}
-			rows = append(rows, r.snapshot(id, false))
+			k := key{id: id, last: r.lastAny}
+			for _, n := range r.dropped {
+				k.dropped += n
+			}
+			if r.errors != nil {
+				k.errors = r.errors.n
+			}
+			keys = append(keys, k)
 		}
 		s.mu.Unlock()
 	}
-	less := func(a, b *InstallationActivity) bool { return a.LastSeen.After(b.LastSeen) }
+	less := func(a, b *key) bool { return a.last > b.last }
 	switch q.Sort {
 	case "dropped":
-		less = func(a, b *InstallationActivity) bool { return a.DroppedTotal > b.DroppedTotal }
+		less = func(a, b *key) bool { return a.dropped > b.dropped }
 	case "errors":
-		less = func(a, b *InstallationActivity) bool { return a.ErrorCount > b.ErrorCount }
+		less = func(a, b *key) bool { return a.errors > b.errors }
 	case "id":
-		less = func(a, b *InstallationActivity) bool { return a.ID < b.ID }
+		less = func(a, b *key) bool { return a.id < b.id }
 	}
-	sort.Slice(rows, func(i, j int) bool {
-		if less(&rows[i], &rows[j]) {
+	sort.Slice(keys, func(i, j int) bool {
+		if less(&keys[i], &keys[j]) {
 			return true
 		}
-		if less(&rows[j], &rows[i]) {
+		if less(&keys[j], &keys[i]) {
 			return false
 		}
-		return rows[i].ID < rows[j].ID
+		return keys[i].id < keys[j].id
 	})
-	matched = len(rows)
-	if len(rows) > q.Limit {
-		rows = rows[:q.Limit]
+	matched = len(keys)
+	rows = make([]InstallationActivity, 0, min(len(keys), q.Limit))
+	for _, k := range keys[:min(len(keys), q.Limit)] {
+		s := g.activity.shard(k.id)
+		s.mu.Lock()
+		if r, ok := s.m[k.id]; ok { // not evicted meanwhile
+			rows = append(rows, r.snapshot(k.id, false))
+		}
+		s.mu.Unlock()
 	}
 	return rows, matched
 }
