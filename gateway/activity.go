@@ -424,10 +424,12 @@ func (r *rateRing) write(now time.Time, took time.Duration, failed bool) {
 	}
 }
 
-// window sums the six slots before now's: the last full minute.
-func (r *rateRing) window(now time.Time) (accepted, dropped, writes, writeErrors int64, writeTime, writeMax time.Duration) {
+// window sums the last minute: the five slots before now's and now's
+// own, so far. covered is the time they span (less while the gateway is
+// younger than that).
+func (r *rateRing) window(now, since time.Time) (accepted, dropped, writes, writeErrors int64, writeTime, writeMax, covered time.Duration) {
 	e := now.UnixNano() / int64(rateSlotWidth)
-	for k := int64(1); k <= 6; k++ {
+	for k := int64(0); k <= 5; k++ {
 		s := &r.slots[(e-k)%rateSlots]
 		if s.epoch.Load() != e-k {
 			continue
@@ -439,6 +441,8 @@ func (r *rateRing) window(now time.Time) (accepted, dropped, writes, writeErrors
 		writeTime += time.Duration(s.writeNanos.Load())
 		writeMax = max(writeMax, time.Duration(s.writeMax.Load()))
 	}
+	covered = 5*rateSlotWidth + time.Duration(now.UnixNano()-e*int64(rateSlotWidth))
+	covered = max(min(covered, now.Sub(since)), time.Second)
 	return
 }
 
@@ -461,7 +465,9 @@ type Fleet struct {
 	// MaxInstallations; the least recently seen are evicted).
 	Installations    int `json:"installations"`
 	MaxInstallations int `json:"max_installations"`
-	// Rates over the last full minute, per second.
+	// Rates over the last minute (RateWindow seconds: less while the
+	// gateway is younger), per second.
+	RateWindow        float64 `json:"rate_window_seconds"`
 	AcceptedPerSecond float64 `json:"accepted_samples_per_second"`
 	DroppedPerSecond  float64 `json:"dropped_samples_per_second"`
 	// DroppedTotal are the samples dropped since start, by reason.
@@ -475,7 +481,8 @@ type Fleet struct {
 	ShadowAllowlist bool                  `json:"allowlist_shadow_mode"`
 }
 
-// DownstreamActivity is the last minute of writes downstream.
+// DownstreamActivity is the last minute of writes downstream (the
+// Fleet's RateWindow).
 type DownstreamActivity struct {
 	Writes         int64     `json:"writes_last_minute"`
 	Errors         int64     `json:"errors_last_minute"`
@@ -500,8 +507,9 @@ func (g *Gateway) Fleet(topOffenders int) Fleet {
 	now := g.opts.Now()
 	a := g.activity
 	f := Fleet{Now: now.UTC(), Since: a.since.UTC(), Installations: g.InstallationCount(), MaxInstallations: a.max, DroppedTotal: map[string]int64{}, ShadowAllowlist: g.opts.AllowlistShadow}
-	acc, drop, writes, werr, wt, wmax := a.rate.window(now)
-	f.AcceptedPerSecond, f.DroppedPerSecond = float64(acc)/60, float64(drop)/60
+	acc, drop, writes, werr, wt, wmax, covered := a.rate.window(now, a.since)
+	f.RateWindow = covered.Seconds()
+	f.AcceptedPerSecond, f.DroppedPerSecond = float64(acc)/covered.Seconds(), float64(drop)/covered.Seconds()
 	f.Downstream = DownstreamActivity{Writes: writes, Errors: werr, MaxLatency: wmax.Seconds(), ForwardMessage: g.opts.ForwardMessage}
 	if writes > 0 {
 		f.Downstream.MeanLatency = (wt / time.Duration(writes)).Seconds()

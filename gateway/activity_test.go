@@ -74,9 +74,15 @@ func TestActivityRatesAndDownstream(t *testing.T) {
 		f.write(t, harness.CompositeToken("dev", "c1"), ts(1, ms, "__name__", "cluster_version"), ts(1, ms, "__name__", "nope"))
 		ms++
 	}
-	f.now = f.now.Add(20 * time.Second) // the slot is complete
+	// A gateway 20s old: the rates are over those 20s.
+	f.now = f.now.Add(20 * time.Second)
 	fl := f.gw.Fleet(10)
-	if fl.AcceptedPerSecond != 3.0/60 || fl.DroppedPerSecond != 3.0/60 || fl.Downstream.Writes != 3 || fl.Downstream.Errors != 0 {
+	if fl.RateWindow != 20 || fl.AcceptedPerSecond != 3.0/20 || fl.DroppedPerSecond != 3.0/20 || fl.Downstream.Writes != 3 || fl.Downstream.Errors != 0 {
+		t.Fatalf("fleet %+v", fl)
+	}
+	// Later, over the last minute (50 to 60 seconds).
+	f.now = f.now.Add(20 * time.Second)
+	if fl := f.gw.Fleet(10); fl.RateWindow < 40 || fl.RateWindow > 60 || fl.AcceptedPerSecond != 3/fl.RateWindow {
 		t.Fatalf("fleet %+v", fl)
 	}
 	f.now = f.now.Add(2 * time.Minute) // out of the window
