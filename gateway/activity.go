@@ -23,7 +23,8 @@ import (
 // ingest's rule tally), never once per series under a shared lock.
 type activity struct {
 	shards   [activityShards]installShard
-	perShard int
+	perShard int // max/activityShards: the whole never holds more than max
+	max      int
 	since    time.Time
 
 	rate rateRing
@@ -98,7 +99,7 @@ func newActivity(maxInstallations int, now time.Time) *activity {
 	if maxInstallations <= 0 {
 		maxInstallations = DefaultMaxInstallations
 	}
-	a := &activity{perShard: max(1, maxInstallations/activityShards), since: now}
+	a := &activity{perShard: max(1, maxInstallations/activityShards), max: maxInstallations, since: now}
 	for i := range a.shards {
 		a.shards[i].m = map[string]*installRecord{}
 	}
@@ -117,8 +118,7 @@ type outcome struct {
 	cluster         string
 	acceptedSeries  int
 	acceptedSamples int
-	forwarded       int
-	dropped         map[string]int
+	dropped         [len(dropReasons)]int64 // samples, by dropReasons
 	errReason       string
 	errMsg          string
 }
@@ -128,6 +128,13 @@ type outcome struct {
 func noteCluster(r *http.Request, cluster string) {
 	if a := attemptOf(r.Context()); a != nil {
 		a.out.cluster = cluster
+	}
+}
+
+// setDropped copies a request's dropped samples by reason.
+func (o *outcome) setDropped(dropped map[string]int) {
+	for i, r := range dropReasons {
+		o.dropped[i] = int64(dropped[r])
 	}
 }
 
@@ -142,13 +149,9 @@ func (a *activity) record(handler string, code int, o *outcome, now time.Time) {
 	if proto < 0 {
 		return
 	}
-	var dropped [len(dropReasons)]int64
 	var droppedSum int64
-	for i, r := range dropReasons {
-		if n := o.dropped[r]; n > 0 {
-			dropped[i] = int64(n)
-			droppedSum += int64(n)
-		}
+	for _, n := range o.dropped {
+		droppedSum += n
 	}
 	a.rate.add(now, int64(o.acceptedSamples), droppedSum)
 	s := a.shard(o.cluster)
@@ -168,8 +171,8 @@ func (a *activity) record(handler string, code int, o *outcome, now time.Time) {
 	rec.requests++
 	rec.acceptedSeries += int64(o.acceptedSeries)
 	rec.acceptedSamples += int64(o.acceptedSamples)
-	for i := range dropped {
-		rec.dropped[i] += dropped[i]
+	for i, n := range o.dropped {
+		rec.dropped[i] += n
 	}
 	if code >= 400 {
 		if rec.errors == nil {
@@ -296,7 +299,13 @@ func (g *Gateway) Installations(q InstallationQuery) (rows []InstallationActivit
 	if q.Limit <= 0 {
 		q.Limit = 100
 	}
-	rows = []InstallationActivity{}
+	// Sort light keys, then snapshot only the rows returned.
+	type key struct {
+		id            string
+		last, dropped int64
+		errors        int
+	}
+	var keys []key
 	for i := range g.activity.shards {
 		s := &g.activity.shards[i]
 		s.mu.Lock()
@@ -304,31 +313,44 @@ func (g *Gateway) Installations(q InstallationQuery) (rows []InstallationActivit
 			if q.Contains != "" && !strings.Contains(id, q.Contains) {
 				continue
 			}
-			rows = append(rows, r.snapshot(id, false))
+			k := key{id: id, last: r.lastAny}
+			for _, n := range r.dropped {
+				k.dropped += n
+			}
+			if r.errors != nil {
+				k.errors = r.errors.n
+			}
+			keys = append(keys, k)
 		}
 		s.mu.Unlock()
 	}
-	less := func(a, b *InstallationActivity) bool { return a.LastSeen.After(b.LastSeen) }
+	less := func(a, b *key) bool { return a.last > b.last }
 	switch q.Sort {
 	case "dropped":
-		less = func(a, b *InstallationActivity) bool { return a.DroppedTotal > b.DroppedTotal }
+		less = func(a, b *key) bool { return a.dropped > b.dropped }
 	case "errors":
-		less = func(a, b *InstallationActivity) bool { return a.ErrorCount > b.ErrorCount }
+		less = func(a, b *key) bool { return a.errors > b.errors }
 	case "id":
-		less = func(a, b *InstallationActivity) bool { return a.ID < b.ID }
+		less = func(a, b *key) bool { return a.id < b.id }
 	}
-	sort.Slice(rows, func(i, j int) bool {
-		if less(&rows[i], &rows[j]) {
+	sort.Slice(keys, func(i, j int) bool {
+		if less(&keys[i], &keys[j]) {
 			return true
 		}
-		if less(&rows[j], &rows[i]) {
+		if less(&keys[j], &keys[i]) {
 			return false
 		}
-		return rows[i].ID < rows[j].ID
+		return keys[i].id < keys[j].id
 	})
-	matched = len(rows)
-	if len(rows) > q.Limit {
-		rows = rows[:q.Limit]
+	matched = len(keys)
+	rows = make([]InstallationActivity, 0, min(len(keys), q.Limit))
+	for _, k := range keys[:min(len(keys), q.Limit)] {
+		s := g.activity.shard(k.id)
+		s.mu.Lock()
+		if r, ok := s.m[k.id]; ok { // not evicted meanwhile
+			rows = append(rows, r.snapshot(k.id, false))
+		}
+		s.mu.Unlock()
 	}
 	return rows, matched
 }
@@ -406,10 +428,12 @@ func (r *rateRing) write(now time.Time, took time.Duration, failed bool) {
 	}
 }
 
-// window sums the six slots before now's: the last full minute.
-func (r *rateRing) window(now time.Time) (accepted, dropped, writes, writeErrors int64, writeTime, writeMax time.Duration) {
+// window sums the last minute: the five slots before now's and now's
+// own, so far. covered is the time they span (less while the gateway is
+// younger than that).
+func (r *rateRing) window(now, since time.Time) (accepted, dropped, writes, writeErrors int64, writeTime, writeMax, covered time.Duration) {
 	e := now.UnixNano() / int64(rateSlotWidth)
-	for k := int64(1); k <= 6; k++ {
+	for k := int64(0); k <= 5; k++ {
 		s := &r.slots[(e-k)%rateSlots]
 		if s.epoch.Load() != e-k {
 			continue
@@ -421,6 +445,8 @@ func (r *rateRing) window(now time.Time) (accepted, dropped, writes, writeErrors
 		writeTime += time.Duration(s.writeNanos.Load())
 		writeMax = max(writeMax, time.Duration(s.writeMax.Load()))
 	}
+	covered = 5*rateSlotWidth + time.Duration(now.UnixNano()-e*int64(rateSlotWidth))
+	covered = max(min(covered, now.Sub(since)), time.Second)
 	return
 }
 
@@ -443,7 +469,9 @@ type Fleet struct {
 	// MaxInstallations; the least recently seen are evicted).
 	Installations    int `json:"installations"`
 	MaxInstallations int `json:"max_installations"`
-	// Rates over the last full minute, per second.
+	// Rates over the last minute (RateWindow seconds: less while the
+	// gateway is younger), per second.
+	RateWindow        float64 `json:"rate_window_seconds"`
 	AcceptedPerSecond float64 `json:"accepted_samples_per_second"`
 	DroppedPerSecond  float64 `json:"dropped_samples_per_second"`
 	// DroppedTotal are the samples dropped since start, by reason.
@@ -457,7 +485,8 @@ type Fleet struct {
 	ShadowAllowlist bool                  `json:"allowlist_shadow_mode"`
 }
 
-// DownstreamActivity is the last minute of writes downstream.
+// DownstreamActivity is the last minute of writes downstream (the
+// Fleet's RateWindow).
 type DownstreamActivity struct {
 	Writes         int64     `json:"writes_last_minute"`
 	Errors         int64     `json:"errors_last_minute"`
@@ -481,9 +510,10 @@ type AllowlistVersion struct {
 func (g *Gateway) Fleet(topOffenders int) Fleet {
 	now := g.opts.Now()
 	a := g.activity
-	f := Fleet{Now: now.UTC(), Since: a.since.UTC(), Installations: g.InstallationCount(), MaxInstallations: a.perShard * activityShards, DroppedTotal: map[string]int64{}, ShadowAllowlist: g.opts.AllowlistShadow}
-	acc, drop, writes, werr, wt, wmax := a.rate.window(now)
-	f.AcceptedPerSecond, f.DroppedPerSecond = float64(acc)/60, float64(drop)/60
+	f := Fleet{Now: now.UTC(), Since: a.since.UTC(), Installations: g.InstallationCount(), MaxInstallations: a.max, DroppedTotal: map[string]int64{}, ShadowAllowlist: g.opts.AllowlistShadow}
+	acc, drop, writes, werr, wt, wmax, covered := a.rate.window(now, a.since)
+	f.RateWindow = covered.Seconds()
+	f.AcceptedPerSecond, f.DroppedPerSecond = float64(acc)/covered.Seconds(), float64(drop)/covered.Seconds()
 	f.Downstream = DownstreamActivity{Writes: writes, Errors: werr, MaxLatency: wmax.Seconds(), ForwardMessage: g.opts.ForwardMessage}
 	if writes > 0 {
 		f.Downstream.MeanLatency = (wt / time.Duration(writes)).Seconds()

@@ -1,11 +1,14 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/telegate/telegate/allowlist"
 	"github.com/telegate/telegate/batch"
@@ -71,9 +74,15 @@ func TestActivityRatesAndDownstream(t *testing.T) {
 		f.write(t, harness.CompositeToken("dev", "c1"), ts(1, ms, "__name__", "cluster_version"), ts(1, ms, "__name__", "nope"))
 		ms++
 	}
-	f.now = f.now.Add(20 * time.Second) // the slot is complete
+	// A gateway 20s old: the rates are over those 20s.
+	f.now = f.now.Add(20 * time.Second)
 	fl := f.gw.Fleet(10)
-	if fl.AcceptedPerSecond != 3.0/60 || fl.DroppedPerSecond != 3.0/60 || fl.Downstream.Writes != 3 || fl.Downstream.Errors != 0 {
+	if fl.RateWindow != 20 || fl.AcceptedPerSecond != 3.0/20 || fl.DroppedPerSecond != 3.0/20 || fl.Downstream.Writes != 3 || fl.Downstream.Errors != 0 {
+		t.Fatalf("fleet %+v", fl)
+	}
+	// Later, over the last minute (50 to 60 seconds).
+	f.now = f.now.Add(20 * time.Second)
+	if fl := f.gw.Fleet(10); fl.RateWindow < 40 || fl.RateWindow > 60 || fl.AcceptedPerSecond != 3/fl.RateWindow {
 		t.Fatalf("fleet %+v", fl)
 	}
 	f.now = f.now.Add(2 * time.Minute) // out of the window
@@ -200,5 +209,78 @@ func TestDiagnose(t *testing.T) {
 	m := d.Metrics[0]
 	if d.Known || verdict(m, "authentication") != VerdictWarn || verdict(m, "validation and relabeling") != VerdictDrop {
 		t.Fatalf("%+v", m)
+	}
+}
+
+// BenchmarkActivityPerRequest is what the console's tracker adds to one
+// request of 1,000 series over 10 allowlist entries: the rule tally per
+// series, its flush, and the installation's record; with 10,000
+// installations known, in parallel.
+func BenchmarkActivityPerRequest(b *testing.B) {
+	var src strings.Builder
+	src.WriteString("matches:\n")
+	for i := range 10 {
+		fmt.Fprintf(&src, "- '{__name__=~\"m%d_.*\"}'\n", i)
+	}
+	al, err := allowlist.Parse([]byte(src.String()), "a.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := newActivity(0, time.Now())
+	names := make([]string, 1000)
+	for i := range names {
+		names[i] = fmt.Sprintf("m%d_metric_%d", i%10, i/100)
+	}
+	ids := make([]string, 10000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("installation-%d", i)
+	}
+	dropped := map[string]int{"allowlist": 3}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			now := time.Now()
+			id := ids[i%len(ids)]
+			i++
+			t := getRuleTally(len(al.Entries))
+			for k, n := range names {
+				t.add(k/100, n, 1)
+			}
+			t.flush(a, al, id, now)
+			o := outcome{cluster: id, acceptedSeries: 1000, acceptedSamples: 1000}
+			o.setDropped(dropped)
+			a.record("receive", 204, &o, now)
+		}
+	})
+}
+
+func TestActivityRecordsUploads(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	jwt, _, status, err := harness.Authorize(ctx, f.srv.URL, "dev", "c1")
+	if err != nil || status != 200 {
+		t.Fatalf("authorize: %d %v", status, err)
+	}
+	if status, body, _, err := harness.Upload(ctx, f.srv.URL, jwt, []*dto.MetricFamily{gauge("cluster_version", 1, "type", "current"), gauge("secret", 1)}); err != nil || status != 200 {
+		t.Fatalf("upload: %d %q %v", status, body, err)
+	}
+	// Inside the interval: 429, recorded as an error answer of upload.
+	f.now = f.now.Add(time.Minute)
+	if status, _, _, _ := harness.Upload(ctx, f.srv.URL, jwt, []*dto.MetricFamily{gauge("cluster_version", 1)}); status != http.StatusTooManyRequests {
+		t.Fatalf("second upload: %d", status)
+	}
+	a, ok := f.gw.Installation("c1")
+	if !ok || a.LastAuthorize.IsZero() || a.LastUpload.IsZero() || !a.LastReceive.IsZero() || a.Requests != 3 {
+		t.Fatalf("%+v", a)
+	}
+	if a.AcceptedSamples != 1 || a.Dropped["allowlist"] != 1 || len(a.Errors) != 1 || a.Errors[0].Status != 429 || a.Errors[0].Reason != "upload_interval" || a.Errors[0].Handler != "upload" {
+		t.Fatalf("%+v", a)
+	}
+	d := f.gw.Diagnose("c1", [][]batch.Label{{{Name: "__name__", Value: "cluster_version"}}})
+	for _, s := range d.Metrics[0].Stages {
+		if s.Name == "budgets" && (s.Verdict != VerdictWarn || !strings.Contains(s.Detail, "429")) {
+			t.Fatalf("budget stage %+v", s)
+		}
 	}
 }

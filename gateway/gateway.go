@@ -821,7 +821,8 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 		g.metrics.forwarded.Add(float64(b.Points()))
 	}
 	if a := attemptOf(r.Context()); a != nil {
-		a.out.acceptedSeries, a.out.acceptedSamples, a.out.dropped = len(b.Series), b.Points(), dropped
+		a.out.acceptedSeries, a.out.acceptedSamples = len(b.Series), b.Points()
+		a.out.setDropped(dropped)
 	}
 	setDroppedHeaders(w.Header(), dropped)
 	setShadowHeaders(w.Header(), shadow)
