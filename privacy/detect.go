@@ -129,18 +129,17 @@ func hasSeparator(v string) bool {
 		return false
 	}
 	b := unsafe.Slice(unsafe.StringData(v), len(v))
-	var acc uint64
-	last := binary.LittleEndian.Uint64(b[len(b)-8:])
-	for i := 0; ; i += 8 {
-		w := last
-		if i+8 < len(b) {
-			w = binary.LittleEndian.Uint64(b[i:])
-		}
+	n := len(b)
+	// The first and the last word (they overlap when n < 16), then the
+	// words between: values are mostly 8 to 24 bytes, so no loop at all.
+	w, z := binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[n-8:])
+	a1, c1, d1 := w^(ones*'@'), w^(ones*':'), w^(ones*'.')
+	a2, c2, d2 := z^(ones*'@'), z^(ones*':'), z^(ones*'.')
+	acc := (a1-ones)&^a1 | (c1-ones)&^c1 | (d1-ones)&^d1 | (a2-ones)&^a2 | (c2-ones)&^c2 | (d2-ones)&^d2
+	for i := 8; i < n-8; i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
 		x, y, z := w^(ones*'@'), w^(ones*':'), w^(ones*'.')
 		acc |= (x-ones)&^x | (y-ones)&^y | (z-ones)&^z
-		if i+8 >= len(b) {
-			break
-		}
 	}
 	return acc&highs != 0
 }

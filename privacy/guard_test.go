@@ -339,3 +339,23 @@ func BenchmarkApply(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/series")
 }
+
+// hasSeparator reads words at the start, the end and between: every
+// length and every position of a separator must be seen.
+func TestHasSeparatorEveryPosition(t *testing.T) {
+	for n := 1; n <= 48; n++ {
+		base := []byte(strings.Repeat("a", n))
+		if hasSeparator(string(base)) {
+			t.Fatalf("len %d: false positive", n)
+		}
+		for i := range n {
+			for _, c := range []byte("@:.") {
+				v := append([]byte(nil), base...)
+				v[i] = c
+				if !hasSeparator(string(v)) {
+					t.Fatalf("len %d: %q at %d missed", n, c, i)
+				}
+			}
+		}
+	}
+}
