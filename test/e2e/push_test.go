@@ -237,3 +237,23 @@ func TestPushInstallerHistogramToEmbeddedStore(t *testing.T) {
 		t.Fatalf("errors logged:\n%s", gw.Stderr())
 	}
 }
+
+// TestPushInstallerHistogramToThanos: the same text push through the
+// gateway into a stock Thanos Receive, read back through Thanos Query: the
+// median is the one a Prometheus scraping the exposition computes.
+func TestPushInstallerHistogramToThanos(t *testing.T) {
+	want := directQuantile(t)
+	recv := harness.StartThanosReceive(t, harness.ThanosReceiveOptions{})
+	q := harness.StartThanosQuery(t, harness.ThanosQueryOptions{Endpoints: []string{recv.GRPCAddr()}})
+	harness.CheckThanosReadPath(t, recv, q, 60*time.Second)
+	gw := startPushGateway(t, recv.RemoteWriteURL())
+	tok := harness.CompositeToken("fleet-token", "installer-service")
+	if code := pushWithCurl(t, gw.url+"/metrics/job/installer", tok, "text/plain; version=0.0.4", installerExposition(false)); code != http.StatusOK {
+		t.Fatalf("text push: %d", code)
+	}
+	v := q.QueryEventually(t, `count(assisted_installer_cluster_installation_minutes_bucket{_id="installer-service",job="installer"})`, harness.NonEmpty, 60*time.Second)
+	if v[0].Value != 61 {
+		t.Fatalf("%v buckets in Thanos, want 61", v[0].Value)
+	}
+	sameQuantile(t, "push into Thanos", q.Query(t, installerQuantile), want)
+}
