@@ -442,10 +442,20 @@ func (c *Client) Once(ctx context.Context) error {
 	if s.cfg.Disabled {
 		return nil
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, s.interval)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 	attempt := 0
+	// giveUp words an error met when the interval ran out (during an
+	// attempt or a wait) like one the backoff gave up on; a cancelled
+	// caller (a signal) gets its own error.
+	giveUp := func(err error) error {
+		if parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("giving up after %d attempts within the interval (%s): %w", attempt+1, s.interval, err)
+		}
+		return err
+	}
 	wait := func(err error) error {
 		attempt++
 		d := backoff(attempt, time.Duration(s.cfg.MinBackoff), time.Duration(s.cfg.MaxBackoff))
@@ -463,7 +473,7 @@ func (c *Client) Once(ctx context.Context) error {
 		defer t.Stop()
 		select {
 		case <-ctx.Done():
-			return err
+			return giveUp(err)
 		case <-t.C:
 			return nil
 		}
@@ -474,8 +484,11 @@ func (c *Client) Once(ctx context.Context) error {
 		if snap, err = c.collect(ctx, s, time.Now()); err == nil {
 			break
 		}
-		if ctx.Err() != nil || isPermanent(err) {
+		if isPermanent(err) {
 			return err
+		}
+		if ctx.Err() != nil {
+			return giveUp(err)
 		}
 		if werr := wait(err); werr != nil {
 			return werr
@@ -496,7 +509,7 @@ func (c *Client) Once(ctx context.Context) error {
 			return fmt.Errorf("the gateway refused the snapshot: %w", err)
 		case ctx.Err() != nil:
 			c.metrics.snapshots.WithLabelValues(SnapshotDropped).Inc()
-			return err
+			return giveUp(err)
 		}
 		if werr := wait(err); werr != nil {
 			c.metrics.snapshots.WithLabelValues(SnapshotDropped).Inc()
