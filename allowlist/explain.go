@@ -32,6 +32,10 @@ type ExplainOptions struct {
 	// counts are checked against; 0 means the defaults.
 	MaxSeriesPerMetric int
 	MaxSeriesPerOwner  int
+	// PII, when set, returns what the PII guard finds in a series'
+	// labels ("label: detector (action)" each); the report lists them
+	// per metric for the series the allowlist keeps.
+	PII func(ls []batch.Label) []string
 }
 
 // EntryRef identifies an allowlist entry in a report.
@@ -69,6 +73,10 @@ type MetricReport struct {
 	// PersonalData are label names of its series that suggest personal
 	// data (PersonalDataLabel), sorted.
 	PersonalData []string `json:"personal_data,omitempty"`
+	// PIIFindings are what the PII guard does to its allowed series'
+	// label values ("label: detector (action)"), sorted; with
+	// ExplainOptions.PII only.
+	PIIFindings []string `json:"pii_findings,omitempty"`
 	// CollisionExamples are up to three stored series that several input
 	// series collapse into, each followed by how many.
 	CollisionExamples []string `json:"collision_examples,omitempty"`
@@ -160,6 +168,7 @@ func Explain(a *Allowlist, series [][]batch.Label, opts ExplainOptions) *Report 
 		entries   map[int]bool
 		stripped  map[string]bool
 		personal  map[string]bool
+		pii       map[string]bool
 		storedCnt map[string]int // stored key -> input series
 		order     []string       // stored keys in first-seen order
 	}
@@ -191,6 +200,7 @@ func Explain(a *Allowlist, series [][]batch.Label, opts ExplainOptions) *Report 
 				entries:   map[int]bool{},
 				stripped:  map[string]bool{},
 				personal:  map[string]bool{},
+				pii:       map[string]bool{},
 				storedCnt: map[string]int{},
 			}
 			metrics[name] = m
@@ -221,6 +231,11 @@ func Explain(a *Allowlist, series [][]batch.Label, opts ExplainOptions) *Report 
 		r.Allowed++
 		m.rep.Allowed++
 		m.entries[i] = true
+		if opts.PII != nil {
+			for _, f := range opts.PII(ls) {
+				m.pii[f] = true
+			}
+		}
 		key := formatSeries(ls, drop)
 		if m.storedCnt[key] == 0 {
 			m.order = append(m.order, key)
@@ -255,6 +270,9 @@ func Explain(a *Allowlist, series [][]batch.Label, opts ExplainOptions) *Report 
 		}
 		rep.StrippedLabels = sortedKeys(m.stripped)
 		rep.PersonalData = sortedKeys(m.personal)
+		if len(m.pii) > 0 {
+			rep.PIIFindings = sortedKeys(m.pii)
+		}
 		for _, k := range m.order {
 			if c := m.storedCnt[k]; c > 1 && len(rep.CollisionExamples) < 3 {
 				rep.CollisionExamples = append(rep.CollisionExamples, fmt.Sprintf("%s (from %d series)", k, c))
@@ -479,6 +497,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		if len(m.PersonalData) > 0 {
 			fmt.Fprintf(b, "  personal data? labels %s\n", strings.Join(m.PersonalData, ", "))
+		}
+		if len(m.PIIFindings) > 0 {
+			fmt.Fprintf(b, "  PII guard: %s\n", strings.Join(m.PIIFindings, "; "))
 		}
 		if m.OverGuidance {
 			fmt.Fprintf(b, "  over guidance: %d stored series, guidance is at most %d per metric\n", m.Stored, r.MaxSeriesPerMetric)

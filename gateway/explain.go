@@ -3,6 +3,7 @@ package gateway
 import (
 	"container/list"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -150,7 +151,7 @@ func (g *Gateway) handleExplain(w http.ResponseWriter, r *http.Request) int {
 	for i := range b.Series {
 		series[i] = b.Series[i].Labels
 	}
-	rep := allowlist.Explain(g.allowlist.Load(), series, allowlist.ExplainOptions{DropLabels: g.opts.Pipeline.DropLabels()})
+	rep := allowlist.Explain(g.allowlist.Load(), series, allowlist.ExplainOptions{DropLabels: g.opts.Pipeline.DropLabels(), PII: g.piiFindings()})
 	w.Header().Set("X-Telegate-Upload-Time", last.at.UTC().Format(time.RFC3339))
 	if r.URL.Query().Get("format") == "text" {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -160,4 +161,23 @@ func (g *Gateway) handleExplain(w http.ResponseWriter, r *http.Request) int {
 	w.Header().Set("Content-Type", "application/json")
 	rep.WriteJSON(w)
 	return http.StatusOK
+}
+
+// piiFindings is the PII guard's view of a series for explain reports
+// ("label: detector (action)"), leaving out the labels the gateway strips;
+// nil when the guard is off.
+func (g *Gateway) piiFindings() func([]batch.Label) []string {
+	if !g.opts.Privacy.Enabled() {
+		return nil
+	}
+	drop := g.opts.Pipeline.DropLabels()
+	return func(ls []batch.Label) []string {
+		var out []string
+		for _, f := range g.opts.Privacy.Inspect(ls) {
+			if !slices.Contains(drop, f.Label) {
+				out = append(out, f.Label+": "+f.Detector.String()+" ("+f.Action.String()+")")
+			}
+		}
+		return out
+	}
 }

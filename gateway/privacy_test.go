@@ -240,3 +240,36 @@ func TestDeletionRequest(t *testing.T) {
 		t.Fatalf("another installation: %d", status)
 	}
 }
+
+// GET /explain lists what the PII guard does to the cluster's last upload.
+func TestExplainShowsPIIFindings(t *testing.T) {
+	guard, err := privacy.New(privacy.Options{Actions: privacy.Defaults(), Key: []byte("0123456789abcdef"), ExemptLabels: []string{"_id"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(o *Options) { o.ExplainCacheBytes = 1 << 20; o.Privacy = guard })
+	ctx := context.Background()
+	jwt, _, _, err := harness.Authorize(ctx, f.srv.URL, "dev", "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func() string {
+		req, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/explain?format=text", nil)
+		req.Header.Set("Authorization", "Bearer "+jwt)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	get() // arms the cluster
+	if status, body, _, _ := harness.Upload(ctx, f.srv.URL, jwt, []*dto.MetricFamily{
+		gauge("cluster_version", 1, "owner", "alice@example.com", "pod", "10.0.0.1")}); status != 200 {
+		t.Fatalf("upload %d %s", status, body)
+	}
+	if out := get(); !strings.Contains(out, "PII guard: owner: email (hash)") || strings.Contains(out, "pod: ip") {
+		t.Fatalf("explain:\n%s", out)
+	}
+}
