@@ -120,9 +120,9 @@ type Guard struct {
 	// lengths first beats hashing the name (the instance label, whose IP
 	// address makes it suspicious, comes with every series).
 	exemptList []string
-	key      []byte
-	macs     sync.Pool
-	findings *prometheus.CounterVec
+	key        []byte
+	macs       sync.Pool
+	findings   *prometheus.CounterVec
 	// names bounds the metric label of findings: past maxMetricNames
 	// distinct names, findings count as "other".
 	namesMu sync.Mutex
