@@ -2,6 +2,7 @@ package console
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/telegate/telegate/allowlist"
 	"github.com/telegate/telegate/batch"
 	"github.com/telegate/telegate/gateway"
+	"github.com/telegate/telegate/limits"
 )
 
 //go:embed templates/*.html static/*
@@ -54,6 +56,9 @@ type Options struct {
 	// RedisAddress is the shared budgets' Redis ("" when budgets are kept
 	// in memory).
 	RedisAddress string
+	// Replicas lists the gateway replicas sharing that Redis (their
+	// heartbeats); nil when budgets are kept in memory.
+	Replicas func(ctx context.Context) ([]limits.ReplicaSeen, error)
 }
 
 // Console serves the pages.
@@ -188,9 +193,10 @@ type FleetPage struct {
 type RedisInfo struct {
 	Enabled bool   `json:"enabled"`
 	Address string `json:"address,omitempty"`
-	// ReplicasSeen is not tracked: the shared budget keys do not say
-	// which replica wrote them.
-	ReplicasSeen string `json:"replicas_seen"`
+	// Replicas are the gateway replicas whose heartbeat in Redis is
+	// recent; ReplicasError says why they could not be read.
+	Replicas      []limits.ReplicaSeen `json:"replicas,omitempty"`
+	ReplicasError string               `json:"replicas_error,omitempty"`
 }
 
 func (c *Console) home(w http.ResponseWriter, r *http.Request) {
@@ -200,7 +206,16 @@ func (c *Console) home(w http.ResponseWriter, r *http.Request) {
 		s := c.o.Spool()
 		p.Spool = &s
 	}
-	p.Redis = RedisInfo{Enabled: c.o.RedisAddress != "", Address: c.o.RedisAddress, ReplicasSeen: "not tracked"}
+	p.Redis = RedisInfo{Enabled: c.o.RedisAddress != "", Address: c.o.RedisAddress}
+	if c.o.Replicas != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		seen, err := c.o.Replicas(ctx)
+		cancel()
+		if err != nil {
+			p.Redis.ReplicasError = err.Error()
+		}
+		p.Redis.Replicas = seen
+	}
 	p.RecentInstallations, _ = g.Installations(gateway.InstallationQuery{Sort: "recent", Limit: 10})
 	dropping, _ := g.Installations(gateway.InstallationQuery{Sort: "dropped", Limit: 10})
 	p.TopDropping = nonZero(dropping, func(a *gateway.InstallationActivity) bool { return a.DroppedTotal > 0 })

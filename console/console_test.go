@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/telegate/telegate/authn"
 	"github.com/telegate/telegate/batch"
 	"github.com/telegate/telegate/gateway"
+	"github.com/telegate/telegate/limits"
 	"github.com/telegate/telegate/relabel"
 	"github.com/telegate/telegate/test/e2e/harness"
 )
@@ -402,5 +404,40 @@ func BenchmarkPages(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// With Redis, the fleet page lists the replicas seen by their heartbeats
+// (names escaped), or says why they could not be read.
+func TestFleetListsReplicas(t *testing.T) {
+	f := newFixture(t)
+	for _, tc := range []struct {
+		replicas func(context.Context) ([]limits.ReplicaSeen, error)
+		want     []string
+	}{
+		{func(context.Context) ([]limits.ReplicaSeen, error) {
+			return []limits.ReplicaSeen{{Name: "gw-0/:9003", LastSeen: time.Now()}, {Name: "<b>gw-1</b>", LastSeen: time.Now()}}, nil
+		}, []string{"replicas seen: 2", "gw-0/:9003", "&lt;b&gt;gw-1&lt;/b&gt;"}},
+		{func(context.Context) ([]limits.ReplicaSeen, error) { return nil, errors.New("connection refused") },
+			[]string{"replicas seen: unknown (connection refused)"}},
+	} {
+		c, err := New(Options{Gateway: f.gw, Mode: "forwarding", Version: "test", RedisAddress: "redis:6379", Replicas: tc.replicas})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mux := http.NewServeMux()
+		c.Register(mux)
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+		for _, w := range tc.want {
+			if !strings.Contains(rec.Body.String(), w) {
+				t.Errorf("fleet page lacks %q", w)
+			}
+		}
+		rec = httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/?format=json", nil))
+		if !strings.Contains(rec.Body.String(), `"redis"`) {
+			t.Errorf("JSON twin: %s", rec.Body.String()[:200])
+		}
 	}
 }

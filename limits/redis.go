@@ -238,3 +238,40 @@ func (s *RedisStore) ReserveUpload(ctx context.Context, cluster string, interval
 		releaseScript.Run(ctx, s.client, []string{key}, token)
 	}, 0, true, nil
 }
+
+// ReplicaSeen is one gateway replica sharing this Redis, and when it last
+// said so.
+type ReplicaSeen struct {
+	Name     string    `json:"name"`
+	LastSeen time.Time `json:"last_seen"`
+}
+
+// Heartbeat records that the replica name is alive (one sorted set of
+// replicas by last heartbeat; entries older than ttl are removed).
+func (s *RedisStore) Heartbeat(ctx context.Context, name string, now time.Time, ttl time.Duration) error {
+	key := s.prefix + "replicas"
+	_, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAdd(ctx, key, redis.Z{Score: float64(now.UnixMilli()), Member: name})
+		p.ZRemRangeByScore(ctx, key, "-inf", "("+strconv.FormatInt(now.Add(-ttl).UnixMilli(), 10))
+		p.PExpire(ctx, key, 2*ttl)
+		return nil
+	})
+	return err
+}
+
+// Replicas returns the replicas whose last heartbeat is within ttl of
+// now, most recent first (at most 1000).
+func (s *RedisStore) Replicas(ctx context.Context, now time.Time, ttl time.Duration) ([]ReplicaSeen, error) {
+	zs, err := s.client.ZRevRangeByScoreWithScores(ctx, s.prefix+"replicas", &redis.ZRangeBy{
+		Min: strconv.FormatInt(now.Add(-ttl).UnixMilli(), 10), Max: "+inf", Count: 1000,
+	}).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ReplicaSeen, 0, len(zs))
+	for _, z := range zs {
+		name, _ := z.Member.(string)
+		out = append(out, ReplicaSeen{Name: name, LastSeen: time.UnixMilli(int64(z.Score))})
+	}
+	return out, nil
+}

@@ -120,3 +120,35 @@ func TestRedisStoreDown(t *testing.T) {
 		t.Fatal("store error not counted")
 	}
 }
+
+// Replicas sharing a Redis see each other by their heartbeats; one that
+// stopped beating drops out after the TTL.
+func TestRedisReplicasSeen(t *testing.T) {
+	r := harness.StartRedis(t)
+	s, err := NewRedisStore(RedisOptions{Address: r.Addr(), KeyPrefix: "t:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	now := time.Now()
+	for _, name := range []string{"gw-0", "gw-1"} {
+		if err := s.Heartbeat(ctx, name, now, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Heartbeat(ctx, "gw-2", now.Add(-time.Minute), 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	seen, err := s.Replicas(ctx, now, 30*time.Second)
+	if err != nil || len(seen) != 2 {
+		t.Fatalf("%v %v", seen, err)
+	}
+	if err := s.Heartbeat(ctx, "gw-0", now.Add(40*time.Second), 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	seen, _ = s.Replicas(ctx, now.Add(40*time.Second), 30*time.Second)
+	if len(seen) != 1 || seen[0].Name != "gw-0" {
+		t.Fatalf("after gw-1 stopped: %v", seen)
+	}
+}

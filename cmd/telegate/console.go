@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -14,11 +15,12 @@ import (
 	"github.com/telegate/telegate/examples"
 	"github.com/telegate/telegate/forward"
 	"github.com/telegate/telegate/gateway"
+	"github.com/telegate/telegate/limits"
 )
 
 // newConsole builds the web console the internal listener serves at /
 // (docs/console.md).
-func (g *gatewayCmd) newConsole(c *config.Config, gw *gateway.Gateway, spool *forward.Spool) (func(*http.ServeMux), error) {
+func (g *gatewayCmd) newConsole(c *config.Config, gw *gateway.Gateway, spool *forward.Spool, redis *limits.RedisStore) (func(*http.ServeMux), error) {
 	o := console.Options{
 		Gateway:      gw,
 		Mode:         "forwarding",
@@ -28,6 +30,11 @@ func (g *gatewayCmd) newConsole(c *config.Config, gw *gateway.Gateway, spool *fo
 	}
 	if c.EmbeddedStorage() {
 		o.Mode = "single-binary"
+	}
+	if redis != nil {
+		o.Replicas = func(ctx context.Context) ([]limits.ReplicaSeen, error) {
+			return redis.Replicas(ctx, time.Now(), replicaTTL)
+		}
 	}
 	if spool != nil {
 		o.Spool = func() console.SpoolStats {
@@ -41,6 +48,40 @@ func (g *gatewayCmd) newConsole(c *config.Config, gw *gateway.Gateway, spool *fo
 		return nil, err
 	}
 	return con.Register, nil
+}
+
+// Replicas sharing a Redis say so every replicaBeat; one silent for
+// replicaTTL is no longer listed.
+const (
+	replicaBeat = 10 * time.Second
+	replicaTTL  = 45 * time.Second
+)
+
+// replicaName names this replica in the heartbeats: the host name (the
+// pod's) and the public listen address.
+func replicaName(c *config.Config) string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown"
+	}
+	return host + "/" + c.Web.ListenAddress
+}
+
+// heartbeat records this replica in Redis every replicaBeat until ctx
+// ends (failures are the budgets' concern, not logged here).
+func heartbeat(ctx context.Context, redis *limits.RedisStore, name string) error {
+	t := time.NewTicker(replicaBeat)
+	defer t.Stop()
+	for {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		redis.Heartbeat(c, name, time.Now(), replicaTTL)
+		cancel()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // configHash is the first 12 hex digits of the SHA-256 of the config

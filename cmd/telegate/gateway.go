@@ -379,7 +379,7 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 		reloader.alsoReload(comp.overrides.Reload)
 	}
 	reloader.alsoReload(comp.optOuts.Reload)
-	con, err := g.newConsole(c, gw, down.spool)
+	con, err := g.newConsole(c, gw, down.spool, comp.redis)
 	if err != nil {
 		return err
 	}
@@ -413,6 +413,9 @@ func (g *gatewayCmd) run(logger log.Logger) error {
 	if comp.redis != nil {
 		pingRedis(c, comp.redis, logger)
 		defer comp.redis.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		name := replicaName(c)
+		gr.Add(func() error { return heartbeat(ctx, comp.redis, name) }, func(error) { cancel() })
 	}
 	addReplay(&gr, c, down.spool, comp.sender)
 	level.Info(logger).Log("msg", "starting telegate gateway", "version", version, "config", c.Origin,
