@@ -49,7 +49,7 @@ unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/e2e)
 
 e2e: test-deps thanos prometheus3
-	$(GO) test -count=1 -timeout 20m ./test/e2e/...
+	$(GO) test -count=1 -timeout 35m ./test/e2e/...
 
 ## thanos: bin/thanos (Receive and Query for the e2e tests), built from the
 ## module proxy at the version test/tools/go.mod pins. Rebuilt only when the
