@@ -31,13 +31,14 @@ type CoalesceOptions struct {
 	Registerer prometheus.Registerer
 }
 
-// Coalescer is a BodySender that coalesces concurrent sends into one
-// remote write (group commit). A Send that finds no send of the
+// Coalescer is a BodySender (and ProtoSender) that coalesces concurrent
+// sends into one remote write (group commit). A Send that finds no send of the
 // Coalescer in flight sends its body at once, unchanged: the first
 // request of a group never waits for others, and at low rates nothing is
 // coalesced. Sends that arrive while a send is in flight queue; when it
 // ends, the queued bodies (in arrival order, up to MaxRequests and
-// MaxBytes uncompressed) are snappy-decoded, concatenated and compressed
+// MaxBytes uncompressed) are concatenated (a compressed body from Send is
+// snappy-decoded first; SendProto's are taken as they are) and compressed
 // into one body, sent once, and every member gets the shared outcome.
 // That is sound for remote write 1.0 because a prometheus.WriteRequest is
 // its repeated fields one after the other: two encoded requests
@@ -121,7 +122,8 @@ func newCoalesceMetrics(reg prometheus.Registerer) (*coalesceMetrics, error) {
 type waiter struct {
 	ctx  context.Context
 	body []byte
-	n    int // decoded length
+	raw  bool // body is uncompressed
+	n    int  // decoded length
 	enq  time.Time
 	// ready receives true when the waiter leads group, false when err
 	// holds its outcome.
@@ -171,23 +173,64 @@ func (c *Coalescer) Send(ctx context.Context, body []byte) error {
 	if c.bypass {
 		return c.down.Send(ctx, body)
 	}
+	return c.send(ctx, body, false)
+}
+
+// SendProto is Send for an uncompressed prometheus.WriteRequest
+// (Buffers.EncodeSplitProto's): the Coalescer compresses what it sends,
+// once per coalesced body, so a request that waits costs no compression
+// of its own and no decompression. It does not retain proto after it
+// returns.
+func (c *Coalescer) SendProto(ctx context.Context, proto []byte) error {
+	if c.bypass {
+		return c.sendAlone(ctx, proto, true)
+	}
+	return c.send(ctx, proto, true)
+}
+
+// sendAlone sends b (uncompressed if raw) by itself.
+func (c *Coalescer) sendAlone(ctx context.Context, b []byte, raw bool) error {
+	if !raw {
+		return c.down.Send(ctx, b)
+	}
+	return sendProto(ctx, c.down, b)
+}
+
+// sendProto compresses proto and sends it through down.
+func sendProto(ctx context.Context, down BodySender, proto []byte) error {
+	bufs := GetBuffers()
+	defer PutBuffers(bufs)
+	body, err := bufs.compress(proto)
+	if err != nil {
+		return &Error{Msg: err.Error(), err: err}
+	}
+	return down.Send(ctx, body)
+}
+
+func (c *Coalescer) send(ctx context.Context, b []byte, raw bool) error {
 	c.m.requests.Inc()
 	c.mu.Lock()
 	if !c.busy {
 		c.busy = true
 		c.mu.Unlock()
-		err := c.down.Send(ctx, body)
+		err := c.sendAlone(ctx, b, raw)
 		c.handOff()
 		return err
 	}
-	n, derr := s2.DecodedLen(body)
-	if derr != nil || n > c.o.MaxBytes || c.o.MaxRequests == 1 {
-		// Cannot share a body: send it alone, next to the one in flight.
+	n := len(b)
+	if !raw {
+		var derr error
+		if n, derr = s2.DecodedLen(b); derr != nil {
+			n = c.o.MaxBytes + 1
+		}
+	}
+	if n > c.o.MaxBytes || c.o.MaxRequests == 1 {
+		// Cannot share the body: send it alone, next to the one in flight.
 		c.mu.Unlock()
-		return c.down.Send(ctx, body)
+		return c.sendAlone(ctx, b, raw)
 	}
 	w := waiterPool.Get().(*waiter)
-	w.ctx, w.body, w.n, w.enq = ctx, body, n, time.Now()
+	w.ctx, w.body, w.raw, w.n, w.enq = ctx, b, raw, n, time.Now()
 	c.queue = append(c.queue, w)
 	c.mu.Unlock()
 
@@ -215,7 +258,7 @@ func (c *Coalescer) Send(ctx context.Context, body []byte) error {
 	c.putWaiter(w)
 	if err == errAlone {
 		c.m.alone.Inc()
-		err = c.down.Send(ctx, body)
+		err = c.sendAlone(ctx, b, raw)
 	}
 	return err
 }
@@ -261,7 +304,7 @@ func (c *Coalescer) lead(w *waiter) error {
 		c.m.wait.Observe(now.Sub(m.enq).Seconds())
 	}
 	if len(group) == 1 {
-		err := c.down.Send(w.ctx, w.body)
+		err := c.sendAlone(w.ctx, w.body, w.raw)
 		c.handOff()
 		return err
 	}
@@ -291,7 +334,9 @@ func (c *Coalescer) lead(w *waiter) error {
 	proto := bufs.proto[:total]
 	off, sent := 0, 0
 	for _, m := range group {
-		if _, err := s2.Decode(proto[off:off+m.n], m.body); err != nil {
+		if m.raw {
+			copy(proto[off:], m.body)
+		} else if _, err := s2.Decode(proto[off:off+m.n], m.body); err != nil {
 			m.err = errAlone // not a body to share; let it fail alone
 			continue
 		}

@@ -1,0 +1,189 @@
+package gateway
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/s2"
+
+	"github.com/telegate/telegate/forward"
+)
+
+// decodingDownstream is a remote write receiver that reads and
+// snappy-decodes each body, waits delay (a receiver's own work), and
+// answers 204.
+type decodingDownstream struct {
+	srv      *httptest.Server
+	requests atomic.Int64
+}
+
+func newDecodingDownstream(tb testing.TB, delay time.Duration) *decodingDownstream {
+	d := &decodingDownstream{}
+	var pool sync.Pool
+	d.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		bp, _ := pool.Get().(*[2][]byte)
+		if bp == nil {
+			bp = new([2][]byte)
+		}
+		defer pool.Put(bp)
+		buf := bp[0][:0]
+		for {
+			if len(buf) == cap(buf) {
+				buf = append(buf, 0)[:len(buf)]
+			}
+			n, err := r.Body.Read(buf[len(buf):cap(buf)])
+			buf = buf[:len(buf)+n]
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				http.Error(w, err.Error(), 400)
+				return
+			}
+		}
+		bp[0] = buf
+		n, err := s2.DecodedLen(buf)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		if cap(bp[1]) < n {
+			bp[1] = make([]byte, n)
+		}
+		if _, err := s2.Decode(bp[1][:n], buf); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		if delay > 0 {
+			time.Sleep(delay)
+		}
+		d.requests.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	tb.Cleanup(d.srv.Close)
+	return d
+}
+
+// coalesceSide is one gateway of the comparison and what it measured.
+type coalesceSide struct {
+	bg          *benchGateway
+	cpu         time.Duration
+	served      int
+	downstream  int64
+	latencies   []time.Duration
+	downCounter *decodingDownstream
+}
+
+func newCoalesceSide(b *testing.B, down *decodingDownstream, coalesce bool) *coalesceSide {
+	snd, err := forward.New(forward.Config{URL: down.srv.URL}, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(snd.Close)
+	var fwd forward.BodySender = snd
+	if coalesce {
+		if fwd, err = forward.NewCoalescer(snd, forward.CoalesceOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	bg := newBenchGatewayWith(b, staticAuth(b), time.Now, benchPayload().allowlist, func(o *Options) {
+		o.Forwarder = forward.Direct(fwd)
+	})
+	return &coalesceSide{bg: bg, downCounter: down}
+}
+
+// block serves n requests from senders goroutines and adds its CPU
+// time, downstream requests and latencies to s.
+func (s *coalesceSide) block(b *testing.B, senders, n int) {
+	p := benchPayload()
+	var left atomic.Int64
+	left.Store(int64(n))
+	lat := make([][]time.Duration, senders)
+	down0, cpu0 := s.downCounter.requests.Load(), cpuTime()
+	var wg sync.WaitGroup
+	for g := range senders {
+		wg.Go(func() {
+			rq := receiveRequest(p)
+			w := &discardWriter{h: http.Header{}}
+			for left.Add(-1) >= 0 {
+				w.reset()
+				t0 := time.Now()
+				s.bg.h.ServeHTTP(w, rq.rewind())
+				lat[g] = append(lat[g], time.Since(t0))
+				if w.code != http.StatusNoContent {
+					b.Errorf("status %d", w.code)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	s.cpu += cpuTime() - cpu0
+	s.downstream += s.downCounter.requests.Load() - down0
+	s.served += n
+	for _, l := range lat {
+		s.latencies = append(s.latencies, l...)
+	}
+}
+
+func (s *coalesceSide) rate(series int) float64 {
+	return float64(s.served*series) / max(s.cpu, time.Microsecond).Seconds()
+}
+
+func (s *coalesceSide) quantile(q float64) time.Duration {
+	slices.Sort(s.latencies)
+	if len(s.latencies) == 0 {
+		return 0
+	}
+	return s.latencies[min(len(s.latencies)-1, int(q*float64(len(s.latencies))))]
+}
+
+// BenchmarkReceiveCoalesce compares forward.coalesce on and off on the
+// payload of BenchmarkReceive, end to end through a real forward.Sender
+// to an HTTP receiver in the same process that reads and snappy-decodes
+// each body (its CPU counts too: it is in the process), with senders
+// concurrent clients (8: saturated; 1: one at a time, where nothing
+// queues and nothing may be held back) and a receiver answering at once
+// or after 2ms. The two gateways serve alternate blocks of requests, so
+// a noisy neighbour weighs on both alike. It reports, per side (on-,
+// off-): samples/cpu-s (received samples per CPU-second of the process),
+// down/req (downstream requests per incoming request), p50-ms and
+// p99-ms (request latency); and x-coalesce, on's samples/cpu-s over
+// off's.
+func BenchmarkReceiveCoalesce(b *testing.B) {
+	for _, senders := range []int{8, 1} {
+		for _, delay := range []time.Duration{0, 2 * time.Millisecond} {
+			b.Run("senders="+itoa(senders)+"/delay="+delay.String(), func(b *testing.B) {
+				down := newDecodingDownstream(b, delay)
+				on, off := newCoalesceSide(b, down, true), newCoalesceSide(b, down, false)
+				series := benchPayload().spec.Series()
+				const blockN = 200
+				on.block(b, senders, 20) // warm up
+				off.block(b, senders, 20)
+				*on, *off = coalesceSide{bg: on.bg, downCounter: down}, coalesceSide{bg: off.bg, downCounter: down}
+				b.ResetTimer()
+				for done := 0; done < b.N; done += 2 * blockN {
+					on.block(b, senders, blockN)
+					off.block(b, senders, blockN)
+				}
+				b.StopTimer()
+				for _, s := range []struct {
+					name string
+					side *coalesceSide
+				}{{"on-", on}, {"off-", off}} {
+					b.ReportMetric(s.side.rate(series), s.name+"samples/cpu-s")
+					b.ReportMetric(float64(s.side.downstream)/float64(s.side.served), s.name+"down/req")
+					b.ReportMetric(float64(s.side.quantile(.5).Microseconds())/1000, s.name+"p50-ms")
+					b.ReportMetric(float64(s.side.quantile(.99).Microseconds())/1000, s.name+"p99-ms")
+				}
+				b.ReportMetric(on.rate(series)/off.rate(series), "x-coalesce")
+			})
+		}
+	}
+}
