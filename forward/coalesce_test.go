@@ -456,3 +456,125 @@ func TestCoalescerBypassesV2(t *testing.T) {
 		t.Fatal("a 1.0 sender is not coalesced")
 	}
 }
+
+// rawOf returns the uncompressed request of a snappy body.
+func rawOf(t *testing.T, b []byte) []byte {
+	t.Helper()
+	raw, err := s2.Decode(nil, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// TestCoalescerMixesProtoAndBodies: SendProto's uncompressed requests and
+// Send's compressed bodies coalesce into one body holding all of them; a
+// request sent at once is compressed as Encode would.
+func TestCoalescerMixesProtoAndBodies(t *testing.T) {
+	g := newGateDown()
+	c := newTestCoalescer(t, g, CoalesceOptions{})
+	errs := startQueued(t, c, g, 4, func(i int, _ string, b []byte) error {
+		if i%2 == 0 { // first (-1 is odd here: i%2 == -1) and m1, m3 compressed
+			return c.SendProto(context.Background(), rawOf(t, b))
+		}
+		return c.Send(context.Background(), b)
+	})
+	close(g.release)
+	for _, ch := range errs {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := g.snapshot()
+	if len(calls) != 2 || strings.Join(calls[1], ",") != "m0,m1,m2,m3" {
+		t.Fatalf("requests %v", calls)
+	}
+	// Idle: SendProto compresses and sends at once.
+	var got []byte
+	c2 := newTestCoalescer(t, BodySenderFunc(func(_ context.Context, b []byte) error { got = bytes.Clone(b); return nil }), CoalesceOptions{})
+	want := body(t, 5, 2, "x", "y")
+	if err := c2.SendProto(context.Background(), rawOf(t, want)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("SendProto's body differs from Encode's")
+	}
+}
+
+// TestCoalescerProtoPartialRejection: a member given uncompressed is
+// compressed for its retry alone.
+func TestCoalescerProtoPartialRejection(t *testing.T) {
+	g := newGateDown()
+	g.fn = func(names []string) error {
+		if slices.Contains(names, "m1") {
+			return &Error{Status: http.StatusConflict, Msg: "out of order sample", err: ErrOutOfOrder}
+		}
+		return nil
+	}
+	c := newTestCoalescer(t, g, CoalesceOptions{})
+	errs := startQueued(t, c, g, 3, func(_ int, _ string, b []byte) error { return c.SendProto(context.Background(), rawOf(t, b)) })
+	close(g.release)
+	for i, ch := range errs {
+		err := <-ch
+		if i == 2 {
+			if !errors.Is(err, ErrOutOfOrder) {
+				t.Fatalf("m1: %v", err)
+			}
+		} else if err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	if calls := g.snapshot(); len(calls) != 5 {
+		t.Fatalf("requests %v, want first, m0-m2 coalesced, then each alone", calls)
+	}
+}
+
+// TestDurableSendProto: SendProto goes to a ProtoSender as it is, to a
+// plain BodySender compressed, and is spooled compressed.
+func TestDurableSendProto(t *testing.T) {
+	s, bkt := openSpool(t, t.TempDir(), SpoolOptions{})
+	want := body(t, time.Now().UnixMilli(), 2, "p")
+	var got []byte
+	fail := false
+	plain := BodySenderFunc(func(_ context.Context, b []byte) error {
+		got = bytes.Clone(b)
+		if fail {
+			return &Error{Status: 503, Recoverable: true}
+		}
+		return nil
+	})
+	d := NewDurable(plain, s, DurableOptions{SendDeadline: time.Second})
+	if err := d.SendProto(context.Background(), "a", rawOf(t, want)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("plain sender did not get the compressed body")
+	}
+	fail = true
+	if err := d.SendProto(context.Background(), "a", rawOf(t, want)); err != nil {
+		t.Fatal(err)
+	}
+	if names := spooledNames(t, bkt)[clusterKey("a")]; !slices.Equal(names, []string{"p"}) {
+		t.Fatalf("spooled %v", names)
+	}
+	var proto []byte
+	ps := protoSenderFunc(func(_ context.Context, p []byte) error { proto = bytes.Clone(p); return nil })
+	if err := NewDurable(ps, s, DurableOptions{}).SendProto(context.Background(), "b", rawOf(t, want)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(proto, rawOf(t, want)) {
+		t.Fatal("ProtoSender did not get the uncompressed request")
+	}
+	got = nil
+	fail = false
+	if err := Direct(plain).SendProto(context.Background(), "c", rawOf(t, want)); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("Direct.SendProto: %v", err)
+	}
+}
+
+type protoSenderFunc func(ctx context.Context, proto []byte) error
+
+func (f protoSenderFunc) Send(context.Context, []byte) error { return errors.New("not this") }
+func (f protoSenderFunc) SendProto(ctx context.Context, proto []byte) error {
+	return f(ctx, proto)
+}
