@@ -1,10 +1,17 @@
 package gateway
 
 import (
+	"bufio"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,16 +24,28 @@ import (
 
 // decodingDownstream is a remote write receiver that reads and
 // snappy-decodes each body, waits delay (a receiver's own work), and
-// answers 204.
+// answers 204; GET /count answers how many bodies it took.
 type decodingDownstream struct {
-	srv      *httptest.Server
+	url      string
 	requests atomic.Int64
+	// remote, when set, is the count of a receiver in another process.
+	remote func() int64
 }
 
-func newDecodingDownstream(tb testing.TB, delay time.Duration) *decodingDownstream {
-	d := &decodingDownstream{}
+func (d *decodingDownstream) count() int64 {
+	if d.remote != nil {
+		return d.remote()
+	}
+	return d.requests.Load()
+}
+
+func (d *decodingDownstream) handler(delay time.Duration) http.Handler {
 	var pool sync.Pool
-	d.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			fmt.Fprint(w, d.requests.Load())
+			return
+		}
 		bp, _ := pool.Get().(*[2][]byte)
 		if bp == nil {
 			bp = new([2][]byte)
@@ -65,9 +84,82 @@ func newDecodingDownstream(tb testing.TB, delay time.Duration) *decodingDownstre
 		}
 		d.requests.Add(1)
 		w.WriteHeader(http.StatusNoContent)
-	}))
-	tb.Cleanup(d.srv.Close)
+	})
+}
+
+// newDecodingDownstream starts the receiver in this process.
+func newDecodingDownstream(tb testing.TB, delay time.Duration) *decodingDownstream {
+	d := &decodingDownstream{}
+	srv := httptest.NewServer(d.handler(delay))
+	tb.Cleanup(srv.Close)
+	d.url = srv.URL
 	return d
+}
+
+// downstreamProcessEnv makes the test binary serve as the receiver
+// (TestDecodingDownstreamProcess) with the delay it holds.
+const downstreamProcessEnv = "TELEGATE_BENCH_DOWNSTREAM_DELAY"
+
+// newDecodingDownstreamProcess starts the receiver in a process of its
+// own (this test binary again), so the benchmark's process CPU is the
+// gateway's alone, as in the side-by-side runs.
+func newDecodingDownstreamProcess(tb testing.TB, delay time.Duration) *decodingDownstream {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestDecodingDownstreamProcess$")
+	cmd.Env = append(os.Environ(), downstreamProcessEnv+"="+delay.String())
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { stdin.Close(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		tb.Fatalf("downstream process: %v", err)
+	}
+	d := &decodingDownstream{url: strings.TrimSpace(line)}
+	client := &http.Client{}
+	d.remote = func() int64 {
+		resp, err := client.Get(d.url + "/count")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		n, err := strconv.ParseInt(string(b), 10, 64)
+		if err != nil {
+			tb.Fatalf("downstream count %q: %v", b, err)
+		}
+		return n
+	}
+	return d
+}
+
+// TestDecodingDownstreamProcess is the receiver process of
+// newDecodingDownstreamProcess; without its environment it does nothing.
+// It prints its URL and serves until its stdin closes.
+func TestDecodingDownstreamProcess(t *testing.T) {
+	v, ok := os.LookupEnv(downstreamProcessEnv)
+	if !ok {
+		t.Skip("the benchmark's downstream process")
+	}
+	delay, err := time.ParseDuration(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &decodingDownstream{}
+	go func() { _ = http.Serve(l, d.handler(delay)) }()
+	fmt.Println("http://" + l.Addr().String())
+	_, _ = io.Copy(io.Discard, os.Stdin)
 }
 
 // coalesceSide is one gateway of the comparison and what it measured.
@@ -81,7 +173,7 @@ type coalesceSide struct {
 }
 
 func newCoalesceSide(b *testing.B, down *decodingDownstream, coalesce bool) *coalesceSide {
-	snd, err := forward.New(forward.Config{URL: down.srv.URL}, nil, nil)
+	snd, err := forward.New(forward.Config{URL: down.url}, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -105,7 +197,7 @@ func (s *coalesceSide) block(b *testing.B, senders, n int) {
 	var left atomic.Int64
 	left.Store(int64(n))
 	lat := make([][]time.Duration, senders)
-	down0, cpu0 := s.downCounter.requests.Load(), cpuTime()
+	down0, cpu0 := s.downCounter.count(), cpuTime()
 	var wg sync.WaitGroup
 	for g := range senders {
 		wg.Go(func() {
@@ -125,7 +217,7 @@ func (s *coalesceSide) block(b *testing.B, senders, n int) {
 	}
 	wg.Wait()
 	s.cpu += cpuTime() - cpu0
-	s.downstream += s.downCounter.requests.Load() - down0
+	s.downstream += s.downCounter.count() - down0
 	s.served += n
 	for _, l := range lat {
 		s.latencies = append(s.latencies, l...)
@@ -159,31 +251,42 @@ func (s *coalesceSide) quantile(q float64) time.Duration {
 func BenchmarkReceiveCoalesce(b *testing.B) {
 	for _, senders := range []int{8, 1} {
 		for _, delay := range []time.Duration{0, 2 * time.Millisecond} {
-			b.Run("senders="+itoa(senders)+"/delay="+delay.String(), func(b *testing.B) {
-				down := newDecodingDownstream(b, delay)
-				on, off := newCoalesceSide(b, down, true), newCoalesceSide(b, down, false)
-				series := benchPayload().spec.Series()
-				const blockN = 200
-				on.block(b, senders, 20) // warm up
-				off.block(b, senders, 20)
-				*on, *off = coalesceSide{bg: on.bg, downCounter: down}, coalesceSide{bg: off.bg, downCounter: down}
-				b.ResetTimer()
-				for done := 0; done < b.N; done += 2 * blockN {
-					on.block(b, senders, blockN)
-					off.block(b, senders, blockN)
-				}
-				b.StopTimer()
-				for _, s := range []struct {
-					name string
-					side *coalesceSide
-				}{{"on-", on}, {"off-", off}} {
-					b.ReportMetric(s.side.rate(series), s.name+"samples/cpu-s")
-					b.ReportMetric(float64(s.side.downstream)/float64(s.side.served), s.name+"down/req")
-					b.ReportMetric(float64(s.side.quantile(.5).Microseconds())/1000, s.name+"p50-ms")
-					b.ReportMetric(float64(s.side.quantile(.99).Microseconds())/1000, s.name+"p99-ms")
-				}
-				b.ReportMetric(on.rate(series)/off.rate(series), "x-coalesce")
-			})
+			for _, where := range []string{"process", "same"} {
+				b.Run("senders="+itoa(senders)+"/delay="+delay.String()+"/downstream="+where, func(b *testing.B) {
+					var down *decodingDownstream
+					if where == "same" {
+						down = newDecodingDownstream(b, delay)
+					} else {
+						down = newDecodingDownstreamProcess(b, delay)
+					}
+					benchCoalesce(b, down, senders)
+				})
+			}
 		}
 	}
+}
+
+func benchCoalesce(b *testing.B, down *decodingDownstream, senders int) {
+	on, off := newCoalesceSide(b, down, true), newCoalesceSide(b, down, false)
+	series := benchPayload().spec.Series()
+	const blockN = 200
+	on.block(b, senders, 20) // warm up
+	off.block(b, senders, 20)
+	*on, *off = coalesceSide{bg: on.bg, downCounter: down}, coalesceSide{bg: off.bg, downCounter: down}
+	b.ResetTimer()
+	for done := 0; done < b.N; done += 2 * blockN {
+		on.block(b, senders, blockN)
+		off.block(b, senders, blockN)
+	}
+	b.StopTimer()
+	for _, s := range []struct {
+		name string
+		side *coalesceSide
+	}{{"on-", on}, {"off-", off}} {
+		b.ReportMetric(s.side.rate(series), s.name+"samples/cpu-s")
+		b.ReportMetric(float64(s.side.downstream)/float64(s.side.served), s.name+"down/req")
+		b.ReportMetric(float64(s.side.quantile(.5).Microseconds())/1000, s.name+"p50-ms")
+		b.ReportMetric(float64(s.side.quantile(.99).Microseconds())/1000, s.name+"p99-ms")
+	}
+	b.ReportMetric(on.rate(series)/off.rate(series), "x-coalesce")
 }
