@@ -30,6 +30,9 @@ type Forward struct {
 	// CoalesceMaxRequests caps the requests one coalesced remote write
 	// carries.
 	CoalesceMaxRequests int `yaml:"coalesce_max_requests"`
+	// CoalesceMaxInFlight is how many remote writes may be in flight
+	// before requests queue to be coalesced.
+	CoalesceMaxInFlight int `yaml:"coalesce_max_in_flight"`
 	// Spool is the durable spool a request falls back to when the
 	// downstream cannot take it.
 	Spool Spool `yaml:"spool"`
@@ -126,6 +129,7 @@ func defaultForward() Forward {
 		MaxRequestBytes:     forward.DefaultMaxRequestBytes,
 		Coalesce:            true,
 		CoalesceMaxRequests: forward.DefaultCoalesceMaxRequests,
+		CoalesceMaxInFlight: 1,
 		SendExemplars:       true,
 		SendMetadata:        true,
 	}
@@ -142,6 +146,9 @@ func (c *Config) validateForward(add addFunc) {
 	}
 	if c.Forward.CoalesceMaxRequests < 1 {
 		add("forward.coalesce_max_requests", "must be at least 1")
+	}
+	if c.Forward.CoalesceMaxInFlight < 1 {
+		add("forward.coalesce_max_in_flight", "must be at least 1")
 	}
 	if sp := c.Forward.Spool; sp.Enabled {
 		if err := sp.Bucket.Validate(); err != nil {

@@ -26,6 +26,11 @@ type CoalesceOptions struct {
 	// MaxRequests caps how many bodies one coalesced body carries.
 	// Default DefaultCoalesceMaxRequests.
 	MaxRequests int
+	// MaxInFlight is how many sends may be in flight at once before
+	// Sends queue to be coalesced: 1 (the default) coalesces the most;
+	// more keep more downstream requests running in parallel, a shorter
+	// wait behind a slow downstream for fewer coalesced requests.
+	MaxInFlight int
 	// Registerer registers the telegate_forward_coalesce_* metrics; nil
 	// registers none.
 	Registerer prometheus.Registerer
@@ -62,18 +67,19 @@ type CoalesceOptions struct {
 // member whose context ends while it is still queued leaves the queue
 // with a recoverable error (its caller spools or answers 503), one
 // already taken into a group waits for the group's outcome (the body is
-// being read). At most one coalesced send is in flight per Coalescer
-// (one per downstream): the wait a queued request adds is at most the
-// send in flight plus its own group's send.
+// being read). Sends queue only while MaxInFlight sends (default 1) are
+// in flight on the Coalescer (one per downstream): the wait a queued
+// request adds is at most the end of a send in flight plus its own
+// group's send.
 type Coalescer struct {
 	down   BodySender
 	bypass bool
 	o      CoalesceOptions
 	m      *coalesceMetrics
 
-	mu    sync.Mutex
-	busy  bool
-	queue []*waiter
+	mu       sync.Mutex
+	inFlight int // sends in flight, at most o.MaxInFlight
+	queue    []*waiter
 }
 
 type coalesceMetrics struct {
@@ -146,6 +152,9 @@ func NewCoalescer(down BodySender, o CoalesceOptions) (*Coalescer, error) {
 	if o.MaxRequests <= 0 {
 		o.MaxRequests = DefaultCoalesceMaxRequests
 	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 1
+	}
 	m, err := newCoalesceMetrics(o.Registerer)
 	if err != nil {
 		return nil, err
@@ -210,8 +219,8 @@ func sendProto(ctx context.Context, down BodySender, proto []byte) error {
 func (c *Coalescer) send(ctx context.Context, b []byte, raw bool) error {
 	c.m.requests.Inc()
 	c.mu.Lock()
-	if !c.busy {
-		c.busy = true
+	if c.inFlight < c.o.MaxInFlight {
+		c.inFlight++
 		c.mu.Unlock()
 		err := c.sendAlone(ctx, b, raw)
 		c.handOff()
@@ -274,7 +283,7 @@ func (c *Coalescer) putWaiter(w *waiter) {
 func (c *Coalescer) handOff() {
 	c.mu.Lock()
 	if len(c.queue) == 0 {
-		c.busy = false
+		c.inFlight--
 		c.mu.Unlock()
 		return
 	}

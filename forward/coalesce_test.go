@@ -131,7 +131,7 @@ func TestCoalescerGroupsSendsQueuedBehindOneInFlight(t *testing.T) {
 	if !slices.Equal(calls[1], want) {
 		t.Fatalf("coalesced request %v, want %v", calls[1], want)
 	}
-	if c.queued() != 0 || c.busy {
+	if c.queued() != 0 || c.inFlight != 0 {
 		t.Fatal("coalescer not idle after the sends")
 	}
 }
@@ -577,4 +577,42 @@ type protoSenderFunc func(ctx context.Context, proto []byte) error
 func (f protoSenderFunc) Send(context.Context, []byte) error { return errors.New("not this") }
 func (f protoSenderFunc) SendProto(ctx context.Context, proto []byte) error {
 	return f(ctx, proto)
+}
+
+// TestCoalescerMaxInFlight: with MaxInFlight 2, two sends go at once and
+// only what arrives while both are in flight queues.
+func TestCoalescerMaxInFlight(t *testing.T) {
+	entered := make(chan struct{}, 10)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var sizes []int
+	c := newTestCoalescer(t, BodySenderFunc(func(_ context.Context, b []byte) error {
+		entered <- struct{}{}
+		<-release
+		mu.Lock()
+		sizes = append(sizes, len(decodeNamesNoT(b)))
+		mu.Unlock()
+		return nil
+	}), CoalesceOptions{MaxInFlight: 2})
+	ts := time.Now().UnixMilli()
+	errs := make(chan error, 5)
+	for i := range 5 {
+		b := body(t, ts, 1, fmt.Sprintf("m%d", i))
+		go func() { errs <- c.Send(context.Background(), b) }()
+		if i < 2 {
+			<-entered
+		} else {
+			waitQueued(t, c, i-1)
+		}
+	}
+	close(release)
+	for range 5 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Sort(sizes)
+	if want := []int{1, 1, 3}; !slices.Equal(sizes, want) {
+		t.Fatalf("request sizes %v, want %v", sizes, want)
+	}
 }

@@ -765,6 +765,7 @@ func openSpool(c *config.Config, sender *forward.Sender, logger log.Logger, reg 
 		co, err := forward.NewCoalescer(sender, forward.CoalesceOptions{
 			MaxBytes:    int(c.Forward.MaxRequestBytes),
 			MaxRequests: c.Forward.CoalesceMaxRequests,
+			MaxInFlight: c.Forward.CoalesceMaxInFlight,
 			Registerer:  reg,
 		})
 		if err != nil {
