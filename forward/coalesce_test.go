@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sort"
 	"strings"
@@ -615,4 +617,94 @@ func TestCoalescerMaxInFlight(t *testing.T) {
 	if want := []int{1, 1, 3}; !slices.Equal(sizes, want) {
 		t.Fatalf("request sizes %v, want %v", sizes, want)
 	}
+}
+
+// TestCoalescerRealSender runs concurrent sends through the real Sender
+// to an HTTP receiver that refuses any request holding a "bad" series
+// with 400 and answers slowly: fewer requests than sends, every good
+// series written exactly once (this receiver writes nothing of a request
+// it refuses), and only the bad sends fail, each with its own message.
+func TestCoalescerRealSender(t *testing.T) {
+	var mu sync.Mutex
+	written := map[string]int{}
+	requests := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		names := decodeNamesNoT(b)
+		time.Sleep(time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		requests++
+		for _, n := range names {
+			if strings.HasPrefix(n, "bad") {
+				http.Error(w, "invalid sample in "+n, http.StatusBadRequest)
+				return
+			}
+		}
+		for _, n := range names {
+			written[n]++
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	snd, err := New(Config{URL: srv.URL, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snd.Close()
+	c := newTestCoalescer(t, snd, CoalesceOptions{})
+	const workers, each = 8, 20
+	ts := time.Now().UnixMilli()
+	var wg sync.WaitGroup
+	var failed sync.Map
+	for w := range workers {
+		wg.Go(func() {
+			var bufs Buffers
+			for i := range each {
+				name := fmt.Sprintf("w%d_%d", w, i)
+				if w == 3 && i%5 == 0 {
+					name = "bad" + name
+				}
+				raw := rawOf(t, body(t, ts, 1, name))
+				var err error
+				if i%2 == 0 {
+					err = c.SendProto(context.Background(), raw)
+				} else {
+					b, _ := bufs.Compress(raw)
+					err = c.Send(context.Background(), b)
+				}
+				if err != nil {
+					failed.Store(name, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	failed.Range(func(k, v any) bool {
+		var fe *Error
+		if !strings.HasPrefix(k.(string), "bad") || !errors.As(v.(error), &fe) || fe.Status != 400 || !strings.Contains(fe.Msg, k.(string)) {
+			t.Errorf("%s: %v", k, v)
+		}
+		return true
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for w := range workers {
+		for i := range each {
+			name := fmt.Sprintf("w%d_%d", w, i)
+			if w == 3 && i%5 == 0 {
+				if written["bad"+name] != 0 {
+					t.Errorf("%s written", name)
+				}
+				continue
+			}
+			if written[name] != 1 { // the receiver writes nothing of a refused request
+				t.Errorf("%s written %d times", name, written[name])
+			}
+		}
+	}
+	if requests >= workers*each {
+		t.Fatalf("%d requests for %d sends", requests, workers*each)
+	}
+	t.Logf("%d requests for %d sends", requests, workers*each)
 }
