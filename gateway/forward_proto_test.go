@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/telegate/telegate/forward"
+	"github.com/telegate/telegate/test/e2e/harness"
 )
 
 // protoRecorder is a ProtoForwarder that records which call it got and
@@ -68,3 +70,72 @@ func TestForwardUncompressedToProtoForwarder(t *testing.T) {
 		}
 	}
 }
+
+// TestCoalescedForwardingEndToEnd sends remote writes of several
+// clusters concurrently through the gateway to a Coalescer over a slow
+// downstream: every request's series arrive exactly once, under their
+// cluster's ID, in fewer downstream requests than requests (run with
+// -race: the gateway reuses its encoding buffers once Send returns).
+func TestCoalescedForwardingEndToEnd(t *testing.T) {
+	p := benchPayload()
+	var mu sync.Mutex
+	perCluster := map[string]int{}
+	requests := 0
+	down := forward.BodySender(bodySenderFunc(func(_ context.Context, body []byte) error {
+		raw, err := snappy.Decode(nil, body)
+		if err != nil {
+			return err
+		}
+		var wr prompb.WriteRequest
+		if err := wr.Unmarshal(raw); err != nil {
+			return err
+		}
+		time.Sleep(2 * time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		requests++
+		for _, ts := range wr.Timeseries {
+			for _, l := range ts.Labels {
+				if l.Name == "_id" {
+					perCluster[l.Value]++
+				}
+			}
+		}
+		return nil
+	}))
+	co, err := forward.NewCoalescer(down, forward.CoalesceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg := newBenchGatewayWith(t, staticAuth(t), time.Now, p.allowlist, func(o *Options) { o.Forwarder = forward.Direct(co) })
+	const clusters, each = 6, 5
+	var wg sync.WaitGroup
+	for c := range clusters {
+		wg.Go(func() {
+			rq := newRequest("/api/v1/receive", harness.CompositeToken("bench-token", "c"+itoa(c)), "application/x-protobuf", "snappy", p.rw)
+			w := &discardWriter{h: http.Header{}}
+			for range each {
+				w.reset()
+				bg.h.ServeHTTP(w, rq.rewind())
+				if w.code != http.StatusNoContent {
+					t.Errorf("cluster %d: status %d", c, w.code)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	want := p.spec.Series() / 2 * each
+	for c := range clusters {
+		if got := perCluster["c"+itoa(c)]; got != want {
+			t.Errorf("cluster c%d: %d series downstream, want %d", c, got, want)
+		}
+	}
+	if requests >= clusters*each {
+		t.Fatalf("%d downstream requests for %d requests", requests, clusters*each)
+	}
+	t.Logf("%d downstream requests for %d requests", requests, clusters*each)
+}
+
+type bodySenderFunc func(ctx context.Context, body []byte) error
+
+func (f bodySenderFunc) Send(ctx context.Context, body []byte) error { return f(ctx, body) }
