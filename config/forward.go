@@ -21,6 +21,18 @@ type Forward struct {
 	// writes of at most this many (uncompressed) bytes, below the
 	// downstream's own limit.
 	MaxRequestBytes Bytes `yaml:"max_request_bytes"`
+	// Coalesce sends the requests that queue behind a remote write in
+	// flight as one remote write (group commit, forward.Coalescer), of
+	// at most MaxRequestBytes and CoalesceMaxRequests requests. Remote
+	// write 1.0 only: with protobuf_message 2.0 every request is sent on
+	// its own.
+	Coalesce bool `yaml:"coalesce"`
+	// CoalesceMaxRequests caps the requests one coalesced remote write
+	// carries.
+	CoalesceMaxRequests int `yaml:"coalesce_max_requests"`
+	// CoalesceMaxInFlight is how many remote writes may be in flight
+	// before requests queue to be coalesced.
+	CoalesceMaxInFlight int `yaml:"coalesce_max_in_flight"`
 	// Spool is the durable spool a request falls back to when the
 	// downstream cannot take it.
 	Spool Spool `yaml:"spool"`
@@ -111,12 +123,15 @@ func defaultSender() forward.Config {
 // defaultForward returns the forward section's built-in defaults.
 func defaultForward() Forward {
 	return Forward{
-		Sender:          defaultSender(),
-		MaxRetryTime:    model.Duration(30 * time.Second),
-		Spool:           defaultSpool(),
-		MaxRequestBytes: forward.DefaultMaxRequestBytes,
-		SendExemplars:   true,
-		SendMetadata:    true,
+		Sender:              defaultSender(),
+		MaxRetryTime:        model.Duration(30 * time.Second),
+		Spool:               defaultSpool(),
+		MaxRequestBytes:     forward.DefaultMaxRequestBytes,
+		Coalesce:            true,
+		CoalesceMaxRequests: forward.DefaultCoalesceMaxRequests,
+		CoalesceMaxInFlight: 1,
+		SendExemplars:       true,
+		SendMetadata:        true,
 	}
 }
 
@@ -128,6 +143,12 @@ func (c *Config) validateForward(add addFunc) {
 	}
 	if c.Forward.MaxRequestBytes <= 0 {
 		add("forward.max_request_bytes", "must be positive")
+	}
+	if c.Forward.CoalesceMaxRequests < 1 {
+		add("forward.coalesce_max_requests", "must be at least 1")
+	}
+	if c.Forward.CoalesceMaxInFlight < 1 {
+		add("forward.coalesce_max_in_flight", "must be at least 1")
 	}
 	if sp := c.Forward.Spool; sp.Enabled {
 		if err := sp.Bucket.Validate(); err != nil {

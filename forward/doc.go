@@ -27,6 +27,15 @@
 //     Written answer against the body; a downstream that does not support
 //     the message (415, or a 2xx without any Written header) is
 //     ErrUnsupported, not retried.
+//   - Coalescing (group commit): Coalescer is a BodySender (and
+//     ProtoSender, taking uncompressed requests from
+//     Buffers.EncodeSplitProto) that sends a body at once when no send is
+//     in flight and coalesces the bodies queued behind one into a single
+//     remote write 1.0 request (concatenated WriteRequests, compressed
+//     once, within MaxBytes and MaxRequests), every member getting the
+//     shared outcome; a 4xx for a coalesced body sends each member again
+//     alone. It sits below Durable, so spooling, backlogs and per-cluster
+//     order stay per request. 2.0 passes through.
 //   - Durability: Durable.Send tries the Sender within a deadline and, when
 //     the downstream cannot take the body now, writes it to a Spool on a
 //     thanos-io/objstore bucket (opened by package bucket; forward needs

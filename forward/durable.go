@@ -81,12 +81,25 @@ func NewDurable(down BodySender, spool *Spool, o DurableOptions) *Durable {
 // When the spool is full or cannot be written, Send returns a recoverable
 // *Error with a Retry-After, which the gateway answers as 503.
 func (d *Durable) Send(ctx context.Context, clusterID string, body []byte) error {
+	return d.send(ctx, clusterID, body, false)
+}
+
+// SendProto is Send for an uncompressed prometheus.WriteRequest
+// (Buffers.EncodeSplitProto's): it goes to the downstream sender's
+// SendProto when it has one (a Coalescer), else compressed to its Send,
+// and is compressed for the spool when spooled.
+func (d *Durable) SendProto(ctx context.Context, clusterID string, proto []byte) error {
+	return d.send(ctx, clusterID, proto, true)
+}
+
+// send is Send, or SendProto when raw.
+func (d *Durable) send(ctx context.Context, clusterID string, body []byte, raw bool) error {
 	if !d.spool.HasBacklog(clusterID) {
 		sctx, cancel := context.WithTimeout(ctx, d.o.SendDeadline)
 		if dl, ok := ctx.Deadline(); ok {
 			sctx, cancel = withEarlierDeadline(sctx, cancel, dl.Add(-d.o.WriteReserve))
 		}
-		err := d.down.Send(sctx, body)
+		err := sendTo(sctx, d.down, body, raw)
 		cancel()
 		if err == nil || !spoolable(err) {
 			return err
@@ -96,6 +109,14 @@ func (d *Durable) Send(ctx context.Context, clusterID string, body []byte) error
 			return err
 		}
 		level.Debug(d.o.Logger).Log("msg", "downstream unavailable, spooling", "cluster_id", clusterID, "err", err)
+	}
+	if raw {
+		bufs := GetBuffers()
+		defer PutBuffers(bufs)
+		var err error
+		if body, err = bufs.compress(body); err != nil {
+			return &Error{Msg: err.Error(), err: err}
+		}
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.o.WriteTimeout)
 	defer cancel()
@@ -137,10 +158,32 @@ func spoolable(err error) bool {
 	return false
 }
 
-// Direct adapts a BodySender to the cluster-aware Send of Durable, for a
-// gateway running without a spool: every failure goes back to the client.
+// ProtoSender is a BodySender that also takes uncompressed
+// prometheus.WriteRequests (remote write 1.0) and compresses them itself;
+// *Coalescer is one.
+type ProtoSender interface {
+	BodySender
+	SendProto(ctx context.Context, proto []byte) error
+}
+
+// sendTo sends body through down, as an uncompressed request if raw:
+// down's SendProto if it is a ProtoSender, else compressed to its Send.
+func sendTo(ctx context.Context, down BodySender, body []byte, raw bool) error {
+	if !raw {
+		return down.Send(ctx, body)
+	}
+	if ps, ok := down.(ProtoSender); ok {
+		return ps.SendProto(ctx, body)
+	}
+	return sendProto(ctx, down, body)
+}
+
+// Direct adapts a BodySender to the cluster-aware Send (and SendProto) of
+// Durable, for a gateway running without a spool: every failure goes
+// back to the client.
 func Direct(s BodySender) interface {
 	Send(ctx context.Context, clusterID string, body []byte) error
+	SendProto(ctx context.Context, clusterID string, proto []byte) error
 } {
 	return direct{s}
 }
@@ -148,3 +191,7 @@ func Direct(s BodySender) interface {
 type direct struct{ s BodySender }
 
 func (d direct) Send(ctx context.Context, _ string, body []byte) error { return d.s.Send(ctx, body) }
+
+func (d direct) SendProto(ctx context.Context, _ string, proto []byte) error {
+	return sendTo(ctx, d.s, proto, true)
+}

@@ -316,6 +316,19 @@ func (b *Buffers) EncodeSplit(series []batch.Series, maxBytes int, send func(bod
 // downstream decides. Empty input sends nothing. The bodies alias b and
 // are valid only during send.
 func (b *Buffers) EncodeSplitMetadata(series []batch.Series, md []batch.Metadata, maxBytes int, send func(body []byte) error) error {
+	return b.encodeSplit(series, md, maxBytes, true, send)
+}
+
+// EncodeSplitProto is EncodeSplitMetadata without the compression: send
+// gets each uncompressed prometheus.WriteRequest (for a ProtoSender, which
+// compresses what it sends, e.g. several of them coalesced into one). The
+// requests alias b and are valid only during send.
+func (b *Buffers) EncodeSplitProto(series []batch.Series, md []batch.Metadata, maxBytes int, send func(proto []byte) error) error {
+	return b.encodeSplit(series, md, maxBytes, false, send)
+}
+
+// encodeSplit is EncodeSplitMetadata, compressing each request or not.
+func (b *Buffers) encodeSplit(series []batch.Series, md []batch.Metadata, maxBytes int, compress bool, send func(body []byte) error) error {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxRequestBytes
 	}
@@ -327,7 +340,7 @@ func (b *Buffers) EncodeSplitMetadata(series []batch.Series, md []batch.Metadata
 			break
 		}
 		b.proto = AppendMetadata(b.proto[:0], md[:n])
-		body, err := b.compress(b.proto)
+		body, err := b.maybeCompress(b.proto, compress)
 		if err != nil {
 			return err
 		}
@@ -355,7 +368,7 @@ func (b *Buffers) EncodeSplitMetadata(series []batch.Series, md []batch.Metadata
 		if end == 0 {
 			return nil
 		}
-		body, err := b.compress(b.proto[:end])
+		body, err := b.maybeCompress(b.proto[:end], compress)
 		if err != nil {
 			return err
 		}
@@ -400,6 +413,18 @@ func metadataFit(md []batch.Metadata, maxBytes int) int {
 	}
 	return len(md)
 }
+
+// maybeCompress is compress when compress is true, else src itself.
+func (b *Buffers) maybeCompress(src []byte, compress bool) ([]byte, error) {
+	if !compress {
+		return src, nil
+	}
+	return b.compress(src)
+}
+
+// Compress snappy-encodes an uncompressed request (EncodeSplitProto's)
+// as Encode does. The result aliases b like Encode's.
+func (b *Buffers) Compress(proto []byte) ([]byte, error) { return b.compress(proto) }
 
 // compress snappy-encodes src into b.snappy.
 func (b *Buffers) compress(src []byte) ([]byte, error) {

@@ -701,3 +701,33 @@ func SplitSeries(series []batch.Series, maxBytes int) [][]batch.Series {
 	}
 	return out
 }
+
+// TestEncodeSplitProto: the uncompressed requests are EncodeSplitMetadata's
+// bodies decompressed, split alike.
+func TestEncodeSplitProto(t *testing.T) {
+	var series []batch.Series
+	for i := range 50 {
+		series = append(series, batch.Series{Labels: []batch.Label{{Name: "__name__", Value: fmt.Sprintf("m%d", i)}}, Samples: []batch.Sample{{Timestamp: 1, Value: float64(i)}}})
+	}
+	md := []batch.Metadata{{Family: "m0", Type: 1, Help: "h"}}
+	var b Buffers
+	var bodies, protos [][]byte
+	if err := b.EncodeSplitMetadata(series, md, 300, func(body []byte) error { bodies = append(bodies, bytes.Clone(body)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.EncodeSplitProto(series, md, 300, func(p []byte) error { protos = append(protos, bytes.Clone(p)); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(bodies) < 2 || len(bodies) != len(protos) {
+		t.Fatalf("%d bodies, %d requests", len(bodies), len(protos))
+	}
+	for i := range bodies {
+		raw, err := snappy.Decode(nil, bodies[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(raw, protos[i]) {
+			t.Fatalf("request %d differs", i)
+		}
+	}
+}

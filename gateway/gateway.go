@@ -48,6 +48,15 @@ type Forwarder interface {
 	Send(ctx context.Context, clusterID string, body []byte) error
 }
 
+// ProtoForwarder is a Forwarder that also takes a remote write 1.0 body
+// uncompressed (forward.Durable, forward.Direct): it compresses what it
+// sends, once for the requests it coalesces (forward.Coalescer). The
+// gateway prefers it for remote write 1.0. proto is valid only during
+// the call.
+type ProtoForwarder interface {
+	SendProto(ctx context.Context, clusterID string, proto []byte) error
+}
+
 // BatchForwarder is a Forwarder that takes a request's processed series
 // directly, without the remote-write encoding (the embedded store). The
 // gateway prefers it when the Forwarder implements it and hands it the
@@ -912,7 +921,17 @@ func (g *Gateway) forwardDown(ctx context.Context, clusterID string, series []ba
 	}
 	bufs := forward.GetBuffers()
 	defer forward.PutBuffers(bufs)
-	err := bufs.EncodeSplitMessage(g.opts.ForwardMessage, series, md, g.opts.MaxForwardBytes, func(body []byte) error {
+	var err error
+	if pf, ok := g.opts.Forwarder.(ProtoForwarder); ok && g.opts.ForwardMessage != forward.MessageV2 {
+		err = bufs.EncodeSplitProto(series, md, g.opts.MaxForwardBytes, func(proto []byte) error {
+			return pf.SendProto(ctx, clusterID, proto)
+		})
+		if err != nil {
+			return forward.Written{}, err
+		}
+		return forward.WrittenOf(series), nil
+	}
+	err = bufs.EncodeSplitMessage(g.opts.ForwardMessage, series, md, g.opts.MaxForwardBytes, func(body []byte) error {
 		return g.opts.Forwarder.Send(ctx, clusterID, body)
 	})
 	if err != nil {

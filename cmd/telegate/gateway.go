@@ -758,13 +758,28 @@ func buildLimits(c *config.Config, out *components, logger log.Logger, reg prome
 	return nil
 }
 
-// openSpool builds the forwarder the gateway uses: the sender behind the
-// durable spool (forward.spool), or the bare sender when the spool is off.
+// openSpool builds the forwarder the gateway uses: the sender, behind the
+// group commit (forward.coalesce) for remote write 1.0, behind the durable
+// spool (forward.spool), or without the spool when it is off. Replay
+// sends through the bare sender.
 func openSpool(c *config.Config, sender *forward.Sender, logger log.Logger, reg prometheus.Registerer) (gateway.Forwarder, *forward.Spool, error) {
+	var down forward.BodySender = sender
+	if c.Forward.Coalesce && sender.ProtobufMessage() != forward.MessageV2 {
+		co, err := forward.NewCoalescer(sender, forward.CoalesceOptions{
+			MaxBytes:    int(c.Forward.MaxRequestBytes),
+			MaxRequests: c.Forward.CoalesceMaxRequests,
+			MaxInFlight: c.Forward.CoalesceMaxInFlight,
+			Registerer:  reg,
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		down = co
+	}
 	sp := c.Forward.Spool
 	if !sp.Enabled {
 		level.Warn(logger).Log("msg", "forward.spool.enabled is false: a downstream outage is answered 503 and clients must retry")
-		return forward.Direct(sender), nil, nil
+		return forward.Direct(down), nil, nil
 	}
 	bkt, err := bucket.New(sp.Bucket)
 	if err != nil {
@@ -783,7 +798,7 @@ func openSpool(c *config.Config, sender *forward.Sender, logger log.Logger, reg 
 		return nil, nil, err
 	}
 	level.Info(logger).Log("msg", "durable spool ready", "bucket", bkt.Name(), "max_bytes", sp.MaxBytes, "dead_letter_retention", sp.DeadLetterRetention)
-	return forward.NewDurable(sender, spool, forward.DurableOptions{
+	return forward.NewDurable(down, spool, forward.DurableOptions{
 		SendDeadline: time.Duration(sp.SendDeadline),
 		Logger:       log.With(logger, "component", "spool"),
 	}), spool, nil
