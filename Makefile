@@ -107,9 +107,11 @@ $(VMAGENT_STAMP): test/tools/vmagent/go.mod test/tools/vmagent/go.sum
 	touch $@
 
 ## compare: the gateway and vmagent side by side on 127.0.0.1, same payload,
-## same request rate, same decode-only downstream, one after the other;
-## prints each one's samples per CPU-second of its own process and the ratio
-## (scripts/compare.sh; RATE=100 requests/s, DURATION=30s, ROUNDS=2 by default).
+## same load, same decode-only downstream, one after the other; prints each
+## one's samples per CPU-second of its own process, p99 and every ratio
+## (scripts/compare.sh; MODE=rate at RATE=100 requests/s by default,
+## MODE=saturate keeps CONCURRENCY=8 requests in flight, MODE=serial sends
+## one at a time; DURATION=30s, ROUNDS=2; PROFILE=FILE profiles the gateway).
 compare: build vmagent
 	./scripts/compare.sh
 

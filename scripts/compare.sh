@@ -19,18 +19,30 @@
 #     each one's process_cpu_seconds_total, and the forwarded samples counted
 #     at the sink: each must have forwarded exactly half the samples.
 #
-# Environment: RATE (requests/s, default 100), DURATION (of each measured
+# Modes (MODE): rate (default) sends RATE requests per second from a
+# fleet of RATE*10 clusters; saturate keeps CONCURRENCY requests in flight
+# (default 8: closed loop, each sender sends its next request when the
+# previous one is answered, so each gateway runs as fast as it can);
+# serial is one sender, one request at a time. The figures to compare are
+# samples per CPU-second of each one's own process and p99 latency; in the
+# closed-loop modes the achieved rate (and its ratio) shows throughput too.
+#
+# Environment: MODE, CONCURRENCY, RATE (requests/s, default 100), DURATION (of each measured
 # run, default 30s), ROUNDS (default 2: telegate, vmagent, vmagent,
 # telegate; the figures are the sums over the rounds), WARMUP (an unmeasured
 # run of each first, default 5s; 0s to skip), SETTLE (wait after the last
 # answer before reading the CPU, so vmagent's last batches count, default
 # 3s), ORDER (of the first round, default "telegate vmagent"),
-# COMPARE_PORT (first of 4 loopback ports, default 19190), KEEP=1 keeps the
+# PROFILE=FILE (the gateway runs with --web.enable-pprof and FILE gets a
+# CPU profile of it over its first measured round, for go tool pprof;
+# pprof's own CPU then counts in that round), COMPARE_PORT (first of 4 loopback ports, default 19190), KEEP=1 keeps the
 # temporary directory (configs, logs, JSON reports).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 telegate=${TELEGATE:-$here/bin/telegate}
 vmagent=${VMAGENT:-$here/bin/vmagent}
+mode=${MODE:-rate}
+concurrency=${CONCURRENCY:-8}
 rate=${RATE:-100}
 duration=${DURATION:-30s}
 rounds=${ROUNDS:-2}
@@ -38,7 +50,10 @@ warmup=${WARMUP:-5s}
 settle=${SETTLE:-3s}
 order=${ORDER:-telegate vmagent}
 port=${COMPARE_PORT:-19190}
+profile=${PROFILE:-}
 
+case $mode in rate | saturate | serial) ;; *) echo "MODE must be rate, saturate or serial, got '$mode'" >&2; exit 2 ;; esac
+[[ $concurrency =~ ^[1-9][0-9]*$ ]] || { echo "CONCURRENCY must be a whole number of senders, got '$concurrency'" >&2; exit 2; }
 [[ $rate =~ ^[1-9][0-9]*$ ]] || { echo "RATE must be a whole number of requests per second, got '$rate'" >&2; exit 2; }
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a whole number, got '$rounds'" >&2; exit 2; }
 for b in "$telegate" "$vmagent"; do
@@ -108,7 +123,9 @@ YAML
 cd "$tmp"
 "$telegate" load --sink-only --sink.listen-address="$sink_addr" >"$tmp/sink.log" 2>&1 &
 pids+=($!)
-"$telegate" gateway --config.file="$tmp/gateway.yaml" >"$tmp/gateway.log" 2>&1 &
+gw_flags=()
+if [[ -n $profile ]]; then gw_flags=(--web.enable-pprof); fi
+"$telegate" gateway --config.file="$tmp/gateway.yaml" "${gw_flags[@]}" >"$tmp/gateway.log" 2>&1 &
 pids+=($!)
 "$vmagent" -httpListenAddr="$vm_addr" -remoteWrite.url="http://$sink_addr/api/v1/write" \
   -remoteWrite.forcePromProto -remoteWrite.relabelConfig="$tmp/relabel.yaml" \
@@ -124,8 +141,19 @@ target[vmagent]=http://$vm_addr;   path[vmagent]=/api/v1/write;    metrics[vmage
 version[telegate]=$("$telegate" --version 2>&1 | head -1)
 version[vmagent]=$("$vmagent" -version 2>&1 | grep -m1 '^vmagent' || true)
 
-# Clusters send every 10s: RATE*10 clusters make RATE requests per second.
-load_args=(load --protocol=remote-write --clusters=$((rate * 10)) --interval=10s --speedup=1 --output=json)
+# rate: clusters send every 10s, RATE*10 clusters make RATE requests per
+# second. saturate and serial: a closed loop over 1000 clusters.
+case $mode in
+  rate)
+    load_args=(load --protocol=remote-write --clusters=$((rate * 10)) --interval=10s --speedup=1 --output=json)
+    what="$rate requests/s" ;;
+  saturate)
+    load_args=(load --protocol=remote-write --clusters=1000 --senders="$concurrency" --output=json)
+    what="saturated ($concurrency requests in flight)" ;;
+  serial)
+    load_args=(load --protocol=remote-write --clusters=1000 --senders=1 --output=json)
+    what="one request at a time" ;;
+esac
 
 # wait_sink BEFORE WANT: wait until the sink holds WANT more samples than
 # BEFORE (or stops moving for 5s); print what it got.
@@ -147,9 +175,17 @@ run() { # run NAME DURATION [ROUND]: measured when ROUND is given
   breq=$(metric telegate_load_sink_requests_total "http://$sink_addr/metrics")
   local murl="" extra=()
   if [[ -n ${3:-} ]]; then murl=${metrics[$name]}; extra=(--settle="$settle"); out=$tmp/$name.round$3.json; fi
+  local prof_pid=""
+  if [[ -n $profile && $name == telegate && ${3:-} == 1 ]]; then
+    local secs=${2%s}
+    [[ $secs =~ ^[0-9]+$ ]] || secs=10
+    curl -fs -o "$profile" "http://$gw_internal/debug/pprof/profile?seconds=$(( secs > 2 ? secs - 2 : 1 ))" &
+    prof_pid=$!
+  fi
   "$telegate" "${load_args[@]}" --target="${target[$name]}" --path="${path[$name]}" \
     --metrics-url="$murl" --duration="$2" "${extra[@]}" >"$out.tmp" 2>"$tmp/$name.load.log" ||
     { echo "load against $name failed:" >&2; cat "$tmp/$name.load.log" >&2; KEEP=1; return 1; }
+  if [[ -n $prof_pid ]]; then wait "$prof_pid" || echo "PROFILE: could not read the gateway's CPU profile" >&2; fi
   local sent forwarded freq
   sent=$(jq -r .samples_accepted "$out.tmp")
   forwarded=$(wait_sink "$before" $((sent / 2)))
@@ -159,9 +195,10 @@ run() { # run NAME DURATION [ROUND]: measured when ROUND is given
 }
 
 reversed=$(echo "$order" | awk '{ for (i = NF; i > 0; i--) printf "%s%s", $i, (i > 1 ? " " : "\n") }')
-echo "telegate vs vmagent: $rate requests/s x 1000 series for $duration each, one after the other, $rounds round(s) (scratch dir $tmp)"
+echo "telegate vs vmagent, MODE=$mode: $what x 1000 series for $duration each, one after the other, $rounds round(s) (scratch dir $tmp)"
 echo "  ${version[telegate]}"
 echo "  ${version[vmagent]:-vmagent (unknown version)}"
+echo "  load average at the start: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
 if [[ $warmup != 0s && $warmup != 0 ]]; then
   for name in $order; do
     echo "warm-up: $name for $warmup" >&2
@@ -196,6 +233,7 @@ for name in telegate vmagent; do
       error: (map(.target.error // empty) | first // "")
     },
     rounds: map({samples_accepted, forwarded, writes, accepted_writes, codes,
+      achieved_rate, p99: .latency_seconds.p99,
       samples_per_cpu_second: (.target.samples_per_cpu_second // 0)})
   } | .target.cpu_seconds_per_write = (if .accepted_writes > 0 then .target.cpu_seconds / .accepted_writes else 0 end)
     | .target.samples_per_cpu_second = (if .target.cpu_seconds > 0 then .samples_accepted / .target.cpu_seconds else 0 end)' \
@@ -226,16 +264,22 @@ rowf "CPU ms per request" %.3f '.target.cpu_seconds_per_write*1000'
 rowf "samples per CPU-second" %.0f .target.samples_per_cpu_second
 rowf "peak RSS MiB" %.1f '.target.peak_rss_bytes/1048576'
 echo
-if (( rounds > 1 )); then
-  for r in $(seq "$rounds"); do
-    t=$(f telegate ".rounds[$((r - 1))].samples_per_cpu_second")
-    v=$(f vmagent ".rounds[$((r - 1))].samples_per_cpu_second")
-    awk -v r="$r" -v t="$t" -v v="$v" 'BEGIN { printf "round %d: telegate %.0f, vmagent %.0f samples per CPU-second, ratio %.2f\n", r, t, v, (v > 0 ? t / v : 0) }'
-  done
-fi
-t=$(f telegate .target.samples_per_cpu_second)
-v=$(f vmagent .target.samples_per_cpu_second)
-awk -v t="$t" -v v="$v" 'BEGIN { if (v > 0) printf "ratio telegate/vmagent (samples per CPU-second): %.2f\n", t / v }'
+# ratio A B: A/B to two places (0 when B is 0).
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+for r in $(seq "$rounds"); do
+  i=$((r - 1))
+  t=$(f telegate ".rounds[$i].samples_per_cpu_second"); v=$(f vmagent ".rounds[$i].samples_per_cpu_second")
+  tr=$(f telegate ".rounds[$i].achieved_rate"); vr=$(f vmagent ".rounds[$i].achieved_rate")
+  tp=$(f telegate ".rounds[$i].p99"); vp=$(f vmagent ".rounds[$i].p99")
+  awk -v r="$r" -v t="$t" -v v="$v" -v tr="$tr" -v vr="$vr" -v tp="$tp" -v vp="$vp" -v q="$(ratio "$t" "$v")" 'BEGIN {
+    printf "round %d: samples per CPU-second telegate %.0f, vmagent %.0f, ratio %s; requests/s %.1f, %.1f; p99 ms %.1f, %.1f\n",
+      r, t, v, q, tr, vr, tp * 1000, vp * 1000 }'
+done
+echo "ratio telegate/vmagent, samples per CPU-second: $(ratio "$(f telegate .target.samples_per_cpu_second)" "$(f vmagent .target.samples_per_cpu_second)")"
+echo "ratio telegate/vmagent, requests per second:    $(ratio "$(f telegate .achieved_rate)" "$(f vmagent .achieved_rate)")"
+echo "ratio telegate/vmagent, CPU ms per request:     $(ratio "$(f telegate .target.cpu_seconds_per_write)" "$(f vmagent .target.cpu_seconds_per_write)")"
+echo "ratio telegate/vmagent, p99 latency (worst):    $(ratio "$(f telegate .latency_seconds.p99)" "$(f vmagent .latency_seconds.p99)")"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
 
 status=0
 for name in telegate vmagent; do

@@ -58,6 +58,7 @@ func registerLoad(app *kingpin.Application) *loadCmd {
 	l.cmd.Flag("series-per-name", "Series per metric name.").Default("50").IntVar(&l.perName)
 	l.cmd.Flag("templates", "Distinct payloads shared by the clusters.").Default("16").IntVar(&l.cfg.Templates)
 	l.cmd.Flag("concurrency", "Requests in flight at most.").Default("64").IntVar(&l.cfg.Concurrency)
+	l.cmd.Flag("senders", "Closed loop instead of the fleet's schedule: this many senders each send the next write as soon as the previous one is answered, taking the clusters in turn (1: one request at a time; more than the target's cores: saturation). 0 keeps the schedule of --clusters, --interval and --speedup.").Default("0").IntVar(&l.cfg.Senders)
 	l.cmd.Flag("timeout", "Timeout of one request.").Default("30s").DurationVar(&l.cfg.Timeout)
 	l.cmd.Flag("settle", "Wait this long after the last answer before the final reading of --metrics-url, so that work the target does after answering (flushing batches downstream) counts in its CPU.").Default("0s").DurationVar(&l.cfg.Settle)
 	l.cmd.Flag("output", "Report format: text or json.").Default("text").EnumVar(&l.output, "text", "json")

@@ -61,7 +61,14 @@ type Config struct {
 	Templates int
 	// Concurrency bounds the requests in flight; Timeout bounds each.
 	Concurrency int
-	Timeout     time.Duration
+	// Senders, when not 0, replaces the fleet's schedule by a closed loop:
+	// Senders goroutines each send the next write as soon as the previous
+	// one is answered, taking the clusters in turn (Interval and Speedup
+	// are then unused; Expected is 0). 1 sends one request at a time; more
+	// senders than the target has cores saturate it. Concurrency is raised
+	// to Senders if it is lower.
+	Senders int
+	Timeout time.Duration
 	// Settle is how long to wait, after the last write was answered,
 	// before the final reading of MetricsURL, so that work the target does
 	// after answering (a batching forwarder flushing downstream) counts
@@ -112,6 +119,9 @@ func (c *Config) SetDefaults() {
 	if c.Concurrency == 0 {
 		c.Concurrency = 64
 	}
+	if c.Concurrency < c.Senders {
+		c.Concurrency = c.Senders
+	}
 	if c.Timeout == 0 {
 		c.Timeout = 30 * time.Second
 	}
@@ -153,6 +163,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("templates %d: want 1 to 1024", c.Templates)
 	case c.Concurrency < 1:
 		return errors.New("concurrency must be positive")
+	case c.Senders < 0 || c.Senders > 10000:
+		return fmt.Errorf("senders %d: want 0 (the fleet's schedule) to 10000", c.Senders)
 	}
 	return nil
 }
@@ -183,9 +195,13 @@ type Result struct {
 	// Path is the write requests' path.
 	Path     string
 	Clusters int
-	Elapsed  time.Duration
+	// Senders is Config.Senders: 0 for the fleet's schedule, else the
+	// closed loop's senders.
+	Senders int
+	Elapsed time.Duration
 	// Expected is the write rate the fleet should reach (clusters /
-	// (interval/speedup)); Achieved is the rate of write requests sent.
+	// (interval/speedup); 0 in the closed loop); Achieved is the rate of
+	// write requests sent.
 	Expected, Achieved float64
 	// Writes and Authorizes are the requests sent, by endpoint; Accepted
 	// is the writes answered 2xx.
@@ -310,12 +326,24 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	start := time.Now()
 	var clusters sync.WaitGroup
-	for i := range cfg.Clusters {
-		clusters.Add(1)
-		go func() {
-			defer clusters.Done()
-			f.cluster(ctx, reqCtx, i)
-		}()
+	if cfg.Senders > 0 {
+		f.bearers = make([]string, cfg.Clusters)
+		f.bearerMu = make([]sync.Mutex, cfg.Clusters)
+		for range cfg.Senders {
+			clusters.Add(1)
+			go func() {
+				defer clusters.Done()
+				f.sender(ctx, reqCtx)
+			}()
+		}
+	} else {
+		for i := range cfg.Clusters {
+			clusters.Add(1)
+			go func() {
+				defer clusters.Done()
+				f.cluster(ctx, reqCtx, i)
+			}()
+		}
 	}
 	clusters.Wait()
 	elapsed := time.Since(start)
@@ -359,6 +387,9 @@ type fleet struct {
 	templates atomic.Pointer[[][]byte]
 
 	sent       atomic.Int64 // requests reserved against MaxRequests
+	next       atomic.Int64 // the closed loop's next cluster
+	bearers    []string     // the closed loop's /upload tokens, by cluster
+	bearerMu   []sync.Mutex
 	exhaust    sync.Once
 	exhausted  chan struct{} // closed when MaxRequests are spent
 	writes     atomic.Int64
@@ -407,8 +438,7 @@ func (f *fleet) cluster(sched, ctx context.Context, i int) {
 	body := i % f.cfg.Templates
 	var bearer string
 	if f.cfg.Protocol == ProtocolRemoteWrite {
-		raw, _ := json.Marshal(map[string]string{"authorization_token": f.cfg.Token, "cluster_id": id})
-		bearer = base64.StdEncoding.EncodeToString(raw)
+		bearer = f.remoteWriteBearer(id)
 	}
 	next := time.Now().Add(rand.N(f.period))
 	for {
@@ -431,6 +461,54 @@ func (f *fleet) cluster(sched, ctx context.Context, i int) {
 		if code := f.write(ctx, bearer, (*f.templates.Load())[body]); code == http.StatusUnauthorized && f.cfg.Protocol == ProtocolUpload {
 			bearer = ""
 		}
+	}
+}
+
+// remoteWriteBearer is cluster id's bearer token for remote write.
+func (f *fleet) remoteWriteBearer(id string) string {
+	raw, _ := json.Marshal(map[string]string{"authorization_token": f.cfg.Token, "cluster_id": id})
+	return base64.StdEncoding.EncodeToString(raw)
+}
+
+// sender is one sender of the closed loop (Config.Senders): it writes as
+// the next cluster in turn as soon as its previous write was answered,
+// until the schedule ends or MaxRequests are spent. For /upload a
+// cluster authorizes on its first turn and again after a 401.
+func (f *fleet) sender(sched, ctx context.Context) {
+	for sched.Err() == nil {
+		select {
+		case <-f.exhausted:
+			return
+		default:
+		}
+		i := int(f.next.Add(1)-1) % f.cfg.Clusters
+		id := f.cfg.ClusterPrefix + strconv.Itoa(i)
+		body := (*f.templates.Load())[i%f.cfg.Templates]
+		if f.cfg.Protocol == ProtocolRemoteWrite {
+			if !f.reserve() {
+				return
+			}
+			f.write(ctx, f.remoteWriteBearer(id), body)
+			continue
+		}
+		f.bearerMu[i].Lock() // one request per cluster at a time, like a real one
+		if f.bearers[i] == "" {
+			if !f.reserve() {
+				f.bearerMu[i].Unlock()
+				return
+			}
+			f.bearers[i] = f.authorize(ctx, id)
+		}
+		if f.bearers[i] != "" {
+			if !f.reserve() {
+				f.bearerMu[i].Unlock()
+				return
+			}
+			if f.write(ctx, f.bearers[i], body) == http.StatusUnauthorized {
+				f.bearers[i] = ""
+			}
+		}
+		f.bearerMu[i].Unlock()
 	}
 }
 
@@ -551,12 +629,15 @@ func (f *fleet) result(elapsed time.Duration) *Result {
 		Path:        f.cfg.writePath(),
 		Clusters:    f.cfg.Clusters,
 		Elapsed:     elapsed,
-		Expected:    float64(f.cfg.Clusters) / f.period.Seconds(),
+		Senders:     f.cfg.Senders,
 		Writes:      int(f.writes.Load()),
 		Authorizes:  int(f.authorizes.Load()),
 		Accepted:    f.accepted,
 		Codes:       f.codes,
 		SamplesSent: f.samples,
+	}
+	if f.cfg.Senders == 0 {
+		r.Expected = float64(f.cfg.Clusters) / f.period.Seconds()
 	}
 	if elapsed > 0 {
 		r.Achieved = float64(r.Writes) / elapsed.Seconds()
@@ -598,7 +679,11 @@ func (r *Result) WriteTo(w io.Writer) (int64, error) {
 	} else {
 		fmt.Fprintf(&b, "protocol            %s, %d clusters, %.1fs\n", r.Protocol, r.Clusters, r.Elapsed.Seconds())
 	}
-	fmt.Fprintf(&b, "write rate          %.2f/s achieved, %.2f/s expected\n", r.Achieved, r.Expected)
+	if r.Senders > 0 {
+		fmt.Fprintf(&b, "write rate          %.2f/s achieved, closed loop of %d sender(s)\n", r.Achieved, r.Senders)
+	} else {
+		fmt.Fprintf(&b, "write rate          %.2f/s achieved, %.2f/s expected\n", r.Achieved, r.Expected)
+	}
 	fmt.Fprintf(&b, "requests            %d writes, %d authorizes\n", r.Writes, r.Authorizes)
 	keys := make([]string, 0, len(r.Codes))
 	for k := range r.Codes {

@@ -13,6 +13,7 @@ type ResultJSON struct {
 	Protocol        string         `json:"protocol"`
 	Path            string         `json:"path"`
 	Clusters        int            `json:"clusters"`
+	Senders         int            `json:"senders"`
 	ElapsedSeconds  float64        `json:"elapsed_seconds"`
 	ExpectedRate    float64        `json:"expected_rate"`
 	AchievedRate    float64        `json:"achieved_rate"`
@@ -53,6 +54,7 @@ func (r *Result) JSON() ResultJSON {
 		Protocol:        r.Protocol,
 		Path:            r.Path,
 		Clusters:        r.Clusters,
+		Senders:         r.Senders,
 		ElapsedSeconds:  r.Elapsed.Seconds(),
 		ExpectedRate:    r.Expected,
 		AchievedRate:    r.Achieved,

@@ -2,9 +2,12 @@ package load_test
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -243,4 +246,83 @@ func (c *prompbCollector) collect(raw []byte, now int64) error {
 		c.series = append(c.series, sb.String())
 	}
 	return nil
+}
+
+// The closed loop keeps exactly Senders writes in flight: one sender never
+// has two requests outstanding, and more senders overlap theirs.
+func TestClosedLoopSenders(t *testing.T) {
+	spec := load.Spec{Names: 2, SeriesPerName: 5, Seed: 1}
+	for _, tc := range []struct {
+		protocol string
+		senders  int
+	}{{load.ProtocolRemoteWrite, 1}, {load.ProtocolRemoteWrite, 4}, {load.ProtocolUpload, 3}} {
+		t.Run(fmt.Sprintf("%s/%d", tc.protocol, tc.senders), func(t *testing.T) {
+			target, _, sink := startGateway(t, spec, 0)
+			var inFlight, peak atomic.Int64
+			slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n := inFlight.Add(1)
+				defer inFlight.Add(-1)
+				for {
+					p := peak.Load()
+					if n <= p || peak.CompareAndSwap(p, n) {
+						break
+					}
+				}
+				time.Sleep(5 * time.Millisecond) // long enough for the senders to overlap
+				proxyTo(t, target, w, r)
+			})
+			srv := httptest.NewServer(slow)
+			defer srv.Close()
+			res, err := load.Run(context.Background(), load.Config{
+				Target: srv.URL, Protocol: tc.protocol, Clusters: 7, Senders: tc.senders,
+				Duration: 400 * time.Millisecond, Spec: spec, Templates: 2,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			okKey := map[string]string{load.ProtocolUpload: "upload 200", load.ProtocolRemoteWrite: "receive 204"}[tc.protocol]
+			if res.Writes < 10 || res.Codes[okKey] != res.Writes || res.Expected != 0 || res.Senders != tc.senders {
+				t.Fatalf("%d writes, codes %v, expected %v, senders %d", res.Writes, res.Codes, res.Expected, res.Senders)
+			}
+			if got := peak.Load(); got != int64(tc.senders) {
+				t.Fatalf("at most %d requests in flight, want %d", got, tc.senders)
+			}
+			if tc.protocol == load.ProtocolUpload && res.Authorizes != 7 {
+				t.Fatalf("%d authorizations, want one per cluster (7)", res.Authorizes)
+			}
+			if got, want := sink.Samples(), int64(res.SamplesSent/2); got != want {
+				t.Fatalf("sink got %d samples, want %d", got, want)
+			}
+			if j := res.JSON(); j.Senders != tc.senders || j.ExpectedRate != 0 {
+				t.Fatalf("JSON senders %d expected %v", j.Senders, j.ExpectedRate)
+			}
+		})
+	}
+}
+
+// proxyTo forwards r to base and copies the answer back.
+func proxyTo(t *testing.T, base string, w http.ResponseWriter, r *http.Request) {
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, base+r.URL.RequestURI(), r.Body)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	req.Header = r.Header.Clone()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		w.WriteHeader(http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
+}
+
+func TestSendersValidated(t *testing.T) {
+	if _, err := load.Run(context.Background(), load.Config{Target: "http://127.0.0.1:1", Senders: -1}); err == nil || !strings.Contains(err.Error(), "senders") {
+		t.Fatalf("negative senders: %v", err)
+	}
 }
