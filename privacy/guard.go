@@ -355,35 +355,50 @@ func (g *Guard) labels(ls, series []batch.Label, metric string, acts *[NumDetect
 	drop := false
 	for i := range ls {
 		l := &ls[i]
-		// Most values are not suspicious, which is cheaper to tell than
-		// the exemption, which is cheaper than finding.
-		if !g.det.suspicious(l.Value) {
+		d, act, ok := g.check(l.Name, l.Value, acts)
+		if !ok {
 			continue
 		}
-		if g.isExempt(l.Name) {
-			continue
-		}
-		d, found := g.det.find(l.Name, l.Value)
-		if !found || acts[d] == Off {
-			// Off: a detector on for another metric only.
-			continue
-		}
-		act := acts[d]
 		st.Findings[act]++
 		if metric == "" {
 			metric = nameOf(series)
 		}
 		g.count(metric, d, act)
-		switch act {
-		case Hash:
-			l.Value = g.hash(d, l.Value)
-		case Redact:
-			l.Value = outputPrefix + d.String() + ":" + redacted
-		case Drop:
+		if act == Drop {
 			drop = true
+			continue
 		}
+		l.Value = g.rewrite(d, act, l.Value)
 	}
 	return drop
+}
+
+// check returns the detector that finds v in the label named name and the
+// action acts gives it; ok is false when there is nothing to do. Most
+// values are not suspicious, which is cheaper to tell than the exemption,
+// which is cheaper than finding.
+func (g *Guard) check(name, v string, acts *[NumDetectors]Action) (Detector, Action, bool) {
+	if !g.det.suspicious(v) || g.isExempt(name) {
+		return 0, Off, false
+	}
+	d, found := g.det.find(name, v)
+	if !found || acts[d] == Off {
+		// Off: a detector on for another metric only.
+		return 0, Off, false
+	}
+	return d, acts[d], true
+}
+
+// rewrite returns v as act leaves it: hashed, redacted, or as it is
+// (shadow; drop removes the owner instead).
+func (g *Guard) rewrite(d Detector, act Action, v string) string {
+	switch act {
+	case Hash:
+		return g.hash(d, v)
+	case Redact:
+		return outputPrefix + d.String() + ":" + redacted
+	}
+	return v
 }
 
 func nameOf(ls []batch.Label) string {
@@ -399,28 +414,18 @@ func nameOf(ls []batch.Label) string {
 // callers that do not hold a batch (the client's transformer): the value
 // to keep and whether the series must be dropped. Findings are counted.
 func (g *Guard) Value(metric, label, value string) (string, bool) {
-	if !g.Enabled() || !g.det.suspicious(value) {
+	if !g.Enabled() {
 		return value, false
 	}
-	if g.isExempt(label) {
+	d, act, ok := g.check(label, value, g.actionsFor(metric))
+	if !ok {
 		return value, false
 	}
-	d, found := g.det.find(label, value)
-	acts := g.actionsFor(metric)
-	if !found || acts[d] == Off {
-		return value, false
-	}
-	act := acts[d]
 	g.count(metric, d, act)
-	switch act {
-	case Hash:
-		return g.hash(d, value), false
-	case Redact:
-		return outputPrefix + d.String() + ":" + redacted, false
-	case Drop:
+	if act == Drop {
 		return value, true
 	}
-	return value, false
+	return g.rewrite(d, act, value), false
 }
 
 // Inspect returns what Apply would find in ls, for explain; it changes
@@ -430,19 +435,11 @@ func (g *Guard) Inspect(ls []batch.Label) []Finding {
 		return nil
 	}
 	var out []Finding
-	metric := ""
-	for _, l := range ls {
-		if l.Name == batch.MetricName {
-			metric = l.Value
-		}
-	}
+	metric := nameOf(ls)
 	acts := g.actionsFor(metric)
 	for _, l := range ls {
-		if g.isExempt(l.Name) {
-			continue
-		}
-		if d, found := g.det.find(l.Name, l.Value); found && acts[d] != Off {
-			out = append(out, Finding{Metric: metric, Label: l.Name, Detector: d, Action: acts[d]})
+		if d, act, ok := g.check(l.Name, l.Value, acts); ok {
+			out = append(out, Finding{Metric: metric, Label: l.Name, Detector: d, Action: act})
 		}
 	}
 	return out
