@@ -355,7 +355,11 @@ func (g *Guard) labels(ls, series []batch.Label, metric string, acts *[NumDetect
 	drop := false
 	for i := range ls {
 		l := &ls[i]
-		d, act, ok := g.check(l.Name, l.Value, acts)
+		// The cheap test inline: most values stop here (see check).
+		if !g.det.suspicious(l.Value) {
+			continue
+		}
+		d, act, ok := g.classify(l.Name, l.Value, acts)
 		if !ok {
 			continue
 		}
@@ -378,7 +382,15 @@ func (g *Guard) labels(ls, series []batch.Label, metric string, acts *[NumDetect
 // values are not suspicious, which is cheaper to tell than the exemption,
 // which is cheaper than finding.
 func (g *Guard) check(name, v string, acts *[NumDetectors]Action) (Detector, Action, bool) {
-	if !g.det.suspicious(v) || g.isExempt(name) {
+	if !g.det.suspicious(v) {
+		return 0, Off, false
+	}
+	return g.classify(name, v, acts)
+}
+
+// classify is check for a value already found suspicious.
+func (g *Guard) classify(name, v string, acts *[NumDetectors]Action) (Detector, Action, bool) {
+	if g.isExempt(name) {
 		return 0, Off, false
 	}
 	d, found := g.det.find(name, v)
