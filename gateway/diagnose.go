@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -90,7 +89,7 @@ func (g *Gateway) Diagnose(cluster string, series [][]batch.Label) *Diagnosis {
 		m := &d.Report.Metrics[i]
 		md := MetricDiagnosis{Name: m.Name, Series: m.Series}
 		md.Stages = append(md.Stages, authn, g.allowlistStage(m, d.Report.File))
-		md.Stages = append(md.Stages, strippingStage(m, drop), personalStage(m), g.guardStage(byName[m.Name], drop))
+		md.Stages = append(md.Stages, strippingStage(m, drop), personalStage(m), g.guardStage(byName[m.Name]))
 		md.Stages = append(md.Stages, g.pipelineStages(cluster, byName[m.Name], al, now)...)
 		md.Stages = append(md.Stages, budgets)
 		md.Verdict, md.Summary = summarize(md.Stages)
@@ -177,7 +176,7 @@ func personalStage(m *allowlist.MetricReport) Stage {
 // guardStage says what the PII guard does to the metric's series: the
 // values it finds, by label and detector, and its action (Guard.Inspect,
 // the guard's own detectors). Stripped labels are not its business.
-func (g *Gateway) guardStage(series [][]batch.Label, drop []string) Stage {
+func (g *Gateway) guardStage(series [][]batch.Label) Stage {
 	st := Stage{Name: "PII guard", Verdict: VerdictPass}
 	if !g.opts.Privacy.Enabled() {
 		st.Detail = "off"
@@ -187,11 +186,8 @@ func (g *Gateway) guardStage(series [][]batch.Label, drop []string) Stage {
 	var found []string
 	dropped := false
 	for _, ls := range series {
-		for _, f := range g.opts.Privacy.Inspect(ls) {
-			if slices.Contains(drop, f.Label) {
-				continue
-			}
-			k := fmt.Sprintf("%s: %s (%s)", f.Label, f.Detector, f.Action)
+		for _, f := range g.guardFindings(ls) {
+			k := findingText(f)
 			if !seen[k] {
 				seen[k] = true
 				found = append(found, k)

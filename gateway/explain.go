@@ -10,6 +10,7 @@ import (
 	"github.com/telegate/telegate/allowlist"
 	"github.com/telegate/telegate/batch"
 	"github.com/telegate/telegate/gateway/decode"
+	"github.com/telegate/telegate/privacy"
 )
 
 // lastUploads keeps the last decoded /upload body (the delimited
@@ -163,20 +164,34 @@ func (g *Gateway) handleExplain(w http.ResponseWriter, r *http.Request) int {
 	return http.StatusOK
 }
 
-// piiFindings is the PII guard's view of a series for explain reports
-// ("label: detector (action)"), leaving out the labels the gateway strips;
+// guardFindings is what the PII guard finds in a series' labels, leaving
+// out the labels the gateway strips (they never reach storage).
+func (g *Gateway) guardFindings(ls []batch.Label) []privacy.Finding {
+	drop := g.opts.Pipeline.DropLabels()
+	var out []privacy.Finding
+	for _, f := range g.opts.Privacy.Inspect(ls) {
+		if !slices.Contains(drop, f.Label) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// findingText is how reports show a finding: "label: detector (action)".
+func findingText(f privacy.Finding) string {
+	return f.Label + ": " + f.Detector.String() + " (" + f.Action.String() + ")"
+}
+
+// piiFindings is the PII guard's view of a series for explain reports;
 // nil when the guard is off.
 func (g *Gateway) piiFindings() func([]batch.Label) []string {
 	if !g.opts.Privacy.Enabled() {
 		return nil
 	}
-	drop := g.opts.Pipeline.DropLabels()
 	return func(ls []batch.Label) []string {
 		var out []string
-		for _, f := range g.opts.Privacy.Inspect(ls) {
-			if !slices.Contains(drop, f.Label) {
-				out = append(out, f.Label+": "+f.Detector.String()+" ("+f.Action.String()+")")
-			}
+		for _, f := range g.guardFindings(ls) {
+			out = append(out, findingText(f))
 		}
 		return out
 	}
