@@ -478,13 +478,9 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 	}
 	succeeded := false
 	defer func() { release(succeeded) }()
-	body, err := g.limitBody(w, r)
+	body, sb, err := g.limitBody(w, r, start)
 	if err != nil {
 		return g.writeError(w, r, err)
-	}
-	sb := g.rateLimitBody(w, body, start)
-	if sb != nil {
-		body = sb
 	}
 	b := batch.Get()
 	defer batch.Put(b)
@@ -565,13 +561,9 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 		return g.writeError(w, r, err)
 	}
 	defer t.done()
-	body, err := g.limitBody(w, r)
+	body, sb, err := g.limitBody(w, r, start)
 	if err != nil {
 		return g.writeError(w, r, err)
-	}
-	sb := g.rateLimitBody(w, body, start)
-	if sb != nil {
-		body = sb
 	}
 	b := batch.Get()
 	defer batch.Put(b)
@@ -955,14 +947,21 @@ func setDroppedHeaders(h http.Header, dropped map[string]int) {
 	h.Set("X-Telegate-Dropped-Samples", strings.Join(parts, ", "))
 }
 
-// limitBody refuses bodies whose declared length is over the cap and caps
-// the rest while reading.
-func (g *Gateway) limitBody(w http.ResponseWriter, r *http.Request) (io.Reader, error) {
+// limitBody refuses bodies whose declared length is over the cap, caps
+// the rest while reading, and applies the minimum body rate: it returns
+// the body to read and its rate guard (nil when there is none, and the
+// nil guard's tooSlow says so).
+func (g *Gateway) limitBody(w http.ResponseWriter, r *http.Request, start time.Time) (io.Reader, *slowBody, error) {
 	max := g.opts.Limits.MaxRequestBytes
 	if r.ContentLength > max {
-		return nil, tooLarge("max_request_bytes", max, r.ContentLength)
+		return nil, nil, tooLarge("max_request_bytes", max, r.ContentLength)
 	}
-	return http.MaxBytesReader(w, r.Body, max), nil
+	var body io.Reader = http.MaxBytesReader(w, r.Body, max)
+	sb := g.rateLimitBody(w, body, start)
+	if sb != nil {
+		body = sb
+	}
+	return body, sb, nil
 }
 
 func tooLarge(limit string, max, seen int64) *httpError {

@@ -74,13 +74,9 @@ func (g *Gateway) handlePush(w http.ResponseWriter, r *http.Request) int {
 		return g.writeError(w, r, err)
 	}
 	defer t.done()
-	body, err := g.limitBody(w, r)
+	body, sb, err := g.limitBody(w, r, start)
 	if err != nil {
 		return g.writeError(w, r, err)
-	}
-	sb := g.rateLimitBody(w, body, start)
-	if sb != nil {
-		body = sb
 	}
 	b := batch.Get()
 	defer batch.Put(b)
