@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -92,34 +91,23 @@ func TestDeletionThanosRewrite(t *testing.T) {
 	q.QueryEventually(t, `count(cluster_version)`, func(v model.Vector) bool { return len(v) == 1 && v[0].Value == 3 }, 60*time.Second)
 
 	// The gateway forwarding to Thanos, its deletion requests on a shared bucket.
-	bin := harness.BuildBinary(t, "./cmd/telegate")
-	dir := t.TempDir()
-	pub, internal := harness.FreeAddr(t), harness.FreeAddr(t)
-	must(t, os.WriteFile(filepath.Join(dir, "allowlist.yaml"), []byte("matches:\n- '{__name__=\"cluster_version\"}'\n"), 0o600))
-	must(t, os.WriteFile(filepath.Join(dir, "tokens.yaml"), []byte(tokensYAML), 0o600))
-	must(t, os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(fmt.Sprintf(`web:
-  listen_address: %s
-  internal_listen_address: %s
-authn:
+	gw := runGateway(t, map[string]string{"allowlist.yaml": "matches:\n- '{__name__=\"cluster_version\"}'\n"}, `authn:
   tokens_file: tokens.yaml
 allowlist:
   file: allowlist.yaml
 privacy:
   deletions_bucket:
     type: FILESYSTEM
-    config: {directory: %s}
+    config: {directory: deletions}
 forward:
   url: http://127.0.0.1:1/api/v1/receive
   spool:
     bucket:
       type: FILESYSTEM
-      config: {directory: %s}
-`, pub, internal, filepath.Join(dir, "deletions"), filepath.Join(dir, "spool"))), 0o600))
-	p := harness.StartProcess(t, harness.ProcessOptions{Name: "telegate-gateway", Binary: bin,
-		Args: []string{"gateway", "--config.file=" + filepath.Join(dir, "gateway.yaml")}, Dir: dir})
-	p.WaitHTTP("http://"+internal+"/-/ready", 30*time.Second)
+      config: {directory: spool}
+`)
 
-	req, _ := http.NewRequest(http.MethodPost, "http://"+pub+"/deletion", nil)
+	req, _ := http.NewRequest(http.MethodPost, gw.url+"/deletion", nil)
 	req.Header.Set("Authorization", "Bearer "+harness.CompositeToken("fleet-token", "gone-1"))
 	resp, err := http.DefaultClient.Do(req)
 	must(t, err)
@@ -128,7 +116,7 @@ forward:
 		t.Fatalf("POST /deletion: %d", resp.StatusCode)
 	}
 	get := func(path string) string {
-		resp, err := http.Get("http://" + internal + path)
+		resp, err := http.Get(gw.internal + path)
 		must(t, err)
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
@@ -152,7 +140,7 @@ forward:
 	if v := q.Query(t, `count by (_id) (cluster_version)`); len(v) != 2 {
 		t.Fatalf("other installations: %v", v)
 	}
-	resp, err = http.Post("http://"+internal+"/api/v1/deletions/done?id=gone-1", "", nil)
+	resp, err = http.Post(gw.internal+"/api/v1/deletions/done?id=gone-1", "", nil)
 	must(t, err)
 	resp.Body.Close()
 	if list := get("/api/v1/deletions"); !strings.Contains(list, `"state":"done"`) || !strings.Contains(list, "block rewrite applied") {

@@ -69,19 +69,12 @@ type gatewayProc struct {
 // startGateway runs the real telegate binary with a config in a temp dir.
 func startGateway(t *testing.T, o gatewayOpts) *gatewayProc {
 	t.Helper()
-	bin := harness.BuildBinary(t, "./cmd/telegate")
-	dir := t.TempDir()
-	pub, internal := harness.FreeAddr(t), harness.FreeAddr(t)
-	must(t, os.WriteFile(filepath.Join(dir, "allowlist.yaml"), []byte(allowlistYAML), 0o600))
 	tokensFile := ""
 	if o.tokens {
-		must(t, os.WriteFile(filepath.Join(dir, "tokens.yaml"), []byte(tokensYAML), 0o600))
 		tokensFile = "tokens.yaml"
 	}
-	cfg := fmt.Sprintf(`web:
-  listen_address: %s
-  internal_listen_address: %s
-authn:
+	// --web.enable-lifecycle: the reload tests POST /-/reload.
+	return runGateway(t, map[string]string{"allowlist.yaml": allowlistYAML}, fmt.Sprintf(`authn:
   tokens_file: %q
   authorizer:
     url: %q
@@ -98,14 +91,31 @@ forward:
   url: %s
   timeout: 5s
   max_retry_time: 10s
-%s`, pub, internal, tokensFile, o.authorizerURL, o.downstream, o.extra)
+%s`, tokensFile, o.authorizerURL, o.downstream, o.extra), "--web.enable-lifecycle")
+}
+
+// runGateway starts the real gateway in a temp dir holding files (name to
+// content; tokens.yaml is tokensYAML unless given) and a gateway.yaml made
+// of the web section (two free loopback addresses) and body, and waits
+// until it is ready. args are added to the command line.
+func runGateway(t *testing.T, files map[string]string, body string, args ...string) *gatewayProc {
+	t.Helper()
+	bin := harness.BuildBinary(t, "./cmd/telegate")
+	dir := t.TempDir()
+	pub, internal := harness.FreeAddr(t), harness.FreeAddr(t)
+	if _, ok := files["tokens.yaml"]; !ok {
+		must(t, os.WriteFile(filepath.Join(dir, "tokens.yaml"), []byte(tokensYAML), 0o600))
+	}
+	for name, content := range files {
+		must(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600))
+	}
+	cfg := fmt.Sprintf("web:\n  listen_address: %s\n  internal_listen_address: %s\n", pub, internal) + body
 	must(t, os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(cfg), 0o600))
 	p := harness.StartProcess(t, harness.ProcessOptions{
-		Name:   "telegate",
+		Name:   "telegate-gateway",
 		Binary: bin,
-		// --web.enable-lifecycle: the reload tests POST /-/reload.
-		Args: []string{"gateway", "--config.file=" + filepath.Join(dir, "gateway.yaml"), "--log.level=debug", "--web.enable-lifecycle"},
-		Dir:  dir,
+		Args:   append([]string{"gateway", "--config.file=" + filepath.Join(dir, "gateway.yaml"), "--log.level=debug"}, args...),
+		Dir:    dir,
 	})
 	p.WaitHTTP("http://"+internal+"/-/ready", 30*time.Second)
 	return &gatewayProc{Process: p, url: "http://" + pub, internal: "http://" + internal}

@@ -28,19 +28,13 @@ const privacyAllowlist = `matches:
 
 // startPrivacyGateway runs the real gateway forwarding to downstream, with
 // the default PII guard, a hash key file and an opt-out file.
-func startPrivacyGateway(t *testing.T, downstream string) (*gatewayProc, string) {
+func startPrivacyGateway(t *testing.T, downstream string) *gatewayProc {
 	t.Helper()
-	bin := harness.BuildBinary(t, "./cmd/telegate")
-	dir := t.TempDir()
-	pub, internal := harness.FreeAddr(t), harness.FreeAddr(t)
-	must(t, os.WriteFile(filepath.Join(dir, "allowlist.yaml"), []byte(privacyAllowlist), 0o600))
-	must(t, os.WriteFile(filepath.Join(dir, "tokens.yaml"), []byte(tokensYAML), 0o600))
-	must(t, os.WriteFile(filepath.Join(dir, "pii.key"), []byte("e2e-deployment-key-0123456789"), 0o600))
-	must(t, os.WriteFile(filepath.Join(dir, "opt-outs.yaml"), []byte("installations: []\n"), 0o600))
-	cfg := fmt.Sprintf(`web:
-  listen_address: %s
-  internal_listen_address: %s
-authn:
+	return runGateway(t, map[string]string{
+		"allowlist.yaml": privacyAllowlist,
+		"pii.key":        "e2e-deployment-key-0123456789",
+		"opt-outs.yaml":  "installations: []\n",
+	}, fmt.Sprintf(`authn:
   tokens_file: tokens.yaml
 allowlist:
   file: allowlist.yaml
@@ -53,16 +47,7 @@ forward:
   url: %s
   timeout: 5s
   max_retry_time: 10s
-`, pub, internal, downstream)
-	must(t, os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(cfg), 0o600))
-	p := harness.StartProcess(t, harness.ProcessOptions{
-		Name:   "telegate-gateway",
-		Binary: bin,
-		Args:   []string{"gateway", "--config.file=" + filepath.Join(dir, "gateway.yaml")},
-		Dir:    dir,
-	})
-	p.WaitHTTP("http://"+internal+"/-/ready", 30*time.Second)
-	return &gatewayProc{Process: p, url: "http://" + pub, internal: "http://" + internal}, dir
+`, downstream))
 }
 
 // allValues returns every label value of every series downstream holds.
@@ -87,7 +72,7 @@ func allValues(t *testing.T, down *harness.Prometheus) []string {
 // more of it arrives.
 func TestPrivacyEndToEnd(t *testing.T) {
 	down := harness.StartPrometheus(t, harness.PrometheusOptions{Name: "downstream", EnableRemoteWriteReceiver: true})
-	gw, _ := startPrivacyGateway(t, down.RemoteWriteURL())
+	gw := startPrivacyGateway(t, down.RemoteWriteURL())
 	ctx := context.Background()
 	now := time.Now().UnixMilli()
 
@@ -278,29 +263,18 @@ public_view:
 // data of it is refused 403 deleted, and the request with its audit trail
 // is listed by the admin API, done.
 func TestDeletionOnRequest(t *testing.T) {
-	bin := harness.BuildBinary(t, "./cmd/telegate")
 	lean := harness.BuildBinary(t, "./cmd/telegate-client")
-	dir := t.TempDir()
-	pub, internal := harness.FreeAddr(t), harness.FreeAddr(t)
-	must(t, os.WriteFile(filepath.Join(dir, "allowlist.yaml"), []byte("matches:\n- '{__name__=\"cluster_version\"}'\n"), 0o600))
-	must(t, os.WriteFile(filepath.Join(dir, "tokens.yaml"), []byte(tokensYAML), 0o600))
-	must(t, os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(fmt.Sprintf(`web:
-  listen_address: %s
-  internal_listen_address: %s
-authn:
+	gw := runGateway(t, map[string]string{"allowlist.yaml": "matches:\n- '{__name__=\"cluster_version\"}'\n"}, `authn:
   tokens_file: tokens.yaml
 allowlist:
   file: allowlist.yaml
 storage:
-  path: %s
-`, pub, internal, filepath.Join(dir, "data"))), 0o600))
-	p := harness.StartProcess(t, harness.ProcessOptions{Name: "telegate-gateway", Binary: bin,
-		Args: []string{"gateway", "--config.file=" + filepath.Join(dir, "gateway.yaml")}, Dir: dir})
-	p.WaitHTTP("http://"+internal+"/-/ready", 30*time.Second)
-	store := harness.NewPromAPI("http://" + internal)
+  path: data
+`)
+	store := harness.NewPromAPI(gw.internal)
 
 	write := func(id string, ts int64) (int, string) {
-		status, body, _, err := harness.RemoteWrite(context.Background(), "http://"+pub+"/api/v1/receive", harness.CompositeToken("fleet-token", id),
+		status, body, _, err := harness.RemoteWrite(context.Background(), gw.url+"/api/v1/receive", harness.CompositeToken("fleet-token", id),
 			&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: []prompb.Label{{Name: "__name__", Value: "cluster_version"}, {Name: "version", Value: "4.14.0"}},
 				Samples: []prompb.Sample{{Value: 1, Timestamp: ts}}}}})
 		must(t, err)
@@ -314,7 +288,7 @@ storage:
 	}
 	store.QueryEventually(t, `cluster_version`, harness.Len(3), 20*time.Second)
 
-	code, out, stderr := runOnce(t, lean, "--request-deletion", "--to=http://"+pub, "--to-token=fleet-token", "--id=gone-1",
+	code, out, stderr := runOnce(t, lean, "--request-deletion", "--to="+gw.url, "--to-token=fleet-token", "--id=gone-1",
 		"--from-scrape=http://127.0.0.1:1/metrics", "--match=cluster_version", "--state-dir="+t.TempDir())
 	if code != 0 || !strings.Contains(out, `"state":"pending"`) {
 		t.Fatalf("--request-deletion: exit %d, %s\n%s", code, out, stderr)
@@ -327,7 +301,7 @@ storage:
 	if status, body := write("gone-1", now+1000); status != http.StatusForbidden || !strings.Contains(body, `"reason":"deleted"`) {
 		t.Fatalf("write after deletion: %d %s", status, body)
 	}
-	resp, err := http.Get("http://" + internal + "/api/v1/deletions")
+	resp, err := http.Get(gw.internal + "/api/v1/deletions")
 	must(t, err)
 	b := new(strings.Builder)
 	io.Copy(b, resp.Body)

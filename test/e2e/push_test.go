@@ -52,15 +52,7 @@ const installerQuantile = `histogram_quantile(0.5, sum by (le) (assisted_install
 // pushAllowlistYAML.
 func startPushGateway(t *testing.T, downstream string) *gatewayProc {
 	t.Helper()
-	bin := harness.BuildBinary(t, "./cmd/telegate")
-	dir := t.TempDir()
-	pub, internal := harness.FreeAddr(t), harness.FreeAddr(t)
-	must(t, os.WriteFile(filepath.Join(dir, "allowlist.yaml"), []byte(pushAllowlistYAML), 0o600))
-	must(t, os.WriteFile(filepath.Join(dir, "tokens.yaml"), []byte(tokensYAML), 0o600))
-	cfg := fmt.Sprintf(`web:
-  listen_address: %s
-  internal_listen_address: %s
-authn:
+	return runGateway(t, map[string]string{"allowlist.yaml": pushAllowlistYAML}, fmt.Sprintf(`authn:
   tokens_file: tokens.yaml
 allowlist:
   file: allowlist.yaml
@@ -68,16 +60,7 @@ forward:
   url: %s
   timeout: 5s
   max_retry_time: 10s
-`, pub, internal, downstream)
-	must(t, os.WriteFile(filepath.Join(dir, "gateway.yaml"), []byte(cfg), 0o600))
-	p := harness.StartProcess(t, harness.ProcessOptions{
-		Name:   "telegate",
-		Binary: bin,
-		Args:   []string{"gateway", "--config.file=" + filepath.Join(dir, "gateway.yaml"), "--log.level=debug"},
-		Dir:    dir,
-	})
-	p.WaitHTTP("http://"+internal+"/-/ready", 30*time.Second)
-	return &gatewayProc{Process: p, url: "http://" + pub, internal: "http://" + internal}
+`, downstream))
 }
 
 // pushWithCurl pushes body with the curl binary, as the docs show; with
