@@ -90,21 +90,35 @@ func LoadOrCreateID(dir string) (id string, created bool, err error) {
 		return "", false, fmt.Errorf("state directory: %w", err)
 	}
 	id = NewUUID()
-	tmp, err := writeTemp(dir, id)
+	created, err = createOnce(dir, IDFile, id+"\n", 0o644)
 	if err != nil {
-		return "", false, err
-	}
-	defer os.Remove(tmp)
-	if err := os.Link(tmp, filepath.Join(dir, IDFile)); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			// Another client created it first: use that one.
-			id, err = ReadID(dir)
-			return id, false, err
-		}
 		return "", false, fmt.Errorf("storing the installation ID: %w", err)
 	}
+	if !created {
+		// Another client created it first: use that one.
+		id, err = ReadID(dir)
+	}
+	return id, created, err
+}
+
+// createOnce writes content to dir/name with perm unless the file exists
+// (created is then false): a temporary file, synced and linked into
+// place, so a crash never leaves a partial file and of two processes
+// creating it at once, one wins and the other reads its file.
+func createOnce(dir, name, content string, perm os.FileMode) (created bool, err error) {
+	tmp, err := writeTemp(dir, content, perm)
+	if err != nil {
+		return false, err
+	}
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, filepath.Join(dir, name)); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return false, nil
+		}
+		return false, err
+	}
 	syncDir(dir)
-	return id, true, nil
+	return true, nil
 }
 
 // RotateID replaces the installation ID kept in dir with a new random
@@ -115,9 +129,9 @@ func RotateID(dir string) (string, error) {
 		return "", fmt.Errorf("state directory: %w", err)
 	}
 	id := NewUUID()
-	tmp, err := writeTemp(dir, id)
+	tmp, err := writeTemp(dir, id+"\n", 0o644)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("storing the installation ID: %w", err)
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, IDFile)); err != nil {
 		os.Remove(tmp)
@@ -127,19 +141,21 @@ func RotateID(dir string) (string, error) {
 	return id, nil
 }
 
-func writeTemp(dir, id string) (string, error) {
-	f, err := os.CreateTemp(dir, ".tmp-id-*")
+// writeTemp writes content to a new temporary file in dir, synced, with
+// perm, and returns its name.
+func writeTemp(dir, content string, perm os.FileMode) (string, error) {
+	f, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
-		return "", fmt.Errorf("storing the installation ID: %w", err)
+		return "", err
 	}
-	_, werr := f.WriteString(id + "\n")
+	_, werr := f.WriteString(content)
 	serr := f.Sync()
 	cerr := f.Close()
 	if err := errors.Join(werr, serr, cerr); err != nil {
 		os.Remove(f.Name())
-		return "", fmt.Errorf("storing the installation ID: %w", err)
+		return "", err
 	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
+	if err := os.Chmod(f.Name(), perm); err != nil {
 		os.Remove(f.Name())
 		return "", err
 	}

@@ -83,22 +83,12 @@ func loadOrCreateKey(dir string) ([]byte, error) {
 	}
 	k = make([]byte, 32)
 	rand.Read(k)
-	f, err := os.CreateTemp(dir, ".tmp-pii-key-*")
+	created, err := createOnce(dir, PIIKeyFile, hex.EncodeToString(k)+"\n", 0o600)
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(f.Name())
-	_, werr := f.WriteString(hex.EncodeToString(k) + "\n")
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr, os.Chmod(f.Name(), 0o600)); err != nil {
-		return nil, err
-	}
-	if err := os.Link(f.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return read()
-		}
-		return nil, err
+	if !created {
+		return read()
 	}
 	return k, nil
 }
