@@ -2,8 +2,10 @@ package forward
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"sync"
@@ -42,9 +44,13 @@ type CoalesceOptions struct {
 // request of a group never waits for others, and at low rates nothing is
 // coalesced. Sends that arrive while a send is in flight queue; when it
 // ends, the queued bodies (in arrival order, up to MaxRequests and
-// MaxBytes uncompressed) are concatenated (a compressed body from Send is
-// snappy-decoded first; SendProto's are taken as they are) and compressed
-// into one body, sent once, and every member gets the shared outcome.
+// MaxBytes uncompressed) are joined into one body, sent once, and every
+// member gets the shared outcome. Each member's body is a snappy block
+// (Send's as it came, checked to decode alone; SendProto's compressed by
+// its own caller before it queues), and the group's body is the blocks'
+// elements one after the other under their total length: the snappy block
+// of the members' requests concatenated, with nothing decompressed and
+// nothing copied uncompressed.
 // That is sound for remote write 1.0 because a prometheus.WriteRequest is
 // its repeated fields one after the other: two encoded requests
 // concatenated are the request holding both. Remote write 2.0 bodies each
@@ -126,10 +132,15 @@ func newCoalesceMetrics(reg prometheus.Registerer) (*coalesceMetrics, error) {
 
 // waiter is a queued Send.
 type waiter struct {
-	ctx  context.Context
+	ctx context.Context
+	// body is the member's snappy block: the caller's (Send) or its
+	// proto compressed into z (SendProto); hdr is the length of the
+	// block's header (the varint decoded length n), so body[hdr:] is the
+	// block's elements.
 	body []byte
-	raw  bool // body is uncompressed
-	n    int  // decoded length
+	hdr  int
+	n    int // decoded length
+	z    []byte
 	enq  time.Time
 	// ready receives true when the waiter leads group, false when err
 	// holds its outcome.
@@ -186,23 +197,14 @@ func (c *Coalescer) Send(ctx context.Context, body []byte) error {
 }
 
 // SendProto is Send for an uncompressed prometheus.WriteRequest
-// (Buffers.EncodeSplitProto's): the Coalescer compresses what it sends,
-// once per coalesced body, so a request that waits costs no compression
-// of its own and no decompression. It does not retain proto after it
-// returns.
+// (Buffers.EncodeSplitProto's): it is compressed on the caller's
+// goroutine, while it is still in that core's cache, and never
+// decompressed again. It does not retain proto after it returns.
 func (c *Coalescer) SendProto(ctx context.Context, proto []byte) error {
 	if c.bypass {
-		return c.sendAlone(ctx, proto, true)
+		return sendProto(ctx, c.down, proto)
 	}
 	return c.send(ctx, proto, true)
-}
-
-// sendAlone sends b (uncompressed if raw) by itself.
-func (c *Coalescer) sendAlone(ctx context.Context, b []byte, raw bool) error {
-	if !raw {
-		return c.down.Send(ctx, b)
-	}
-	return sendProto(ctx, c.down, b)
 }
 
 // sendProto compresses proto and sends it through down.
@@ -216,30 +218,88 @@ func sendProto(ctx context.Context, down BodySender, proto []byte) error {
 	return down.Send(ctx, body)
 }
 
+// prepare makes w.body the snappy block of b: b itself when it is one
+// already (raw false), else b compressed into w.z, here, on the caller's
+// goroutine while b is still in its cache. A group's body is then its
+// members' blocks joined (see joinBlocks): nothing is decompressed or
+// copied uncompressed. joinable is false for a compressed body that is not
+// a whole valid block, which is sent alone for the downstream to judge.
+func (w *waiter) prepare(b []byte, raw bool) (joinable bool, err error) {
+	if raw {
+		n := s2.MaxEncodedLen(len(b))
+		if n < 0 {
+			return false, &Error{Msg: ErrTooLarge.Error(), err: ErrTooLarge}
+		}
+		if cap(w.z) < n {
+			w.z = make([]byte, n)
+		}
+		w.body = s2.EncodeSnappy(w.z[:cap(w.z)], b)
+		w.n, w.hdr = len(b), uvarintLen(uint64(len(b)))
+		return true, nil
+	}
+	w.body = b
+	n, hdr := binary.Uvarint(b)
+	if hdr <= 0 || n > math.MaxInt32 {
+		return false, nil
+	}
+	w.n, w.hdr = int(n), hdr
+	return validBlock(b, w.n), nil
+}
+
+// validBlock reports whether b is a snappy block that decodes to n bytes
+// on its own (a spooled body read back from disk, say): joined into a
+// group, a block whose copies reach back past its own start would decode
+// into the neighbour's bytes instead of failing.
+func validBlock(b []byte, n int) bool {
+	bufs := GetBuffers()
+	defer PutBuffers(bufs)
+	if cap(bufs.proto) < n {
+		bufs.proto = make([]byte, n)
+	}
+	out, err := s2.Decode(bufs.proto[:n], b)
+	return err == nil && len(out) == n
+}
+
+// joinBlocks appends to dst the snappy block of the members' data one
+// after the other: the total length, then each member's elements as they
+// are. A snappy block is its decoded length followed by literals and
+// copies whose offsets count back from where they are decoded, so
+// elements that reach only into their own block's bytes decode the same
+// anywhere after them.
+func joinBlocks(dst []byte, group []*waiter) []byte {
+	total := 0
+	for _, m := range group {
+		total += m.n
+	}
+	dst = binary.AppendUvarint(dst, uint64(total))
+	for _, m := range group {
+		dst = append(dst, m.body[m.hdr:]...)
+	}
+	return dst
+}
+
 func (c *Coalescer) send(ctx context.Context, b []byte, raw bool) error {
 	c.m.requests.Inc()
+	w := waiterPool.Get().(*waiter)
+	defer c.putWaiter(w)
+	joinable, err := w.prepare(b, raw)
+	if err != nil {
+		return err
+	}
 	c.mu.Lock()
 	if c.inFlight < c.o.MaxInFlight {
 		c.inFlight++
 		c.mu.Unlock()
-		err := c.sendAlone(ctx, b, raw)
+		err := c.down.Send(ctx, w.body)
 		c.handOff()
 		return err
 	}
-	n := len(b)
-	if !raw {
-		var derr error
-		if n, derr = s2.DecodedLen(b); derr != nil {
-			n = c.o.MaxBytes + 1
-		}
-	}
-	if n > c.o.MaxBytes || c.o.MaxRequests == 1 {
+	if !joinable || w.n > c.o.MaxBytes || c.o.MaxRequests == 1 {
 		// Cannot share the body: send it alone, next to the one in flight.
 		c.mu.Unlock()
-		return c.sendAlone(ctx, b, raw)
+		return c.down.Send(ctx, w.body)
 	}
-	w := waiterPool.Get().(*waiter)
-	w.ctx, w.body, w.raw, w.n, w.enq = ctx, b, raw, n, time.Now()
+	w.ctx, w.enq = ctx, time.Now()
 	c.queue = append(c.queue, w)
 	c.mu.Unlock()
 
@@ -251,23 +311,20 @@ func (c *Coalescer) send(ctx context.Context, b []byte, raw bool) error {
 		if i := slices.Index(c.queue, w); i >= 0 {
 			c.queue = slices.Delete(c.queue, i, i+1)
 			c.mu.Unlock()
-			c.putWaiter(w)
 			err := ctx.Err()
 			return &Error{Msg: err.Error(), Recoverable: true, err: err}
 		}
 		c.mu.Unlock()
 		lead = <-w.ready // taken into a group: its body is being read
 	}
-	var err error
 	if lead {
 		err = c.lead(w)
 	} else {
 		err = w.err
 	}
-	c.putWaiter(w)
 	if err == errAlone {
 		c.m.alone.Inc()
-		err = c.sendAlone(ctx, b, raw)
+		err = c.down.Send(ctx, w.body)
 	}
 	return err
 }
@@ -275,6 +332,9 @@ func (c *Coalescer) send(ctx context.Context, b []byte, raw bool) error {
 func (c *Coalescer) putWaiter(w *waiter) {
 	clear(w.group)
 	w.ctx, w.body, w.group, w.err = nil, nil, w.group[:0], nil
+	if cap(w.z) > maxPooledBufferBytes {
+		w.z = nil
+	}
 	waiterPool.Put(w)
 }
 
@@ -313,7 +373,7 @@ func (c *Coalescer) lead(w *waiter) error {
 		c.m.wait.Observe(now.Sub(m.enq).Seconds())
 	}
 	if len(group) == 1 {
-		err := c.sendAlone(w.ctx, w.body, w.raw)
+		err := c.down.Send(w.ctx, w.body)
 		c.handOff()
 		return err
 	}
@@ -333,51 +393,21 @@ func (c *Coalescer) lead(w *waiter) error {
 	}
 
 	bufs := GetBuffers()
-	total := 0
-	for _, m := range group {
-		total += m.n
-	}
-	if cap(bufs.proto) < total {
-		bufs.proto = make([]byte, total)
-	}
-	proto := bufs.proto[:total]
-	off, sent := 0, 0
-	for _, m := range group {
-		if m.raw {
-			copy(proto[off:], m.body)
-		} else if _, err := s2.Decode(proto[off:off+m.n], m.body); err != nil {
-			m.err = errAlone // not a body to share; let it fail alone
-			continue
-		}
-		m.err = nil
-		off += m.n
-		sent++
-	}
-	var err error
-	if body, cerr := bufs.compress(proto[:off]); cerr != nil {
-		err = errAlone
-	} else {
-		err = c.down.Send(gctx, body)
-	}
+	bufs.snappy = joinBlocks(bufs.snappy[:0], group)
+	err := c.down.Send(gctx, bufs.snappy)
 	cancel()
 	PutBuffers(bufs)
 	c.m.sends.Inc()
-	c.m.members.Add(float64(sent))
+	c.m.members.Add(float64(len(group)))
 	if err != nil && refusesData(err) {
 		err = errAlone
 	}
 	c.handOff()
-	own := w.err
-	if own == nil {
-		own = err
-	}
 	for _, m := range group[1:] {
-		if m.err == nil {
-			m.err = err
-		}
+		m.err = err
 		m.ready <- false // m may be reused from here on
 	}
-	return own
+	return err
 }
 
 // refusesData reports whether err is a downstream refusal that may be

@@ -3,6 +3,7 @@ package forward
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang/snappy"
 	"github.com/klauspost/compress/s2"
 	"github.com/thanos-io/objstore"
 )
@@ -707,4 +709,89 @@ func TestCoalescerRealSender(t *testing.T) {
 		t.Fatalf("%d requests for %d sends", requests, workers*each)
 	}
 	t.Logf("%d requests for %d sends", requests, workers*each)
+}
+
+// TestJoinBlocksDecodesAsConcatenation: the joined blocks are the snappy
+// block of the members' bytes one after the other, for the decoder
+// Prometheus and Thanos use (golang/snappy) and for s2, with members small
+// and large (over snappy's 64 KiB internal blocks) and repetitive enough
+// that their copies reach far back.
+func TestJoinBlocksDecodesAsConcatenation(t *testing.T) {
+	var members [][]byte
+	for i, n := range []int{0, 1, 7, 100, 70_000, 200_000, 3} {
+		b := make([]byte, n)
+		for j := range b {
+			b[j] = byte((j/13 + i) % 7) // long repeats: many copies
+		}
+		if n > 50 {
+			copy(b[n/2:], fmt.Sprintf("member %d", i)) // and a literal
+		}
+		members = append(members, b)
+	}
+	var group []*waiter
+	var want []byte
+	for _, m := range members {
+		w := &waiter{}
+		if _, err := w.prepare(m, true); err != nil {
+			t.Fatal(err)
+		}
+		group = append(group, w)
+		want = append(want, m...)
+	}
+	joined := joinBlocks(nil, group)
+	for name, dec := range map[string]func([]byte) ([]byte, error){
+		"golang/snappy": func(b []byte) ([]byte, error) { return snappy.Decode(nil, b) },
+		"s2":            func(b []byte) ([]byte, error) { return s2.Decode(nil, b) },
+	} {
+		got, err := dec(joined)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%s: decoded %d bytes, not the %d bytes of the members", name, len(got), len(want))
+		}
+	}
+}
+
+// TestCoalescerCorruptBodyAlone: a compressed body that does not decode
+// alone is never joined into a group (its copies could reach into a
+// neighbour's bytes): it goes to the downstream by itself, and the
+// members around it are coalesced as usual.
+func TestCoalescerCorruptBodyAlone(t *testing.T) {
+	g := newGateDown()
+	c := newTestCoalescer(t, g, CoalesceOptions{})
+	ts := time.Now().UnixMilli()
+	errs := startQueued(t, c, g, 2, func(_ int, _ string, b []byte) error { return c.Send(context.Background(), b) })
+	// A block whose header says more bytes than its elements hold.
+	bad := body(t, ts, 1, "bad")
+	n, hdr := binary.Uvarint(bad)
+	bad = append(binary.AppendUvarint(nil, n+10), bad[hdr:]...)
+	badErr := make(chan error, 1)
+	go func() { badErr <- c.Send(context.Background(), bad) }()
+	// The corrupt body is sent alone at once, next to the one in flight.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(g.snapshot()) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the corrupt body was not sent alone")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if c.queued() != 2 {
+		t.Fatalf("%d queued, want the 2 good members", c.queued())
+	}
+	close(g.release)
+	for _, ch := range append(errs, badErr) {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := g.snapshot()
+	var joined []string
+	for _, names := range calls {
+		joined = append(joined, strings.Join(names, ","))
+	}
+	sort.Strings(joined)
+	if strings.Join(joined, " ") != " first m0,m1" {
+		t.Fatalf("requests %q, want the corrupt one alone (no names decoded), first, and m0,m1 together", joined)
+	}
 }
