@@ -121,8 +121,12 @@ func indexMatcher(ms []*labels.Matcher) (int, []string) {
 // -1, false if no entry matches. ls need not be sorted; if a label name
 // repeats, the first occurrence counts. Match does not allocate.
 func (a *Allowlist) Match(ls []batch.Label) (entry int, ok bool) {
-	name := lookup(ls, labels.MetricName)
-	cand := a.byName[name]
+	return a.matchCandidates(a.byName[lookup(ls, labels.MetricName)], ls)
+}
+
+// matchCandidates is Match for a series whose name's entries in byName are
+// cand.
+func (a *Allowlist) matchCandidates(cand []int, ls []batch.Label) (entry int, ok bool) {
 	fb := a.fallback
 	// Merge the two ascending lists so the first match is the first in file
 	// order.
@@ -140,15 +144,61 @@ func (a *Allowlist) Match(ls []batch.Label) (entry int, ok bool) {
 	return -1, false
 }
 
+// Matcher matches the series of one request against an Allowlist one
+// after the other, as MatchName and Match do, remembering what it found
+// for the last metric name: a request's series come grouped by name
+// (Prometheus sends a target's series in scrape order, federation and
+// telemeter uploads family by family), and comparing a name with the last
+// one costs less than looking it up again. The zero Matcher is not usable:
+// get one from Allowlist.Matcher. A Matcher is not safe for concurrent use.
+type Matcher struct {
+	a        *Allowlist
+	name     string
+	known    bool
+	mayMatch bool
+	cand     []int
+}
+
+// Matcher returns a Matcher for a.
+func (a *Allowlist) Matcher() Matcher { return Matcher{a: a} }
+
+// MatchName is Allowlist.MatchName.
+func (m *Matcher) MatchName(name string) bool {
+	m.see(name)
+	return m.mayMatch
+}
+
+// Match is Allowlist.Match for a series named name (the value of its
+// first __name__ label, as Series.Name returns it).
+func (m *Matcher) Match(name string, ls []batch.Label) (entry int, ok bool) {
+	m.see(name)
+	if !m.mayMatch {
+		return -1, false
+	}
+	return m.a.matchCandidates(m.cand, ls)
+}
+
+func (m *Matcher) see(name string) {
+	if m.known && len(name) == len(m.name) && name == m.name {
+		return
+	}
+	m.name, m.known = name, true
+	m.cand = m.a.byName[name]
+	m.mayMatch = m.a.anyName || len(m.cand) > 0 || m.a.fallbackMayMatch(name)
+}
+
 // MatchName is a quick pre-check on the metric name alone: it returns false
 // if no entry can match a series named name, whatever its other labels. A
 // true result only means some entry might match; call Match to decide.
 // A series without a __name__ label has the name "". MatchName does not
 // allocate.
 func (a *Allowlist) MatchName(name string) bool {
-	if a.anyName || len(a.byName[name]) > 0 {
-		return true
-	}
+	return a.anyName || len(a.byName[name]) > 0 || a.fallbackMayMatch(name)
+}
+
+// fallbackMayMatch reports whether an entry not indexed by name may match a
+// series named name.
+func (a *Allowlist) fallbackMayMatch(name string) bool {
 	for _, i := range a.fallback {
 		ok := true
 		for _, m := range a.rules[i].name {

@@ -318,3 +318,65 @@ func BenchmarkMatch(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(all)), "ns/series")
 }
+
+// TestMatcherAgreesWithAllowlist: a Matcher answers what the Allowlist
+// answers, whatever the order of the series (the same name again, a name
+// that is a prefix of the last one, a series without a name), for indexed,
+// fallback and name-less entries.
+func TestMatcherAgreesWithAllowlist(t *testing.T) {
+	lists := []*Allowlist{
+		mustParse(t, `{__name__="a"}`, `{__name__="b",job="x"}`, `{__name__=~"e_.*"}`, `{__name__=~"(?i)k|l"}`,
+			`{__name__="hh"}`, `{__name__=~"h.*",env="p"}`, `{__name__="",job="nameless"}`),
+		mustParse(t, `{job="x"}`, `{__name__="a",env="p"}`), // an entry for any name
+		mustParse(t),
+	}
+	all := [][]batch.Label{
+		series("__name__", "a"), series("__name__", "a", "job", "z"), series("__name__", "b", "job", "x"),
+		series("__name__", "b", "job", "w"), series("__name__", "b", "job", "x"), series("__name__", "bb", "job", "x"),
+		series("__name__", "e_total"), series("__name__", "e_total"), series("__name__", "K"), series("__name__", "k"),
+		series("__name__", "hh", "env", "p"), series("__name__", "hh", "env", "q"), series("__name__", "h", "env", "p"),
+		series("job", "nameless"), series("__name__", "", "job", "nameless"), series("__name__", "zz", "job", "x"),
+		series("__name__", "a", "env", "p"), series("job", "x"), nil,
+	}
+	name := func(ls []batch.Label) string { s := batch.Series{Labels: ls}; return s.Name() }
+	for li, a := range lists {
+		for _, order := range [][]int{forward(len(all)), backward(len(all)), twice(len(all))} {
+			m := a.Matcher()
+			for _, i := range order {
+				ls := all[i]
+				if got, want := m.MatchName(name(ls)), a.MatchName(name(ls)); got != want {
+					t.Fatalf("list %d: Matcher.MatchName(%q) = %v, Allowlist says %v", li, name(ls), got, want)
+				}
+				ge, gok := m.Match(name(ls), ls)
+				we, wok := a.Match(ls)
+				if ge != we || gok != wok {
+					t.Fatalf("list %d: Matcher.Match(%v) = %d, %v; Allowlist says %d, %v", li, ls, ge, gok, we, wok)
+				}
+			}
+		}
+	}
+}
+
+func forward(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+func backward(n int) []int {
+	out := forward(n)
+	for i, j := 0, n-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out
+}
+
+func twice(n int) []int {
+	var out []int
+	for i := range n {
+		out = append(out, i, i)
+	}
+	return out
+}

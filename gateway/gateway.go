@@ -721,13 +721,18 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	if al != nil {
 		rules = getRuleTally(len(al.Entries))
 	}
+	var m allowlist.Matcher
+	if al != nil {
+		m = al.Matcher()
+	}
 	kept := b.Series[:0]
 	for i := range b.Series {
 		s := &b.Series[i]
 		if err := g.opts.Pipeline.CheckIdentity(s, id.ClusterID); err != nil {
 			return 0, forward.Written{}, err
 		}
-		if s.Name() == "" {
+		name := s.Name()
+		if name == "" {
 			// Invalid whatever the allowlist says (a series needs a
 			// name); counted by Process with the other invalid series.
 			invalidSeries++
@@ -737,13 +742,13 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 			}
 			continue
 		}
-		if name := s.Name(); al == nil || !al.MatchName(name) {
+		if al == nil || !m.MatchName(name) {
 			if g.allowlistDenies(s, shadow, &tally) {
 				deniedSeries++
 				deniedSamples += s.Points()
 				continue
 			}
-		} else if e, ok := al.Match(s.Labels); !ok {
+		} else if e, ok := m.Match(name, s.Labels); !ok {
 			if g.allowlistDenies(s, shadow, &tally) {
 				deniedSeries++
 				deniedSamples += s.Points()
