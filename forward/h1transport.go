@@ -184,10 +184,23 @@ func (pc *h1Conn) roundTrip(ctx context.Context, r, orig *http.Request) (*http.R
 		err = pc.bw.Flush()
 	}
 	if err != nil {
-		if isTimeout(err) {
+		if isTimeout(err) || ctx.Err() != nil {
 			return fail(err)
 		}
-		return fail(fmt.Errorf("%w: writing the request: %w", errNoAnswer, err))
+		// A server may answer before it read the whole request (413,
+		// 401) and close: that answer is the one to return.
+		d := time.Now().Add(earlyAnswerWait)
+		if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
+			d = cd
+		}
+		_ = pc.conn.SetReadDeadline(d)
+		resp, rerr := pc.readResponse(orig)
+		if rerr != nil {
+			return fail(fmt.Errorf("%w: writing the request: %w", errNoAnswer, err))
+		}
+		dl, _ := ctx.Deadline() // zero without one
+		_ = pc.conn.SetReadDeadline(dl)
+		return pc.wrap(ctx, resp, stop, false), nil
 	}
 	// Peek first so that a connection the server closed while it was idle
 	// is told apart from one that failed mid-answer.
@@ -197,28 +210,45 @@ func (pc *h1Conn) roundTrip(ctx context.Context, r, orig *http.Request) (*http.R
 		}
 		return fail(fmt.Errorf("%w: %w", errNoAnswer, err))
 	}
-	var resp *http.Response
+	resp, err := pc.readResponse(orig)
+	if err != nil {
+		return fail(err)
+	}
+	return pc.wrap(ctx, resp, stop, !resp.Close && !orig.Close), nil
+}
+
+// earlyAnswerWait bounds the wait for an answer after writing a request
+// failed.
+const earlyAnswerWait = 50 * time.Millisecond
+
+// readResponse reads the answer's head, skipping 1xx answers.
+func (pc *h1Conn) readResponse(req *http.Request) (*http.Response, error) {
 	for {
-		resp, err = http.ReadResponse(pc.br, orig)
+		resp, err := http.ReadResponse(pc.br, req)
 		if err != nil {
-			return fail(err)
+			return nil, err
 		}
 		if resp.StatusCode < 100 || resp.StatusCode > 199 {
-			break
+			return resp, nil
 		}
 		if resp.StatusCode == http.StatusSwitchingProtocols {
-			return fail(errors.New("forward: unexpected 101 Switching Protocols"))
+			return nil, errors.New("forward: unexpected 101 Switching Protocols")
 		}
 		// Other 1xx (100 Continue, 103 Early Hints) have no body; the
 		// final answer follows.
 	}
+}
+
+// wrap gives resp the body that returns pc to the pool (when keep allows)
+// and stops watching ctx on Close.
+func (pc *h1Conn) wrap(ctx context.Context, resp *http.Response, stop func() bool, keep bool) *http.Response {
 	resp.TLS = pc.tls
-	b := &h1Body{pc: pc, ctx: ctx, body: resp.Body, stop: stop, keep: !resp.Close && !orig.Close}
+	b := &h1Body{pc: pc, ctx: ctx, body: resp.Body, stop: stop, keep: keep}
 	if resp.Body == http.NoBody {
 		b.eof = true
 	}
 	resp.Body = b
-	return resp, nil
+	return resp
 }
 
 // h1Body is a response body that returns its connection to the pool on

@@ -684,3 +684,28 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A server that answers before reading the whole request, and closes: the
+// answer comes back, not the failed write.
+func TestH1TransportEarlyAnswer(t *testing.T) {
+	cs := newConnServer(t, false, func(int, http.ResponseWriter, *http.Request) {})
+	cs.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "too big", http.StatusRequestEntityTooLarge) // body unread
+	})
+	tr := newH1Transport(nil)
+	defer tr.CloseIdleConnections()
+	body := strings.Repeat("x", 32<<20) // more than the socket buffers hold
+	req, _ := http.NewRequest(http.MethodPost, cs.URL, strings.NewReader(body))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || string(msg) != "too big\n" {
+		t.Fatalf("answer %d %q", resp.StatusCode, msg)
+	}
+	if n := tr.idleCount(); n != 0 {
+		t.Fatalf("%d idle connections", n)
+	}
+}
