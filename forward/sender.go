@@ -545,7 +545,9 @@ var errBodyReleased = errors.New("forward: request body released")
 // bodyGuard makes sure the HTTP transport cannot read the caller's buffer
 // after the attempt returns: net/http may keep writing a request body in
 // the background after a response arrived, and callers reuse pooled
-// buffers as soon as Send returns.
+// buffers as soon as Send returns. (The HTTP/1.1 fast path writes the
+// whole body before it reads the answer, but net/http's client serves the
+// configurations it does not.)
 type bodyGuard struct {
 	mu       sync.Mutex
 	released bool
