@@ -85,10 +85,40 @@ type h1Conn struct {
 // in one write when they fit in the buffer.
 type h1Writer struct{ bw *bufio.Writer }
 
-func (w h1Writer) Write(p []byte) (int, error)         { return w.bw.Write(p) }
-func (w h1Writer) WriteString(s string) (int, error)   { return w.bw.WriteString(s) }
-func (w h1Writer) WriteByte(c byte) error              { return w.bw.WriteByte(c) }
-func (w h1Writer) ReadFrom(r io.Reader) (int64, error) { return w.bw.ReadFrom(r) }
+func (w h1Writer) Write(p []byte) (int, error)       { return w.bw.Write(p) }
+func (w h1Writer) WriteString(s string) (int, error) { return w.bw.WriteString(s) }
+func (w h1Writer) WriteByte(c byte) error            { return w.bw.WriteByte(c) }
+
+// ReadFrom reads r into the buffer and flushes it when full: unlike
+// bufio.Writer.ReadFrom it never hands r to the connection's ReadFrom,
+// which would allocate a copy buffer per request for bodies larger than
+// the buffer.
+func (w h1Writer) ReadFrom(r io.Reader) (n int64, err error) {
+	for {
+		if w.bw.Available() == 0 {
+			if err := w.bw.Flush(); err != nil {
+				return n, err
+			}
+		}
+		buf := w.bw.AvailableBuffer()
+		buf = buf[:cap(buf)]
+		m, rerr := r.Read(buf)
+		if m > 0 {
+			// Writing the buffer's own free space back is a copy onto
+			// itself: bufio's documented AvailableBuffer pattern.
+			if _, err := w.bw.Write(buf[:m]); err != nil {
+				return n, err
+			}
+			n += int64(m)
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
 
 // connKey returns the pool key and the dial address of u's scheme and host.
 func connKey(req *http.Request) (key, addr string, err error) {

@@ -2,6 +2,7 @@ package forward
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/pem"
 	"errors"
@@ -91,6 +92,30 @@ func TestFastPathKeepAlive(t *testing.T) {
 	// Close releases the idle connection.
 	s.Close()
 	waitFor(t, func() bool { return cs.closed.Load() == 1 })
+}
+
+// Bodies larger than the write buffer arrive whole, in order.
+func TestFastPathLargeBody(t *testing.T) {
+	cs := newConnServer(t, false, nil)
+	s := newFastSender(t, Config{URL: cs.URL})
+	body := benchPayload()
+	for len(body) < 1<<20+12345 {
+		body = append(body, body...)
+	}
+	body = body[:1<<20+12345]
+	for range 3 {
+		if err := s.Send(context.Background(), body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, b := range cs.rec.bodies {
+		if !bytes.Equal(b, body) {
+			t.Fatalf("body %d: %d bytes differ from the %d sent", i, len(b), len(body))
+		}
+	}
+	if n := cs.opened.Load(); n != 1 {
+		t.Fatalf("%d connections, want 1", n)
+	}
 }
 
 // The 5xx retries reuse the connection: the answers are drained.
