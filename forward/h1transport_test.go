@@ -4,10 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -34,8 +42,25 @@ type connServer struct {
 
 func newConnServer(t *testing.T, tlsServer bool, answer func(n int, w http.ResponseWriter, r *http.Request)) *connServer {
 	t.Helper()
-	cs := &connServer{rec: &recorder{answer: answer}}
-	cs.Server = httptest.NewUnstartedServer(cs.rec)
+	rec := &recorder{answer: answer}
+	cs := startConnServer(t, rec, func(srv *httptest.Server) {
+		if tlsServer {
+			srv.StartTLS()
+		} else {
+			srv.Start()
+		}
+	})
+	cs.rec = rec
+	return cs
+}
+
+// startConnServer serves h, started by start (Start, StartTLS after
+// setting TLS, ...).
+func startConnServer(t *testing.T, h http.Handler, start func(*httptest.Server)) *connServer {
+	t.Helper()
+	cs := &connServer{}
+	cs.Server = httptest.NewUnstartedServer(h)
+	cs.Config.ErrorLog = stdlog.New(io.Discard, "", 0) // expected TLS failures
 	cs.Config.ConnState = func(_ net.Conn, st http.ConnState) {
 		switch st {
 		case http.StateNew:
@@ -44,11 +69,7 @@ func newConnServer(t *testing.T, tlsServer bool, answer func(n int, w http.Respo
 			cs.closed.Add(1)
 		}
 	}
-	if tlsServer {
-		cs.StartTLS()
-	} else {
-		cs.Start()
-	}
+	start(cs.Server)
 	t.Cleanup(cs.Close)
 	return cs
 }
@@ -437,6 +458,82 @@ func TestFastPathTLS(t *testing.T) {
 	}
 }
 
+// selfSigned returns a new self-signed certificate and its key, PEM.
+func selfSigned(t *testing.T, cn string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
+
+// tls_config's files are re-read as prometheus/common's client re-reads
+// them: a changed CA or client certificate applies to new connections.
+func TestFastPathTLSFilesReload(t *testing.T) {
+	var mu sync.Mutex
+	var peers []string
+	cs := startConnServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		peers = append(peers, r.TLS.PeerCertificates[0].Subject.CommonName)
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}), func(srv *httptest.Server) {
+		srv.TLS = &tls.Config{ClientAuth: tls.RequireAnyClientCert}
+		srv.StartTLS()
+	})
+	dir := t.TempDir()
+	caFile, certFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	write := func(f string, b []byte) {
+		t.Helper()
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wrongCA, _ := selfSigned(t, "wrong CA")
+	write(caFile, wrongCA)
+	cert, key := selfSigned(t, "client one")
+	write(certFile, cert)
+	write(keyFile, key)
+	hc := config_util.HTTPClientConfig{TLSConfig: config_util.TLSConfig{CAFile: caFile, CertFile: certFile, KeyFile: keyFile}}
+	s := newFastSender(t, Config{URL: cs.URL, HTTPClientConfig: hc})
+	_, body := testBody(t)
+	if e := s.attempt(context.Background(), body, MessageV1); e == nil || !strings.Contains(e.Msg, "certificate") {
+		t.Fatalf("attempt with the wrong CA: %+v", e)
+	}
+	write(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cs.Certificate().Raw}))
+	sendN(t, s, 2)
+	cert, key = selfSigned(t, "client two")
+	write(certFile, cert)
+	write(keyFile, key)
+	sendN(t, s, 2)
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"client one", "client one", "client two", "client two"}; fmt.Sprint(peers) != fmt.Sprint(want) {
+		t.Fatalf("client certificates %q, want %q", peers, want)
+	}
+}
+
 func TestFastPathAuthFiles(t *testing.T) {
 	dir := t.TempDir()
 	pw := filepath.Join(dir, "password")
@@ -713,10 +810,9 @@ func waitFor(t *testing.T, cond func() bool) {
 // A server that answers before reading the whole request, and closes: the
 // answer comes back, not the failed write.
 func TestH1TransportEarlyAnswer(t *testing.T) {
-	cs := newConnServer(t, false, func(int, http.ResponseWriter, *http.Request) {})
-	cs.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	cs := startConnServer(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "too big", http.StatusRequestEntityTooLarge) // body unread
-	})
+	}), (*httptest.Server).Start)
 	tr := newH1Transport(nil)
 	defer tr.CloseIdleConnections()
 	body := strings.Repeat("x", 32<<20) // more than the socket buffers hold
