@@ -2,6 +2,7 @@ package decode
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -265,6 +266,28 @@ func BenchmarkUnmarshalWriteRequest(bm *testing.B) {
 	for bm.Loop() {
 		b.Reset()
 		if _, err := UnmarshalWriteRequest(data, b, Limits{}); err != nil {
+			bm.Fatal(err)
+		}
+	}
+	bm.ReportMetric(float64(1000*bm.N)/bm.Elapsed().Seconds(), "samples/s")
+}
+
+// BenchmarkUnmarshalWriteRequestFiltered is BenchmarkUnmarshalWriteRequest
+// with a NameFilter like the gateway's (a map of wanted names, half of the
+// request's; the series of a name are consecutive).
+func BenchmarkUnmarshalWriteRequestFiltered(bm *testing.B) {
+	data := benchWriteRequest()
+	wanted := map[string]bool{}
+	for n := 0; n < 20; n += 2 {
+		wanted[fmt.Sprintf("cluster_component_metric_%d_total", n)] = true
+	}
+	f := &NameFilter{Wanted: func(n string) bool { return wanted[n] }, KeepLabel: "job"}
+	b := &batch.Batch{}
+	bm.ReportAllocs()
+	bm.SetBytes(int64(len(data)))
+	for bm.Loop() {
+		b.Reset()
+		if _, err := UnmarshalWriteRequestFiltered(data, b, Limits{}, f); err != nil {
 			bm.Fatal(err)
 		}
 	}
