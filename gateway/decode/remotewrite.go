@@ -77,6 +77,10 @@ func UnmarshalWriteRequest(buf []byte, b *batch.Batch, l Limits) (Stats, error) 
 // report and identity-check it. Its other labels are still decoded and
 // checked, so the accepted inputs (and the Stats) are the same with or
 // without a filter. A nil *NameFilter pushes everything.
+//
+// Wanted must give the same answer for the same name during a call: the
+// remote write 1.0 decoder asks it once per run of consecutive series
+// with the same name.
 type NameFilter struct {
 	Wanted    func(name string) bool
 	KeepLabel string
@@ -164,6 +168,10 @@ type rwDecoder struct {
 	// families holds the metric families b.Metadata has an entry for
 	// (from familiesPool, taken at the first entry).
 	families map[string]struct{}
+	// lastName is the last metric name given to filter.Wanted (aliasing
+	// buf) and lastWanted its verdict, when haveLast (see wanted).
+	lastName             string
+	lastWanted, haveLast bool
 }
 
 // varint reads a varint at i (bounded by end) the way gogo does: at most 10
@@ -191,6 +199,8 @@ func varint(buf []byte, i, end int) (v uint64, next int) {
 const (
 	tagLabelName  = 1<<3 | wtBytes
 	tagLabelValue = 2<<3 | wtBytes
+	// tagSeriesLabel is the tag of TimeSeries.labels.
+	tagSeriesLabel = 1<<3 | wtBytes
 )
 
 const (
@@ -351,101 +361,137 @@ func (d *rwDecoder) writeRequest(maxSeries int) error {
 }
 
 func (d *rwDecoder) timeSeries(i, end int) error {
+	buf := d.buf[:end]          // one bound for the whole series
 	named, skim := false, false // __name__ seen; the filter refused it
 	labels := 0
 	for i < end {
-		// A one-byte tag (every field of a TimeSeries) needs no varint
-		// decoding; tag() applies the same checks to the rest.
-		var num int32
-		var wt, next int
-		if c := d.buf[i]; c < 0x80 && c>>3 != 0 && c&7 != wtEnd {
-			num, wt, next = int32(c>>3), int(c&7), i+1
-		} else {
-			var err error
-			if num, wt, next, err = d.tag(i, end, "TimeSeries"); err != nil {
-				return err
-			}
-		}
-		switch num {
-		case 1:
-			if err := wantWire(wt, wtBytes, "TimeSeries.labels", i); err != nil {
-				return err
-			}
-			s, e, err := d.lenDelim(next, end, "label")
-			if err != nil {
-				return err
-			}
-			name, value, err := d.label(s, e)
-			if err != nil {
-				return err
-			}
-			// Every label on the wire counts, skimmed or not, so a filter
-			// does not change what is accepted.
-			if labels++; labels > d.maxLabels {
-				return errLabels(fmt.Sprintf("TimeSeries at offset %d", i), d.maxLabels)
-			}
-			if !d.bud.take(labelBytes) {
-				return d.bud.errOver("remote write")
-			}
-			switch {
-			case !skim:
-				d.b.PushLabel(name, value)
-				if d.filter != nil && !named && name == batch.MetricName { // the first __name__ is the name
-					named, skim = true, !d.filter.Wanted(value)
+		var name, value string
+		var e int
+		// Fast path for the Label every sender writes: tag 0x0a, a
+		// one-byte length, then name and value, each with its one-byte
+		// tag and length, filling the message exactly. The general path
+		// below reads such a Label to the same result; every other
+		// encoding (longer labels, other tags, unknown fields, a value
+		// before the name, malformed bytes) takes it.
+		if c := buf[i]; c == tagSeriesLabel && i+1 < end && buf[i+1] < 0x80 {
+			s := i + 2
+			e = s + int(buf[i+1])
+			if e-s >= 4 && e <= end && buf[s] == tagLabelName {
+				ne := s + 2 + int(buf[s+1]) // a length byte >= 0x80 makes ne+2 > e
+				if ne+2 <= e && buf[ne] == tagLabelValue && int(buf[ne+1]) == e-ne-2 {
+					name, value = str(buf, s+2, ne), str(buf, ne+2, e)
+					goto push
 				}
-			case name == d.filter.KeepLabel:
-				d.b.PushLabel(name, value)
-			}
-			i = e
-		case 2:
-			if err := wantWire(wt, wtBytes, "TimeSeries.samples", i); err != nil {
-				return err
-			}
-			s, e, err := d.lenDelim(next, end, "sample")
-			if err != nil {
-				return err
-			}
-			if !d.bud.take(sampleBytes) {
-				return d.bud.errOver("remote write")
-			}
-			if err := d.sample(s, e); err != nil {
-				return err
-			}
-			d.st.Samples++
-			i = e
-		case 3:
-			if err := wantWire(wt, wtBytes, "TimeSeries.exemplars", i); err != nil {
-				return err
-			}
-			s, e, err := d.lenDelim(next, end, "exemplar")
-			if err != nil {
-				return err
-			}
-			if err := d.exemplar(s, e); err != nil {
-				return err
-			}
-			d.st.Exemplars++
-			i = e
-		case 4:
-			if err := wantWire(wt, wtBytes, "TimeSeries.histograms", i); err != nil {
-				return err
-			}
-			s, e, err := d.lenDelim(next, end, "histogram")
-			if err != nil {
-				return err
-			}
-			if err := d.pushHistogram(s, e); err != nil {
-				return err
-			}
-			i = e
-		default:
-			var err error
-			if i, err = d.skip(i, end); err != nil {
-				return err
 			}
 		}
+		{
+			// A one-byte tag (every field of a TimeSeries) needs no varint
+			// decoding; tag() applies the same checks to the rest.
+			var num int32
+			var wt, next int
+			if c := buf[i]; c < 0x80 && c>>3 != 0 && c&7 != wtEnd {
+				num, wt, next = int32(c>>3), int(c&7), i+1
+			} else {
+				var err error
+				if num, wt, next, err = d.tag(i, end, "TimeSeries"); err != nil {
+					return err
+				}
+			}
+			switch num {
+			case 1:
+				if err := wantWire(wt, wtBytes, "TimeSeries.labels", i); err != nil {
+					return err
+				}
+				var s int
+				var err error
+				if s, e, err = d.lenDelim(next, end, "label"); err != nil {
+					return err
+				}
+				if name, value, err = d.label(s, e); err != nil {
+					return err
+				}
+				goto push
+			case 2:
+				if err := wantWire(wt, wtBytes, "TimeSeries.samples", i); err != nil {
+					return err
+				}
+				s, e, err := d.lenDelim(next, end, "sample")
+				if err != nil {
+					return err
+				}
+				if !d.bud.take(sampleBytes) {
+					return d.bud.errOver("remote write")
+				}
+				if err := d.sample(s, e); err != nil {
+					return err
+				}
+				d.st.Samples++
+				i = e
+			case 3:
+				if err := wantWire(wt, wtBytes, "TimeSeries.exemplars", i); err != nil {
+					return err
+				}
+				s, e, err := d.lenDelim(next, end, "exemplar")
+				if err != nil {
+					return err
+				}
+				if err := d.exemplar(s, e); err != nil {
+					return err
+				}
+				d.st.Exemplars++
+				i = e
+			case 4:
+				if err := wantWire(wt, wtBytes, "TimeSeries.histograms", i); err != nil {
+					return err
+				}
+				s, e, err := d.lenDelim(next, end, "histogram")
+				if err != nil {
+					return err
+				}
+				if err := d.pushHistogram(s, e); err != nil {
+					return err
+				}
+				i = e
+			default:
+				var err error
+				if i, err = d.skip(i, end); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+	push:
+		// Every label on the wire counts, skimmed or not, so a filter
+		// does not change what is accepted.
+		if labels++; labels > d.maxLabels {
+			return errLabels(fmt.Sprintf("TimeSeries at offset %d", i), d.maxLabels)
+		}
+		if !d.bud.take(labelBytes) {
+			return d.bud.errOver("remote write")
+		}
+		switch {
+		case !skim:
+			d.b.PushLabel(name, value)
+			if d.filter != nil && !named && name == batch.MetricName { // the first __name__ is the name
+				named, skim = true, !d.wanted(value)
+			}
+		case name == d.filter.KeepLabel:
+			d.b.PushLabel(name, value)
+		}
+		i = e
 	}
 	return nil
+}
+
+// wanted is d.filter.Wanted(name), asked once per run of series with the
+// same name (the series of a metric are usually sent together).
+func (d *rwDecoder) wanted(name string) bool {
+	if d.haveLast && name == d.lastName {
+		return d.lastWanted
+	}
+	w := d.filter.Wanted(name)
+	d.lastName, d.lastWanted, d.haveLast = name, w, true
+	return w
 }
 
 // str returns buf[s:e] as a string sharing buf's memory.

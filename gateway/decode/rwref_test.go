@@ -1,0 +1,373 @@
+package decode
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/telegate/telegate/batch"
+)
+
+// The remote write 1.0 walk before its fast paths (commit cc85374), kept
+// as the reference the fast paths must match exactly: the same batch,
+// Stats, errors (message, status, reason) and budget requests, on every
+// input and under every limit (see checkSameAsRef). The series, label and
+// sample levels are frozen here; exemplars, histograms and metadata are
+// shared.
+
+func refUnmarshalWriteRequestFiltered(buf []byte, b *batch.Batch, l Limits, f *NameFilter) (Stats, error) {
+	d := rwDecoder{buf: buf, b: b, filter: f, bud: newBudget(l, len(buf)), maxLabels: l.MaxLabelsPerSeries}
+	if d.maxLabels <= 0 {
+		d.maxLabels = int(^uint(0) >> 1)
+	}
+	err := d.refWriteRequest(l.MaxSeries)
+	d.releaseFamilies()
+	if err != nil {
+		b.DiscardSeries()
+	}
+	d.st.BatchBytes = d.bud.used()
+	return d.st, err
+}
+
+func (d *rwDecoder) refWriteRequest(maxSeries int) error {
+	i, end := 0, len(d.buf)
+	for i < end {
+		num, wt, next, err := d.tag(i, end, "WriteRequest")
+		if err != nil {
+			return err
+		}
+		switch num {
+		case 1:
+			if err := wantWire(wt, wtBytes, "WriteRequest.timeseries", i); err != nil {
+				return err
+			}
+			s, e, err := d.lenDelim(next, end, "timeseries")
+			if err != nil {
+				return err
+			}
+			if maxSeries > 0 && d.st.Series >= maxSeries {
+				return TooLarge(CapSeries, maxSeries, fmt.Sprintf("request with more than %d series", maxSeries))
+			}
+			if !d.bud.take(seriesBytes) {
+				return d.bud.errOver("remote write")
+			}
+			if err := d.refTimeSeries(s, e); err != nil {
+				return err
+			}
+			d.b.EndSeries()
+			d.st.Series++
+			i = e
+		case 3:
+			if err := wantWire(wt, wtBytes, "WriteRequest.metadata", i); err != nil {
+				return err
+			}
+			s, e, err := d.lenDelim(next, end, "metadata")
+			if err != nil {
+				return err
+			}
+			if err := d.metadata(s, e); err != nil {
+				return err
+			}
+			i = e
+		default:
+			if i, err = d.skip(i, end); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (d *rwDecoder) refTimeSeries(i, end int) error {
+	named, skim := false, false // __name__ seen; the filter refused it
+	labels := 0
+	for i < end {
+		// A one-byte tag (every field of a TimeSeries) needs no varint
+		// decoding; tag() applies the same checks to the rest.
+		var num int32
+		var wt, next int
+		if c := d.buf[i]; c < 0x80 && c>>3 != 0 && c&7 != wtEnd {
+			num, wt, next = int32(c>>3), int(c&7), i+1
+		} else {
+			var err error
+			if num, wt, next, err = d.tag(i, end, "TimeSeries"); err != nil {
+				return err
+			}
+		}
+		switch num {
+		case 1:
+			if err := wantWire(wt, wtBytes, "TimeSeries.labels", i); err != nil {
+				return err
+			}
+			s, e, err := d.lenDelim(next, end, "label")
+			if err != nil {
+				return err
+			}
+			name, value, err := d.refLabel(s, e)
+			if err != nil {
+				return err
+			}
+			// Every label on the wire counts, skimmed or not, so a filter
+			// does not change what is accepted.
+			if labels++; labels > d.maxLabels {
+				return errLabels(fmt.Sprintf("TimeSeries at offset %d", i), d.maxLabels)
+			}
+			if !d.bud.take(labelBytes) {
+				return d.bud.errOver("remote write")
+			}
+			switch {
+			case !skim:
+				d.b.PushLabel(name, value)
+				if d.filter != nil && !named && name == batch.MetricName { // the first __name__ is the name
+					named, skim = true, !d.filter.Wanted(value)
+				}
+			case name == d.filter.KeepLabel:
+				d.b.PushLabel(name, value)
+			}
+			i = e
+		case 2:
+			if err := wantWire(wt, wtBytes, "TimeSeries.samples", i); err != nil {
+				return err
+			}
+			s, e, err := d.lenDelim(next, end, "sample")
+			if err != nil {
+				return err
+			}
+			if !d.bud.take(sampleBytes) {
+				return d.bud.errOver("remote write")
+			}
+			if err := d.refSample(s, e); err != nil {
+				return err
+			}
+			d.st.Samples++
+			i = e
+		case 3:
+			if err := wantWire(wt, wtBytes, "TimeSeries.exemplars", i); err != nil {
+				return err
+			}
+			s, e, err := d.lenDelim(next, end, "exemplar")
+			if err != nil {
+				return err
+			}
+			if err := d.exemplar(s, e); err != nil {
+				return err
+			}
+			d.st.Exemplars++
+			i = e
+		case 4:
+			if err := wantWire(wt, wtBytes, "TimeSeries.histograms", i); err != nil {
+				return err
+			}
+			s, e, err := d.lenDelim(next, end, "histogram")
+			if err != nil {
+				return err
+			}
+			if err := d.pushHistogram(s, e); err != nil {
+				return err
+			}
+			i = e
+		default:
+			var err error
+			if i, err = d.skip(i, end); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (d *rwDecoder) refLabel(i, end int) (name, value string, err error) {
+	// Fast path for the encoding every sender produces: name (field 1)
+	// then value (field 2), nothing else. Anything else, including every
+	// malformed input, takes the general loop below, which accepts the
+	// same bytes with the same result.
+	if i < end && d.buf[i] == tagLabelName {
+		nl, ns := varint(d.buf, i+1, end)
+		if ns > 0 && nl <= uint64(end-ns) {
+			ne := ns + int(nl)
+			if ne < end && d.buf[ne] == tagLabelValue {
+				vl, vs := varint(d.buf, ne+1, end)
+				if vs > 0 && vl == uint64(end-vs) {
+					return str(d.buf, ns, ne), str(d.buf, vs, end), nil
+				}
+			}
+		}
+	}
+	for i < end {
+		num, wt, next, err := d.tag(i, end, "Label")
+		if err != nil {
+			return "", "", err
+		}
+		switch num {
+		case 1, 2:
+			if err := wantWire(wt, wtBytes, "Label field", i); err != nil {
+				return "", "", err
+			}
+			s, e, err := d.lenDelim(next, end, "label")
+			if err != nil {
+				return "", "", err
+			}
+			if num == 1 {
+				name = str(d.buf, s, e)
+			} else {
+				value = str(d.buf, s, e)
+			}
+			i = e
+		default:
+			if i, err = d.skip(i, end); err != nil {
+				return "", "", err
+			}
+		}
+	}
+	return name, value, nil
+}
+
+func (d *rwDecoder) refSample(i, end int) error {
+	buf := d.buf
+	// Fast path for what Prometheus sends: value, then a timestamp ending
+	// the message. The loop below accepts the same bytes the same way.
+	if end-i >= 11 && buf[i] == 1<<3|wtFixed64 && buf[i+9] == 2<<3|wtVarint {
+		if ts, e := varint(buf, i+10, end); e == end {
+			d.b.PushSample(int64(ts), math.Float64frombits(binary.LittleEndian.Uint64(buf[i+1:])))
+			return nil
+		}
+	}
+	var ts int64
+	var v float64
+	for i < end {
+		num, wt, next, err := d.tag(i, end, "Sample")
+		if err != nil {
+			return err
+		}
+		switch {
+		case num == 1:
+			if err := wantWire(wt, wtFixed64, "Sample.value", i); err != nil {
+				return err
+			}
+			bits, e, err := d.fixed64(next, end, "sample value")
+			if err != nil {
+				return err
+			}
+			v = math.Float64frombits(bits)
+			i = e
+		case num == 2:
+			if err := wantWire(wt, wtVarint, "Sample.timestamp", i); err != nil {
+				return err
+			}
+			u, e := varint(buf, next, end)
+			if e < 0 {
+				return varintErr(e, next, "sample timestamp")
+			}
+			ts = int64(u)
+			i = e
+		case num == 3 && d.v2: // start_timestamp (2.0): validated, dropped
+			if i, err = d.scalar(wt, wtVarint, i, next, end, "Sample.start_timestamp"); err != nil {
+				return err
+			}
+		default:
+			if i, err = d.skip(i, end); err != nil {
+				return err
+			}
+		}
+	}
+	d.b.PushSample(ts, v)
+	return nil
+}
+
+// checkSameAsRef decodes data with UnmarshalWriteRequestFiltered and with
+// the reference under l and f, and fails t unless both give the same
+// batch, Stats, error (message, status, reason) and Reserve requests.
+func checkSameAsRef(t testing.TB, data []byte, l Limits, f *NameFilter) {
+	t.Helper()
+	run := func(dec func([]byte, *batch.Batch, Limits, *NameFilter) (Stats, error)) (*batch.Batch, Stats, error, []int) {
+		var asked []int
+		lim := l
+		if l.Reserve != nil {
+			lim.Reserve = func(n int) error {
+				asked = append(asked, n)
+				return l.Reserve(n)
+			}
+		}
+		b := &batch.Batch{}
+		st, err := dec(data, b, lim, f)
+		return b, st, err, asked
+	}
+	b, st, err, asked := run(UnmarshalWriteRequestFiltered)
+	rb, rst, rerr, rasked := run(refUnmarshalWriteRequestFiltered)
+	if st != rst || !slices.Equal(asked, rasked) || !sameErr(err, rerr) {
+		t.Fatalf("on %x with %+v, filter %v: got %+v %v, reserve %v; reference %+v %v, reserve %v",
+			data, l, f != nil, st, err, asked, rst, rerr, rasked)
+	}
+	if got, want := dumpBatch(b), dumpBatch(rb); got != want {
+		t.Fatalf("on %x with %+v, filter %v: batch\n%s\nreference\n%s", data, l, f != nil, got, want)
+	}
+}
+
+// checkSameAsRefLimits is checkSameAsRef without and with testFilter and
+// nameLenFilter, under no limits and under limits that stop data at
+// different points.
+func checkSameAsRefLimits(t testing.TB, data []byte) {
+	t.Helper()
+	var full batch.Batch
+	st, _ := refUnmarshalWriteRequestFiltered(data, &full, Limits{}, nil)
+	refuse := errors.New("reserve refused")
+	limits := []Limits{{},
+		{MaxLabelsPerSeries: 1}, {MaxLabelsPerSeries: 2}, {MaxLabelsPerSeries: 3},
+		{MaxSeries: 1}, {MaxSeries: 2},
+		{MaxBatchBytes: 1},
+		{MaxBatchBytes: st.BatchBytes}, {MaxBatchBytes: st.BatchBytes - 1},
+		{MaxBatchBytes: st.BatchBytes - labelBytes}, {MaxBatchBytes: st.BatchBytes / 2},
+		{MaxBatchBytes: st.BatchBytes/3 + 5},
+		{MaxBatchBytes: st.BatchBytes + 1, Reserve: func(int) error { return nil }},
+		{MaxBatchBytes: st.BatchBytes / 2, Reserve: func(int) error { return refuse }},
+		{Reserve: func(n int) error { return nil }},
+	}
+	for _, l := range limits {
+		for _, f := range []*NameFilter{nil, testFilter, nameLenFilter} {
+			checkSameAsRef(t, data, l, f)
+		}
+	}
+}
+
+// nameLenFilter refuses names of odd length and keeps the "job" label.
+var nameLenFilter = &NameFilter{Wanted: func(n string) bool { return len(n)%2 == 0 }, KeepLabel: "job"}
+
+func sameErr(a, b error) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	var ea, eb *Error
+	if errors.As(a, &ea) != errors.As(b, &eb) {
+		return false
+	}
+	if ea != nil {
+		return *ea == *eb
+	}
+	return a == b // the Reserve hook's own error, returned as is
+}
+
+// dumpBatch prints everything a decoder put in b, floats by their bits.
+func dumpBatch(b *batch.Batch) string {
+	var sb strings.Builder
+	for i, s := range b.Series {
+		fmt.Fprintf(&sb, "series %d: %q\n", i, s.Labels)
+		for _, x := range s.Samples {
+			fmt.Fprintf(&sb, "  sample %d %x\n", x.Timestamp, math.Float64bits(x.Value))
+		}
+		for _, h := range s.Histograms {
+			fmt.Fprintf(&sb, "  histogram %d %x\n", h.Timestamp, h.Raw)
+		}
+		for _, e := range s.Exemplars {
+			fmt.Fprintf(&sb, "  exemplar %q %d %x\n", e.Labels, e.Timestamp, math.Float64bits(e.Value))
+		}
+	}
+	for _, m := range b.Metadata {
+		fmt.Fprintf(&sb, "metadata %q\n", m)
+	}
+	fmt.Fprintf(&sb, "pending %q", b.PendingLabels())
+	return sb.String()
+}
