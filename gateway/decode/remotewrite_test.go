@@ -253,6 +253,9 @@ func FuzzUnmarshalWriteRequest(f *testing.F) {
 		f.Add(mustMarshal(f, genWriteRequest(r)))
 	}
 	f.Add([]byte{0x0a, 0x05, 0x22, 0x03, 0x52, 0x01, 0x00})
+	for _, data := range fastPathEdges() {
+		f.Add(data)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkWriteRequestAgrees(t, data)
 	})

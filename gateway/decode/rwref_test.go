@@ -1,6 +1,7 @@
 package decode
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -370,4 +371,126 @@ func dumpBatch(b *batch.Batch) string {
 	}
 	fmt.Fprintf(&sb, "pending %q", b.PendingLabels())
 	return sb.String()
+}
+
+// fastPathEdges are remote write 1.0 requests around the fast paths'
+// conditions: each must decode exactly as the reference and gogo do.
+func fastPathEdges() map[string][]byte {
+	pair := func(n, v string) []byte { return lenField(lenField(nil, 1, []byte(n)), 2, []byte(v)) }
+	series := func(labels ...[]byte) []byte {
+		var ts []byte
+		for _, l := range labels {
+			ts = lenField(ts, 1, l)
+		}
+		ts = append(ts, 0x12, 0x0b, 0x09, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0x10, 0x05) // sample 1 at 5
+		return lenField(nil, 1, ts)
+	}
+	// raw writes a series label whose Label bytes are given as is, under
+	// the tag and length bytes given.
+	raw := func(prefix []byte, label []byte, rest ...[]byte) []byte {
+		ts := append(slices.Clone(prefix), label...)
+		for _, l := range rest {
+			ts = lenField(ts, 1, l)
+		}
+		return lenField(nil, 1, ts)
+	}
+	long := strings.Repeat("v", 200)
+	// many labels after the first, so a misread length can stay in bounds
+	filler := make([][]byte, 0, 20)
+	for i := range 20 {
+		filler = append(filler, pair(fmt.Sprintf("l%02d", i), "value"))
+	}
+	cases := map[string][]byte{
+		"plain":                   series(pair("__name__", "up"), pair("job", "a")),
+		"empty label":             series([]byte{}, pair("job", "a")),
+		"empty name and value":    series(pair("", ""), pair("__name__", "")),
+		"name only":               series([]byte{0x0a, 0x01, 'a'}, pair("b", "c")),
+		"value only":              series([]byte{0x12, 0x01, 'a'}, pair("b", "c")),
+		"value before name":       series([]byte{0x12, 0x01, 'v', 0x0a, 0x01, 'n'}, pair("b", "c")),
+		"name twice":              series([]byte{0x0a, 0x01, 'n', 0x12, 0x01, 'v', 0x0a, 0x01, 'm'}),
+		"name then name":          series([]byte{0x0a, 0x01, 'n', 0x0a, 0x01, 'm'}),
+		"unknown bytes field":     series([]byte{0x0a, 0x01, 'n', 0x1a, 0x01, 'x'}),
+		"unknown field first":     series([]byte{0x18, 0x05, 0x0a, 0x01, 'n', 0x12, 0x01, 'v'}),
+		"unknown field between":   series([]byte{0x0a, 0x01, 'n', 0x18, 0x05, 0x12, 0x01, 'v'}),
+		"unknown field last":      series([]byte{0x0a, 0x01, 'n', 0x12, 0x01, 'v', 0x1d, 1, 2, 3, 4}),
+		"short value length":      series([]byte{0x0a, 0x01, 'n', 0x12, 0x01, 'v', 'w'}),
+		"long value length":       series([]byte{0x0a, 0x01, 'n', 0x12, 0x03, 'v'}),
+		"long name length":        series([]byte{0x0a, 0x09, 'n', 0x12, 0x01, 'v'}, pair("b", "c")),
+		"name wrong wire type":    series([]byte{0x0b, 0x01, 'n', 0x12, 0x01, 'v'}),
+		"value wrong wire type":   series([]byte{0x0a, 0x01, 'n', 0x10, 0x01}),
+		"value of 127":            series(pair("n", strings.Repeat("v", 127))),
+		"label of 127":            series(pair("n", strings.Repeat("v", 122))),
+		"label of 128":            series(pair("n", strings.Repeat("v", 123))),
+		"long value":              series(pair("__name__", long), pair("n", long)),
+		"long name":               series(pair(long, "v")),
+		"name of 127":             series(pair(strings.Repeat("n", 127), "")),
+		"non-canonical label tag": raw([]byte{0x8a, 0x00, 0x06}, []byte{0x0a, 0x01, 'n', 0x12, 0x01, 'v'}, filler...),
+		// a two-byte length 0x84 0x00 (4): read as one byte it would be
+		// 0x84, in bounds thanks to the filler
+		"non-canonical label length": raw([]byte{0x0a, 0x86, 0x00}, []byte{0x0a, 0x01, 'n', 0x12, 0x01, 'v'}, filler...),
+		"non-canonical name tag":     raw([]byte{0x0a, 0x07}, []byte{0x8a, 0x00, 0x01, 'n', 0x12, 0x01, 'v'}, filler...),
+		"non-canonical name length":  raw([]byte{0x0a, 0x07}, []byte{0x0a, 0x81, 0x00, 'n', 0x12, 0x01, 'v'}, filler...),
+		"non-canonical value tag":    raw([]byte{0x0a, 0x07}, []byte{0x0a, 0x01, 'n', 0x92, 0x00, 0x01, 'v'}, filler...),
+		"non-canonical value length": raw([]byte{0x0a, 0x07}, []byte{0x0a, 0x01, 'n', 0x12, 0x81, 0x00, 'v'}, filler...),
+		"label length past series":   raw([]byte{0x0a, 0x7f}, []byte{0x0a, 0x01, 'n', 0x12, 0x01, 'v'}),
+		"label length past body":     {0x0a, 0x08, 0x0a, 0x7f, 0x0a, 0x01, 'n', 0x12, 0x01, 'v'},
+		"one byte label":             raw([]byte{0x0a, 0x01}, []byte{0x0a}),
+		"two byte label":             raw([]byte{0x0a, 0x02}, []byte{0x0a, 0x00}),
+		"three byte label":           raw([]byte{0x0a, 0x03}, []byte{0x0a, 0x00, 0x12}),
+		"label tag at the end":       {0x0a, 0x01, 0x0a},
+		"label length at the end":    {0x0a, 0x02, 0x0a, 0x05},
+		"__name__ twice":             series(pair("__name__", "zzz"), pair("__name__", "abc"), pair("_id", "c"), pair("job", "j")),
+		"__name__ late":              series(pair("A", "1"), pair("_id", "c"), pair("__name__", "zzz"), pair("_id", "d"), pair("b", "2")),
+	}
+	// A Label of 1280 bytes (length 0x80 0x0a): read as a one-byte
+	// length 0x80 it would hold a well-formed Label of 128 bytes, name
+	// 0x0a bytes long, then value (bytes 8 and 9 of the real name).
+	trap := []byte(strings.Repeat("n", 1274))
+	trap[8], trap[9] = 0x12, 128-14
+	cases["length whose second byte is a tag"] = series(pair(string(trap), "v"), pair("job", "j"))
+	// Series of several names, runs and repeats: the filter's verdict
+	// cache must follow every change of name.
+	var names []byte
+	for _, n := range []string{"", "", "zzz", "zzz", "a", "a", "zzz", "zz", "zzz", "", "b", "mm", "nn"} {
+		names = append(names, series(pair("__name__", n), pair("_id", "c"), pair("job", "j"))...)
+	}
+	cases["names"] = names
+	// Every label at once with a budget that ends mid-series.
+	cases["many series"] = bytes.Repeat(series(append([][]byte{pair("__name__", "up")}, filler...)...), 5)
+	return cases
+}
+
+func TestWriteRequestFastPathEdges(t *testing.T) {
+	for name, data := range fastPathEdges() {
+		t.Run(name, func(t *testing.T) {
+			checkWriteRequestAgrees(t, data)
+			for k := range data { // truncated at every byte
+				checkWriteRequestAgrees(t, data[:k])
+			}
+		})
+	}
+}
+
+// The filter is asked once per run of series of one name, and the
+// verdict follows every change of name.
+func TestNameFilterAskedOncePerRun(t *testing.T) {
+	var asked []string
+	f := &NameFilter{Wanted: func(n string) bool { asked = append(asked, n); return n < "m" }, KeepLabel: "_id"}
+	data := fastPathEdges()["names"]
+	b := &batch.Batch{}
+	if _, err := UnmarshalWriteRequestFiltered(data, b, Limits{}, f); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"", "zzz", "a", "zzz", "zz", "zzz", "", "b", "mm", "nn"}; !slices.Equal(asked, want) {
+		t.Fatalf("asked %q, want %q", asked, want)
+	}
+	var got []int
+	for _, s := range b.Series {
+		got = append(got, len(s.Labels))
+	}
+	// wanted: all three labels; refused: __name__ and _id.
+	if want := []int{3, 3, 2, 2, 3, 3, 2, 2, 2, 3, 3, 2, 2}; !slices.Equal(got, want) {
+		t.Fatalf("labels per series %v, want %v", got, want)
+	}
+	checkSameAsRefLimits(t, data)
 }
