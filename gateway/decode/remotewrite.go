@@ -199,8 +199,10 @@ func varint(buf []byte, i, end int) (v uint64, next int) {
 const (
 	tagLabelName  = 1<<3 | wtBytes
 	tagLabelValue = 2<<3 | wtBytes
-	// tagSeriesLabel is the tag of TimeSeries.labels.
-	tagSeriesLabel = 1<<3 | wtBytes
+	// tagSeriesLabel and tagSeriesSample are the tags of
+	// TimeSeries.labels and TimeSeries.samples.
+	tagSeriesLabel  = 1<<3 | wtBytes
+	tagSeriesSample = 2<<3 | wtBytes
 )
 
 const (
@@ -232,12 +234,18 @@ func (d *rwDecoder) tag(i, end int, msg string) (num int32, wt int, next int, er
 	return num, wt, next, nil
 }
 
-// field checks the wire type of a known field.
+// wantWire checks the wire type of a known field. It is small enough to
+// inline; wrongWire builds the error.
 func wantWire(wt, want int, field string, off int) error {
 	if wt != want {
-		return BadRequest("protobuf: wrong wire type %d for %s at offset %d", wt, field, off)
+		return wrongWire(wt, field, off)
 	}
 	return nil
+}
+
+//go:noinline
+func wrongWire(wt int, field string, off int) error {
+	return BadRequest("protobuf: wrong wire type %d for %s at offset %d", wt, field, off)
 }
 
 // lenDelim reads a length prefix at i and returns the payload bounds.
@@ -312,21 +320,33 @@ func (d *rwDecoder) skip(i, end int) (int, error) {
 }
 
 func (d *rwDecoder) writeRequest(maxSeries int) error {
-	i, end := 0, len(d.buf)
+	buf := d.buf
+	i, end := 0, len(buf)
 	for i < end {
-		num, wt, next, err := d.tag(i, end, "WriteRequest")
-		if err != nil {
-			return err
+		// One-byte tags (every field of a WriteRequest) need no varint
+		// decoding; tag() applies the same checks to the rest.
+		var num int32
+		var wt, next int
+		if c := buf[i]; c < 0x80 && c>>3 != 0 && c&7 != wtEnd {
+			num, wt, next = int32(c>>3), int(c&7), i+1
+		} else {
+			var err error
+			if num, wt, next, err = d.tag(i, end, "WriteRequest"); err != nil {
+				return err
+			}
 		}
 		switch num {
 		case 1:
 			if err := wantWire(wt, wtBytes, "WriteRequest.timeseries", i); err != nil {
 				return err
 			}
-			s, e, err := d.lenDelim(next, end, "timeseries")
-			if err != nil {
+			// lenDelim inline; it makes the error.
+			l, s := varint(buf, next, end)
+			if s < 0 || int(l) < 0 || int(l) > end-s {
+				_, _, err := d.lenDelim(next, end, "timeseries")
 				return err
 			}
+			e := s + int(l)
 			if maxSeries > 0 && d.st.Series >= maxSeries {
 				return TooLarge(CapSeries, maxSeries, fmt.Sprintf("request with more than %d series", maxSeries))
 			}
@@ -352,6 +372,7 @@ func (d *rwDecoder) writeRequest(maxSeries int) error {
 			}
 			i = e
 		default:
+			var err error
 			if i, err = d.skip(i, end); err != nil {
 				return err
 			}
@@ -361,19 +382,22 @@ func (d *rwDecoder) writeRequest(maxSeries int) error {
 }
 
 func (d *rwDecoder) timeSeries(i, end int) error {
-	buf := d.buf[:end]          // one bound for the whole series
-	named, skim := false, false // __name__ seen; the filter refused it
-	labels := 0
+	buf := d.buf[:end] // one bound for the whole series
+	// named: the first __name__ was seen (or there is no filter to ask);
+	// skim: the filter refused it.
+	named, skim := d.filter == nil, false
+	labels, maxLabels := 0, d.maxLabels
 	for i < end {
 		var name, value string
 		var e int
+		c := buf[i]
 		// Fast path for the Label every sender writes: tag 0x0a, a
 		// one-byte length, then name and value, each with its one-byte
 		// tag and length, filling the message exactly. The general path
 		// below reads such a Label to the same result; every other
 		// encoding (longer labels, other tags, unknown fields, a value
 		// before the name, malformed bytes) takes it.
-		if c := buf[i]; c == tagSeriesLabel && i+1 < end && buf[i+1] < 0x80 {
+		if c == tagSeriesLabel && i+1 < end && buf[i+1] < 0x80 {
 			s := i + 2
 			e = s + int(buf[i+1])
 			if e-s >= 4 && e <= end && buf[s] == tagLabelName {
@@ -384,12 +408,27 @@ func (d *rwDecoder) timeSeries(i, end int) error {
 				}
 			}
 		}
+		// Fast path for a Sample with a one-byte length (all of them):
+		// the general path's checks of tag and length, inline.
+		if c == tagSeriesSample && i+1 < end && buf[i+1] < 0x80 {
+			if s, e := i+2, i+2+int(buf[i+1]); e <= end {
+				if !d.bud.take(sampleBytes) {
+					return d.bud.errOver("remote write")
+				}
+				if err := d.sample(s, e); err != nil {
+					return err
+				}
+				d.st.Samples++
+				i = e
+				continue
+			}
+		}
 		{
 			// A one-byte tag (every field of a TimeSeries) needs no varint
 			// decoding; tag() applies the same checks to the rest.
 			var num int32
 			var wt, next int
-			if c := buf[i]; c < 0x80 && c>>3 != 0 && c&7 != wtEnd {
+			if c < 0x80 && c>>3 != 0 && c&7 != wtEnd {
 				num, wt, next = int32(c>>3), int(c&7), i+1
 			} else {
 				var err error
@@ -463,8 +502,8 @@ func (d *rwDecoder) timeSeries(i, end int) error {
 	push:
 		// Every label on the wire counts, skimmed or not, so a filter
 		// does not change what is accepted.
-		if labels++; labels > d.maxLabels {
-			return errLabels(fmt.Sprintf("TimeSeries at offset %d", i), d.maxLabels)
+		if labels++; labels > maxLabels {
+			return errLabels(fmt.Sprintf("TimeSeries at offset %d", i), maxLabels)
 		}
 		if !d.bud.take(labelBytes) {
 			return d.bud.errOver("remote write")
@@ -472,7 +511,7 @@ func (d *rwDecoder) timeSeries(i, end int) error {
 		switch {
 		case !skim:
 			d.b.PushLabel(name, value)
-			if d.filter != nil && !named && name == batch.MetricName { // the first __name__ is the name
+			if !named && name == batch.MetricName { // the first __name__ is the name
 				named, skim = true, !d.wanted(value)
 			}
 		case name == d.filter.KeepLabel:
