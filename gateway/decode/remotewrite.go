@@ -195,6 +195,28 @@ func varint(buf []byte, i, end int) (v uint64, next int) {
 	return 0, errOverflow
 }
 
+// varintFilling reads the varint of 1 to 8 bytes that fills buf[i:end]
+// exactly (end >= 8), without a loop: ok is what varint(buf, i, end) ==
+// end would be, v its value. A longer varint, or end < 8, is !ok.
+func varintFilling(buf []byte, i, end int) (v uint64, ok bool) {
+	k := uint(end - i)
+	if k-1 > 7 || end < 8 || end > len(buf) {
+		return 0, false
+	}
+	x := binary.LittleEndian.Uint64(buf[end-8:end]) >> (64 - 8*k)
+	// Every byte but the last has its continuation bit, the last not.
+	const cont = 0x8080808080808080
+	if x&cont != cont&(1<<(8*(k-1))-1) {
+		return 0, false
+	}
+	// Pack the 7-bit groups: pairs, quads, then the 8 of them.
+	x &^= cont
+	x = x&0x007f007f007f007f | x&0x7f007f007f007f00>>1
+	x = x&0x00003fff00003fff | x&0x3fff00003fff0000>>2
+	x = x&0x000000000fffffff | x&0x0fffffff00000000>>4
+	return x, true
+}
+
 // Tags (field number << 3 | wire type) of Label.name and Label.value.
 const (
 	tagLabelName  = 1<<3 | wtBytes
@@ -595,7 +617,13 @@ func (d *rwDecoder) sample(i, end int) error {
 	// Fast path for what Prometheus sends: value, then a timestamp ending
 	// the message. The loop below accepts the same bytes the same way.
 	if end-i >= 11 && buf[i] == 1<<3|wtFixed64 && buf[i+9] == 2<<3|wtVarint {
-		if ts, e := varint(buf, i+10, end); e == end {
+		ts, ok := varintFilling(buf, i+10, end)
+		if !ok {
+			var e int
+			ts, e = varint(buf, i+10, end)
+			ok = e == end
+		}
+		if ok {
 			d.b.PushSample(int64(ts), math.Float64frombits(binary.LittleEndian.Uint64(buf[i+1:])))
 			return nil
 		}

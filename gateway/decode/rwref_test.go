@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -493,4 +494,43 @@ func TestNameFilterAskedOncePerRun(t *testing.T) {
 		t.Fatalf("labels per series %v, want %v", got, want)
 	}
 	checkSameAsRefLimits(t, data)
+}
+
+// varintFilling agrees with varint on every varint of up to 10 bytes,
+// canonical or not, truncated or followed by more bytes.
+func TestVarintFilling(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	check := func(buf []byte, i, end int) {
+		t.Helper()
+		v, ok := varintFilling(buf, i, end)
+		want, e := varint(buf, i, end)
+		if wantOK := e == end && end-i <= 8 && end >= 8; ok != wantOK || ok && v != want {
+			t.Fatalf("varintFilling(%x, %d, %d) = %d %v, varint %d %d", buf, i, end, v, ok, want, e)
+		}
+	}
+	for range 200000 {
+		buf := make([]byte, 8+r.IntN(12))
+		for j := range buf {
+			buf[j] = byte(r.Uint32())
+			if r.IntN(3) > 0 {
+				buf[j] |= 0x80
+			}
+		}
+		i := r.IntN(len(buf) + 1)
+		end := i + r.IntN(len(buf)-i+1)
+		check(buf, i, end)
+		// a varint that does fill buf[i:end], canonical or padded
+		n := max(end-i, 1)
+		if i+n <= len(buf) {
+			for j := i; j < i+n-1; j++ {
+				buf[j] |= 0x80
+			}
+			buf[i+n-1] &^= 0x80
+			check(buf, i, i+n)
+		}
+	}
+	for _, v := range []uint64{0, 1, 127, 128, 1700000000000, 1<<56 - 1, 1 << 56, math.MaxUint64} {
+		buf := binary.AppendUvarint(make([]byte, 8), v)
+		check(buf, 8, len(buf))
+	}
 }
