@@ -408,6 +408,10 @@ func (d *rwDecoder) timeSeries(i, end int) error {
 	// named: the first __name__ was seen (or there is no filter to ask);
 	// skim: the filter refused it.
 	named, skim := d.filter == nil, false
+	var keep string // the filter's KeepLabel
+	if !named {
+		keep = d.filter.KeepLabel
+	}
 	labels, maxLabels := 0, d.maxLabels
 	for i < end {
 		var name, value string
@@ -539,7 +543,7 @@ func (d *rwDecoder) timeSeries(i, end int) error {
 			if !named && name == batch.MetricName { // the first __name__ is the name
 				named, skim = true, !d.wanted(value)
 			}
-		case name == d.filter.KeepLabel:
+		case name == keep:
 			d.b.PushLabel(name, value)
 		}
 		i = e
@@ -553,6 +557,13 @@ func (d *rwDecoder) wanted(name string) bool {
 	if d.haveLast && name == d.lastName {
 		return d.lastWanted
 	}
+	return d.askFilter(name)
+}
+
+// askFilter asks the filter about name and keeps its verdict for wanted.
+//
+//go:noinline
+func (d *rwDecoder) askFilter(name string) bool {
 	w := d.filter.Wanted(name)
 	d.lastName, d.lastWanted, d.haveLast = name, w, true
 	return w
