@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/prometheus/prompb"
+
 	"github.com/telegate/telegate/batch"
 )
 
@@ -285,13 +287,24 @@ func (d *rwDecoder) refSample(i, end int) error {
 // batch, Stats, error (message, status, reason) and Reserve requests.
 func checkSameAsRef(t testing.TB, data []byte, l Limits, f *NameFilter) {
 	t.Helper()
+	checkSameAsRefReserve(t, data, l, f, nil)
+}
+
+// checkSameAsRefReserve is checkSameAsRef with a new reserve from
+// newReserve (when not nil) for each decoder.
+func checkSameAsRefReserve(t testing.TB, data []byte, l Limits, f *NameFilter, newReserve func() func(int) error) {
+	t.Helper()
 	run := func(dec func([]byte, *batch.Batch, Limits, *NameFilter) (Stats, error)) (*batch.Batch, Stats, error, []int) {
 		var asked []int
 		lim := l
-		if l.Reserve != nil {
+		reserve := l.Reserve
+		if newReserve != nil {
+			reserve = newReserve()
+		}
+		if reserve != nil {
 			lim.Reserve = func(n int) error {
 				asked = append(asked, n)
-				return l.Reserve(n)
+				return reserve(n)
 			}
 		}
 		b := &batch.Batch{}
@@ -465,6 +478,7 @@ func TestWriteRequestFastPathEdges(t *testing.T) {
 	for name, data := range fastPathEdges() {
 		t.Run(name, func(t *testing.T) {
 			checkWriteRequestAgrees(t, data)
+			checkSameAsRefBudgets(t, data)
 			for k := range data { // truncated at every byte
 				checkWriteRequestAgrees(t, data[:k])
 			}
@@ -532,5 +546,77 @@ func TestVarintFilling(t *testing.T) {
 	for _, v := range []uint64{0, 1, 127, 128, 1700000000000, 1<<56 - 1, 1 << 56, math.MaxUint64} {
 		buf := binary.AppendUvarint(make([]byte, 8), v)
 		check(buf, 8, len(buf))
+	}
+}
+
+// checkSameAsRefBudgets is checkSameAsRef under every MaxBatchBytes up to
+// what data charges, so a budget runs out at every take.
+func checkSameAsRefBudgets(t testing.TB, data []byte) {
+	t.Helper()
+	st, _ := refUnmarshalWriteRequestFiltered(data, &batch.Batch{}, Limits{}, nil)
+	for limit := 1; limit <= st.BatchBytes+1; limit++ {
+		for _, f := range []*NameFilter{nil, testFilter} {
+			checkSameAsRef(t, data, Limits{MaxBatchBytes: limit}, f)
+		}
+	}
+}
+
+// The decoder runs out of budget, and asks the reserve, exactly where the
+// reference does, on series of every kind of field.
+func TestWriteRequestBudgetSameAsRef(t *testing.T) {
+	pair := func(n, v string) []byte { return lenField(lenField(nil, 1, []byte(n)), 2, []byte(v)) }
+	emptyExemplar := []byte{0x1a, 0x00}
+	exemplarLabel := lenField(nil, 3, lenField(nil, 1, nil))
+	emptySample := []byte{0x12, 0x00}
+	emptyHistogram := []byte{0x22, 0x00}
+	var ts []byte
+	ts = lenField(ts, 1, pair("__name__", "up"))
+	ts = append(ts, bytes.Repeat(emptyPair, 5)...)
+	ts = append(ts, bytes.Repeat(emptyExemplar, 6)...)
+	ts = append(ts, bytes.Repeat(exemplarLabel, 3)...)
+	ts = append(ts, bytes.Repeat(emptySample, 3)...)
+	ts = append(ts, bytes.Repeat(emptyPair, 3)...)
+	ts = append(ts, bytes.Repeat(emptyHistogram, 2)...)
+	ts = lenField(ts, 1, pair("job", "j"))
+	for name, data := range map[string][]byte{
+		"dense series":   bytes.Repeat(lenField(nil, 1, ts), 3),
+		"exemplars only": lenField(nil, 1, bytes.Repeat(emptyExemplar, 20)),
+		// the most a series can charge per byte, labels first
+		"label then exemplars": lenField(nil, 1, append(slices.Clone(emptyPair), bytes.Repeat(emptyExemplar, 40)...)),
+		"labels only":          lenField(nil, 1, bytes.Repeat(emptyPair, 20)),
+		"edges":                fastPathEdges()["names"],
+		"malformed at end":     append(lenField(nil, 1, ts), 0x0a, 0x03, 0x0a, 0x05, 0x00),
+	} {
+		t.Run(name, func(t *testing.T) {
+			checkWriteRequestAgrees(t, data)
+			checkSameAsRefBudgets(t, data)
+		})
+	}
+	// A request charging several ReserveSteps, with a reserve that grants
+	// the first k requests: the refusal comes at the same take.
+	wr := &prompb.WriteRequest{}
+	for s := range 3000 {
+		wr.Timeseries = append(wr.Timeseries, prompb.TimeSeries{
+			Labels:  benchLabels(s/50, s, func(n, v string) prompb.Label { return prompb.Label{Name: n, Value: v} }),
+			Samples: []prompb.Sample{{Value: 1, Timestamp: int64(s)}},
+		})
+	}
+	data := mustMarshal(t, wr)
+	refused := errors.New("refused")
+	for k := range 6 {
+		newReserve := func() func(int) error {
+			granted := 0
+			return func(int) error {
+				if granted++; granted > k {
+					return refused
+				}
+				return nil
+			}
+		}
+		for _, limit := range []int{0, 5 * ReserveStep / 2} {
+			for _, f := range []*NameFilter{nil, testFilter} {
+				checkSameAsRefReserve(t, data, Limits{MaxBatchBytes: limit}, f, newReserve)
+			}
+		}
 	}
 }
