@@ -423,16 +423,13 @@ func (d *rwDecoder) timeSeries(i, end int) error {
 		// below reads such a Label to the same result; every other
 		// encoding (longer labels, other tags, unknown fields, a value
 		// before the name, malformed bytes) takes it.
-		if c == tagSeriesLabel && i+1 < end {
-			if l := int(buf[i+1]); l < 0x80 && l >= 4 && l <= end-i-2 {
-				e = i + 2 + l
-				m := buf[i+2 : e] // the Label
-				// A name length byte >= 0x80 makes nl+4 > l.
-				if nl := int(m[1]); m[0] == tagLabelName && nl+4 <= l && m[nl+2] == tagLabelValue && int(m[nl+3]) == l-nl-4 {
-					// Empty strings too point into buf (at most at its
-					// length, within its capacity).
-					name = unsafe.String(unsafe.SliceData(m[2:]), nl)
-					value = unsafe.String(unsafe.SliceData(m[nl+4:]), l-nl-4)
+		if c == tagSeriesLabel && i+1 < end && buf[i+1] < 0x80 {
+			s := i + 2
+			e = s + int(buf[i+1])
+			if e-s >= 4 && e <= end && buf[s] == tagLabelName {
+				ne := s + 2 + int(buf[s+1]) // a length byte >= 0x80 makes ne+2 > e
+				if ne+2 <= e && buf[ne] == tagLabelValue && int(buf[ne+1]) == e-ne-2 {
+					name, value = str(buf, s+2, ne), str(buf, ne+2, e)
 					goto push
 				}
 			}
