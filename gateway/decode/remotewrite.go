@@ -195,9 +195,10 @@ func varint(buf []byte, i, end int) (v uint64, next int) {
 	return 0, errOverflow
 }
 
-// varintFilling reads the varint of 1 to 8 bytes that fills buf[i:end]
-// exactly (end >= 8), without a loop: ok is what varint(buf, i, end) ==
-// end would be, v its value. A longer varint, or end < 8, is !ok.
+// varintFilling reads, without a loop, a varint of 1 to 8 bytes that
+// fills buf[i:end] exactly: where it reports ok, varint(buf, i, end)
+// returns v and end. It loads the 8 bytes before end, so end < 8 (like a
+// longer varint) is not ok; the caller falls back to varint.
 func varintFilling(buf []byte, i, end int) (v uint64, ok bool) {
 	k := uint(end - i)
 	if k-1 > 7 || end < 8 || end > len(buf) {
@@ -265,6 +266,8 @@ func wantWire(wt, want int, field string, off int) error {
 	return nil
 }
 
+// wrongWire is wantWire's error, kept out of line so wantWire inlines.
+//
 //go:noinline
 func wrongWire(wt int, field string, off int) error {
 	return BadRequest("protobuf: wrong wire type %d for %s at offset %d", wt, field, off)
