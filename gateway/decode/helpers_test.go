@@ -212,6 +212,7 @@ func checkFilteredAgrees(t testing.TB, data []byte) {
 
 func checkWriteRequestAgrees(t testing.TB, data []byte) {
 	checkFilteredAgrees(t, data)
+	checkSameAsRefLimits(t, data)
 	var ref prompb.WriteRequest
 	refErr := ref.Unmarshal(data)
 	for _, ts := range ref.Timeseries {

@@ -77,6 +77,10 @@ func UnmarshalWriteRequest(buf []byte, b *batch.Batch, l Limits) (Stats, error) 
 // report and identity-check it. Its other labels are still decoded and
 // checked, so the accepted inputs (and the Stats) are the same with or
 // without a filter. A nil *NameFilter pushes everything.
+//
+// Wanted must give the same answer for the same name during a call: the
+// remote write 1.0 decoder asks it once per run of consecutive series
+// with the same name.
 type NameFilter struct {
 	Wanted    func(name string) bool
 	KeepLabel string
@@ -164,6 +168,10 @@ type rwDecoder struct {
 	// families holds the metric families b.Metadata has an entry for
 	// (from familiesPool, taken at the first entry).
 	families map[string]struct{}
+	// lastName is the last metric name given to filter.Wanted (aliasing
+	// buf) and lastWanted its verdict, when haveLast (see wanted).
+	lastName             string
+	lastWanted, haveLast bool
 }
 
 // varint reads a varint at i (bounded by end) the way gogo does: at most 10
@@ -187,10 +195,37 @@ func varint(buf []byte, i, end int) (v uint64, next int) {
 	return 0, errOverflow
 }
 
+// varintFilling reads, without a loop, a varint of 1 to 8 bytes that
+// fills buf[i:end] exactly: where it reports ok, varint(buf, i, end)
+// returns v and end. It loads the 8 bytes before end, so end < 8 (like a
+// longer varint) is not ok; the caller falls back to varint.
+func varintFilling(buf []byte, i, end int) (v uint64, ok bool) {
+	k := uint(end - i)
+	if k-1 > 7 || end < 8 || end > len(buf) {
+		return 0, false
+	}
+	x := binary.LittleEndian.Uint64(buf[end-8:end]) >> (64 - 8*k)
+	// Every byte but the last has its continuation bit, the last not.
+	const cont = 0x8080808080808080
+	if x&cont != cont&(1<<(8*(k-1))-1) {
+		return 0, false
+	}
+	// Pack the 7-bit groups: pairs, quads, then the 8 of them.
+	x &^= cont
+	x = x&0x007f007f007f007f | x&0x7f007f007f007f00>>1
+	x = x&0x00003fff00003fff | x&0x3fff00003fff0000>>2
+	x = x&0x000000000fffffff | x&0x0fffffff00000000>>4
+	return x, true
+}
+
 // Tags (field number << 3 | wire type) of Label.name and Label.value.
 const (
 	tagLabelName  = 1<<3 | wtBytes
 	tagLabelValue = 2<<3 | wtBytes
+	// tagSeriesLabel and tagSeriesSample are the tags of
+	// TimeSeries.labels and TimeSeries.samples.
+	tagSeriesLabel  = 1<<3 | wtBytes
+	tagSeriesSample = 2<<3 | wtBytes
 )
 
 const (
@@ -222,12 +257,20 @@ func (d *rwDecoder) tag(i, end int, msg string) (num int32, wt int, next int, er
 	return num, wt, next, nil
 }
 
-// field checks the wire type of a known field.
+// wantWire checks the wire type of a known field. It is small enough to
+// inline; wrongWire builds the error.
 func wantWire(wt, want int, field string, off int) error {
 	if wt != want {
-		return BadRequest("protobuf: wrong wire type %d for %s at offset %d", wt, field, off)
+		return wrongWire(wt, field, off)
 	}
 	return nil
+}
+
+// wrongWire is wantWire's error, kept out of line so wantWire inlines.
+//
+//go:noinline
+func wrongWire(wt int, field string, off int) error {
+	return BadRequest("protobuf: wrong wire type %d for %s at offset %d", wt, field, off)
 }
 
 // lenDelim reads a length prefix at i and returns the payload bounds.
@@ -302,21 +345,33 @@ func (d *rwDecoder) skip(i, end int) (int, error) {
 }
 
 func (d *rwDecoder) writeRequest(maxSeries int) error {
-	i, end := 0, len(d.buf)
+	buf := d.buf
+	i, end := 0, len(buf)
 	for i < end {
-		num, wt, next, err := d.tag(i, end, "WriteRequest")
-		if err != nil {
-			return err
+		// One-byte tags (every field of a WriteRequest) need no varint
+		// decoding; tag() applies the same checks to the rest.
+		var num int32
+		var wt, next int
+		if c := buf[i]; c < 0x80 && c>>3 != 0 && c&7 != wtEnd {
+			num, wt, next = int32(c>>3), int(c&7), i+1
+		} else {
+			var err error
+			if num, wt, next, err = d.tag(i, end, "WriteRequest"); err != nil {
+				return err
+			}
 		}
 		switch num {
 		case 1:
 			if err := wantWire(wt, wtBytes, "WriteRequest.timeseries", i); err != nil {
 				return err
 			}
-			s, e, err := d.lenDelim(next, end, "timeseries")
-			if err != nil {
+			// lenDelim inline; it makes the error.
+			l, s := varint(buf, next, end)
+			if s < 0 || int(l) < 0 || int(l) > end-s {
+				_, _, err := d.lenDelim(next, end, "timeseries")
 				return err
 			}
+			e := s + int(l)
 			if maxSeries > 0 && d.st.Series >= maxSeries {
 				return TooLarge(CapSeries, maxSeries, fmt.Sprintf("request with more than %d series", maxSeries))
 			}
@@ -342,6 +397,7 @@ func (d *rwDecoder) writeRequest(maxSeries int) error {
 			}
 			i = e
 		default:
+			var err error
 			if i, err = d.skip(i, end); err != nil {
 				return err
 			}
@@ -351,101 +407,166 @@ func (d *rwDecoder) writeRequest(maxSeries int) error {
 }
 
 func (d *rwDecoder) timeSeries(i, end int) error {
-	named, skim := false, false // __name__ seen; the filter refused it
-	labels := 0
+	buf := d.buf[:end] // one bound for the whole series
+	// named: the first __name__ was seen (or there is no filter to ask);
+	// skim: the filter refused it.
+	named, skim := d.filter == nil, false
+	var keep string // the filter's KeepLabel
+	if !named {
+		keep = d.filter.KeepLabel
+	}
+	labels, maxLabels := 0, d.maxLabels
 	for i < end {
-		// A one-byte tag (every field of a TimeSeries) needs no varint
-		// decoding; tag() applies the same checks to the rest.
-		var num int32
-		var wt, next int
-		if c := d.buf[i]; c < 0x80 && c>>3 != 0 && c&7 != wtEnd {
-			num, wt, next = int32(c>>3), int(c&7), i+1
-		} else {
-			var err error
-			if num, wt, next, err = d.tag(i, end, "TimeSeries"); err != nil {
-				return err
-			}
-		}
-		switch num {
-		case 1:
-			if err := wantWire(wt, wtBytes, "TimeSeries.labels", i); err != nil {
-				return err
-			}
-			s, e, err := d.lenDelim(next, end, "label")
-			if err != nil {
-				return err
-			}
-			name, value, err := d.label(s, e)
-			if err != nil {
-				return err
-			}
-			// Every label on the wire counts, skimmed or not, so a filter
-			// does not change what is accepted.
-			if labels++; labels > d.maxLabels {
-				return errLabels(fmt.Sprintf("TimeSeries at offset %d", i), d.maxLabels)
-			}
-			if !d.bud.take(labelBytes) {
-				return d.bud.errOver("remote write")
-			}
-			switch {
-			case !skim:
-				d.b.PushLabel(name, value)
-				if d.filter != nil && !named && name == batch.MetricName { // the first __name__ is the name
-					named, skim = true, !d.filter.Wanted(value)
+		var name, value string
+		var e int
+		c := buf[i]
+		// Fast path for the Label every sender writes: tag 0x0a, a
+		// one-byte length, then name and value, each with its one-byte
+		// tag and length, filling the message exactly. The general path
+		// below reads such a Label to the same result; every other
+		// encoding (longer labels, other tags, unknown fields, a value
+		// before the name, malformed bytes) takes it.
+		if c == tagSeriesLabel && i+1 < end && buf[i+1] < 0x80 {
+			s := i + 2
+			e = s + int(buf[i+1])
+			if e-s >= 4 && e <= end && buf[s] == tagLabelName {
+				ne := s + 2 + int(buf[s+1]) // a length byte >= 0x80 makes ne+2 > e
+				if ne+2 <= e && buf[ne] == tagLabelValue && int(buf[ne+1]) == e-ne-2 {
+					name, value = str(buf, s+2, ne), str(buf, ne+2, e)
+					goto push
 				}
-			case name == d.filter.KeepLabel:
-				d.b.PushLabel(name, value)
-			}
-			i = e
-		case 2:
-			if err := wantWire(wt, wtBytes, "TimeSeries.samples", i); err != nil {
-				return err
-			}
-			s, e, err := d.lenDelim(next, end, "sample")
-			if err != nil {
-				return err
-			}
-			if !d.bud.take(sampleBytes) {
-				return d.bud.errOver("remote write")
-			}
-			if err := d.sample(s, e); err != nil {
-				return err
-			}
-			d.st.Samples++
-			i = e
-		case 3:
-			if err := wantWire(wt, wtBytes, "TimeSeries.exemplars", i); err != nil {
-				return err
-			}
-			s, e, err := d.lenDelim(next, end, "exemplar")
-			if err != nil {
-				return err
-			}
-			if err := d.exemplar(s, e); err != nil {
-				return err
-			}
-			d.st.Exemplars++
-			i = e
-		case 4:
-			if err := wantWire(wt, wtBytes, "TimeSeries.histograms", i); err != nil {
-				return err
-			}
-			s, e, err := d.lenDelim(next, end, "histogram")
-			if err != nil {
-				return err
-			}
-			if err := d.pushHistogram(s, e); err != nil {
-				return err
-			}
-			i = e
-		default:
-			var err error
-			if i, err = d.skip(i, end); err != nil {
-				return err
 			}
 		}
+		// Fast path for a Sample with a one-byte length (all of them):
+		// the general path's checks of tag and length, inline.
+		if c == tagSeriesSample && i+1 < end && buf[i+1] < 0x80 {
+			if s, e := i+2, i+2+int(buf[i+1]); e <= end {
+				if !d.bud.take(sampleBytes) {
+					return d.bud.errOver("remote write")
+				}
+				if err := d.sample(s, e); err != nil {
+					return err
+				}
+				d.st.Samples++
+				i = e
+				continue
+			}
+		}
+		{
+			// A one-byte tag (every field of a TimeSeries) needs no varint
+			// decoding; tag() applies the same checks to the rest.
+			var num int32
+			var wt, next int
+			if c < 0x80 && c>>3 != 0 && c&7 != wtEnd {
+				num, wt, next = int32(c>>3), int(c&7), i+1
+			} else {
+				var err error
+				if num, wt, next, err = d.tag(i, end, "TimeSeries"); err != nil {
+					return err
+				}
+			}
+			switch num {
+			case 1:
+				if err := wantWire(wt, wtBytes, "TimeSeries.labels", i); err != nil {
+					return err
+				}
+				var s int
+				var err error
+				if s, e, err = d.lenDelim(next, end, "label"); err != nil {
+					return err
+				}
+				if name, value, err = d.label(s, e); err != nil {
+					return err
+				}
+				goto push
+			case 2:
+				if err := wantWire(wt, wtBytes, "TimeSeries.samples", i); err != nil {
+					return err
+				}
+				s, e, err := d.lenDelim(next, end, "sample")
+				if err != nil {
+					return err
+				}
+				if !d.bud.take(sampleBytes) {
+					return d.bud.errOver("remote write")
+				}
+				if err := d.sample(s, e); err != nil {
+					return err
+				}
+				d.st.Samples++
+				i = e
+			case 3:
+				if err := wantWire(wt, wtBytes, "TimeSeries.exemplars", i); err != nil {
+					return err
+				}
+				s, e, err := d.lenDelim(next, end, "exemplar")
+				if err != nil {
+					return err
+				}
+				if err := d.exemplar(s, e); err != nil {
+					return err
+				}
+				d.st.Exemplars++
+				i = e
+			case 4:
+				if err := wantWire(wt, wtBytes, "TimeSeries.histograms", i); err != nil {
+					return err
+				}
+				s, e, err := d.lenDelim(next, end, "histogram")
+				if err != nil {
+					return err
+				}
+				if err := d.pushHistogram(s, e); err != nil {
+					return err
+				}
+				i = e
+			default:
+				var err error
+				if i, err = d.skip(i, end); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+	push:
+		// Every label on the wire counts, skimmed or not, so a filter
+		// does not change what is accepted.
+		if labels++; labels > maxLabels {
+			return errLabels(fmt.Sprintf("TimeSeries at offset %d", i), maxLabels)
+		}
+		if !d.bud.take(labelBytes) {
+			return d.bud.errOver("remote write")
+		}
+		switch {
+		case !skim:
+			d.b.PushLabel(name, value)
+			if !named && name == batch.MetricName { // the first __name__ is the name
+				named, skim = true, !d.wanted(value)
+			}
+		case name == keep:
+			d.b.PushLabel(name, value)
+		}
+		i = e
 	}
 	return nil
+}
+
+// wanted is d.filter.Wanted(name), asked once per run of series with the
+// same name (the series of a metric are usually sent together).
+func (d *rwDecoder) wanted(name string) bool {
+	if d.haveLast && name == d.lastName {
+		return d.lastWanted
+	}
+	return d.askFilter(name)
+}
+
+// askFilter asks the filter about name and keeps its verdict for wanted.
+//
+//go:noinline
+func (d *rwDecoder) askFilter(name string) bool {
+	w := d.filter.Wanted(name)
+	d.lastName, d.lastWanted, d.haveLast = name, w, true
+	return w
 }
 
 // str returns buf[s:e] as a string sharing buf's memory.
@@ -507,7 +628,13 @@ func (d *rwDecoder) sample(i, end int) error {
 	// Fast path for what Prometheus sends: value, then a timestamp ending
 	// the message. The loop below accepts the same bytes the same way.
 	if end-i >= 11 && buf[i] == 1<<3|wtFixed64 && buf[i+9] == 2<<3|wtVarint {
-		if ts, e := varint(buf, i+10, end); e == end {
+		ts, ok := varintFilling(buf, i+10, end)
+		if !ok {
+			var e int
+			ts, e = varint(buf, i+10, end)
+			ok = e == end
+		}
+		if ok {
 			d.b.PushSample(int64(ts), math.Float64frombits(binary.LittleEndian.Uint64(buf[i+1:])))
 			return nil
 		}

@@ -2,6 +2,7 @@ package decode
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -252,6 +253,9 @@ func FuzzUnmarshalWriteRequest(f *testing.F) {
 		f.Add(mustMarshal(f, genWriteRequest(r)))
 	}
 	f.Add([]byte{0x0a, 0x05, 0x22, 0x03, 0x52, 0x01, 0x00})
+	for _, data := range fastPathEdges() {
+		f.Add(data)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkWriteRequestAgrees(t, data)
 	})
@@ -265,6 +269,28 @@ func BenchmarkUnmarshalWriteRequest(bm *testing.B) {
 	for bm.Loop() {
 		b.Reset()
 		if _, err := UnmarshalWriteRequest(data, b, Limits{}); err != nil {
+			bm.Fatal(err)
+		}
+	}
+	bm.ReportMetric(float64(1000*bm.N)/bm.Elapsed().Seconds(), "samples/s")
+}
+
+// BenchmarkUnmarshalWriteRequestFiltered is BenchmarkUnmarshalWriteRequest
+// with a NameFilter like the gateway's (a map of wanted names, half of the
+// request's; the series of a name are consecutive).
+func BenchmarkUnmarshalWriteRequestFiltered(bm *testing.B) {
+	data := benchWriteRequest()
+	wanted := map[string]bool{}
+	for n := 0; n < 20; n += 2 {
+		wanted[fmt.Sprintf("cluster_component_metric_%d_total", n)] = true
+	}
+	f := &NameFilter{Wanted: func(n string) bool { return wanted[n] }, KeepLabel: "job"}
+	b := &batch.Batch{}
+	bm.ReportAllocs()
+	bm.SetBytes(int64(len(data)))
+	for bm.Loop() {
+		b.Reset()
+		if _, err := UnmarshalWriteRequestFiltered(data, b, Limits{}, f); err != nil {
 			bm.Fatal(err)
 		}
 	}
