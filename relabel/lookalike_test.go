@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/telegate/telegate/batch"
 )
 
 // Labels that could pass for the cluster ID label are stripped with
@@ -99,4 +101,26 @@ func defaultOptsWith(clusterIDLabel string) Options {
 	o := defaultOpts()
 	o.ClusterIDLabel = clusterIDLabel
 	return o
+}
+
+// TestStripPlainTable: the first-byte shortcut keeps exactly the labels
+// the full test (dropped or a look-alike) keeps, for short and long
+// DropLabels lists (linear scan and map) and names of every first byte.
+func TestStripPlainTable(t *testing.T) {
+	long := []string{"a1", "b2", "c3", "d4", "e5", "f6", "g7", "h8", "i9", "Pod"}
+	for _, drop := range [][]string{nil, {"instance", "pod", "prometheus_replica"}, long, {""}} {
+		for _, id := range []string{"_id", "cluster"} {
+			p := New(Options{ClusterIDLabel: id, DropLabels: drop})
+			for c := 0; c < 256; c++ {
+				for _, rest := range []string{"", "nstance", "od", "_ID", "xported__id", "1"} {
+					name := string([]byte{byte(c)}) + rest
+					want := !(p.dropped(name) || p.lookalike(name))
+					out, _ := p.strip([]batch.Label{{Name: name, Value: "v"}})
+					if got := len(out) == 1; got != want {
+						t.Fatalf("drop %q, id %q: strip kept %q = %v, want %v", drop, id, name, got, want)
+					}
+				}
+			}
+		}
+	}
 }

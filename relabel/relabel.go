@@ -82,6 +82,10 @@ type Pipeline struct {
 	// label can start with (see lookalike): most label names start with
 	// none of them and cost one table lookup.
 	lookalikeStart [256]bool
+	// plain holds the first bytes no DropLabels entry and no look-alike
+	// starts with: a label whose name starts with one is kept by strip
+	// after one table lookup.
+	plain [256]bool
 }
 
 // maxDropList is the most DropLabels scanned linearly rather than hashed.
@@ -104,6 +108,14 @@ func New(opts Options) *Pipeline {
 	for _, c := range []byte{p.opts.ClusterIDLabel[0], exportedPrefix[0]} {
 		p.lookalikeStart[lower(c)] = true
 		p.lookalikeStart[upper(c)] = true
+	}
+	for c := range p.plain {
+		p.plain[c] = !p.lookalikeStart[c]
+	}
+	for l := range p.drop {
+		if l != "" {
+			p.plain[l[0]] = false
+		}
 	}
 	return p
 }
@@ -366,6 +378,10 @@ func (p *Pipeline) strip(ls []batch.Label) ([]batch.Label, uint64) {
 	var src uint64
 	for _, l := range ls {
 		if l.Value == "" {
+			continue
+		}
+		if l.Name != "" && p.plain[l.Name[0]] {
+			out = append(out, l)
 			continue
 		}
 		if p.dropped(l.Name) || l.Name != "" && p.lookalikeStart[l.Name[0]] && p.lookalike(l.Name) {
