@@ -564,29 +564,29 @@ func (p *Pipeline) check(s *batch.Series) (uint64, error) {
 	return h, nil
 }
 
-// hashString chains s onto h a word at a time, then its length, so the
-// (name, value) strings of a label set hash in order and {a="bc"} and
-// {ab="c"} differ. Short strings and tails are read as overlapping words
-// (the way wyhash does). It is not a cryptographic hash: label sets that
-// collide are told apart by equal() (see seenBefore), so a collision costs
-// a comparison, never a series.
+// hashString chains s onto h a word at a time, its length folded in
+// first (outside the chain of multiplications), so the (name, value)
+// strings of a label set hash in order and {a="bc"} and {ab="c"} differ.
+// Short strings and tails are read as overlapping words (the way wyhash
+// does): a string of up to 8 bytes costs one mix. It is not a
+// cryptographic hash: label sets that collide are told apart by equal()
+// (see seenBefore), so a collision costs a comparison, never a series.
 func hashString(h uint64, s string) uint64 {
 	n := len(s)
 	p := unsafe.Pointer(unsafe.StringData(s))
+	h ^= uint64(n) * 0xff51afd7ed558ccd
 	switch {
 	case n >= 8:
-		for i := 0; i+8 <= n; i += 8 {
+		for i := 0; i+8 < n; i += 8 {
 			h = mix(h, load64(p, i))
 		}
-		if n%8 != 0 {
-			h = mix(h, load64(p, n-8))
-		}
+		return mix(h, load64(p, n-8))
 	case n >= 4:
-		h = mix(h, uint64(load32(p, 0))<<32|uint64(load32(p, n-4)))
+		return mix(h, uint64(load32(p, 0))<<32|uint64(load32(p, n-4)))
 	case n > 0:
-		h = mix(h, uint64(load8(p, 0))<<16|uint64(load8(p, n/2))<<8|uint64(load8(p, n-1)))
+		return mix(h, uint64(load8(p, 0))<<16|uint64(load8(p, n/2))<<8|uint64(load8(p, n-1)))
 	}
-	return mix(h, uint64(n))
+	return mix(h, 0)
 }
 
 // orBytes returns the bitwise OR of s's bytes, in some lane of a word: its
