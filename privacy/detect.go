@@ -2,6 +2,7 @@ package privacy
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"net/netip"
 	"strings"
 	"unsafe"
@@ -156,7 +157,31 @@ func (d *detector) suspicious(v string) bool {
 		return true
 	}
 	// Only a dash-separated MAC is left: 17 bytes, five dashes.
-	return d.on[MAC] && len(v) >= 17 && strings.Count(v, "-") >= 5
+	return d.on[MAC] && len(v) >= 17 && dashes(v) >= 5
+}
+
+// dashes counts the '-' bytes of v (at least 8 bytes long) a word at a
+// time: the exact zero-byte test of v XOR '-' in every lane, popcounted.
+// The last word overlaps the one before; its lanes already counted are
+// masked off. On values of 17 to 64 bytes it is several times cheaper
+// than strings.Count's call.
+func dashes(v string) int {
+	b := unsafe.Slice(unsafe.StringData(v), len(v))
+	n, count := len(b), 0
+	const low7 = 0x7f7f7f7f7f7f7f7f
+	lanes := func(w uint64) uint64 {
+		x := w ^ (ones * '-')
+		return ^(((x & low7) + low7) | x) & highs
+	}
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		count += bits.OnesCount64(lanes(binary.LittleEndian.Uint64(b[i:])))
+	}
+	if i < n {
+		// The last n-i bytes are the top lanes of the word ending at n.
+		count += bits.OnesCount64(lanes(binary.LittleEndian.Uint64(b[n-8:])) >> (8 * (8 - (n - i))))
+	}
+	return count
 }
 
 // find returns the first detector that matches v in the label named

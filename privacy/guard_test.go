@@ -1,6 +1,7 @@
 package privacy
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -355,6 +356,26 @@ func TestHasSeparatorEveryPosition(t *testing.T) {
 				if !hasSeparator(string(v)) {
 					t.Fatalf("len %d: %q at %d missed", n, c, i)
 				}
+			}
+		}
+	}
+}
+
+// TestDashesCountsLikeStringsCount: the word-at-a-time count agrees with
+// strings.Count at every length it is used for, with dashes anywhere
+// (the overlapping last word included) and bytes that differ from '-' in
+// one bit (',', '.', '/', 0xad, 0x2d+0x100 carries).
+func TestDashesCountsLikeStringsCount(t *testing.T) {
+	alphabet := []byte{'-', '-', 'a', ',', '.', '/', 0xad, 0x00, 0xff, 0x2c, 0x2e, 0x6d}
+	r := rand.New(rand.NewPCG(7, 7))
+	for n := 8; n <= 70; n++ {
+		for range 300 {
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = alphabet[r.IntN(len(alphabet))]
+			}
+			if got, want := dashes(string(b)), strings.Count(string(b), "-"); got != want {
+				t.Fatalf("dashes(%q) = %d, strings.Count says %d", b, got, want)
 			}
 		}
 	}
