@@ -72,7 +72,9 @@
 # default 3s), ORDER (of the first round, default "telegate telemeter"),
 # AUTHORIZER (tollbooth or none), PROFILE=FILE (the gateway runs with
 # --web.enable-pprof and FILE gets a CPU profile of it over its first
-# measured round; pprof's own CPU then counts in that round), COMPARE_PORT
+# measured round; pprof's own CPU then counts in that round),
+# PEER_PROFILE=FILE (the same of telemeter-server, whose internal listener
+# always serves /debug/pprof), COMPARE_PORT
 # (first of 6 loopback ports, default 19290), KEEP=1 keeps the temporary
 # directory (configs, logs, JSON reports).
 set -euo pipefail
@@ -90,6 +92,7 @@ settle=${SETTLE:-3s}
 order=${ORDER:-telegate telemeter}
 port=${COMPARE_PORT:-19290}
 profile=${PROFILE:-}
+peer_profile=${PEER_PROFILE:-}
 authorizer=${AUTHORIZER:-tollbooth}
 token=pull-secret
 
@@ -102,7 +105,7 @@ case $authorizer in tollbooth | none) ;; *) echo "AUTHORIZER must be tollbooth o
 [[ -x $telegate ]] || { echo "$telegate missing: run make build (or make compare PEER=telemeter-server)" >&2; exit 2; }
 [[ -n $telemeter && -x $telemeter ]] || {
   echo "telemeter-server missing: set TELEMETER_SERVER=/path/to/telemeter-server (how to build it: $0's header)" >&2; exit 2; }
-"$telegate" load --help 2>&1 | grep -q -- --id-label || { echo "$telegate has no 'load --id-label': rebuild it (make build)" >&2; exit 2; }
+[[ $("$telegate" load --help 2>&1) == *--id-label* ]] || { echo "$telegate has no 'load --id-label': rebuild it (make build)" >&2; exit 2; }
 if [[ $authorizer == tollbooth ]] && ! command -v python3 >/dev/null 2>&1; then
   echo "AUTHORIZER=tollbooth needs python3 (or AUTHORIZER=none)" >&2; exit 2
 fi
@@ -274,17 +277,19 @@ run() { # run NAME DURATION [ROUND]: measured when ROUND is given
   breq=$(metric telegate_load_sink_requests_total "http://$sink_addr/metrics")
   local murl="" extra=()
   if [[ -n ${3:-} ]]; then murl=${metrics[$name]}; extra=(--settle="$settle"); out=$tmp/$name.round$3.json; fi
-  local prof_pid=""
-  if [[ -n $profile && $name == telegate && ${3:-} == 1 ]]; then
+  local prof_pid="" pfile="" pbase=""
+  if [[ -n $profile && $name == telegate ]]; then pfile=$profile; pbase=http://$gw_internal; fi
+  if [[ -n $peer_profile && $name == telemeter ]]; then pfile=$peer_profile; pbase=http://$tm_internal; fi
+  if [[ -n $pfile && ${3:-} == 1 ]]; then
     local secs=${2%s}
     [[ $secs =~ ^[0-9]+$ ]] || secs=10
-    curl -fs -o "$profile" "http://$gw_internal/debug/pprof/profile?seconds=$(( secs > 2 ? secs - 2 : 1 ))" &
+    curl -fs -o "$pfile" "$pbase/debug/pprof/profile?seconds=$(( secs > 2 ? secs - 2 : 1 ))" &
     prof_pid=$!
   fi
   "$telegate" "${load_args[@]}" --target="${target[$name]}" \
     --metrics-url="$murl" --duration="$2" "${extra[@]}" >"$out.tmp" 2>"$tmp/$name.load.log" ||
     { echo "load against $name failed:" >&2; cat "$tmp/$name.load.log" >&2; KEEP=1; return 1; }
-  if [[ -n $prof_pid ]]; then wait "$prof_pid" || echo "PROFILE: could not read the gateway's CPU profile" >&2; fi
+  if [[ -n $prof_pid ]]; then wait "$prof_pid" || echo "PROFILE: could not read $name's CPU profile" >&2; fi
   local sent forwarded freq
   sent=$(jq -r .samples_accepted "$out.tmp")
   forwarded=$(wait_sink "$before" $((sent / 2)))
