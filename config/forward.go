@@ -117,6 +117,7 @@ func defaultSpool() Spool {
 func defaultSender() forward.Config {
 	f := forward.DefaultConfig
 	f.Timeout = 10 * time.Second
+	f.HTTP1FastPath = new(true) // a fresh pointer: YAML decodes through it
 	return f
 }
 

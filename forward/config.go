@@ -46,6 +46,17 @@ type Config struct {
 	// MessageV2 (io.prometheus.write.v2.Request, remote write 2.0). The
 	// bodies must be encoded to match (Buffers.EncodeSplitMessage).
 	ProtobufMessage string `yaml:"protobuf_message,omitempty"`
+
+	// HTTP1FastPath (nil means true) sends with a synchronous HTTP/1.1
+	// client that writes each request and reads its answer on the sending
+	// goroutine, over kept-alive connections, instead of net/http's
+	// Transport with its two goroutines per connection: fewer thread
+	// wake-ups per request. It is used only for http:// URLs and for
+	// https:// ones with enable_http2 false, without proxy_url,
+	// proxy_from_environment, oauth2, *_ref secrets, or http_headers
+	// together with follow_redirects; otherwise, or when false, the
+	// Sender uses prometheus/common's client.
+	HTTP1FastPath *bool `yaml:"http1_fast_path,omitempty"`
 }
 
 // DefaultConfig is the starting point UnmarshalYAML fills in.

@@ -26,7 +26,13 @@
 //     503 or 400/413. For 2.0 it checks the X-Prometheus-Remote-Write-*-
 //     Written answer against the body; a downstream that does not support
 //     the message (415, or a 2xx without any Written header) is
-//     ErrUnsupported, not retried.
+//     ErrUnsupported, not retried. Where the configuration allows
+//     (Config.HTTP1FastPath, on by default: http:// urls, or https:// with
+//     enable_http2 false; no proxy, oauth2, ...) it sends with a
+//     synchronous HTTP/1.1 client that writes the request and reads the
+//     answer on the sending goroutine over kept-alive connections, under
+//     prometheus/common's authorization, basic_auth, http_headers and TLS
+//     file reloading; otherwise with prometheus/common's net/http client.
 //   - Coalescing (group commit): Coalescer is a BodySender (and
 //     ProtoSender, taking uncompressed requests from
 //     Buffers.EncodeSplitProto) that sends a body at once when no send is

@@ -283,6 +283,10 @@ func TestAppendWriteRequestMatchesGogo(t *testing.T) {
 		"negative timestamp": {{Samples: []batch.Sample{{Timestamp: -1, Value: 1}}}},
 		"stale":              {{Labels: []batch.Label{{Name: "__name__", Value: "up"}}, Samples: []batch.Sample{{Timestamp: 1, Value: math.Float64frombits(value.StaleNaN)}}}},
 		"long":               {{Labels: []batch.Label{{Name: strings.Repeat("n", 300), Value: strings.Repeat("v", 70000)}}}},
+		// The one-byte fast path ends where a label's message reaches 128 bytes.
+		"label of 127 bytes": {{Labels: []batch.Label{{Name: strings.Repeat("n", 60), Value: strings.Repeat("v", 63)}}}},
+		"label of 128 bytes": {{Labels: []batch.Label{{Name: strings.Repeat("n", 60), Value: strings.Repeat("v", 64)}}}},
+		"value of 127 bytes": {{Labels: []batch.Label{{Name: "n", Value: strings.Repeat("v", 127)}, {Name: "o", Value: "w"}}}},
 		"empty histogram":    {{Histograms: []batch.Histogram{{}}}},
 		"empty exemplar":     {{Exemplars: []batch.Exemplar{{}}}},
 		"exemplar zeros":     {{Exemplars: []batch.Exemplar{{Labels: []batch.Label{{}, {Name: "trace_id"}}, Value: math.Copysign(0, -1)}}}},

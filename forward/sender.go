@@ -17,7 +17,6 @@ import (
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
-	config_util "github.com/prometheus/common/config"
 )
 
 // Version is the telegate version sent in User-Agent (telegate/<Version>).
@@ -136,6 +135,7 @@ func (e *Error) Unwrap() error { return e.err }
 // with retries. It is safe for concurrent use.
 type Sender struct {
 	client     *http.Client
+	fast       bool // client is the synchronous HTTP/1.1 one (newClient)
 	url        string
 	message    string
 	headers    map[string]string
@@ -211,7 +211,7 @@ func New(cfg Config, logger log.Logger, reg prometheus.Registerer) (*Sender, err
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	client, err := config_util.NewClientFromConfig(cfg.HTTPClientConfig, "telegate_forward")
+	client, fast, err := newClient(&cfg)
 	if err != nil {
 		return nil, fmt.Errorf("forward: building HTTP client: %w", err)
 	}
@@ -222,12 +222,18 @@ func New(cfg Config, logger log.Logger, reg prometheus.Registerer) (*Sender, err
 	if logger == nil {
 		logger = log.NewNopLogger()
 	}
+	if fast {
+		level.Debug(logger).Log("msg", "remote write client: synchronous HTTP/1.1", "url", cfg.URL)
+	} else {
+		level.Debug(logger).Log("msg", "remote write client: net/http", "url", cfg.URL, "http1_fast_path_unused", fastPathUnsupported(&cfg))
+	}
 	headers := make(map[string]string, len(cfg.Headers))
 	for k, v := range cfg.Headers {
 		headers[http.CanonicalHeaderKey(k)] = v
 	}
 	return &Sender{
 		client:     client,
+		fast:       fast,
 		url:        cfg.URL,
 		message:    cfg.ProtobufMessage,
 		headers:    headers,
@@ -539,7 +545,9 @@ var errBodyReleased = errors.New("forward: request body released")
 // bodyGuard makes sure the HTTP transport cannot read the caller's buffer
 // after the attempt returns: net/http may keep writing a request body in
 // the background after a response arrived, and callers reuse pooled
-// buffers as soon as Send returns.
+// buffers as soon as Send returns. (The HTTP/1.1 fast path writes the
+// whole body before it reads the answer, but net/http's client serves the
+// configurations it does not.)
 type bodyGuard struct {
 	mu       sync.Mutex
 	released bool

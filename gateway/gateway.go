@@ -765,18 +765,29 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	}
 	clear(b.Series[len(kept):])
 	b.Series = kept
-	// The PII guard sees only what the allowlist kept, before stamping.
-	var privacyDropped int
-	if g.opts.Privacy.Enabled() {
-		privacyDropped = g.opts.Privacy.Apply(b).DroppedSamples
-	}
 	// Stamping copies each kept series' labels (plus the cluster ID).
 	if err := t.add(pipelineBytes(b.Series)); err != nil {
 		return 0, forward.Written{}, err
 	}
+	// One pass over what the allowlist kept: each series goes through the
+	// PII guard (before stamping) and then the relabel pipeline while its
+	// labels are still in the cache.
+	guard := g.opts.Privacy
+	useGuard := guard.Enabled()
+	var pst privacy.Stats
 	sc := g.scratch.Get().(*relabel.Scratch)
-	st, err := g.opts.Pipeline.Process(b, id.ClusterID, now, remoteWrite, sc)
+	run := g.opts.Pipeline.Begin(b.Series[:0], id.ClusterID, now, remoteWrite, sc)
+	for i := range b.Series {
+		if useGuard && guard.ApplySeries(&b.Series[i], &pst) {
+			continue
+		}
+		run.Add(b.Series[i])
+	}
+	out, st, err := run.Finish()
 	g.scratch.Put(sc)
+	clear(b.Series[len(out):])
+	b.Series = out
+	privacyDropped := pst.DroppedSamples
 	if invalid == nil {
 		invalid = err
 	}

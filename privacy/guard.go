@@ -316,27 +316,8 @@ func (g *Guard) Apply(b *batch.Batch) Stats {
 	w := 0
 	for i := range b.Series {
 		s := &b.Series[i]
-		metric := ""
-		acts := &g.actions
-		if len(g.byMetric) > 0 {
-			metric = s.Name()
-			acts = g.actionsFor(metric)
-		}
-		if g.labels(s.Labels, s.Labels, metric, acts, &st) {
-			st.DroppedSeries++
-			st.DroppedSamples += s.Points()
+		if g.ApplySeries(s, &st) {
 			continue
-		}
-		if len(s.Exemplars) > 0 {
-			ex := s.Exemplars[:0]
-			for j := range s.Exemplars {
-				if g.labels(s.Exemplars[j].Labels, s.Labels, metric, acts, &st) {
-					st.DroppedExemplars++
-					continue
-				}
-				ex = append(ex, s.Exemplars[j])
-			}
-			s.Exemplars = ex
 		}
 		if w != i {
 			b.Series[w] = *s
@@ -346,6 +327,35 @@ func (g *Guard) Apply(b *batch.Batch) Stats {
 	clear(b.Series[w:])
 	b.Series = b.Series[:w]
 	return st
+}
+
+// ApplySeries is Apply for one series, for a caller that walks the batch
+// itself: it rewrites s's labels and exemplars in place, adds to st, and
+// reports whether s must be dropped. The guard must be Enabled.
+func (g *Guard) ApplySeries(s *batch.Series, st *Stats) (drop bool) {
+	metric := ""
+	acts := &g.actions
+	if len(g.byMetric) > 0 {
+		metric = s.Name()
+		acts = g.actionsFor(metric)
+	}
+	if g.labels(s.Labels, s.Labels, metric, acts, st) {
+		st.DroppedSeries++
+		st.DroppedSamples += s.Points()
+		return true
+	}
+	if len(s.Exemplars) > 0 {
+		ex := s.Exemplars[:0]
+		for j := range s.Exemplars {
+			if g.labels(s.Exemplars[j].Labels, s.Labels, metric, acts, st) {
+				st.DroppedExemplars++
+				continue
+			}
+			ex = append(ex, s.Exemplars[j])
+		}
+		s.Exemplars = ex
+	}
+	return false
 }
 
 // labels applies acts to ls, labels of the series named by series' labels

@@ -151,110 +151,145 @@ func (p *Pipeline) CheckIdentity(s *batch.Series, clusterID string) error {
 // b holding every valid series, so the caller can write those and answer
 // 400, as Prometheus' own receiver does.
 func (p *Pipeline) Process(b *batch.Batch, clusterID string, now time.Time, checkTimestamps bool, sc *Scratch) (Stats, error) {
-	var st Stats
-	var invalid error
+	r := p.Begin(b.Series[:0], clusterID, now, checkTimestamps, sc)
+	for i := range b.Series {
+		r.Add(b.Series[i])
+	}
+	out, st, err := r.Finish()
+	clear(b.Series[len(out):])
+	b.Series = out
+	return st, err
+}
+
+// Run is Process a series at a time, for a caller that has work of its
+// own to do on each series first (the gateway's PII guard) and would
+// rather do it while the series' labels are still in the cache: Begin
+// it, Add each series in order, then Finish. A Run is not safe for
+// concurrent use and ends with Finish.
+type Run struct {
+	p            *Pipeline
+	sc           *Scratch
+	clusterID    string
+	check        bool
+	minTs, maxTs int64
+	out          []batch.Series
+	st           Stats
+	invalid      error
+}
+
+// Begin starts a Run whose kept series are appended to out (usually the
+// batch's series[:0]: Add takes each series by value, so the i-th Add may
+// overwrite the i-th series or any before it).
+func (p *Pipeline) Begin(out []batch.Series, clusterID string, now time.Time, checkTimestamps bool, sc *Scratch) Run {
 	if sc.seen == nil {
-		sc.seen = make(map[uint64]int, len(b.Series))
+		sc.seen = make(map[uint64]int, cap(out))
 	}
 	clear(sc.seen)
-	var minTs, maxTs int64 = math.MinInt64, math.MaxInt64
+	sc.src = sc.src[:0]
+	r := Run{p: p, sc: sc, clusterID: clusterID, check: checkTimestamps, minTs: math.MinInt64, maxTs: math.MaxInt64, out: out}
 	if checkTimestamps {
 		nowMs := now.UnixMilli()
 		if p.opts.MaxSampleAge > 0 {
-			minTs = nowMs - p.opts.MaxSampleAge.Milliseconds()
+			r.minTs = nowMs - p.opts.MaxSampleAge.Milliseconds()
 		}
 		if p.opts.MaxFutureSkew > 0 {
-			maxTs = nowMs + p.opts.MaxFutureSkew.Milliseconds()
+			r.maxTs = nowMs + p.opts.MaxFutureSkew.Milliseconds()
 		}
 	}
-	out := b.Series[:0]
-	sc.src = sc.src[:0]
-	for i := range b.Series {
-		s := b.Series[i]
-		var src uint64
-		s.Labels, src = p.strip(s.Labels)
-		if len(p.opts.RelabelConfigs) > 0 {
-			// Relabeling may make different series equal: the labels it
-			// started from tell the sources apart.
-			src = mix(src, p.labelsHash(s.Labels))
-			var keep bool
-			s.Labels, keep = p.relabel(s.Labels, sc)
-			if !keep {
-				st.Series[ReasonRelabel]++
-				st.Samples[ReasonRelabel] += s.Points()
-				continue
+	return r
+}
+
+// Finish ends the Run: the series kept (out of Begin, appended to), what
+// was dropped, and the first invalid series' *InvalidError (see Process).
+func (r *Run) Finish() ([]batch.Series, Stats, error) {
+	return r.out, r.st, r.invalid
+}
+
+// Add puts s through the pipeline (see Process) and appends it to the
+// kept series unless it is dropped or merged into an earlier one.
+func (r *Run) Add(s batch.Series) {
+	p, st := r.p, &r.st
+	var src uint64
+	s.Labels, src = p.strip(s.Labels)
+	if len(p.opts.RelabelConfigs) > 0 {
+		// Relabeling may make different series equal: the labels it
+		// started from tell the sources apart.
+		src = mix(src, p.labelsHash(s.Labels))
+		var keep bool
+		s.Labels, keep = p.relabel(s.Labels, r.sc)
+		if !keep {
+			st.Series[ReasonRelabel]++
+			st.Samples[ReasonRelabel] += s.Points()
+			return
+		}
+	}
+	s.Labels = stamp(s.Labels, p.opts.ClusterIDLabel, r.clusterID)
+	h, err := p.check(&s)
+	if err != nil {
+		st.Series[ReasonInvalid]++
+		st.Samples[ReasonInvalid] += s.Points()
+		if r.invalid == nil {
+			r.invalid = err
+		}
+		return
+	}
+	if r.check {
+		minTs, maxTs := r.minTs, r.maxTs
+		kept := s.Samples[:0]
+		for _, smp := range s.Samples {
+			switch {
+			case smp.Timestamp < minTs:
+				st.Samples[ReasonTooOld]++
+			case smp.Timestamp > maxTs:
+				st.Samples[ReasonTooNew]++
+			default:
+				kept = append(kept, smp)
 			}
 		}
-		s.Labels = stamp(s.Labels, p.opts.ClusterIDLabel, clusterID)
-		h, err := p.check(&s)
-		if err != nil {
-			st.Series[ReasonInvalid]++
-			st.Samples[ReasonInvalid] += s.Points()
-			if invalid == nil {
-				invalid = err
-			}
-			continue
-		}
-		if checkTimestamps {
-			kept := s.Samples[:0]
-			for _, smp := range s.Samples {
+		s.Samples = kept
+		if len(s.Histograms) > 0 {
+			keptH := s.Histograms[:0]
+			for _, h := range s.Histograms {
 				switch {
-				case smp.Timestamp < minTs:
+				case h.Timestamp < minTs:
 					st.Samples[ReasonTooOld]++
-				case smp.Timestamp > maxTs:
+				case h.Timestamp > maxTs:
 					st.Samples[ReasonTooNew]++
 				default:
-					kept = append(kept, smp)
+					keptH = append(keptH, h)
 				}
 			}
-			s.Samples = kept
-			if len(s.Histograms) > 0 {
-				keptH := s.Histograms[:0]
-				for _, h := range s.Histograms {
-					switch {
-					case h.Timestamp < minTs:
-						st.Samples[ReasonTooOld]++
-					case h.Timestamp > maxTs:
-						st.Samples[ReasonTooNew]++
-					default:
-						keptH = append(keptH, h)
-					}
-				}
-				s.Histograms = keptH
-			}
-			if len(s.Exemplars) > 0 {
-				// Exemplars out of bounds go quietly (they are not
-				// samples); Prometheus' remote write 1.0 sends them in
-				// series of their own, without samples.
-				keptE := s.Exemplars[:0]
-				for _, e := range s.Exemplars {
-					if e.Timestamp >= minTs && e.Timestamp <= maxTs {
-						keptE = append(keptE, e)
-					}
-				}
-				s.Exemplars = keptE
-			}
-			if s.Points() == 0 && len(s.Exemplars) == 0 {
-				continue
-			}
+			s.Histograms = keptH
 		}
-		if j, dup := p.seenBefore(sc.seen, h, out, &s); dup {
-			if sc.src[j] == src {
-				// The same series again (remote write 1.0 senders send
-				// one TimeSeries per sample): its samples join the first.
-				st.Samples[ReasonCollision] += mergeInto(&out[j], &s)
-				continue
+		if len(s.Exemplars) > 0 {
+			// Exemplars out of bounds go quietly (they are not
+			// samples); Prometheus' remote write 1.0 sends them in
+			// series of their own, without samples.
+			keptE := s.Exemplars[:0]
+			for _, e := range s.Exemplars {
+				if e.Timestamp >= minTs && e.Timestamp <= maxTs {
+					keptE = append(keptE, e)
+				}
 			}
-			st.Series[ReasonCollision]++
-			st.Samples[ReasonCollision] += s.Points()
-			continue
+			s.Exemplars = keptE
 		}
-		out = append(out, s)
-		sc.src = append(sc.src, src)
+		if s.Points() == 0 && len(s.Exemplars) == 0 {
+			return
+		}
 	}
-	clear(b.Series[len(out):])
-	b.Series = out
-	return st, invalid
+	if j, dup := p.seenBefore(r.sc.seen, h, r.out, &s); dup {
+		if r.sc.src[j] == src {
+			// The same series again (remote write 1.0 senders send
+			// one TimeSeries per sample): its samples join the first.
+			st.Samples[ReasonCollision] += mergeInto(&r.out[j], &s)
+			return
+		}
+		st.Series[ReasonCollision]++
+		st.Samples[ReasonCollision] += s.Points()
+		return
+	}
+	r.out = append(r.out, s)
+	r.sc.src = append(r.sc.src, src)
 }
 
 // seenBefore reports whether kept (the series kept so far) holds a series
