@@ -112,8 +112,18 @@ $(VMAGENT_STAMP): test/tools/vmagent/go.mod test/tools/vmagent/go.sum
 ## (scripts/compare.sh; MODE=rate at RATE=100 requests/s by default,
 ## MODE=saturate keeps CONCURRENCY=8 requests in flight, MODE=serial sends
 ## one at a time; DURATION=30s, ROUNDS=2; PROFILE=FILE profiles the gateway).
-compare: build vmagent
+## PEER=telemeter-server TELEMETER_SERVER=/path/to/telemeter-server compares
+## /upload against OpenShift's telemeter-server instead (scripts/compare-upload.sh,
+## MODE=saturate by default; its header says how to build telemeter-server).
+PEER ?= vmagent
+compare: build $(if $(filter telemeter-server,$(PEER)),,vmagent)
+ifeq ($(PEER),telemeter-server)
+	TELEMETER_SERVER=$(TELEMETER_SERVER) ./scripts/compare-upload.sh
+else ifeq ($(PEER),vmagent)
 	./scripts/compare.sh
+else
+	@echo "PEER must be vmagent or telemeter-server, got '$(PEER)'" >&2; exit 2
+endif
 
 ## fuzz: each fuzz target for FUZZTIME (the corpus under testdata/fuzz also
 ## runs as plain tests in `unit`); scripts/fuzz.sh reruns a target that hit

@@ -56,6 +56,7 @@ func registerLoad(app *kingpin.Application) *loadCmd {
 	l.cmd.Flag("cluster-prefix", "Cluster IDs are this prefix plus an index.").Default("load-").StringVar(&l.cfg.ClusterPrefix)
 	l.cmd.Flag("names", "Metric names per payload.").Default("20").IntVar(&l.names)
 	l.cmd.Flag("series-per-name", "Series per metric name.").Default("50").IntVar(&l.perName)
+	l.cmd.Flag("id-label", "With --protocol upload: every series carries this label with its cluster's ID, as telemeter-client stamps _id (telemeter-server refuses series without it); each cluster then has its own body. Empty: none.").StringVar(&l.cfg.IDLabel)
 	l.cmd.Flag("templates", "Distinct payloads shared by the clusters.").Default("16").IntVar(&l.cfg.Templates)
 	l.cmd.Flag("concurrency", "Requests in flight at most.").Default("64").IntVar(&l.cfg.Concurrency)
 	l.cmd.Flag("senders", "Closed loop instead of the fleet's schedule: this many senders each send the next write as soon as the previous one is answered, taking the clusters in turn (1: one request at a time; more than the target's cores: saturation). 0 keeps the schedule of --clusters, --interval and --speedup.").Default("0").IntVar(&l.cfg.Senders)

@@ -27,8 +27,11 @@ func parseLoad(t *testing.T, args ...string) *loadCmd {
 func TestLoadFlags(t *testing.T) {
 	// Defaults keep the gateway's paths, no settling, the text report.
 	l := parseLoad(t)
-	if l.cfg.Path != "" || l.cfg.Settle != 0 || l.output != "text" || l.sinkOnly {
-		t.Fatalf("defaults changed: path %q settle %v output %q sink-only %v", l.cfg.Path, l.cfg.Settle, l.output, l.sinkOnly)
+	if l.cfg.Path != "" || l.cfg.Settle != 0 || l.output != "text" || l.sinkOnly || l.cfg.IDLabel != "" {
+		t.Fatalf("defaults changed: path %q settle %v output %q sink-only %v id label %q", l.cfg.Path, l.cfg.Settle, l.output, l.sinkOnly, l.cfg.IDLabel)
+	}
+	if l = parseLoad(t, "--id-label=_id"); l.cfg.IDLabel != "_id" {
+		t.Fatalf("--id-label not applied: %q", l.cfg.IDLabel)
 	}
 	l = parseLoad(t, "--path=/api/v1/write", "--settle=2s", "--output=json", "--sink-only", "--sink.listen-address=127.0.0.1:0")
 	if l.cfg.Path != "/api/v1/write" || l.cfg.Settle != 2*time.Second || l.output != "json" || !l.sinkOnly || l.sink != "127.0.0.1:0" {

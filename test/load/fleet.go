@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -19,6 +20,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
 )
 
 // Protocols a simulated cluster speaks.
@@ -59,6 +63,12 @@ type Config struct {
 	// pods and instances) are shared round-robin by the clusters.
 	Spec      Spec
 	Templates int
+	// IDLabel, when not "", makes every /upload series carry IDLabel=its
+	// cluster's ID, as telemeter-client stamps _id (its --label); each
+	// cluster then has its own body (built before the run, so Clusters x
+	// Spec.Series() is bounded). telemeter-server refuses uploads whose
+	// series lack its token's _id; telegate accepts both. Upload only.
+	IDLabel string
 	// Concurrency bounds the requests in flight; Timeout bounds each.
 	Concurrency int
 	// Senders, when not 0, replaces the fleet's schedule by a closed loop:
@@ -161,6 +171,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("payload of %d x %d series: want 1 to 1000000 series", c.Spec.Names, c.Spec.SeriesPerName)
 	case c.Templates < 1 || c.Templates > 1024:
 		return fmt.Errorf("templates %d: want 1 to 1024", c.Templates)
+	case c.IDLabel != "" && c.Protocol != ProtocolUpload:
+		return fmt.Errorf("id label: only for protocol %s", ProtocolUpload)
+	case c.IDLabel != "" && !labelNameRE.MatchString(c.IDLabel):
+		return fmt.Errorf("id label %q: not a label name", c.IDLabel)
+	case c.IDLabel != "" && c.Clusters*c.Spec.Series() > maxIDLabelSeries:
+		return fmt.Errorf("id label: %d clusters x %d series: want at most %d series in all (one body per cluster)", c.Clusters, c.Spec.Series(), maxIDLabelSeries)
 	case c.Concurrency < 1:
 		return errors.New("concurrency must be positive")
 	case c.Senders < 0 || c.Senders > 10000:
@@ -168,6 +184,12 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// maxIDLabelSeries bounds Clusters x Spec.Series() with IDLabel (about
+// 40 bytes of body per series).
+const maxIDLabelSeries = 10_000_000
+
+var labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
 // CheckLoopback refuses any URL whose host is not a loopback address: the
 // load generator only loads this machine.
@@ -385,6 +407,7 @@ type fleet struct {
 	sched  context.Context // ends when the run's duration is over
 
 	templates atomic.Pointer[[][]byte]
+	bodies    [][]byte // by cluster, with Config.IDLabel; else nil
 
 	sent       atomic.Int64 // requests reserved against MaxRequests
 	next       atomic.Int64 // the closed loop's next cluster
@@ -418,7 +441,45 @@ func (f *fleet) buildTemplates(now time.Time) error {
 		}
 	}
 	f.templates.Store(&out)
+	if f.cfg.Protocol == ProtocolUpload && f.cfg.IDLabel != "" {
+		return f.buildClusterBodies(now)
+	}
 	return nil
+}
+
+// buildClusterBodies gives each cluster its own /upload body: its
+// template's series, each with IDLabel=the cluster's ID as its first label
+// (label names sort "_id" before lowercase names, as a client sends them).
+func (f *fleet) buildClusterBodies(now time.Time) error {
+	f.bodies = make([][]byte, f.cfg.Clusters)
+	for t := range min(f.cfg.Templates, f.cfg.Clusters) {
+		spec := f.cfg.Spec
+		spec.Seed += uint64(t)
+		mfs := spec.Families(now.UnixMilli())
+		id := &dto.LabelPair{Name: proto.String(f.cfg.IDLabel), Value: proto.String("")}
+		for _, mf := range mfs {
+			for _, m := range mf.Metric {
+				m.Label = append([]*dto.LabelPair{id}, m.Label...)
+			}
+		}
+		for i := t; i < f.cfg.Clusters; i += f.cfg.Templates {
+			id.Value = proto.String(f.cfg.ClusterPrefix + strconv.Itoa(i))
+			b, err := EncodeUpload(mfs)
+			if err != nil {
+				return err
+			}
+			f.bodies[i] = b
+		}
+	}
+	return nil
+}
+
+// body is cluster i's write body.
+func (f *fleet) body(i int) []byte {
+	if f.bodies != nil {
+		return f.bodies[i]
+	}
+	return (*f.templates.Load())[i%f.cfg.Templates]
 }
 
 // reserve claims one request of the MaxRequests budget. Once it is spent
@@ -435,7 +496,6 @@ func (f *fleet) reserve() bool {
 // then one write per period (authorizing first, and again after a 401).
 func (f *fleet) cluster(sched, ctx context.Context, i int) {
 	id := f.cfg.ClusterPrefix + strconv.Itoa(i)
-	body := i % f.cfg.Templates
 	var bearer string
 	if f.cfg.Protocol == ProtocolRemoteWrite {
 		bearer = f.remoteWriteBearer(id)
@@ -458,7 +518,7 @@ func (f *fleet) cluster(sched, ctx context.Context, i int) {
 		if !f.reserve() {
 			return
 		}
-		if code := f.write(ctx, bearer, (*f.templates.Load())[body]); code == http.StatusUnauthorized && f.cfg.Protocol == ProtocolUpload {
+		if code := f.write(ctx, bearer, f.body(i)); code == http.StatusUnauthorized && f.cfg.Protocol == ProtocolUpload {
 			bearer = ""
 		}
 	}
@@ -483,7 +543,7 @@ func (f *fleet) sender(sched, ctx context.Context) {
 		}
 		i := int(f.next.Add(1)-1) % f.cfg.Clusters
 		id := f.cfg.ClusterPrefix + strconv.Itoa(i)
-		body := (*f.templates.Load())[i%f.cfg.Templates]
+		body := f.body(i)
 		if f.cfg.Protocol == ProtocolRemoteWrite {
 			if !f.reserve() {
 				return

@@ -1,12 +1,14 @@
 package load_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -324,5 +326,70 @@ func proxyTo(t *testing.T, base string, w http.ResponseWriter, r *http.Request) 
 func TestSendersValidated(t *testing.T) {
 	if _, err := load.Run(context.Background(), load.Config{Target: "http://127.0.0.1:1", Senders: -1}); err == nil || !strings.Contains(err.Error(), "senders") {
 		t.Fatalf("negative senders: %v", err)
+	}
+}
+
+// With IDLabel every /upload series carries its cluster's _id, as
+// telemeter-client stamps it: each cluster sends its own body, and the
+// gateway, which refuses an _id naming another cluster than the token's,
+// accepts them all.
+func TestIDLabel(t *testing.T) {
+	spec := load.Spec{Names: 2, SeriesPerName: 5, Seed: 1}
+	target, _, sink := startGateway(t, spec, 0)
+	var mu sync.Mutex
+	ids := map[string]int{}
+	var bad atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/upload" {
+			body, _ := io.ReadAll(r.Body)
+			raw, err := snappyFramedDecode(body)
+			got := &prompbCollector{}
+			if err == nil {
+				err = got.collect(raw, time.Now().UnixMilli())
+			}
+			if err != nil || len(got.series) != spec.Series() {
+				t.Errorf("upload body: %d series, %v", len(got.series), err)
+			}
+			id := ""
+			for _, s := range got.series {
+				_, rest, ok := strings.Cut(s, "_id=")
+				v, _, _ := strings.Cut(rest, ",")
+				if !ok || !strings.HasPrefix(v, "load-") || (id != "" && v != id) {
+					bad.Add(1)
+				}
+				id = v
+			}
+			mu.Lock()
+			ids[id]++
+			mu.Unlock()
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		proxyTo(t, target, w, r)
+	}))
+	defer srv.Close()
+	res, err := load.Run(context.Background(), load.Config{
+		Target: srv.URL, Protocol: load.ProtocolUpload, Clusters: 5, Senders: 2,
+		Duration: 300 * time.Millisecond, Spec: spec, Templates: 2, IDLabel: "_id",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Writes < 10 || res.Codes["upload 200"] != res.Writes {
+		t.Fatalf("%d writes, codes %v", res.Writes, res.Codes)
+	}
+	if bad.Load() != 0 || len(ids) != 5 {
+		t.Fatalf("%d series without their cluster's _id; bodies by _id %v", bad.Load(), ids)
+	}
+	if got, want := sink.Samples(), int64(res.SamplesSent/2); got != want {
+		t.Fatalf("sink got %d samples, want %d", got, want)
+	}
+	for _, c := range []load.Config{
+		{Target: "http://127.0.0.1:1", Protocol: load.ProtocolRemoteWrite, IDLabel: "_id"},
+		{Target: "http://127.0.0.1:1", IDLabel: "0x"},
+		{Target: "http://127.0.0.1:1", IDLabel: "_id", Clusters: 20_000},
+	} {
+		if _, err := load.Run(context.Background(), c); err == nil || !strings.Contains(err.Error(), "id label") {
+			t.Errorf("%+v: %v", c, err)
+		}
 	}
 }
