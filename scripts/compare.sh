@@ -35,7 +35,10 @@
 # 3s), ORDER (of the first round, default "telegate vmagent"),
 # PROFILE=FILE (the gateway runs with --web.enable-pprof and FILE gets a
 # CPU profile of it over its first measured round, for go tool pprof;
-# pprof's own CPU then counts in that round), COMPARE_PORT (first of 4 loopback ports, default 19190), KEEP=1 keeps the
+# pprof's own CPU then counts in that round), PIN=CPULIST (both gateways
+# run under taskset -c CPULIST, the load generator and the sink do not:
+# PIN=0 against PIN=0,1 measures how the gateways scale from one core to
+# two; Go sizes GOMAXPROCS to the CPUs it may use), COMPARE_PORT (first of 4 loopback ports, default 19190), KEEP=1 keeps the
 # temporary directory (configs, logs, JSON reports).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,6 +54,12 @@ settle=${SETTLE:-3s}
 order=${ORDER:-telegate vmagent}
 port=${COMPARE_PORT:-19190}
 profile=${PROFILE:-}
+pin=()
+if [[ -n ${PIN:-} ]]; then
+  command -v taskset >/dev/null || { echo "PIN needs taskset (util-linux)" >&2; exit 2; }
+  [[ $PIN =~ ^[0-9][0-9,-]*$ ]] || { echo "PIN must be a CPU list for taskset -c, got '$PIN'" >&2; exit 2; }
+  pin=(taskset -c "$PIN")
+fi
 
 case $mode in rate | saturate | serial) ;; *) echo "MODE must be rate, saturate or serial, got '$mode'" >&2; exit 2 ;; esac
 [[ $concurrency =~ ^[1-9][0-9]*$ ]] || { echo "CONCURRENCY must be a whole number of senders, got '$concurrency'" >&2; exit 2; }
@@ -125,9 +134,9 @@ cd "$tmp"
 pids+=($!)
 gw_flags=()
 if [[ -n $profile ]]; then gw_flags=(--web.enable-pprof); fi
-"$telegate" gateway --config.file="$tmp/gateway.yaml" "${gw_flags[@]}" >"$tmp/gateway.log" 2>&1 &
+"${pin[@]}" "$telegate" gateway --config.file="$tmp/gateway.yaml" "${gw_flags[@]}" >"$tmp/gateway.log" 2>&1 &
 pids+=($!)
-"$vmagent" -httpListenAddr="$vm_addr" -remoteWrite.url="http://$sink_addr/api/v1/write" \
+"${pin[@]}" "$vmagent" -httpListenAddr="$vm_addr" -remoteWrite.url="http://$sink_addr/api/v1/write" \
   -remoteWrite.forcePromProto -remoteWrite.relabelConfig="$tmp/relabel.yaml" \
   -remoteWrite.tmpDataPath="$tmp/vmagent-data" >"$tmp/vmagent.log" 2>&1 &
 pids+=($!)
