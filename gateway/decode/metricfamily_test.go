@@ -300,6 +300,7 @@ func FuzzUnmarshalMetricFamilies(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkMetricFamiliesAgree(t, data)
+		checkMFSameAsRefLimits(t, data)
 	})
 }
 
