@@ -422,6 +422,17 @@ type metricVals struct {
 	nh         mfNativeHist // native histogram fields
 }
 
+// Tags of the Metric fields metric reads inline.
+const (
+	tagMetricLabel     = 1<<3 | wtBytes
+	tagMetricGauge     = 2<<3 | wtBytes
+	tagMetricUntyped   = 5<<3 | wtBytes
+	tagMetricTimestamp = 6<<3 | wtVarint
+	tagPairName        = 1<<3 | wtBytes
+	tagPairValue       = 2<<3 | wtBytes
+	tagGaugeValue      = 1<<3 | wtFixed64
+)
+
 func (d *mfDecoder) metric(typ, s, e int) error {
 	var m metricVals
 	d.tmpl, d.pairs = -1, 0
@@ -432,45 +443,85 @@ func (d *mfDecoder) metric(typ, s, e int) error {
 		return d.bud.errOver("upload")
 	}
 	d.b.PushLabel(batch.MetricName, d.name)
+	buf := d.buf[:e] // one bound for the whole metric
 	for i := s; i < e; {
-		var f field
-		n, err := d.next(&f, i, e, "Metric")
-		if err != nil {
-			return err
+		var ln, lv string
+		var ps int // the LabelPair's payload
+		// Fast paths for the fields every encoder writes in their
+		// shortest form: a LabelPair of name then value, each with its
+		// one-byte tag and length, filling a payload of one-byte length;
+		// a Gauge or Untyped holding just its value; a timestamp_ms. The
+		// general walk below reads them to the same result; it takes
+		// every other encoding (longer or non-canonical lengths, other
+		// field orders, unknown fields, malformed bytes).
+		switch c := buf[i]; {
+		case c == tagMetricLabel && i+1 < e && buf[i+1] < 0x80:
+			ps = i + 2
+			pe := ps + int(buf[i+1])
+			if pe-ps >= 4 && pe <= e && buf[ps] == tagPairName {
+				ne := ps + 2 + int(buf[ps+1]) // a length byte >= 0x80 makes ne+2 > pe
+				if ne+2 <= pe && buf[ne] == tagPairValue && int(buf[ne+1]) == pe-ne-2 {
+					ln, lv = str(buf, ps+2, ne), str(buf, ne+2, pe)
+					i = pe
+					goto pair
+				}
+			}
+		case (c == tagMetricGauge || c == tagMetricUntyped) && i+11 <= e && buf[i+1] == 9 && buf[i+2] == tagGaugeValue:
+			num := int(c >> 3)
+			m.has[num] = true
+			m.value[num] = math.Float64frombits(binary.LittleEndian.Uint64(buf[i+3:]))
+			i += 11
+			continue
+		case c == tagMetricTimestamp:
+			if v, n := pvarint(buf, i+1, e); n >= 0 {
+				m.ts, m.hasTS = int64(v), true
+				i = n
+				continue
+			}
 		}
-		i = n
-		switch {
-		case f.num == 6 && f.wt == wtVarint:
-			m.ts, m.hasTS = int64(f.v), true
-		case f.num == 1 && f.wt == wtBytes:
-			var ln, lv string
-			if ln, lv, err = d.labelPair(f); err != nil {
+		{
+			var f field
+			n, err := d.next(&f, i, e, "Metric")
+			if err != nil {
 				return err
 			}
-			if d.pairs++; 1+d.pairs > d.maxLabels {
-				return errLabels(fmt.Sprintf("metric of family %q at offset %d", d.name, f.s), d.maxLabels)
+			i = n
+			switch {
+			case f.num == 6 && f.wt == wtVarint:
+				m.ts, m.hasTS = int64(f.v), true
+			case f.num == 1 && f.wt == wtBytes:
+				if ln, lv, err = d.labelPair(f); err != nil {
+					return err
+				}
+				ps = f.s
+				goto pair
+			case (f.num == 2 || f.num == 5) && f.wt == wtBytes: // gauge, untyped
+				m.has[f.num] = true
+				err = d.simpleValue(&m, f)
+			case f.num == 3 && f.wt == wtBytes:
+				m.has[3] = true
+				err = d.counter(&m, f)
+			case f.num == 4 && f.wt == wtBytes:
+				m.has[4] = true
+				err = d.summary(&m, f, typ == typeSummary)
+			case f.num == 7 && f.wt == wtBytes:
+				m.has[7] = true
+				err = d.histogram(&m, f, typ == typeHistogram || typ == typeGaugeHistogram)
 			}
-			if !d.bud.take(labelBytes) {
-				return d.bud.errOver("upload")
+			if err != nil {
+				return err
 			}
-			if !d.skim || ln == d.filter.KeepLabel {
-				d.b.PushLabel(ln, lv)
-			}
-		case (f.num == 2 || f.num == 5) && f.wt == wtBytes: // gauge, untyped
-			m.has[f.num] = true
-			err = d.simpleValue(&m, f)
-		case f.num == 3 && f.wt == wtBytes:
-			m.has[3] = true
-			err = d.counter(&m, f)
-		case f.num == 4 && f.wt == wtBytes:
-			m.has[4] = true
-			err = d.summary(&m, f, typ == typeSummary)
-		case f.num == 7 && f.wt == wtBytes:
-			m.has[7] = true
-			err = d.histogram(&m, f, typ == typeHistogram || typ == typeGaugeHistogram)
+			continue
 		}
-		if err != nil {
-			return err
+	pair:
+		if d.pairs++; 1+d.pairs > d.maxLabels {
+			return errLabels(fmt.Sprintf("metric of family %q at offset %d", d.name, ps), d.maxLabels)
+		}
+		if !d.bud.take(labelBytes) {
+			return d.bud.errOver("upload")
+		}
+		if !d.skim || ln == d.filter.KeepLabel {
+			d.b.PushLabel(ln, lv)
 		}
 	}
 
