@@ -199,6 +199,39 @@ func pvarint(buf []byte, i, end int) (v uint64, next int) {
 	return 0, errOverflow
 }
 
+// pvarintLong is pvarint for varints that are usually long (timestamps):
+// with ten bytes in bounds it needs one bounds check.
+func pvarintLong(buf []byte, i, end int) (v uint64, next int) {
+	if i >= 0 && end <= len(buf) && end-i >= 10 {
+		b := buf[i : i+10]
+		for k, c := range b {
+			if k == 9 && c > 1 {
+				return 0, errOverflow
+			}
+			v |= uint64(c&0x7f) << (7 * k)
+			if c < 0x80 {
+				return v, i + k + 1
+			}
+		}
+		return 0, errOverflow
+	}
+	for shift := uint(0); shift < 64; shift += 7 {
+		if i >= end {
+			return 0, errTruncated
+		}
+		c := buf[i]
+		i++
+		if shift == 63 && c > 1 {
+			return 0, errOverflow
+		}
+		v |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			return v, i
+		}
+	}
+	return 0, errOverflow
+}
+
 // next reads the field at i of a message ending at end. Field numbers must
 // be in [1, 2^29-1] and an end-group tag is an error, as at message level
 // in google.golang.org/protobuf.
@@ -366,12 +399,41 @@ func (d *mfDecoder) families() error {
 	return nil
 }
 
+// Tags of the MetricFamily fields family reads inline.
+const (
+	tagFamilyName   = 1<<3 | wtBytes
+	tagFamilyHelp   = 2<<3 | wtBytes
+	tagFamilyType   = 3<<3 | wtVarint
+	tagFamilyMetric = 4<<3 | wtBytes
+)
+
 func (d *mfDecoder) family(s, e int) error {
 	d.st.Metadata++
 	d.name, d.sumName, d.countName, d.bktName = "", "", "", ""
 	d.namesCharged = false
 	var typ int32
+	buf := d.buf[:e]
 	for i := s; i < e; {
+		// Fast path for the fields of a family: name, help and metrics
+		// with their one-byte tags and lengths of any size, the type
+		// with a one-byte value. The general walk reads them to the same
+		// result; it takes every other encoding and malformed bytes.
+		switch c := buf[i]; c {
+		case tagFamilyName, tagFamilyHelp, tagFamilyMetric:
+			if l, n := pvarint(buf, i+1, e); n >= 0 && l <= uint64(e-n) {
+				if c == tagFamilyName {
+					d.name = str(buf, n, n+int(l))
+				}
+				i = n + int(l)
+				continue
+			}
+		case tagFamilyType:
+			if i+1 < e && buf[i+1] < 0x80 {
+				typ = int32(buf[i+1])
+				i += 2
+				continue
+			}
+		}
 		var f field
 		n, err := d.next(&f, i, e, "MetricFamily")
 		if err != nil {
@@ -393,6 +455,18 @@ func (d *mfDecoder) family(s, e int) error {
 	}
 	d.skim = d.refused(int(typ))
 	for i := s; i < e; {
+		// The first walk checked every field: what follows a one-byte
+		// tag of wire type bytes is a length in bounds.
+		if c := buf[i]; c&7 == wtBytes && c < 0x80 {
+			l, n := pvarint(buf, i+1, e)
+			if c == tagFamilyMetric {
+				if err := d.metric(int(typ), n, n+int(l)); err != nil {
+					return err
+				}
+			}
+			i = n + int(l)
+			continue
+		}
 		var f field
 		n, err := d.next(&f, i, e, "MetricFamily")
 		if err != nil {
@@ -435,7 +509,9 @@ const (
 
 func (d *mfDecoder) metric(typ, s, e int) error {
 	var m metricVals
-	d.tmpl, d.pairs = -1, 0
+	d.tmpl = -1
+	// pairs is d.pairs while walking, maxLabels d.maxLabels.
+	pairs, maxLabels := 0, d.maxLabels
 	// The label pairs are pushed (and charged) while walking; the first
 	// series of the metric takes them (and its __name__ is set once the
 	// type is known).
@@ -473,7 +549,7 @@ func (d *mfDecoder) metric(typ, s, e int) error {
 			i += 11
 			continue
 		case c == tagMetricTimestamp:
-			if v, n := pvarint(buf, i+1, e); n >= 0 {
+			if v, n := pvarintLong(buf, i+1, e); n >= 0 {
 				m.ts, m.hasTS = int64(v), true
 				i = n
 				continue
@@ -514,8 +590,8 @@ func (d *mfDecoder) metric(typ, s, e int) error {
 			continue
 		}
 	pair:
-		if d.pairs++; 1+d.pairs > d.maxLabels {
-			return errLabels(fmt.Sprintf("metric of family %q at offset %d", d.name, ps), d.maxLabels)
+		if pairs++; 1+pairs > maxLabels {
+			return errLabels(fmt.Sprintf("metric of family %q at offset %d", d.name, ps), maxLabels)
 		}
 		if !d.bud.take(labelBytes) {
 			return d.bud.errOver("upload")
@@ -524,6 +600,7 @@ func (d *mfDecoder) metric(typ, s, e int) error {
 			d.b.PushLabel(ln, lv)
 		}
 	}
+	d.pairs = pairs
 
 	ts := d.now
 	if !d.serverTime && m.hasTS {
