@@ -384,6 +384,9 @@ func FuzzMetricFamiliesBounded(f *testing.F) {
 	}
 	f.Add(family("h", typeHistogram, lenField(bytes.Repeat(emptyPair, 6), 7, bytes.Repeat([]byte{0x1a, 0x00}, 60))))
 	f.Add(family("s", typeSummary, lenField(nil, 4, bytes.Repeat([]byte{0x1a, 0x09, 0x09, 1, 2, 3, 4, 5, 6, 7, 8}, 20))))
+	for _, data := range mfFastPathEdges() {
+		f.Add(data)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkBounded(t, data, kindUpload)
 		checkMFSameAsRefLimits(t, data)

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/telegate/telegate/batch"
@@ -548,5 +549,216 @@ func TestMetricFamiliesBudgetSameAsRef(t *testing.T) {
 				checkMFSameAsRef(t, big, mfMode{}, Limits{MaxBatchBytes: limit}, f, newReserve)
 			}
 		}
+	}
+}
+
+// mfFastPathEdges are uploads around the MetricFamily fast paths'
+// conditions: each must decode exactly as the reference walk, and as
+// google.golang.org/protobuf and the text format would.
+func mfFastPathEdges() map[string][]byte {
+	pair := func(n, v string) []byte { return lenField(lenField(nil, 1, []byte(n)), 2, []byte(v)) }
+	label := func(payload []byte) []byte { return lenField(nil, 1, payload) }
+	f64 := func(v float64) []byte { return binary.LittleEndian.AppendUint64(nil, math.Float64bits(v)) }
+	gauge := append([]byte{0x12, 0x09, 0x09}, f64(2.5)...)
+	untyped := append([]byte{0x2a, 0x09, 0x09}, f64(-1)...)
+	ts := appendVarint([]byte{0x30}, 1700000000456)
+	cat := func(parts ...[]byte) []byte { return slices.Concat(parts...) }
+	// metric: labels a and job, then the given fields.
+	metric := func(fields ...[]byte) []byte {
+		return cat(label(pair("a", "1")), label(pair("job", "j")), cat(fields...))
+	}
+	// raw wraps a MetricFamily payload as an upload record.
+	raw := func(payload ...[]byte) []byte {
+		p := cat(payload...)
+		return append(appendVarint(nil, uint64(len(p))), p...)
+	}
+	name := lenField(nil, 1, []byte("g"))
+	typeGaugeField := []byte{0x18, typeGauge}
+	long := strings.Repeat("v", 200)
+	filler := make([][]byte, 0, 20)
+	for i := range 20 {
+		filler = append(filler, label(pair(fmt.Sprintf("l%02d", i), "value")))
+	}
+	fill := cat(filler...)
+	trap := []byte(strings.Repeat("n", 1274))
+	trap[8], trap[9] = 0x12, 128-14
+	tenByteTS := []byte{0x30, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01} // -1
+	cases := map[string][]byte{
+		"plain":                  family("g", typeGauge, metric(gauge, ts)),
+		"untyped":                family("u", typeUntyped, metric(untyped, ts)),
+		"timestamp first":        family("g", typeGauge, cat(ts, gauge, label(pair("a", "1")))),
+		"no labels":              family("g", typeGauge, gauge),
+		"empty pair":             family("g", typeGauge, metric(gauge, label(nil))),
+		"empty name and value":   family("g", typeGauge, metric(gauge, label(pair("", "")))),
+		"name only":              family("g", typeGauge, metric(gauge, label([]byte{0x0a, 0x01, 'n'}))),
+		"value only":             family("g", typeGauge, metric(gauge, label([]byte{0x12, 0x01, 'v'}))),
+		"value before name":      family("g", typeGauge, metric(gauge, label([]byte{0x12, 0x01, 'v', 0x0a, 0x01, 'n'}))),
+		"name twice":             family("g", typeGauge, metric(gauge, label([]byte{0x0a, 0x01, 'n', 0x12, 0x01, 'v', 0x0a, 0x01, 'm'}))),
+		"name then name":         family("g", typeGauge, metric(gauge, label([]byte{0x0a, 0x01, 'n', 0x0a, 0x01, 'm'}))),
+		"pair unknown first":     family("g", typeGauge, metric(gauge, label([]byte{0x18, 0x05, 0x0a, 0x01, 'n', 0x12, 0x01, 'v'}))),
+		"pair unknown between":   family("g", typeGauge, metric(gauge, label([]byte{0x0a, 0x01, 'n', 0x18, 0x05, 0x12, 0x01, 'v'}))),
+		"pair unknown last":      family("g", typeGauge, metric(gauge, label([]byte{0x0a, 0x01, 'n', 0x12, 0x01, 'v', 0x1d, 1, 2, 3, 4}))),
+		"pair unknown bytes":     family("g", typeGauge, metric(gauge, label([]byte{0x0a, 0x01, 'n', 0x1a, 0x01, 'x'}))),
+		"pair group":             family("g", typeGauge, metric(gauge, label([]byte{0x0a, 0x01, 'n', 0x1b, 0x08, 0x01, 0x1c, 0x12, 0x01, 'v'}))),
+		"short value length":     family("g", typeGauge, metric(gauge, label([]byte{0x0a, 0x01, 'n', 0x12, 0x01, 'v', 'w'}))),
+		"long value length":      family("g", typeGauge, metric(gauge, label([]byte{0x0a, 0x01, 'n', 0x12, 0x03, 'v'}), fill)),
+		"long name length":       family("g", typeGauge, metric(gauge, label([]byte{0x0a, 0x09, 'n', 0x12, 0x01, 'v'}), fill)),
+		"name wrong wire type":   family("g", typeGauge, metric(gauge, label([]byte{0x0b, 0x01, 'n', 0x12, 0x01, 'v'}))),
+		"name fixed32":           family("g", typeGauge, metric(gauge, label([]byte{0x0d, 1, 2, 3, 4, 0x12, 0x01, 'v'}))),
+		"value wrong wire type":  family("g", typeGauge, metric(gauge, label([]byte{0x0a, 0x01, 'n', 0x10, 0x01}))),
+		"value of 127":           family("g", typeGauge, metric(gauge, label(pair("n", strings.Repeat("v", 127))))),
+		"pair of 127":            family("g", typeGauge, metric(gauge, label(pair("n", strings.Repeat("v", 122))))),
+		"pair of 128":            family("g", typeGauge, metric(gauge, label(pair("n", strings.Repeat("v", 123))))),
+		"long value":             family("g", typeGauge, metric(gauge, label(pair("n", long)), label(pair(long, "v")))),
+		"non-canonical pair tag": family("g", typeGauge, metric(gauge, []byte{0x8a, 0x00, 0x06, 0x0a, 0x01, 'n', 0x12, 0x01, 'v'}, fill)),
+		// a two-byte length 0x86 0x00 (6): read as one byte it would be
+		// 0x86, in bounds thanks to the filler
+		"non-canonical pair length":         family("g", typeGauge, metric(gauge, []byte{0x0a, 0x86, 0x00, 0x0a, 0x01, 'n', 0x12, 0x01, 'v'}, fill)),
+		"non-canonical name tag":            family("g", typeGauge, metric(gauge, label([]byte{0x8a, 0x00, 0x01, 'n', 0x12, 0x01, 'v'}), fill)),
+		"non-canonical name length":         family("g", typeGauge, metric(gauge, label([]byte{0x0a, 0x81, 0x00, 'n', 0x12, 0x01, 'v'}), fill)),
+		"non-canonical value tag":           family("g", typeGauge, metric(gauge, label([]byte{0x0a, 0x01, 'n', 0x92, 0x00, 0x01, 'v'}), fill)),
+		"non-canonical value length":        family("g", typeGauge, metric(gauge, label([]byte{0x0a, 0x01, 'n', 0x12, 0x81, 0x00, 'v'}), fill)),
+		"pair length past metric":           raw(name, typeGaugeField, lenField(nil, 4, cat(gauge, []byte{0x0a, 0x7f, 0x0a, 0x01, 'n', 0x12, 0x01, 'v'})), lenField(nil, 4, cat(gauge, fill))),
+		"pair length past body":             family("g", typeGauge, cat(gauge, []byte{0x0a, 0x7f, 0x0a, 0x01, 'n', 0x12, 0x01, 'v'})),
+		"one byte pair":                     family("g", typeGauge, metric(gauge, []byte{0x0a, 0x01, 0x0a})),
+		"two byte pair":                     family("g", typeGauge, metric(gauge, []byte{0x0a, 0x02, 0x0a, 0x00})),
+		"three byte pair":                   family("g", typeGauge, metric(gauge, []byte{0x0a, 0x03, 0x0a, 0x00, 0x12})),
+		"pair tag at the end":               family("g", typeGauge, metric(gauge, []byte{0x0a})),
+		"pair length at the end":            family("g", typeGauge, metric(gauge, []byte{0x0a, 0x05})),
+		"length whose second byte is a tag": family("g", typeGauge, metric(gauge, label(pair(string(trap), "v")), fill)),
+		// Gauge and Untyped
+		"gauge twice":                family("g", typeGauge, metric(gauge, []byte{0x12, 0x09, 0x09}, f64(7))),
+		"empty gauge":                family("g", typeGauge, metric([]byte{0x12, 0x00})),
+		"gauge and untyped":          family("g", typeGauge, metric(untyped, gauge)),
+		"untyped in a gauge family":  family("g", typeGauge, metric(untyped)),
+		"gauge in an untyped family": family("u", typeUntyped, metric(gauge)),
+		"gauge in a counter family":  family("c", typeCounter, metric(gauge)),
+		"gauge with unknown field":   family("g", typeGauge, metric([]byte{0x12, 0x0b, 0x09}, f64(3), []byte{0x10, 0x01})),
+		"gauge unknown first":        family("g", typeGauge, metric([]byte{0x12, 0x0b, 0x10, 0x01, 0x09}, f64(3))),
+		"gauge value fixed32":        family("g", typeGauge, metric([]byte{0x12, 0x05, 0x0d, 1, 2, 3, 4})),
+		"gauge field 2":              family("g", typeGauge, metric([]byte{0x12, 0x09, 0x11}, f64(3))),
+		"gauge value varint":         family("g", typeGauge, metric([]byte{0x12, 0x09, 0x08, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x01})),
+		"gauge length 8":             family("g", typeGauge, metric([]byte{0x12, 0x08, 0x09}, f64(3)[:7], fill)),
+		"gauge length 10":            family("g", typeGauge, metric([]byte{0x12, 0x0a, 0x09}, f64(3), []byte{0x00}, fill)),
+		"gauge non-canonical length": family("g", typeGauge, metric([]byte{0x12, 0x89, 0x00, 0x09}, f64(3))),
+		"gauge non-canonical tag":    family("g", typeGauge, metric([]byte{0x92, 0x00, 0x09, 0x09}, f64(3))),
+		"gauge value non-canonical":  family("g", typeGauge, metric([]byte{0x12, 0x0a, 0x89, 0x00}, f64(3))),
+		"gauge past metric":          raw(name, typeGaugeField, lenField(nil, 4, gauge[:8]), lenField(nil, 4, cat(gauge, fill))),
+		"gauge at the end":           family("g", typeGauge, metric(gauge[:10])),
+		"gauge wrong wire type":      family("g", typeGauge, metric([]byte{0x11}, f64(3), gauge)),
+		"gauge group":                family("g", typeGauge, metric([]byte{0x13, 0x09}, f64(3), []byte{0x14})),
+		"counter":                    family("c", typeCounter, metric(lenField(nil, 3, cat([]byte{0x09}, f64(4))), ts)),
+		// timestamp_ms
+		"one byte timestamp":          family("g", typeGauge, metric(gauge, []byte{0x30, 0x05})),
+		"ten byte timestamp":          family("g", typeGauge, metric(gauge, tenByteTS)),
+		"ten byte timestamp, more":    family("g", typeGauge, metric(tenByteTS, gauge, fill)),
+		"timestamp overflow":          family("g", typeGauge, metric(gauge, []byte{0x30, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02})),
+		"timestamp overflow, more":    family("g", typeGauge, metric([]byte{0x30, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02}, gauge, fill)),
+		"eleven byte timestamp":       family("g", typeGauge, metric(gauge, []byte{0x30, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00})),
+		"non-canonical timestamp":     family("g", typeGauge, metric(gauge, []byte{0x30, 0x85, 0x80, 0x80, 0x00})),
+		"timestamp twice":             family("g", typeGauge, metric(gauge, ts, []byte{0x30, 0x07})),
+		"timestamp fixed64":           family("g", typeGauge, metric(gauge, []byte{0x31}, f64(1))),
+		"timestamp truncated":         family("g", typeGauge, metric(gauge, ts[:4])),
+		"timestamp past metric":       raw(name, typeGaugeField, lenField(nil, 4, cat(gauge, ts[:4])), lenField(nil, 4, cat(gauge, ts, fill))),
+		"timestamp past metric, long": raw(name, typeGaugeField, lenField(nil, 4, cat(gauge, []byte{0x30, 0xff, 0xff, 0xff})), lenField(nil, 4, cat(gauge, ts, fill))),
+		"non-canonical timestamp tag": family("g", typeGauge, metric(gauge, []byte{0xb0, 0x00, 0x05})),
+		// MetricFamily
+		"name after metrics":          raw(typeGaugeField, lenField(nil, 4, metric(gauge)), name),
+		"type after metrics":          raw(name, lenField(nil, 4, metric(gauge)), []byte{0x18, typeCounter}),
+		"name twice in family":        raw(name, lenField(nil, 4, metric(gauge)), lenField(nil, 1, []byte("h")), typeGaugeField),
+		"empty name":                  raw(lenField(nil, 1, nil), typeGaugeField, lenField(nil, 4, metric(gauge))),
+		"no name":                     raw(typeGaugeField, lenField(nil, 4, metric(gauge))),
+		"no type":                     raw(name, lenField(nil, 4, metric(lenField(nil, 3, cat([]byte{0x09}, f64(4)))))),
+		"help":                        raw(name, lenField(nil, 2, []byte(long)), typeGaugeField, lenField(nil, 4, metric(gauge))),
+		"help wrong wire type":        raw(name, []byte{0x10, 0x01}, typeGaugeField, lenField(nil, 4, metric(gauge))),
+		"non-canonical type":          raw(name, []byte{0x18, 0x81, 0x00}, lenField(nil, 4, metric(gauge))),
+		"type 6":                      raw(name, []byte{0x18, 0x06}, lenField(nil, 4, metric(gauge))),
+		"type 127":                    raw(name, []byte{0x18, 0x7f}, lenField(nil, 4, metric(gauge))),
+		"type 2^32+1":                 raw(name, []byte{0x18, 0x81, 0x80, 0x80, 0x80, 0x10}, lenField(nil, 4, metric(gauge))),
+		"negative type":               raw(name, []byte{0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, lenField(nil, 4, metric(gauge))),
+		"type wrong wire type":        raw(name, []byte{0x1a, 0x01, 0x01}, lenField(nil, 4, metric(gauge))),
+		"type at the end":             raw(name, lenField(nil, 4, metric(gauge)), []byte{0x18}),
+		"name length past family":     raw([]byte{0x0a, 0x05, 'g'}),
+		"name length past family 2":   cat(raw([]byte{0x0a, 0x05, 'g'}), family("g", typeGauge, metric(gauge))),
+		"metric length past family":   cat(raw(name, typeGaugeField, []byte{0x22, 0x20}, metric(gauge)), family("g", typeGauge, metric(gauge))),
+		"metric length two bytes":     family("g", typeGauge, metric(gauge, fill, fill)),
+		"non-canonical metric length": raw(name, typeGaugeField, []byte{0x22, 0x8d, 0x00}, gauge, []byte{0x30, 0x05}),
+		"non-canonical metric tag":    raw(name, typeGaugeField, []byte{0xa2, 0x00, 0x0d}, gauge, []byte{0x30, 0x05}),
+		"metric wrong wire type":      raw(name, typeGaugeField, []byte{0x20, 0x05}, lenField(nil, 4, metric(gauge))),
+		"metric fixed64":              raw(name, typeGaugeField, []byte{0x21}, f64(1), lenField(nil, 4, metric(gauge))),
+		"unknown family fields":       raw([]byte{0x28, 0x01}, name, lenField(nil, 6, []byte("x")), typeGaugeField, []byte{0x3d, 1, 2, 3, 4}, lenField(nil, 4, metric(gauge)), []byte{0x7a, 0x00}),
+		"unknown family field 16":     raw(name, typeGaugeField, []byte{0x82, 0x01, 0x01, 'x'}, lenField(nil, 4, metric(gauge))),
+		"family group":                raw(name, typeGaugeField, []byte{0x2b, 0x0a, 0x01, 'x', 0x2c}, lenField(nil, 4, metric(gauge))),
+		"family end group":            raw(name, typeGaugeField, []byte{0x2c}, lenField(nil, 4, metric(gauge))),
+		"field number zero":           raw(name, typeGaugeField, []byte{0x02, 0x00}, lenField(nil, 4, metric(gauge))),
+		"empty metric":                family("g", typeGauge, nil),
+		"empty family":                {0x00},
+		"metric tag at the end":       raw(name, typeGaugeField, []byte{0x22}),
+		"metric length at the end":    raw(name, typeGaugeField, []byte{0x22, 0x85}),
+		"family length past body":     {0x05, 0x0a, 0x01, 'g'},
+		"non-canonical family length": cat([]byte{0x87, 0x00}, raw(name, typeGaugeField)[1:]),
+	}
+	// Several families and metrics of several names, so the filter's
+	// verdicts and the labels' limits come into play.
+	var many []byte
+	for _, n := range []string{"a", "zzz", "a", "mm", "n"} {
+		many = append(many, family(n, typeGauge, metric(gauge, ts), metric(gauge, fill), metric(untyped))...)
+	}
+	cases["many families"] = many
+	return cases
+}
+
+func TestMetricFamiliesFastPathEdges(t *testing.T) {
+	for name, data := range mfFastPathEdges() {
+		t.Run(name, func(t *testing.T) {
+			checkMetricFamiliesAgree(t, data)
+			checkMFSameAsRefLimits(t, data)
+			checkMFSameAsRefBudgets(t, data)
+			for k := range data { // truncated at every byte
+				checkMetricFamiliesAgree(t, data[:k])
+				for _, mode := range mfModes {
+					for _, f := range []*NameFilter{nil, testFilter} {
+						checkMFSameAsRef(t, data[:k], mode, Limits{}, f, nil)
+					}
+				}
+			}
+		})
+	}
+}
+
+// pvarint and pvarintLong agree with the reference on every varint of up
+// to 11 bytes, canonical or not, truncated or followed by more bytes,
+// with more or fewer than ten bytes in bounds.
+func TestPvarintSameAsRef(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 18))
+	check := func(buf []byte, i, end int) {
+		t.Helper()
+		want, wn := refPvarint(buf, i, end)
+		if v, n := pvarint(buf, i, end); v != want || n != wn {
+			t.Fatalf("pvarint(%x, %d, %d) = %d %d, reference %d %d", buf, i, end, v, n, want, wn)
+		}
+		if v, n := pvarintLong(buf, i, end); v != want || n != wn {
+			t.Fatalf("pvarintLong(%x, %d, %d) = %d %d, reference %d %d", buf, i, end, v, n, want, wn)
+		}
+	}
+	for range 300000 {
+		buf := make([]byte, 1+r.IntN(24))
+		for j := range buf {
+			buf[j] = byte(r.Uint32())
+			if r.IntN(6) > 0 {
+				buf[j] |= 0x80
+			}
+			if r.IntN(8) == 0 {
+				buf[j] &= 3 // a small last byte
+			}
+		}
+		i := r.IntN(len(buf) + 1)
+		end := i + r.IntN(len(buf)-i+1)
+		check(buf, i, end)
+	}
+	for _, v := range []uint64{0, 1, 127, 128, 1700000000000, 1<<63 - 1, 1 << 63, math.MaxUint64} {
+		buf := binary.AppendUvarint(nil, v)
+		check(buf, 0, len(buf))
+		check(append(buf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff), 0, len(buf))
 	}
 }
