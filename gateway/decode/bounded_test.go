@@ -389,7 +389,14 @@ func FuzzMetricFamiliesBounded(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkBounded(t, data, kindUpload)
-		checkMFSameAsRefLimits(t, data)
+		// As the reference under checkBounded's limits (the full set of
+		// limits is FuzzUnmarshalMetricFamilies').
+		l := Limits{MaxSeries: 50, MaxLabelsPerSeries: 8, MaxBatchBytes: uploadPerByte*len(data) + 512}
+		for _, mode := range mfModes {
+			for _, f := range []*NameFilter{nil, testFilter} {
+				checkMFSameAsRef(t, data, mode, l, f, nil)
+			}
+		}
 	})
 }
 
