@@ -384,8 +384,19 @@ func FuzzMetricFamiliesBounded(f *testing.F) {
 	}
 	f.Add(family("h", typeHistogram, lenField(bytes.Repeat(emptyPair, 6), 7, bytes.Repeat([]byte{0x1a, 0x00}, 60))))
 	f.Add(family("s", typeSummary, lenField(nil, 4, bytes.Repeat([]byte{0x1a, 0x09, 0x09, 1, 2, 3, 4, 5, 6, 7, 8}, 20))))
+	for _, data := range mfFastPathEdges() {
+		f.Add(data)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkBounded(t, data, kindUpload)
+		// As the reference under checkBounded's limits (the full set of
+		// limits is FuzzUnmarshalMetricFamilies').
+		l := Limits{MaxSeries: 50, MaxLabelsPerSeries: 8, MaxBatchBytes: uploadPerByte*len(data) + 512}
+		for _, mode := range mfModes {
+			for _, f := range []*NameFilter{nil, testFilter} {
+				checkMFSameAsRef(t, data, mode, l, f, nil)
+			}
+		}
 	})
 }
 

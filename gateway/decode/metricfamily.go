@@ -199,6 +199,39 @@ func pvarint(buf []byte, i, end int) (v uint64, next int) {
 	return 0, errOverflow
 }
 
+// pvarintLong is pvarint for varints that are usually long (timestamps):
+// with ten bytes in bounds it needs one bounds check.
+func pvarintLong(buf []byte, i, end int) (v uint64, next int) {
+	if i >= 0 && end <= len(buf) && end-i >= 10 {
+		b := buf[i : i+10]
+		for k, c := range b {
+			if k == 9 && c > 1 {
+				return 0, errOverflow
+			}
+			v |= uint64(c&0x7f) << (7 * k)
+			if c < 0x80 {
+				return v, i + k + 1
+			}
+		}
+		return 0, errOverflow
+	}
+	for shift := uint(0); shift < 64; shift += 7 {
+		if i >= end {
+			return 0, errTruncated
+		}
+		c := buf[i]
+		i++
+		if shift == 63 && c > 1 {
+			return 0, errOverflow
+		}
+		v |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			return v, i
+		}
+	}
+	return 0, errOverflow
+}
+
 // next reads the field at i of a message ending at end. Field numbers must
 // be in [1, 2^29-1] and an end-group tag is an error, as at message level
 // in google.golang.org/protobuf.
@@ -366,12 +399,41 @@ func (d *mfDecoder) families() error {
 	return nil
 }
 
+// Tags of the MetricFamily fields family reads inline.
+const (
+	tagFamilyName   = 1<<3 | wtBytes
+	tagFamilyHelp   = 2<<3 | wtBytes
+	tagFamilyType   = 3<<3 | wtVarint
+	tagFamilyMetric = 4<<3 | wtBytes
+)
+
 func (d *mfDecoder) family(s, e int) error {
 	d.st.Metadata++
 	d.name, d.sumName, d.countName, d.bktName = "", "", "", ""
 	d.namesCharged = false
 	var typ int32
+	buf := d.buf[:e]
 	for i := s; i < e; {
+		// Fast path for the fields of a family: name, help and metrics
+		// with their one-byte tags and lengths of any size, the type
+		// with a one-byte value. The general walk reads them to the same
+		// result; it takes every other encoding and malformed bytes.
+		switch c := buf[i]; c {
+		case tagFamilyName, tagFamilyHelp, tagFamilyMetric:
+			if l, n := pvarint(buf, i+1, e); n >= 0 && l <= uint64(e-n) {
+				if c == tagFamilyName {
+					d.name = str(buf, n, n+int(l))
+				}
+				i = n + int(l)
+				continue
+			}
+		case tagFamilyType:
+			if i+1 < e && buf[i+1] < 0x80 {
+				typ = int32(buf[i+1])
+				i += 2
+				continue
+			}
+		}
 		var f field
 		n, err := d.next(&f, i, e, "MetricFamily")
 		if err != nil {
@@ -393,6 +455,18 @@ func (d *mfDecoder) family(s, e int) error {
 	}
 	d.skim = d.refused(int(typ))
 	for i := s; i < e; {
+		// The first walk checked every field: what follows a one-byte
+		// tag of wire type bytes is a length in bounds.
+		if c := buf[i]; c&7 == wtBytes && c < 0x80 {
+			l, n := pvarint(buf, i+1, e)
+			if c == tagFamilyMetric {
+				if err := d.metric(int(typ), n, n+int(l)); err != nil {
+					return err
+				}
+			}
+			i = n + int(l)
+			continue
+		}
 		var f field
 		n, err := d.next(&f, i, e, "MetricFamily")
 		if err != nil {
@@ -422,9 +496,22 @@ type metricVals struct {
 	nh         mfNativeHist // native histogram fields
 }
 
+// Tags of the Metric fields metric reads inline.
+const (
+	tagMetricLabel     = 1<<3 | wtBytes
+	tagMetricGauge     = 2<<3 | wtBytes
+	tagMetricUntyped   = 5<<3 | wtBytes
+	tagMetricTimestamp = 6<<3 | wtVarint
+	tagPairName        = 1<<3 | wtBytes
+	tagPairValue       = 2<<3 | wtBytes
+	tagGaugeValue      = 1<<3 | wtFixed64
+)
+
 func (d *mfDecoder) metric(typ, s, e int) error {
 	var m metricVals
-	d.tmpl, d.pairs = -1, 0
+	d.tmpl = -1
+	// pairs is d.pairs while walking, maxLabels d.maxLabels.
+	pairs, maxLabels := 0, d.maxLabels
 	// The label pairs are pushed (and charged) while walking; the first
 	// series of the metric takes them (and its __name__ is set once the
 	// type is known).
@@ -432,47 +519,88 @@ func (d *mfDecoder) metric(typ, s, e int) error {
 		return d.bud.errOver("upload")
 	}
 	d.b.PushLabel(batch.MetricName, d.name)
+	buf := d.buf[:e] // one bound for the whole metric
 	for i := s; i < e; {
-		var f field
-		n, err := d.next(&f, i, e, "Metric")
-		if err != nil {
-			return err
+		var ln, lv string
+		var ps int // the LabelPair's payload
+		// Fast paths for the fields every encoder writes in their
+		// shortest form: a LabelPair of name then value, each with its
+		// one-byte tag and length, filling a payload of one-byte length;
+		// a Gauge or Untyped holding just its value; a timestamp_ms. The
+		// general walk below reads them to the same result; it takes
+		// every other encoding (longer or non-canonical lengths, other
+		// field orders, unknown fields, malformed bytes).
+		switch c := buf[i]; {
+		case c == tagMetricLabel && i+1 < e && buf[i+1] < 0x80:
+			ps = i + 2
+			pe := ps + int(buf[i+1])
+			if pe-ps >= 4 && pe <= e && buf[ps] == tagPairName {
+				ne := ps + 2 + int(buf[ps+1]) // a length byte >= 0x80 makes ne+2 > pe
+				if ne+2 <= pe && buf[ne] == tagPairValue && int(buf[ne+1]) == pe-ne-2 {
+					ln, lv = str(buf, ps+2, ne), str(buf, ne+2, pe)
+					i = pe
+					goto pair
+				}
+			}
+		case (c == tagMetricGauge || c == tagMetricUntyped) && i+11 <= e && buf[i+1] == 9 && buf[i+2] == tagGaugeValue:
+			num := int(c >> 3)
+			m.has[num] = true
+			m.value[num] = math.Float64frombits(binary.LittleEndian.Uint64(buf[i+3:]))
+			i += 11
+			continue
+		case c == tagMetricTimestamp:
+			if v, n := pvarintLong(buf, i+1, e); n >= 0 {
+				m.ts, m.hasTS = int64(v), true
+				i = n
+				continue
+			}
 		}
-		i = n
-		switch {
-		case f.num == 6 && f.wt == wtVarint:
-			m.ts, m.hasTS = int64(f.v), true
-		case f.num == 1 && f.wt == wtBytes:
-			var ln, lv string
-			if ln, lv, err = d.labelPair(f); err != nil {
+		{
+			var f field
+			n, err := d.next(&f, i, e, "Metric")
+			if err != nil {
 				return err
 			}
-			if d.pairs++; 1+d.pairs > d.maxLabels {
-				return errLabels(fmt.Sprintf("metric of family %q at offset %d", d.name, f.s), d.maxLabels)
+			i = n
+			switch {
+			case f.num == 6 && f.wt == wtVarint:
+				m.ts, m.hasTS = int64(f.v), true
+			case f.num == 1 && f.wt == wtBytes:
+				if ln, lv, err = d.labelPair(f); err != nil {
+					return err
+				}
+				ps = f.s
+				goto pair
+			case (f.num == 2 || f.num == 5) && f.wt == wtBytes: // gauge, untyped
+				m.has[f.num] = true
+				err = d.simpleValue(&m, f)
+			case f.num == 3 && f.wt == wtBytes:
+				m.has[3] = true
+				err = d.counter(&m, f)
+			case f.num == 4 && f.wt == wtBytes:
+				m.has[4] = true
+				err = d.summary(&m, f, typ == typeSummary)
+			case f.num == 7 && f.wt == wtBytes:
+				m.has[7] = true
+				err = d.histogram(&m, f, typ == typeHistogram || typ == typeGaugeHistogram)
 			}
-			if !d.bud.take(labelBytes) {
-				return d.bud.errOver("upload")
+			if err != nil {
+				return err
 			}
-			if !d.skim || ln == d.filter.KeepLabel {
-				d.b.PushLabel(ln, lv)
-			}
-		case (f.num == 2 || f.num == 5) && f.wt == wtBytes: // gauge, untyped
-			m.has[f.num] = true
-			err = d.simpleValue(&m, f)
-		case f.num == 3 && f.wt == wtBytes:
-			m.has[3] = true
-			err = d.counter(&m, f)
-		case f.num == 4 && f.wt == wtBytes:
-			m.has[4] = true
-			err = d.summary(&m, f, typ == typeSummary)
-		case f.num == 7 && f.wt == wtBytes:
-			m.has[7] = true
-			err = d.histogram(&m, f, typ == typeHistogram || typ == typeGaugeHistogram)
+			continue
 		}
-		if err != nil {
-			return err
+	pair:
+		if pairs++; 1+pairs > maxLabels {
+			return errLabels(fmt.Sprintf("metric of family %q at offset %d", d.name, ps), maxLabels)
+		}
+		if !d.bud.take(labelBytes) {
+			return d.bud.errOver("upload")
+		}
+		if !d.skim || ln == d.filter.KeepLabel {
+			d.b.PushLabel(ln, lv)
 		}
 	}
+	d.pairs = pairs
 
 	ts := d.now
 	if !d.serverTime && m.hasTS {

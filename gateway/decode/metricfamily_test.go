@@ -298,8 +298,12 @@ func FuzzUnmarshalMetricFamilies(f *testing.F) {
 	for range 20 {
 		f.Add(encodeFamilies(f, genFamilies(r)))
 	}
+	for _, data := range mfFastPathEdges() {
+		f.Add(data)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkMetricFamiliesAgree(t, data)
+		checkMFSameAsRefLimits(t, data)
 	})
 }
 
