@@ -147,41 +147,52 @@ func hasSeparator(v string) bool {
 
 // suspicious reports whether v may hold anything a detector finds: the
 // cheap test every label value takes. Ordinary values ("openshift-
-// monitoring", "https", "r12") stop here. (Counting dashes in the same
-// pass measured slower than strings.Count on the few values it needs.)
+// monitoring", "https", "r12") stop here.
 func (d *detector) suspicious(v string) bool {
 	if len(v) < d.minTrigger {
 		return false
 	}
-	if d.tokenDetector && len(v) >= d.tokenMinLen || hasSeparator(v) {
+	if d.tokenDetector && len(v) >= d.tokenMinLen {
 		return true
 	}
-	// Only a dash-separated MAC is left: 17 bytes, five dashes.
-	return d.on[MAC] && len(v) >= 17 && dashes(v) >= 5
+	if len(v) >= 17 && d.on[MAC] {
+		// Long enough for a dash-separated MAC (17 bytes, five dashes).
+		return separatorOrDashes(v)
+	}
+	return hasSeparator(v)
 }
 
-// dashes counts the '-' bytes of v (at least 8 bytes long) a word at a
-// time: the exact zero-byte test of v XOR '-' in every lane, popcounted.
-// The last word overlaps the one before; its lanes already counted are
-// masked off. On values of 17 to 64 bytes it is several times cheaper
-// than strings.Count's call.
-func dashes(v string) int {
+// separatorOrDashes is hasSeparator(v) || v has five dashes or more, in
+// one pass over v (at least 8 bytes long) a word at a time. Dashes are
+// counted exactly (the exact zero-byte test of the word XOR '-' in every
+// lane, popcounted); the last word overlaps the one before, and its lanes
+// already counted are shifted off.
+func separatorOrDashes(v string) bool {
 	b := unsafe.Slice(unsafe.StringData(v), len(v))
-	n, count := len(b), 0
-	const low7 = 0x7f7f7f7f7f7f7f7f
-	lanes := func(w uint64) uint64 {
-		x := w ^ (ones * '-')
-		return ^(((x & low7) + low7) | x) & highs
-	}
-	i := 0
+	n := len(b)
+	var acc uint64
+	count, i := 0, 0
 	for ; i+8 <= n; i += 8 {
-		count += bits.OnesCount64(lanes(binary.LittleEndian.Uint64(b[i:])))
+		w := binary.LittleEndian.Uint64(b[i:])
+		x, y, z := w^(ones*'@'), w^(ones*':'), w^(ones*'.')
+		acc |= (x-ones)&^x | (y-ones)&^y | (z-ones)&^z
+		count += bits.OnesCount64(dashLanes(w))
 	}
 	if i < n {
-		// The last n-i bytes are the top lanes of the word ending at n.
-		count += bits.OnesCount64(lanes(binary.LittleEndian.Uint64(b[n-8:])) >> (8 * (8 - (n - i))))
+		w := binary.LittleEndian.Uint64(b[n-8:])
+		x, y, z := w^(ones*'@'), w^(ones*':'), w^(ones*'.')
+		acc |= (x-ones)&^x | (y-ones)&^y | (z-ones)&^z
+		count += bits.OnesCount64(dashLanes(w) >> (8 * (8 - (n - i))))
 	}
-	return count
+	return acc&highs != 0 || count >= 5
+}
+
+// dashLanes has the high bit of each lane of w that holds '-', and no
+// other bit.
+func dashLanes(w uint64) uint64 {
+	const low7 = 0x7f7f7f7f7f7f7f7f
+	x := w ^ (ones * '-')
+	return ^(((x & low7) + low7) | x) & highs
 }
 
 // find returns the first detector that matches v in the label named

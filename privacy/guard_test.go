@@ -361,21 +361,24 @@ func TestHasSeparatorEveryPosition(t *testing.T) {
 	}
 }
 
-// TestDashesCountsLikeStringsCount: the word-at-a-time count agrees with
-// strings.Count at every length it is used for, with dashes anywhere
-// (the overlapping last word included) and bytes that differ from '-' in
-// one bit (',', '.', '/', 0xad, 0x2d+0x100 carries).
-func TestDashesCountsLikeStringsCount(t *testing.T) {
-	alphabet := []byte{'-', '-', 'a', ',', '.', '/', 0xad, 0x00, 0xff, 0x2c, 0x2e, 0x6d}
+// TestSeparatorOrDashes: the one-pass test agrees with its definition
+// (a '@', ':' or '.' anywhere, or five dashes) at every length it is used
+// for, with the bytes anywhere (the overlapping last word included) and
+// bytes one bit away from '-' (',', '.', '/', 0xad).
+func TestSeparatorOrDashes(t *testing.T) {
+	alphabet := []byte{'-', '-', '-', 'a', ',', '/', 0xad, 0x00, 0xff, 0x2c, 0x6d, '@', ':', '.'}
 	r := rand.New(rand.NewPCG(7, 7))
 	for n := 8; n <= 70; n++ {
-		for range 300 {
+		for k := range 600 {
 			b := make([]byte, n)
 			for i := range b {
-				b[i] = alphabet[r.IntN(len(alphabet))]
+				// Half the values without separators, so the dash count decides.
+				b[i] = alphabet[r.IntN(len(alphabet)-3*(k%2))]
 			}
-			if got, want := dashes(string(b)), strings.Count(string(b), "-"); got != want {
-				t.Fatalf("dashes(%q) = %d, strings.Count says %d", b, got, want)
+			v := string(b)
+			want := strings.ContainsAny(v, "@:.") || strings.Count(v, "-") >= 5
+			if got := separatorOrDashes(v); got != want {
+				t.Fatalf("separatorOrDashes(%q) = %v, want %v", v, got, want)
 			}
 		}
 	}
