@@ -120,9 +120,12 @@ type Guard struct {
 	// lengths first beats hashing the name (the instance label, whose IP
 	// address makes it suspicious, comes with every series).
 	exemptList []string
-	key        []byte
-	macs       sync.Pool
-	findings   *prometheus.CounterVec
+	// exemptStart holds the first bytes of the exempt names: a label whose
+	// name starts with another byte is not exempt, told by one lookup.
+	exemptStart [256]bool
+	key         []byte
+	macs        sync.Pool
+	findings    *prometheus.CounterVec
 	// names bounds the metric label of findings: past maxMetricNames
 	// distinct names, findings count as "other".
 	namesMu sync.Mutex
@@ -147,6 +150,11 @@ func New(o Options) (*Guard, error) {
 	if len(g.exempt) <= 16 {
 		for l := range g.exempt {
 			g.exemptList = append(g.exemptList, l)
+		}
+	}
+	for l := range g.exempt {
+		if l != "" {
+			g.exemptStart[l[0]] = true
 		}
 	}
 	for name, m := range o.Metrics {
@@ -365,6 +373,11 @@ func (g *Guard) labels(ls, series []batch.Label, metric string, acts *[NumDetect
 	drop := false
 	for i := range ls {
 		l := &ls[i]
+		// An exempt label (the metric name, the stripped ones, ...; see
+		// New) is told by its name before its value is scanned.
+		if l.Name != "" && g.exemptStart[l.Name[0]] && g.isExempt(l.Name) {
+			continue
+		}
 		// The cheap test inline: most values stop here (see check).
 		if !g.det.suspicious(l.Value) {
 			continue

@@ -383,3 +383,24 @@ func TestSeparatorOrDashes(t *testing.T) {
 		}
 	}
 }
+
+// TestExemptByNameOnly: Apply skips exactly the exempt labels: names that
+// share an exempt name's first byte (or prefix) are still inspected, in
+// a series whose metric name would be a finding itself.
+func TestExemptByNameOnly(t *testing.T) {
+	g, err := New(Options{Actions: Defaults(), Key: []byte("k"), ExemptLabels: []string{"_id", "instance", "pod"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const email = "alice@example.com"
+	s := series("alice@example.com", "_id", email, "_idx", email, "instance", email, "instances", email,
+		"le", email, "level", email, "pod", email, "p", email, "quantile", email, "q", email)
+	b := &batch.Batch{Series: []batch.Series{s}}
+	g.Apply(b)
+	for _, l := range b.Series[0].Labels {
+		exempt := map[string]bool{"__name__": true, "_id": true, "instance": true, "le": true, "pod": true, "quantile": true}[l.Name]
+		if hashed := strings.HasPrefix(l.Value, "pii:email:"); hashed == exempt {
+			t.Errorf("label %s: value %q (exempt %v)", l.Name, l.Value, exempt)
+		}
+	}
+}
