@@ -222,8 +222,10 @@ func sendProto(ctx context.Context, down BodySender, proto []byte) error {
 // already (raw false), else b compressed into w.z, here, on the caller's
 // goroutine while b is still in its cache. A group's body is then its
 // members' blocks joined (see joinBlocks): nothing is decompressed or
-// copied uncompressed. joinable is false for a compressed body that is not
-// a whole valid block, which is sent alone for the downstream to judge.
+// copied uncompressed. joinable is false for a compressed body whose
+// header is not a length; one that has a length must still pass
+// validBlock before it is joined (send checks it only then: a body sent
+// at once, alone, is the downstream's to judge).
 func (w *waiter) prepare(b []byte, raw bool) (joinable bool, err error) {
 	if raw {
 		n := s2.MaxEncodedLen(len(b))
@@ -243,7 +245,7 @@ func (w *waiter) prepare(b []byte, raw bool) (joinable bool, err error) {
 		return false, nil
 	}
 	w.n, w.hdr = int(n), hdr
-	return validBlock(b, w.n), nil
+	return true, nil
 }
 
 // validBlock reports whether b is a snappy block that decodes to n bytes
@@ -286,18 +288,23 @@ func (c *Coalescer) send(ctx context.Context, b []byte, raw bool) error {
 	if err != nil {
 		return err
 	}
+	if c.startIfIdle() {
+		err := c.down.Send(ctx, w.body)
+		c.handOff()
+		return err
+	}
+	if !joinable || w.n > c.o.MaxBytes || c.o.MaxRequests == 1 || !raw && !validBlock(w.body, w.n) {
+		// Cannot share the body: send it alone, next to the one in flight.
+		return c.down.Send(ctx, w.body)
+	}
 	c.mu.Lock()
 	if c.inFlight < c.o.MaxInFlight {
+		// The send in flight ended meanwhile (and found no queue).
 		c.inFlight++
 		c.mu.Unlock()
 		err := c.down.Send(ctx, w.body)
 		c.handOff()
 		return err
-	}
-	if !joinable || w.n > c.o.MaxBytes || c.o.MaxRequests == 1 {
-		// Cannot share the body: send it alone, next to the one in flight.
-		c.mu.Unlock()
-		return c.down.Send(ctx, w.body)
 	}
 	w.ctx, w.enq = ctx, time.Now()
 	c.queue = append(c.queue, w)
@@ -327,6 +334,18 @@ func (c *Coalescer) send(ctx context.Context, b []byte, raw bool) error {
 		err = c.down.Send(ctx, w.body)
 	}
 	return err
+}
+
+// startIfIdle counts a send in flight and reports true if fewer than
+// MaxInFlight were; false means the caller may queue.
+func (c *Coalescer) startIfIdle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inFlight < c.o.MaxInFlight {
+		c.inFlight++
+		return true
+	}
+	return false
 }
 
 func (c *Coalescer) putWaiter(w *waiter) {
