@@ -776,17 +776,15 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 	useGuard := guard.Enabled()
 	var pst privacy.Stats
 	sc := g.scratch.Get().(*relabel.Scratch)
-	run := g.opts.Pipeline.Begin(b.Series[:0], id.ClusterID, now, remoteWrite, sc)
+	run := g.opts.Pipeline.Begin(b, id.ClusterID, now, remoteWrite, sc)
 	for i := range b.Series {
 		if useGuard && guard.ApplySeries(&b.Series[i], &pst) {
 			continue
 		}
 		run.Add(b.Series[i])
 	}
-	out, st, err := run.Finish()
+	st, err := run.Finish()
 	g.scratch.Put(sc)
-	clear(b.Series[len(out):])
-	b.Series = out
 	privacyDropped := pst.DroppedSamples
 	if invalid == nil {
 		invalid = err

@@ -163,14 +163,11 @@ func (p *Pipeline) CheckIdentity(s *batch.Series, clusterID string) error {
 // b holding every valid series, so the caller can write those and answer
 // 400, as Prometheus' own receiver does.
 func (p *Pipeline) Process(b *batch.Batch, clusterID string, now time.Time, checkTimestamps bool, sc *Scratch) (Stats, error) {
-	r := p.Begin(b.Series[:0], clusterID, now, checkTimestamps, sc)
+	r := p.Begin(b, clusterID, now, checkTimestamps, sc)
 	for i := range b.Series {
 		r.Add(b.Series[i])
 	}
-	out, st, err := r.Finish()
-	clear(b.Series[len(out):])
-	b.Series = out
-	return st, err
+	return r.Finish()
 }
 
 // Run is Process a series at a time, for a caller that has work of its
@@ -180,6 +177,7 @@ func (p *Pipeline) Process(b *batch.Batch, clusterID string, now time.Time, chec
 // concurrent use and ends with Finish.
 type Run struct {
 	p            *Pipeline
+	b            *batch.Batch
 	sc           *Scratch
 	clusterID    string
 	check        bool
@@ -189,16 +187,16 @@ type Run struct {
 	invalid      error
 }
 
-// Begin starts a Run whose kept series are appended to out (usually the
-// batch's series[:0]: Add takes each series by value, so the i-th Add may
-// overwrite the i-th series or any before it).
-func (p *Pipeline) Begin(out []batch.Series, clusterID string, now time.Time, checkTimestamps bool, sc *Scratch) Run {
+// Begin starts a Run over b's series: Add them in order (the i-th series
+// passed to Add by value, which may overwrite b.Series[:i+1]); Finish
+// leaves the kept ones in b.Series.
+func (p *Pipeline) Begin(b *batch.Batch, clusterID string, now time.Time, checkTimestamps bool, sc *Scratch) Run {
 	if sc.seen == nil {
-		sc.seen = make(map[uint64]int, cap(out))
+		sc.seen = make(map[uint64]int, len(b.Series))
 	}
 	clear(sc.seen)
 	sc.src = sc.src[:0]
-	r := Run{p: p, sc: sc, clusterID: clusterID, check: checkTimestamps, minTs: math.MinInt64, maxTs: math.MaxInt64, out: out}
+	r := Run{p: p, b: b, sc: sc, clusterID: clusterID, check: checkTimestamps, minTs: math.MinInt64, maxTs: math.MaxInt64, out: b.Series[:0]}
 	if checkTimestamps {
 		nowMs := now.UnixMilli()
 		if p.opts.MaxSampleAge > 0 {
@@ -211,10 +209,12 @@ func (p *Pipeline) Begin(out []batch.Series, clusterID string, now time.Time, ch
 	return r
 }
 
-// Finish ends the Run: the series kept (out of Begin, appended to), what
-// was dropped, and the first invalid series' *InvalidError (see Process).
-func (r *Run) Finish() ([]batch.Series, Stats, error) {
-	return r.out, r.st, r.invalid
+// Finish ends the Run: b.Series becomes the series kept; it returns what
+// was dropped and the first invalid series' *InvalidError (see Process).
+func (r *Run) Finish() (Stats, error) {
+	clear(r.b.Series[len(r.out):])
+	r.b.Series = r.out
+	return r.st, r.invalid
 }
 
 // Add puts s through the pipeline (see Process) and appends it to the
