@@ -120,8 +120,8 @@ type Guard struct {
 	// lengths first beats hashing the name (the instance label, whose IP
 	// address makes it suspicious, comes with every series).
 	exemptList []string
-	// exemptStart holds the first bytes of the exempt names: a label whose
-	// name starts with another byte is not exempt, told by one lookup.
+	// exemptStart holds the first bytes of the exempt names: isExempt
+	// tells a name that starts with another byte by one lookup.
 	exemptStart [256]bool
 	key         []byte
 	macs        sync.Pool
@@ -252,6 +252,9 @@ func mapValues(m map[string][NumDetectors]Action) [][NumDetectors]Action {
 
 // isExempt reports whether the label named name is never inspected.
 func (g *Guard) isExempt(name string) bool {
+	if name != "" && !g.exemptStart[name[0]] {
+		return false
+	}
 	if g.exemptList != nil {
 		for _, e := range g.exemptList {
 			if len(e) == len(name) && e == name {
@@ -373,13 +376,10 @@ func (g *Guard) labels(ls, series []batch.Label, metric string, acts *[NumDetect
 	drop := false
 	for i := range ls {
 		l := &ls[i]
-		// An exempt label (the metric name, the stripped ones, ...; see
-		// New) is told by its name before its value is scanned.
-		if l.Name != "" && g.exemptStart[l.Name[0]] && g.isExempt(l.Name) {
-			continue
-		}
-		// The cheap test inline: most values stop here (see check).
-		if !g.det.suspicious(l.Value) {
+		// check, inline: an exempt label (the metric name, the stripped
+		// ones, ...; see New) is told by its name before its value is
+		// scanned, and most values stop at the cheap test.
+		if g.isExempt(l.Name) || !g.det.suspicious(l.Value) {
 			continue
 		}
 		d, act, ok := g.classify(l.Name, l.Value, acts)
@@ -401,21 +401,19 @@ func (g *Guard) labels(ls, series []batch.Label, metric string, acts *[NumDetect
 }
 
 // check returns the detector that finds v in the label named name and the
-// action acts gives it; ok is false when there is nothing to do. Most
-// values are not suspicious, which is cheaper to tell than the exemption,
-// which is cheaper than finding.
+// action acts gives it; ok is false when there is nothing to do. The
+// exemption is told by the name (mostly one table lookup), most values
+// are not suspicious, and both are cheaper than finding.
 func (g *Guard) check(name, v string, acts *[NumDetectors]Action) (Detector, Action, bool) {
-	if !g.det.suspicious(v) {
+	if g.isExempt(name) || !g.det.suspicious(v) {
 		return 0, Off, false
 	}
 	return g.classify(name, v, acts)
 }
 
-// classify is check for a value already found suspicious.
+// classify is check for a label that is not exempt and whose value is
+// suspicious.
 func (g *Guard) classify(name, v string, acts *[NumDetectors]Action) (Detector, Action, bool) {
-	if g.isExempt(name) {
-		return 0, Off, false
-	}
 	d, found := g.det.find(name, v)
 	if !found || acts[d] == Off {
 		// Off: a detector on for another metric only.
