@@ -289,9 +289,7 @@ func (c *Coalescer) send(ctx context.Context, b []byte, raw bool) error {
 		return err
 	}
 	if c.startIfIdle() {
-		err := c.down.Send(ctx, w.body)
-		c.handOff()
-		return err
+		return c.sendStarted(ctx, w.body)
 	}
 	if !joinable || w.n > c.o.MaxBytes || c.o.MaxRequests == 1 || !raw && !validBlock(w.body, w.n) {
 		// Cannot share the body: send it alone, next to the one in flight.
@@ -302,9 +300,7 @@ func (c *Coalescer) send(ctx context.Context, b []byte, raw bool) error {
 		// The send in flight ended meanwhile (and found no queue).
 		c.inFlight++
 		c.mu.Unlock()
-		err := c.down.Send(ctx, w.body)
-		c.handOff()
-		return err
+		return c.sendStarted(ctx, w.body)
 	}
 	w.ctx, w.enq = ctx, time.Now()
 	c.queue = append(c.queue, w)
@@ -333,6 +329,14 @@ func (c *Coalescer) send(ctx context.Context, b []byte, raw bool) error {
 		c.m.alone.Inc()
 		err = c.down.Send(ctx, w.body)
 	}
+	return err
+}
+
+// sendStarted sends body as the send in flight startIfIdle (or send)
+// counted, then hands off to the queue.
+func (c *Coalescer) sendStarted(ctx context.Context, body []byte) error {
+	err := c.down.Send(ctx, body)
+	c.handOff()
 	return err
 }
 
@@ -392,9 +396,7 @@ func (c *Coalescer) lead(w *waiter) error {
 		c.m.wait.Observe(now.Sub(m.enq).Seconds())
 	}
 	if len(group) == 1 {
-		err := c.down.Send(w.ctx, w.body)
-		c.handOff()
-		return err
+		return c.sendStarted(w.ctx, w.body)
 	}
 
 	// The group's context: not cancelled by any one client going away,
