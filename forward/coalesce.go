@@ -38,7 +38,7 @@ type CoalesceOptions struct {
 	Registerer prometheus.Registerer
 }
 
-// Coalescer is a BodySender (and ProtoSender) that coalesces concurrent
+// Coalescer is a BodySender (and BlockSender, ProtoSender) that coalesces concurrent
 // sends into one remote write (group commit). A Send that finds no send of the
 // Coalescer in flight sends its body at once, unchanged: the first
 // request of a group never waits for others, and at low rates nothing is
@@ -46,8 +46,8 @@ type CoalesceOptions struct {
 // ends, the queued bodies (in arrival order, up to MaxRequests and
 // MaxBytes uncompressed) are joined into one body, sent once, and every
 // member gets the shared outcome. Each member's body is a snappy block
-// (Send's as it came, checked to decode alone; SendProto's compressed by
-// its own caller before it queues), and the group's body is the blocks'
+// (Send's as it came, checked to decode alone; SendBlock's trusted as it
+// came; SendProto's compressed by its own caller before it queues), and the group's body is the blocks'
 // elements one after the other under their total length: the snappy block
 // of the members' requests concatenated, with nothing decompressed and
 // nothing copied uncompressed.
@@ -193,7 +193,7 @@ func (c *Coalescer) Send(ctx context.Context, body []byte) error {
 	if c.bypass {
 		return c.down.Send(ctx, body)
 	}
-	return c.send(ctx, body, false)
+	return c.send(ctx, body, bodyUntrusted)
 }
 
 // SendProto is Send for an uncompressed prometheus.WriteRequest
@@ -204,7 +204,18 @@ func (c *Coalescer) SendProto(ctx context.Context, proto []byte) error {
 	if c.bypass {
 		return sendProto(ctx, c.down, proto)
 	}
-	return c.send(ctx, proto, true)
+	return c.send(ctx, proto, bodyProto)
+}
+
+// SendBlock is Send for a trusted block (Blocks'): compressed by this
+// process from a request it encoded, so it is joined into a group without
+// the check that a body from Send (read back from the spool, say) decodes
+// alone. It does not retain block after it returns.
+func (c *Coalescer) SendBlock(ctx context.Context, block []byte) error {
+	if c.bypass {
+		return c.down.Send(ctx, block)
+	}
+	return c.send(ctx, block, bodyBlock)
 }
 
 // sendProto compresses proto and sends it through down.
@@ -218,16 +229,29 @@ func sendProto(ctx context.Context, down BodySender, proto []byte) error {
 	return down.Send(ctx, body)
 }
 
+// bodyKind is what a body handed to the Coalescer is.
+type bodyKind uint8
+
+const (
+	// bodyUntrusted is a snappy block from elsewhere (Send): checked to
+	// decode alone before it is joined into a group.
+	bodyUntrusted bodyKind = iota
+	// bodyBlock is a snappy block this process compressed (SendBlock).
+	bodyBlock
+	// bodyProto is an uncompressed request (SendProto).
+	bodyProto
+)
+
 // prepare makes w.body the snappy block of b: b itself when it is one
-// already (raw false), else b compressed into w.z, here, on the caller's
+// already, else (bodyProto) b compressed into w.z, here, on the caller's
 // goroutine while b is still in its cache. A group's body is then its
 // members' blocks joined (see joinBlocks): nothing is decompressed or
 // copied uncompressed. joinable is false for a compressed body whose
 // header is not a length; one that has a length must still pass
 // validBlock before it is joined (send checks it only then: a body sent
 // at once, alone, is the downstream's to judge).
-func (w *waiter) prepare(b []byte, raw bool) (joinable bool, err error) {
-	if raw {
+func (w *waiter) prepare(b []byte, kind bodyKind) (joinable bool, err error) {
+	if kind == bodyProto {
 		n := s2.MaxEncodedLen(len(b))
 		if n < 0 {
 			return false, &Error{Msg: ErrTooLarge.Error(), err: ErrTooLarge}
@@ -280,18 +304,18 @@ func joinBlocks(dst []byte, group []*waiter) []byte {
 	return dst
 }
 
-func (c *Coalescer) send(ctx context.Context, b []byte, raw bool) error {
+func (c *Coalescer) send(ctx context.Context, b []byte, kind bodyKind) error {
 	c.m.requests.Inc()
 	w := waiterPool.Get().(*waiter)
 	defer c.putWaiter(w)
-	joinable, err := w.prepare(b, raw)
+	joinable, err := w.prepare(b, kind)
 	if err != nil {
 		return err
 	}
 	if c.startIfIdle() {
 		return c.sendStarted(ctx, w.body)
 	}
-	if !joinable || w.n > c.o.MaxBytes || c.o.MaxRequests == 1 || !raw && !validBlock(w.body, w.n) {
+	if !joinable || w.n > c.o.MaxBytes || c.o.MaxRequests == 1 || kind == bodyUntrusted && !validBlock(w.body, w.n) {
 		// Cannot share the body: send it alone, next to the one in flight.
 		return c.down.Send(ctx, w.body)
 	}

@@ -732,7 +732,7 @@ func TestJoinBlocksDecodesAsConcatenation(t *testing.T) {
 	var want []byte
 	for _, m := range members {
 		w := &waiter{}
-		if _, err := w.prepare(m, true); err != nil {
+		if _, err := w.prepare(m, bodyProto); err != nil {
 			t.Fatal(err)
 		}
 		group = append(group, w)

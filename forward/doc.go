@@ -34,11 +34,12 @@
 //     prometheus/common's authorization, basic_auth, http_headers and TLS
 //     file reloading; otherwise with prometheus/common's net/http client.
 //   - Coalescing (group commit): Coalescer is a BodySender (and
-//     ProtoSender, taking uncompressed requests from
+//     BlockSender, taking the trusted snappy blocks of Buffers.EncodeBlocks,
+//     and ProtoSender, taking uncompressed requests from
 //     Buffers.EncodeSplitProto) that sends a body at once when no send is
 //     in flight and coalesces the bodies queued behind one into a single
-//     remote write 1.0 request (concatenated WriteRequests, compressed
-//     once, within MaxBytes and MaxRequests), every member getting the
+//     remote write 1.0 request (concatenated WriteRequests, their snappy
+//     blocks joined, within MaxBytes and MaxRequests), every member getting the
 //     shared outcome; a 4xx for a coalesced body sends each member again
 //     alone. It sits below Durable, so spooling, backlogs and per-cluster
 //     order stay per request. 2.0 passes through.

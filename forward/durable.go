@@ -81,7 +81,14 @@ func NewDurable(down BodySender, spool *Spool, o DurableOptions) *Durable {
 // When the spool is full or cannot be written, Send returns a recoverable
 // *Error with a Retry-After, which the gateway answers as 503.
 func (d *Durable) Send(ctx context.Context, clusterID string, body []byte) error {
-	return d.send(ctx, clusterID, body, false)
+	return d.send(ctx, clusterID, body, bodyUntrusted)
+}
+
+// SendBlock is Send for a trusted block (Blocks'): it goes to the
+// downstream sender's SendBlock when it has one (a Coalescer, which joins
+// it without checking it), else to its Send, and is spooled as it is.
+func (d *Durable) SendBlock(ctx context.Context, clusterID string, block []byte) error {
+	return d.send(ctx, clusterID, block, bodyBlock)
 }
 
 // SendProto is Send for an uncompressed prometheus.WriteRequest
@@ -89,17 +96,17 @@ func (d *Durable) Send(ctx context.Context, clusterID string, body []byte) error
 // SendProto when it has one (a Coalescer), else compressed to its Send,
 // and is compressed for the spool when spooled.
 func (d *Durable) SendProto(ctx context.Context, clusterID string, proto []byte) error {
-	return d.send(ctx, clusterID, proto, true)
+	return d.send(ctx, clusterID, proto, bodyProto)
 }
 
-// send is Send, or SendProto when raw.
-func (d *Durable) send(ctx context.Context, clusterID string, body []byte, raw bool) error {
+// send is Send, SendBlock or SendProto, as kind says.
+func (d *Durable) send(ctx context.Context, clusterID string, body []byte, kind bodyKind) error {
 	if !d.spool.HasBacklog(clusterID) {
 		sctx, cancel := context.WithTimeout(ctx, d.o.SendDeadline)
 		if dl, ok := ctx.Deadline(); ok {
 			sctx, cancel = withEarlierDeadline(sctx, cancel, dl.Add(-d.o.WriteReserve))
 		}
-		err := sendTo(sctx, d.down, body, raw)
+		err := sendTo(sctx, d.down, body, kind)
 		cancel()
 		if err == nil || !spoolable(err) {
 			return err
@@ -110,7 +117,7 @@ func (d *Durable) send(ctx context.Context, clusterID string, body []byte, raw b
 		}
 		level.Debug(d.o.Logger).Log("msg", "downstream unavailable, spooling", "cluster_id", clusterID, "err", err)
 	}
-	if raw {
+	if kind == bodyProto {
 		bufs := GetBuffers()
 		defer PutBuffers(bufs)
 		var err error
@@ -166,24 +173,32 @@ type ProtoSender interface {
 	SendProto(ctx context.Context, proto []byte) error
 }
 
-// sendTo sends body through down, as an uncompressed request if raw:
-// down's SendProto if it is a ProtoSender, else compressed to its Send.
-func sendTo(ctx context.Context, down BodySender, body []byte, raw bool) error {
-	if !raw {
-		return down.Send(ctx, body)
+// sendTo sends body through down as kind says: an uncompressed request
+// to down's SendProto if it is a ProtoSender, else compressed to its
+// Send; a trusted block to its SendBlock if it is a BlockSender; anything
+// else to its Send.
+func sendTo(ctx context.Context, down BodySender, body []byte, kind bodyKind) error {
+	switch kind {
+	case bodyProto:
+		if ps, ok := down.(ProtoSender); ok {
+			return ps.SendProto(ctx, body)
+		}
+		return sendProto(ctx, down, body)
+	case bodyBlock:
+		if bs, ok := down.(BlockSender); ok {
+			return bs.SendBlock(ctx, body)
+		}
 	}
-	if ps, ok := down.(ProtoSender); ok {
-		return ps.SendProto(ctx, body)
-	}
-	return sendProto(ctx, down, body)
+	return down.Send(ctx, body)
 }
 
-// Direct adapts a BodySender to the cluster-aware Send (and SendProto) of
-// Durable, for a gateway running without a spool: every failure goes
-// back to the client.
+// Direct adapts a BodySender to the cluster-aware Send (and SendProto,
+// SendBlock) of Durable, for a gateway running without a spool: every
+// failure goes back to the client.
 func Direct(s BodySender) interface {
 	Send(ctx context.Context, clusterID string, body []byte) error
 	SendProto(ctx context.Context, clusterID string, proto []byte) error
+	SendBlock(ctx context.Context, clusterID string, block []byte) error
 } {
 	return direct{s}
 }
@@ -193,5 +208,9 @@ type direct struct{ s BodySender }
 func (d direct) Send(ctx context.Context, _ string, body []byte) error { return d.s.Send(ctx, body) }
 
 func (d direct) SendProto(ctx context.Context, _ string, proto []byte) error {
-	return sendTo(ctx, d.s, proto, true)
+	return sendTo(ctx, d.s, proto, bodyProto)
+}
+
+func (d direct) SendBlock(ctx context.Context, _ string, block []byte) error {
+	return sendTo(ctx, d.s, block, bodyBlock)
 }

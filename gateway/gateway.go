@@ -48,13 +48,18 @@ type Forwarder interface {
 	Send(ctx context.Context, clusterID string, body []byte) error
 }
 
-// ProtoForwarder is a Forwarder that also takes a remote write 1.0 body
-// uncompressed (forward.Durable, forward.Direct): it compresses what it
-// sends, once for the requests it coalesces (forward.Coalescer). The
-// gateway prefers it for remote write 1.0. proto is valid only during
-// the call.
-type ProtoForwarder interface {
-	SendProto(ctx context.Context, clusterID string, proto []byte) error
+// BlockForwarder is a Forwarder that also takes a remote write 1.0 body
+// as a trusted block (forward.Durable, forward.Direct): a snappy block the
+// gateway compressed from a request it encoded (forward.Blocks), which a
+// forward.Coalescer joins with other requests' blocks without checking
+// it. The gateway prefers it for remote write 1.0: it encodes and
+// compresses a request's parts, gives the request's batch and buffers
+// back to their pools, and only then sends, so a request waiting behind a
+// send in flight holds its compressed parts only and the next request
+// reuses the buffers while they are in the cache. block is valid only
+// during the call.
+type BlockForwarder interface {
+	SendBlock(ctx context.Context, clusterID string, block []byte) error
 }
 
 // BatchForwarder is a Forwarder that takes a request's processed series
@@ -482,8 +487,9 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
-	b := batch.Get()
-	defer batch.Put(b)
+	h := held{b: batch.Get()}
+	defer h.release()
+	b := h.b
 	if err := t.add(cap(b.Buf)); err != nil {
 		return g.writeError(w, r, err)
 	}
@@ -503,7 +509,7 @@ func (g *Gateway) handleUpload(w http.ResponseWriter, r *http.Request) int {
 		g.budgets.shadowSamples.WithLabelValues(reasonUploadInterval).Add(float64(b.Samples()))
 	}
 	g.lastUploads.put(id.ClusterID, b.Buf, now)
-	code, _, err := g.ingest(w, r, "upload", id, al, b, now, false, t)
+	code, _, err := g.ingest(w, r, "upload", id, al, &h, now, false, t)
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
@@ -565,12 +571,11 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
-	b := batch.Get()
-	defer batch.Put(b)
 	// Read the compressed body into the tail of the batch buffer's
 	// capacity is not possible (decode writes there), so use a pooled one.
-	cb := getBuf()
-	defer putBuf(cb)
+	h := held{b: batch.Get(), cb: getBuf()}
+	defer h.release()
+	b, cb := h.b, h.cb
 	if err := t.add(cap(cb.b) + cap(b.Buf)); err != nil {
 		return g.writeError(w, r, err)
 	}
@@ -611,7 +616,7 @@ func (g *Gateway) handleReceive(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
-	code, written, err := g.ingest(w, r, "receive", id, al, b, g.opts.Now(), true, t)
+	code, written, err := g.ingest(w, r, "receive", id, al, &h, g.opts.Now(), true, t)
 	if err != nil {
 		// A forward that failed part way may have written some parts:
 		// the answer (5xx, or 4xx for what downstream refused) reports
@@ -702,13 +707,15 @@ func (g *Gateway) receiveIdentity(r *http.Request) (authn.Identity, error) {
 	return id, nil
 }
 
-// ingest runs a decoded batch through identity check, allowlist, relabel
-// and forwarding. It returns the success status to answer and what was
-// written, also with the error of a partial write (invalid series, or the
-// embedded store refusing some samples for good); zero with any other
+// ingest runs a decoded batch (h.b) through identity check, allowlist,
+// relabel and forwarding. It returns the success status to answer and what
+// was written, also with the error of a partial write (invalid series, or
+// the embedded store refusing some samples for good); zero with any other
 // error. remoteWrite is false for /upload, whose timestamps come from the
-// server clock and are not bounds-checked.
-func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string, id authn.Identity, al *allowlist.Allowlist, b *batch.Batch, now time.Time, remoteWrite bool, t *ticket) (int, forward.Written, error) {
+// server clock and are not bounds-checked. h may be released on the way
+// (see held): the caller must not read the batch after ingest.
+func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string, id authn.Identity, al *allowlist.Allowlist, h *held, now time.Time, remoteWrite bool, t *ticket) (int, forward.Written, error) {
+	b := h.b
 	g.metrics.received.WithLabelValues(protocol).Add(float64(b.Points()))
 	shadow := map[string]int{}
 	var deniedSeries, deniedSamples int
@@ -823,20 +830,26 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 		b.Metadata = keptMetadata(b.Metadata, al, g.opts.AllowlistShadow)
 	}
 	var written forward.Written
+	// The batch may be released while it is forwarded (see held).
+	accepted, points := len(b.Series), b.Points()
 	if len(b.Series) > 0 || len(b.Metadata) > 0 {
 		if _, ok := g.opts.Forwarder.(BatchForwarder); !ok {
+			// For a BlockForwarder the compressed parts outgrow the
+			// snappy half of this when a request is split into many,
+			// but the batch, whose reservation is held to the end,
+			// is free by then.
 			if err := t.add(forwardReserveOf(g.opts.MaxForwardBytes, encodedBytes(b.Series)+metadataBytes(b.Metadata))); err != nil {
 				return 0, forward.Written{}, err
 			}
 		}
-		written, err = g.forward(r.Context(), id.ClusterID, b.Series, b.Metadata)
+		written, err = g.forward(r.Context(), id.ClusterID, b.Series, b.Metadata, h)
 		if err != nil {
 			return 0, written, err
 		}
-		g.metrics.forwarded.Add(float64(b.Points()))
+		g.metrics.forwarded.Add(float64(points))
 	}
 	if a := attemptOf(r.Context()); a != nil {
-		a.out.acceptedSeries, a.out.acceptedSamples = len(b.Series), b.Points()
+		a.out.acceptedSeries, a.out.acceptedSamples = accepted, points
 		a.out.setDropped(dropped)
 	}
 	setDroppedHeaders(w.Header(), dropped)
@@ -902,18 +915,19 @@ type allowlistFilter struct {
 // forward sends series in order, with the metadata of their families,
 // split below MaxForwardBytes (a BatchForwarder gets the series whole,
 // unencoded, and no metadata). A failure stops at that part; the parts
-// before it are already accepted.
-func (g *Gateway) forward(ctx context.Context, clusterID string, series []batch.Series, md []batch.Metadata) (forward.Written, error) {
+// before it are already accepted. It may release h (a BlockForwarder's
+// parts are sent after it), so series and md are not to be read after.
+func (g *Gateway) forward(ctx context.Context, clusterID string, series []batch.Series, md []batch.Metadata, h *held) (forward.Written, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.opts.MaxRetryTime)
 	defer cancel()
 	start := time.Now()
-	written, err := g.forwardDown(ctx, clusterID, series, md)
+	written, err := g.forwardDown(ctx, clusterID, series, md, h)
 	g.activity.downstreamDone(g.opts.Now(), time.Since(start), err)
 	return written, err
 }
 
 // forwardDown is forward's write downstream.
-func (g *Gateway) forwardDown(ctx context.Context, clusterID string, series []batch.Series, md []batch.Metadata) (forward.Written, error) {
+func (g *Gateway) forwardDown(ctx context.Context, clusterID string, series []batch.Series, md []batch.Metadata, h *held) (forward.Written, error) {
 	if bf, ok := g.opts.Forwarder.(BatchForwarder); ok {
 		if len(series) == 0 {
 			return forward.Written{}, nil // metadata only: not stored
@@ -925,25 +939,40 @@ func (g *Gateway) forwardDown(ctx context.Context, clusterID string, series []ba
 		}
 		return written, err
 	}
+	if bf, ok := g.opts.Forwarder.(BlockForwarder); ok && g.opts.ForwardMessage != forward.MessageV2 {
+		return g.forwardBlocks(ctx, bf, clusterID, series, md, h)
+	}
 	bufs := forward.GetBuffers()
 	defer forward.PutBuffers(bufs)
-	var err error
-	if pf, ok := g.opts.Forwarder.(ProtoForwarder); ok && g.opts.ForwardMessage != forward.MessageV2 {
-		err = bufs.EncodeSplitProto(series, md, g.opts.MaxForwardBytes, func(proto []byte) error {
-			return pf.SendProto(ctx, clusterID, proto)
-		})
-		if err != nil {
-			return forward.Written{}, err
-		}
-		return forward.WrittenOf(series), nil
-	}
-	err = bufs.EncodeSplitMessage(g.opts.ForwardMessage, series, md, g.opts.MaxForwardBytes, func(body []byte) error {
+	err := bufs.EncodeSplitMessage(g.opts.ForwardMessage, series, md, g.opts.MaxForwardBytes, func(body []byte) error {
 		return g.opts.Forwarder.Send(ctx, clusterID, body)
 	})
 	if err != nil {
 		return forward.Written{}, err
 	}
 	return forward.WrittenOf(series), nil
+}
+
+// forwardBlocks is forwardDown for a BlockForwarder (remote write 1.0):
+// every part is encoded and compressed first, then h is released, then
+// the parts are sent in order.
+func (g *Gateway) forwardBlocks(ctx context.Context, bf BlockForwarder, clusterID string, series []batch.Series, md []batch.Metadata, h *held) (forward.Written, error) {
+	bl := forward.GetBlocks()
+	defer forward.PutBlocks(bl)
+	bufs := forward.GetBuffers()
+	err := bufs.EncodeBlocks(bl, series, md, g.opts.MaxForwardBytes)
+	forward.PutBuffers(bufs)
+	if err != nil {
+		return forward.Written{}, err
+	}
+	written := forward.WrittenOf(series)
+	h.release()
+	for i := range bl.Len() {
+		if err := bf.SendBlock(ctx, clusterID, bl.Block(i)); err != nil {
+			return forward.Written{}, err
+		}
+	}
+	return written, nil
 }
 
 // setDroppedHeaders tells the client what was dropped, by reason:

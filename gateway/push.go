@@ -78,8 +78,9 @@ func (g *Gateway) handlePush(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		return g.writeError(w, r, err)
 	}
-	b := batch.Get()
-	defer batch.Put(b)
+	h := held{b: batch.Get()}
+	defer h.release()
+	b := h.b
 	maxDecoded := g.opts.Limits.MaxDecodedBytes
 	if enc == decode.PushIdentity {
 		if err := t.add(cap(b.Buf)); err != nil {
@@ -93,8 +94,8 @@ func (g *Gateway) handlePush(w http.ResponseWriter, r *http.Request) int {
 			return g.writeError(w, r, err)
 		}
 	} else {
-		cb := getBuf()
-		defer putBuf(cb)
+		h.cb = getBuf()
+		cb := h.cb
 		if err := t.add(cap(cb.b) + cap(b.Buf)); err != nil {
 			return g.writeError(w, r, err)
 		}
@@ -135,7 +136,7 @@ func (g *Gateway) handlePush(w http.ResponseWriter, r *http.Request) int {
 		}
 		addGrouping(b.Series, grouping)
 	}
-	if _, _, err := g.ingest(w, r, "push", id, al, b, now, true, t); err != nil {
+	if _, _, err := g.ingest(w, r, "push", id, al, &h, now, true, t); err != nil {
 		return g.writeError(w, r, err)
 	}
 	w.WriteHeader(http.StatusOK)
