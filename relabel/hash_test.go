@@ -1,6 +1,7 @@
 package relabel
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -68,18 +69,57 @@ func TestSeenBeforeSurvivesHashCollision(t *testing.T) {
 	p := New(defaultOpts())
 	a := batch.Series{Labels: []batch.Label{{Name: "__name__", Value: "a"}}}
 	b := batch.Series{Labels: []batch.Label{{Name: "__name__", Value: "b"}}}
-	seen := map[uint64]int{}
+	var seen seenTable
+	seen.reset(0)
 	var kept []batch.Series
 	const h = 42 // the same hash for both, as if they collided
 	for _, s := range []batch.Series{a, b} {
-		if _, dup := p.seenBefore(seen, h, kept, &s); dup {
+		if _, dup := p.seenBefore(&seen, h, kept, &s); dup {
 			t.Fatalf("%v reported as seen", s.Labels)
 		}
 		kept = append(kept, s)
 	}
 	for i, s := range []batch.Series{a, b} {
-		if j, dup := p.seenBefore(seen, h, kept, &s); !dup || j != i {
+		if j, dup := p.seenBefore(&seen, h, kept, &s); !dup || j != i {
 			t.Errorf("duplicate of %v not found after a collision (%d, %v)", s.Labels, j, dup)
+		}
+	}
+}
+
+// seenTable agrees with a map: keys that share slots, more entries than
+// reset was told of (it grows), and reuse after reset.
+func TestSeenTableAgreesWithMap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var tab seenTable
+	for round, n := range []int{0, 5, 1000, 3, 5000} {
+		tab.reset(n / 2)
+		want := map[uint64]int{}
+		for j := range n {
+			h := rng.Uint64()
+			if j%7 == 0 {
+				h = uint64(j % 13) // small keys: runs of neighbouring slots
+			}
+			if _, ok := want[h]; ok {
+				continue
+			}
+			if _, ok := tab.get(h); ok {
+				t.Fatalf("round %d: %d found before it was put", round, h)
+			}
+			want[h] = j
+			tab.put(h, j)
+		}
+		for h, j := range want {
+			if got, ok := tab.get(h); !ok || got != j {
+				t.Fatalf("round %d: get(%d) = %d, %v; want %d", round, h, got, ok, j)
+			}
+		}
+		for range 100 {
+			h := rng.Uint64()
+			if _, in := want[h]; !in {
+				if _, ok := tab.get(h); ok {
+					t.Fatalf("round %d: %d found, never put", round, h)
+				}
+			}
 		}
 	}
 }
