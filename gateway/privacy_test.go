@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-kit/log"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/telegate/telegate/batch"
 	"github.com/telegate/telegate/privacy"
@@ -271,5 +273,71 @@ func TestExplainShowsPIIFindings(t *testing.T) {
 	}
 	if out := get(); !strings.Contains(out, "PII guard: owner: email (hash)") || strings.Contains(out, "pod: ip") {
 		t.Fatalf("explain:\n%s", out)
+	}
+}
+
+// TestIdentityOnEveryPath: a series that claims another cluster refuses
+// the whole request, with nothing forwarded, wherever it is: kept by the
+// allowlist (the pipeline checks it as it strips), last of many kept
+// ones, denied by the allowlist, dropped by the PII guard, or without a
+// name; the own ID or an empty one passes.
+func TestIdentityOnEveryPath(t *testing.T) {
+	guard, err := privacy.New(privacy.Options{
+		Actions:      privacy.Defaults(),
+		Metrics:      map[string]map[privacy.Detector]privacy.Action{"rpc_duration_seconds": {privacy.Email: privacy.Drop}},
+		Key:          []byte("0123456789abcdef"),
+		ExemptLabels: []string{"_id", "instance", "pod"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(o *Options) { o.Privacy = guard })
+	ms := f.now.UnixMilli()
+	ok := ts(1, ms, "__name__", "cluster_version", "type", "current")
+	for _, c := range []struct {
+		name   string
+		series []prompb.TimeSeries
+		want   int
+	}{
+		{"kept", []prompb.TimeSeries{ts(1, ms, "__name__", "cluster_version", "_id", "c2")}, http.StatusBadRequest},
+		{"kept, last", []prompb.TimeSeries{ok, ts(2, ms, "__name__", "cluster_version", "_id", "c2", "type", "other")}, http.StatusBadRequest},
+		{"kept, behind an empty _id", []prompb.TimeSeries{ok, ts(2, ms, "__name__", "cluster_version", "_id", "", "_id", "c2")}, http.StatusBadRequest},
+		{"denied", []prompb.TimeSeries{ok, ts(2, ms, "__name__", "not_allowed", "_id", "c2")}, http.StatusBadRequest},
+		{"dropped by the guard", []prompb.TimeSeries{ok, ts(2, ms, "__name__", "rpc_duration_seconds", "_id", "c2", "user", "bob@example.com")}, http.StatusBadRequest},
+		{"without a name", []prompb.TimeSeries{ok, ts(2, ms, "_id", "c2", "job", "x")}, http.StatusBadRequest},
+		{"own", []prompb.TimeSeries{ok, ts(2, ms, "__name__", "cluster_version", "_id", "c1", "type", "other")}, http.StatusNoContent},
+	} {
+		f.fwd.reqs = nil
+		status, body, _ := f.write(t, harness.CompositeToken("dev", "c1"), c.series...)
+		if status != c.want {
+			t.Fatalf("%s: status %d (%s), want %d", c.name, status, body, c.want)
+		}
+		if c.want != http.StatusNoContent {
+			if !strings.Contains(body, `_id=\"c2\"`) {
+				t.Errorf("%s: answer %q does not name the claim", c.name, body)
+			}
+			if got := f.fwd.series(); len(got) != 0 {
+				t.Errorf("%s: forwarded %v", c.name, got)
+			}
+		}
+	}
+}
+
+// A request is logged at debug level only with DebugRequests: a line the
+// level filter would drop is not built.
+func TestDebugRequests(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		var buf syncBuffer
+		f := newFixture(t, func(o *Options) {
+			o.Logger = log.NewLogfmtLogger(&buf)
+			o.DebugRequests = on
+		})
+		ms := f.now.UnixMilli()
+		if status, body, _ := f.write(t, harness.CompositeToken("dev", "c1"), ts(1, ms, "__name__", "cluster_version")); status != http.StatusNoContent {
+			t.Fatalf("status %d: %s", status, body)
+		}
+		if logged := strings.Contains(buf.String(), "handler=receive"); logged != on {
+			t.Fatalf("DebugRequests %v: request logged %v\n%s", on, logged, buf.String())
+		}
 	}
 }

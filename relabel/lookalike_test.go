@@ -115,7 +115,7 @@ func TestStripPlainTable(t *testing.T) {
 				for _, rest := range []string{"", "nstance", "od", "_ID", "xported__id", "1"} {
 					name := string([]byte{byte(c)}) + rest
 					want := !(p.dropped(name) || p.lookalike(name))
-					out, _ := p.strip([]batch.Label{{Name: name, Value: "v"}})
+					out, _, _ := p.strip([]batch.Label{{Name: name, Value: "v"}}, "v")
 					if got := len(out) == 1; got != want {
 						t.Fatalf("drop %q, id %q: strip kept %q = %v, want %v", drop, id, name, got, want)
 					}

@@ -148,10 +148,16 @@ func (p *Pipeline) CheckIdentity(s *batch.Series, clusterID string) error {
 	for i := range s.Labels {
 		l := &s.Labels[i]
 		if len(l.Name) == len(name) && l.Name == name && l.Value != clusterID && l.Value != "" {
-			return invalid("series %s carries label %s=%q but the credentials are for cluster %q", s.Name(), name, l.Value, clusterID)
+			return p.identityError(s, l.Value, clusterID)
 		}
 	}
 	return nil
+}
+
+// identityError is CheckIdentity's error for a series that claims the
+// cluster claimed.
+func (p *Pipeline) identityError(s *batch.Series, claimed, clusterID string) error {
+	return invalid("series %s carries label %s=%q but the credentials are for cluster %q", s.Name(), p.opts.ClusterIDLabel, claimed, clusterID)
 }
 
 // Process rewrites every series of b in place: strip (drop_labels and
@@ -185,6 +191,7 @@ type Run struct {
 	out          []batch.Series
 	st           Stats
 	invalid      error
+	identity     error
 }
 
 // Begin starts a Run over b's series: Add them in order (the i-th series
@@ -214,12 +221,24 @@ func (r *Run) Finish() (Stats, error) {
 	return r.st, r.invalid
 }
 
+// Identity returns CheckIdentity's error for the first series Add was
+// given that carries the cluster ID label with another cluster's ID, nil
+// if none did. Add checks it while it strips (no pass of its own over
+// the labels) and goes on as Process always has (stamping overwrites the
+// claim); a caller that refuses such a request (the gateway) asks here
+// after Finish, and must check the series it does not Add itself.
+func (r *Run) Identity() error { return r.identity }
+
 // Add puts s through the pipeline (see Process) and appends it to the
 // kept series unless it is dropped or merged into an earlier one.
 func (r *Run) Add(s batch.Series) {
 	p, st := r.p, &r.st
 	var src uint64
-	s.Labels, src = p.strip(s.Labels)
+	var claimed string
+	s.Labels, src, claimed = p.strip(s.Labels, r.clusterID)
+	if claimed != "" && r.identity == nil {
+		r.identity = p.identityError(&s, claimed, r.clusterID)
+	}
 	if len(p.opts.RelabelConfigs) > 0 {
 		// Relabeling may make different series equal: the labels it
 		// started from tell the sources apart.
@@ -440,10 +459,12 @@ func merge[T any](dst, src []T, ts func(*T) int64) ([]T, int) {
 // label and empty-valued labels (an empty value means "no such label" in
 // Prometheus), in place. It returns a hash of what it removed (0 when
 // nothing but empty values): two series equal after stripping came from
-// the same source series only if they lost the same labels.
-func (p *Pipeline) strip(ls []batch.Label) ([]batch.Label, uint64) {
-	out := ls[:0]
-	var src uint64
+// the same source series only if they lost the same labels. claimed is
+// the value of a cluster ID label other than clusterID ("" if none: see
+// CheckIdentity), found on the way.
+func (p *Pipeline) strip(ls []batch.Label, clusterID string) (out []batch.Label, src uint64, claimed string) {
+	out = ls[:0]
+	id := p.opts.ClusterIDLabel
 	for _, l := range ls {
 		if l.Value == "" {
 			continue
@@ -452,7 +473,12 @@ func (p *Pipeline) strip(ls []batch.Label) ([]batch.Label, uint64) {
 			out = append(out, l)
 			continue
 		}
-		if p.dropped(l.Name) || l.Name != "" && p.lookalikeStart[l.Name[0]] && p.lookalike(l.Name) {
+		// The real label is CheckIdentity's to judge (stamp then sets it).
+		isID := len(l.Name) == len(id) && l.Name == id
+		if isID && l.Value != clusterID && claimed == "" {
+			claimed = l.Value
+		}
+		if p.dropped(l.Name) || !isID && l.Name != "" && p.lookalikeStart[l.Name[0]] && p.lookalike(l.Name) {
 			if src == 0 {
 				src = p.seed
 			}
@@ -461,7 +487,7 @@ func (p *Pipeline) strip(ls []batch.Label) ([]batch.Label, uint64) {
 		}
 		out = append(out, l)
 	}
-	return out, src
+	return out, src, claimed
 }
 
 // labelsHash hashes a label set as it is (order included).

@@ -3,6 +3,7 @@ package relabel
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -345,5 +346,52 @@ func TestRepeatedSeriesMerge(t *testing.T) {
 	}
 	if st.Series[ReasonCollision] != 2 || st.Samples[ReasonCollision] != 3 {
 		t.Fatalf("stats %+v: want 2 colliding series (2 samples) and 1 repeated timestamp", st)
+	}
+}
+
+// Run checks the identity of the series it is given as it strips, as
+// CheckIdentity does: the first claim of another cluster, also behind an
+// empty _id, also when _id is among the labels dropped; the own ID and an
+// empty value claim nothing. The series still go through (stamped), as
+// Process always did.
+func TestRunIdentity(t *testing.T) {
+	for _, drop := range [][]string{nil, {"_id"}} {
+		opts := defaultOpts()
+		opts.DropLabels = append(opts.DropLabels, drop...)
+		p := New(opts)
+		for _, c := range []struct {
+			labels []string
+			want   string
+		}{
+			{[]string{"__name__", "up", "_id", "c1"}, ""},
+			{[]string{"__name__", "up", "_id", ""}, ""},
+			{[]string{"__name__", "up", "job", "x"}, ""},
+			{[]string{"__name__", "up", "_id", "other"}, "other"},
+			{[]string{"__name__", "up", "_id", "", "_id", "c2"}, "c2"},
+		} {
+			b := mk(c.labels, []string{"__name__", "up", "_id", "c3", "zone", "z"})
+			r := p.Begin(b, "c1", time.Now(), false, &Scratch{})
+			for i := range b.Series {
+				r.Add(b.Series[i])
+			}
+			if _, err := r.Finish(); err != nil {
+				t.Fatal(err)
+			}
+			err := r.Identity()
+			if c.want == "" {
+				// The second series (c3) is the first claim then.
+				if err == nil || !strings.Contains(err.Error(), `"c3"`) {
+					t.Fatalf("drop %v, %v: got %v, want the claim of c3", drop, c.labels, err)
+				}
+				continue
+			}
+			var ie *InvalidError
+			if !errors.As(err, &ie) || !strings.Contains(err.Error(), strconv.Quote(c.want)) {
+				t.Fatalf("drop %v, %v: got %v, want the claim of %q", drop, c.labels, err, c.want)
+			}
+			if len(b.Series) != 2 {
+				t.Fatalf("drop %v, %v: %d series kept, want 2 (stamped, like Process)", drop, c.labels, len(b.Series))
+			}
+		}
 	}
 }

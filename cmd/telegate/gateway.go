@@ -33,6 +33,7 @@ import (
 	"github.com/telegate/telegate/examples"
 	"github.com/telegate/telegate/forward"
 	"github.com/telegate/telegate/gateway"
+	"github.com/telegate/telegate/internal/cmdutil"
 	"github.com/telegate/telegate/internal/kitslog"
 	"github.com/telegate/telegate/limits"
 	"github.com/telegate/telegate/privacy"
@@ -522,6 +523,7 @@ func newGateway(c *config.Config, comp *components, forwarder gateway.Forwarder,
 	}
 	opts := gateway.Options{
 		Logger:        logger,
+		DebugRequests: cmdutil.DebugEnabled(logger),
 		Registerer:    reg,
 		Authenticator: comp.authenticator,
 		Issuer:        comp.issuer,

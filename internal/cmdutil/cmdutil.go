@@ -22,7 +22,26 @@ func NewLogger(lvl, format string) log.Logger {
 		l = log.NewLogfmtLogger(w)
 	}
 	l = level.NewFilter(l, level.Allow(level.ParseDefault(lvl, level.InfoValue())))
-	return log.With(l, "ts", log.DefaultTimestampUTC, "caller", log.DefaultCaller)
+	return Logger{Logger: log.With(l, "ts", log.DefaultTimestampUTC, "caller", log.DefaultCaller), debug: lvl == "debug"}
+}
+
+// Logger is NewLogger's logger: a go-kit logger that knows whether it
+// writes debug lines. go-kit's level filter drops a line only once it
+// is built (its caller and timestamp taken), so a hot path asks
+// DebugEnabled before it builds one.
+type Logger struct {
+	log.Logger
+	debug bool
+}
+
+// DebugEnabled reports whether l writes debug lines: false for a
+// NewLogger logger above debug level, true for any other logger (which
+// may).
+func DebugEnabled(l log.Logger) bool {
+	if kl, ok := l.(Logger); ok {
+		return kl.debug
+	}
+	return true
 }
 
 // AddSignalActor adds the actor every long-running command has: SIGTERM

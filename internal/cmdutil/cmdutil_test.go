@@ -69,3 +69,16 @@ func TestNewLogger(t *testing.T) {
 		t.Errorf("got %q", out)
 	}
 }
+
+// DebugEnabled tells a NewLogger logger's level; any other logger may
+// write debug lines.
+func TestDebugEnabled(t *testing.T) {
+	for lvl, want := range map[string]bool{"debug": true, "info": false, "warn": false, "error": false} {
+		if got := DebugEnabled(NewLogger(lvl, "logfmt")); got != want {
+			t.Errorf("level %s: DebugEnabled %v, want %v", lvl, got, want)
+		}
+	}
+	if !DebugEnabled(log.NewNopLogger()) {
+		t.Error("another logger: DebugEnabled false, want true")
+	}
+}
