@@ -32,16 +32,22 @@ func TestHashStringCoversEveryByte(t *testing.T) {
 	}
 }
 
-// orBytes sees a high bit wherever it is, at every length.
-func TestOrBytesFindsHighBitAnywhere(t *testing.T) {
-	for n := 0; n <= 24; n++ {
+// hashStringOr's OR sees a high bit wherever it is, at every length, and
+// its hash is hashString's.
+func TestHashStringOrFindsHighBitAnywhere(t *testing.T) {
+	or := func(s string) uint64 { _, o := hashStringOr(7, s); return o }
+	for n := 0; n <= 40; n++ {
 		s := strings.Repeat("a", n)
-		if orBytes(s)&0x8080808080808080 != 0 {
+		if or(s)&0x8080808080808080 != 0 {
 			t.Errorf("len %d: ASCII string reported non-ASCII", n)
 		}
 		for i := 0; i < n; i++ {
-			if orBytes(s[:i]+"\xc3"+s[i+1:])&0x8080808080808080 == 0 {
+			hi := s[:i] + "\xc3" + s[i+1:]
+			if or(hi)&0x8080808080808080 == 0 {
 				t.Errorf("len %d: byte >= 0x80 at %d missed", n, i)
+			}
+			if h, _ := hashStringOr(7, hi); h != hashString(7, hi) {
+				t.Errorf("len %d: hash differs from hashString", n)
 			}
 		}
 	}

@@ -630,8 +630,9 @@ func (p *Pipeline) check(s *batch.Series) (uint64, error) {
 		if p.opts.MaxValueLength > 0 && len(l.Value) > p.opts.MaxValueLength {
 			return 0, invalid("label %s of series %s is %d bytes, over max_label_value_length (%d)", l.Name, s.Name(), len(l.Value), p.opts.MaxValueLength)
 		}
-		h = hashString(hashString(h, l.Name), l.Value)
+		h = hashString(h, l.Name)
 		if l.Name == batch.MetricName {
+			h = hashString(h, l.Value)
 			hasName = true
 			if !validMetricName(l.Value) {
 				return 0, invalid("invalid metric name %q", l.Value)
@@ -642,8 +643,11 @@ func (p *Pipeline) check(s *batch.Series) (uint64, error) {
 			return 0, invalid("series %s has invalid label name %q", s.Name(), l.Name)
 		}
 		// Label values are nearly always ASCII: OR their bytes together
-		// and run the UTF-8 check only on a series that has a high bit.
-		ascii |= orBytes(l.Value)
+		// (from the words the hash reads) and run the UTF-8 check only
+		// on a series that has a high bit.
+		var or uint64
+		h, or = hashStringOr(h, l.Value)
+		ascii |= or
 	}
 	if ascii&0x8080808080808080 != 0 {
 		for i := range ls {
@@ -683,24 +687,31 @@ func hashString(h uint64, s string) uint64 {
 	return mix(h, 0)
 }
 
-// orBytes returns the bitwise OR of s's bytes, in some lane of a word: its
-// 0x80 bits are set iff s has a byte >= 0x80. Words may overlap.
-func orBytes(s string) uint64 {
+// hashStringOr is hashString(h, s) and the bitwise OR of s's bytes (in
+// some lane of a word: its 0x80 bits are set iff s has a byte >= 0x80),
+// from one read of s.
+func hashStringOr(h uint64, s string) (uint64, uint64) {
 	n := len(s)
 	p := unsafe.Pointer(unsafe.StringData(s))
+	h ^= uint64(n) * 0xff51afd7ed558ccd
 	switch {
 	case n >= 8:
-		acc := load64(p, n-8)
-		for i := 0; i+8 <= n; i += 8 {
-			acc |= load64(p, i)
+		var acc uint64
+		for i := 0; i+8 < n; i += 8 {
+			w := load64(p, i)
+			acc |= w
+			h = mix(h, w)
 		}
-		return acc
+		w := load64(p, n-8)
+		return mix(h, w), acc | w
 	case n >= 4:
-		return uint64(load32(p, 0) | load32(p, n-4))
+		a, b := load32(p, 0), load32(p, n-4)
+		return mix(h, uint64(a)<<32|uint64(b)), uint64(a | b)
 	case n > 0:
-		return uint64(load8(p, 0) | load8(p, n/2) | load8(p, n-1))
+		x, y, z := load8(p, 0), load8(p, n/2), load8(p, n-1)
+		return mix(h, uint64(x)<<16|uint64(y)<<8|uint64(z)), uint64(x | y | z)
 	}
-	return 0
+	return mix(h, 0), 0
 }
 
 // load64, load32 and load8 read s[i:] of a string's bytes at p (native
