@@ -269,8 +269,7 @@ func (p *selParser) str() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("at offset %d: invalid string %s: %w", start, lit, err)
 	}
-	if !utf8.ValidString(s) {
-		return "", fmt.Errorf("at offset %d: invalid UTF-8", start)
-	}
+	// An escape may still spell invalid UTF-8 ("\x80"): PromQL takes it
+	// (such a value matches no valid label), and so does the client.
 	return s, nil
 }
