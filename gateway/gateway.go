@@ -772,28 +772,20 @@ func (g *Gateway) ingest(w http.ResponseWriter, r *http.Request, protocol string
 			}
 			continue
 		}
+		denied := false
 		if al == nil || !m.MatchName(name) {
-			if g.allowlistDenies(s, shadow, &tally) {
-				if err := g.opts.Pipeline.CheckIdentity(s, id.ClusterID); err != nil {
-					return 0, forward.Written{}, err
-				}
-				deniedSeries++
-				deniedSamples += s.Points()
-				continue
-			}
+			denied = g.allowlistDenies(s, shadow, &tally)
 		} else if e, ok := m.Match(name, s.Labels); !ok {
-			if g.allowlistDenies(s, shadow, &tally) {
-				if err := g.opts.Pipeline.CheckIdentity(s, id.ClusterID); err != nil {
-					return 0, forward.Written{}, err
-				}
-				deniedSeries++
-				deniedSamples += s.Points()
-				continue
-			}
+			denied = g.allowlistDenies(s, shadow, &tally)
 		} else {
 			rules.add(e, name, s.Points())
 		}
-		if useGuard && guard.ApplySeries(s, &pst) {
+		if denied {
+			deniedSeries++
+			deniedSamples += s.Points()
+		}
+		if denied || useGuard && guard.ApplySeries(s, &pst) {
+			// Not given to the pipeline: its identity is checked here.
 			if err := g.opts.Pipeline.CheckIdentity(s, id.ClusterID); err != nil {
 				return 0, forward.Written{}, err
 			}

@@ -22,16 +22,7 @@ import (
 // found are hashed (or the series dropped, counted as reason privacy),
 // stripped labels and the cluster ID are not its business.
 func TestPrivacyGuardOnIngest(t *testing.T) {
-	guard, err := privacy.New(privacy.Options{
-		Actions:      privacy.Defaults(),
-		Metrics:      map[string]map[privacy.Detector]privacy.Action{"rpc_duration_seconds": {privacy.Email: privacy.Drop}},
-		Key:          []byte("0123456789abcdef"),
-		ExemptLabels: []string{"_id", "instance", "pod"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := newFixture(t, func(o *Options) { o.Privacy = guard })
+	f := newFixture(t, func(o *Options) { o.Privacy = ingestGuard(t) })
 	ms := f.now.UnixMilli()
 	status, body, hdr := f.write(t, harness.CompositeToken("dev", "c1"),
 		ts(1, ms, "__name__", "cluster_version", "instance", "10.0.0.1:9090", "owner", "alice@example.com", "type", "current"),
@@ -282,16 +273,7 @@ func TestExplainShowsPIIFindings(t *testing.T) {
 // ones, denied by the allowlist, dropped by the PII guard, or without a
 // name; the own ID or an empty one passes.
 func TestIdentityOnEveryPath(t *testing.T) {
-	guard, err := privacy.New(privacy.Options{
-		Actions:      privacy.Defaults(),
-		Metrics:      map[string]map[privacy.Detector]privacy.Action{"rpc_duration_seconds": {privacy.Email: privacy.Drop}},
-		Key:          []byte("0123456789abcdef"),
-		ExemptLabels: []string{"_id", "instance", "pod"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := newFixture(t, func(o *Options) { o.Privacy = guard })
+	f := newFixture(t, func(o *Options) { o.Privacy = ingestGuard(t) })
 	ms := f.now.UnixMilli()
 	ok := ts(1, ms, "__name__", "cluster_version", "type", "current")
 	for _, c := range []struct {
@@ -340,4 +322,21 @@ func TestDebugRequests(t *testing.T) {
 			t.Fatalf("DebugRequests %v: request logged %v\n%s", on, logged, buf.String())
 		}
 	}
+}
+
+// ingestGuard is the guard of the ingest tests: the default actions, an
+// e-mail address in rpc_duration_seconds drops the series, and the cluster
+// ID and the stripped labels are exempt.
+func ingestGuard(t *testing.T) *privacy.Guard {
+	t.Helper()
+	guard, err := privacy.New(privacy.Options{
+		Actions:      privacy.Defaults(),
+		Metrics:      map[string]map[privacy.Detector]privacy.Action{"rpc_duration_seconds": {privacy.Email: privacy.Drop}},
+		Key:          []byte("0123456789abcdef"),
+		ExemptLabels: []string{"_id", "instance", "pod"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return guard
 }
